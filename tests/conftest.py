@@ -1,0 +1,59 @@
+import gzip
+import os
+
+import orjson
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def write_jsonl(path, records, compress=None):
+    """records: dicts (dumped as JSON) or raw bytes lines (written as they are)."""
+    lines = b"".join((r if isinstance(r, bytes) else orjson.dumps(r)) + b"\n" for r in records)
+    if compress == "gzip":
+        lines = gzip.compress(lines)
+    elif compress == "zstd":
+        import zstandard
+
+        lines = zstandard.ZstdCompressor().compress(lines)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(lines)
+    return path
+
+
+def read_output_docs(run_dir):
+    """All documents a run wrote, as dicts, from jsonl(.gz) or parquet files."""
+    docs = []
+    folder = os.path.join(run_dir, "documents")
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            docs.extend(pq.read_table(path).to_pylist())
+            continue
+        opener = gzip.open if name.endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            docs.extend(orjson.loads(line) for line in fh if line.strip())
+    return docs
+
+
+def make_corpus(folder, n_files=4, docs_per_file=50, prefix="doc"):
+    for f in range(n_files):
+        write_jsonl(folder / f"part-{f}.jsonl", [
+            {"id": f"{prefix}-{f}-{i}", "text": f"Document {f}-{i}. " + "words and more words " * (1 + (i % 17)),
+             "source": f"s{f % 2}"} for i in range(docs_per_file)])
+    return folder
+
+
+@pytest.fixture
+def run_cfg(tmp_path):
+    """Build a validated pipeline config rooted in tmp_path."""
+    from textcurate.config import parse_pipeline
+
+    def build(input_, stages=(), tasks=1, workers=1, **output):
+        data = {"name": "t", "input": input_, "stages": list(stages),
+                "output": {"path": str(tmp_path / "run"), **output},
+                "executor": {"type": "local", "tasks": tasks, "workers": workers}}
+        return parse_pipeline(data)
+    return build

@@ -1,0 +1,3 @@
+from textcurate.cli import main
+
+main()

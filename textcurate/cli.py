@@ -1,0 +1,139 @@
+"""The command line: one verb per stage. ``textcurate --help`` lists them."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="textcurate: turn a large pretraining corpus into a better, smaller one.")
+console = Console(stderr=True)
+
+
+def _fail(msg: str, code: int = 2):
+    console.print(f"[bold red]error:[/] {msg}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _print_result(record: dict) -> None:
+    from textcurate.runner.ledger import ledger_table
+
+    out = Console()
+    for phase, led in (record.get("phases") or {}).items():
+        out.print(ledger_table(led, title=f"phase {phase}"))
+    out.print(ledger_table(record["ledger"], title=f"{record['name']}: ledger"))
+    if record.get("problems"):
+        for p in record["problems"]:
+            out.print(f"[bold red]ledger does not balance:[/] {p}")
+    rej = record.get("rejects", {})
+    if rej.get("count"):
+        out.print(f"{rej['count']:,} rejected records in {record['config']['output']['path']}/rejects/:")
+        for k, v in sorted(rej["by_reason"].items(), key=lambda kv: -kv[1])[:10]:
+            out.print(f"  {v:>7,}  {k}")
+    if record.get("report"):
+        out.print(f"report: {record['report']}")
+
+
+@app.command()
+def run(pipeline: str = typer.Argument(..., help="pipeline YAML"),
+        set_: Optional[List[str]] = typer.Option(None, "--set", help="override a key: executor.tasks=4"),
+        overwrite: bool = typer.Option(False, help="replace an output folder that holds another run"),
+        report: bool = typer.Option(True, help="write report.html at the end")):
+    """Run a pipeline YAML, or resume it: the same command after a crash finishes the job."""
+    from textcurate.config import ConfigError, load_pipeline
+    from textcurate.runner.run import run_pipeline
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1") if os.environ.get("TEXTCURATE_OFFLINE", "1") == "1" else None
+    try:
+        cfg = load_pipeline(pipeline, set_ or [])
+        record = run_pipeline(cfg, overwrite=overwrite, report=report)
+    except ConfigError as e:
+        _fail(str(e))
+    if record["status"] != "complete":
+        _fail(f"run incomplete: {record['ledger']['tasks']} of {cfg.executor.tasks} tasks done; run the same "
+              f"command again to finish", code=1)
+    _print_result(record)
+    if record.get("problems"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def select(run_dir: str = typer.Argument(..., help="a finished run whose documents carry the attributes"),
+           out: str = typer.Option(..., "--out", help="output folder for the new run"),
+           expr: Optional[str] = typer.Option(None, help="e.g. 'n_words >= 50 and alpha_frac > 0.6'"),
+           by: Optional[str] = typer.Option(None, help="score to rank by, for --top-k/--fraction/--per-group"),
+           top_k: Optional[int] = typer.Option(None, "--top-k"),
+           fraction: Optional[float] = typer.Option(None),
+           ascending: bool = typer.Option(False, help="keep the lowest scores instead of the highest"),
+           group_by: Optional[str] = typer.Option(None, "--group-by"),
+           per_group: Optional[float] = typer.Option(None, "--per-group", help="k per group, or a fraction <= 1"),
+           seed: int = typer.Option(0),
+           tasks: int = typer.Option(1),
+           overwrite: bool = typer.Option(False)):
+    """Re-select from a finished run by new thresholds: reads its documents, runs no scorer."""
+    from textcurate.config import ConfigError, parse_pipeline
+    from textcurate.runner.run import run_pipeline
+
+    src = os.path.join(run_dir, "run.json")
+    if not os.path.exists(src):
+        _fail(f"{run_dir}: no run.json; is it a finished textcurate run?")
+    with open(src) as fh:
+        old = json.load(fh)
+    fmt = old["config"]["output"]["format"]
+    stage = {"type": "select", "expr": expr, "by": by, "top_k": top_k, "fraction": fraction, "ascending": ascending,
+             "group_by": group_by, "seed": seed,
+             "per_group": (int(per_group) if per_group is not None and per_group > 1 else per_group)}
+    data = {"name": f"{old['name']}-select", "input": {"type": fmt, "path": os.path.join(run_dir, "documents")},
+            "stages": [{k: v for k, v in stage.items() if v is not None and v is not False}],
+            "output": {"path": out, "format": fmt, "compression": old["config"]["output"]["compression"]},
+            "executor": {"type": "local", "tasks": tasks}}
+    try:
+        record = run_pipeline(parse_pipeline(data, source="textcurate select"), overwrite=overwrite)
+    except ConfigError as e:
+        _fail(str(e))
+    _print_result(record)
+
+
+@app.command()
+def report(run_dir: str = typer.Argument(...), out: Optional[str] = typer.Option(None, help="default RUN/report.html")):
+    """Write one self-contained HTML report of a run."""
+    from textcurate.report.html import write_report
+
+    if not os.path.exists(os.path.join(run_dir, "run.json")):
+        _fail(f"{run_dir}: no run.json")
+    print(write_report(run_dir, out))
+
+
+@app.command()
+def ledger(run_dir: str = typer.Argument(...)):
+    """Print a run's ledger table (documents in / kept / dropped / rejected per step)."""
+    from textcurate.runner.ledger import ledger_table
+
+    with open(os.path.join(run_dir, "run.json")) as fh:
+        record = json.load(fh)
+    if "ledger" not in record:
+        _fail(f"{run_dir}: run has no ledger yet (status {record.get('status')})")
+    Console().print(ledger_table(record["ledger"], title=f"{record['name']}: ledger"))
+
+
+@app.command()
+def stages():
+    """List the stage types a pipeline YAML can use."""
+    from textcurate.registry import STAGES
+
+    for name, spec in sorted(STAGES.items()):
+        fields = ", ".join(f for f in spec.params.model_fields if f != "name")
+        print(f"{name:<12} {spec.doc}\n{'':<12} params: {fields}")
+
+
+def main():  # python -m textcurate
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Pipeline YAML -> validated objects (pydantic). No eval, no pickle.
+
+A pipeline names an input, a list of stages, an output and an executor:
+
+    input: {type: jsonl, path: data/}
+    stages:
+      - {type: text_stats}
+      - {type: select, expr: "n_words >= 50"}
+    output: {path: runs/demo}
+    executor: {type: local, tasks: 2}
+
+Stages are looked up in a registry (``textcurate.registry``) so that later stages add
+themselves without touching this file. Every error names the bad key by its path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _ReaderCommon(_Strict):
+    limit: int = Field(-1, description="documents per task, -1 for all")
+    skip: int = 0
+    max_doc_bytes: int = 10_000_000
+    text_key: str = "text"
+    id_key: str = "id"
+
+
+class JsonlInput(_ReaderCommon):
+    type: Literal["jsonl"]
+    path: str
+    glob: str | None = Field(None, description="e.g. '**/*.jsonl.gz'; default: every file under path")
+    compression: Literal["infer", "gzip", "zstd", "bz2", "xz"] | None = "infer"
+
+
+class ParquetInput(_ReaderCommon):
+    type: Literal["parquet"]
+    path: str
+    glob: str | None = None
+
+
+class HFDatasetInput(_ReaderCommon):
+    type: Literal["hf_dataset"]
+    path: str
+    split: str = "train"
+    load_options: dict[str, Any] = {}
+
+
+class FileTreeInput(_Strict):
+    type: Literal["file_tree"]
+    paths: list[str]
+    include: list[str] = ["*"]
+    exclude: list[str] = []
+    max_section_chars: int = 8000
+    max_file_bytes: int = 20_000_000
+    max_sections_per_file: int | None = Field(None, description="keep the first N sections of each file")
+    limit: int = -1
+    skip: int = 0
+
+
+InputConfig = Annotated[Union[JsonlInput, ParquetInput, HFDatasetInput, FileTreeInput], Field(discriminator="type")]
+
+
+class OutputConfig(_Strict):
+    path: str
+    format: Literal["jsonl", "parquet"] = "jsonl"
+    compression: Literal["gzip", "zstd", "snappy"] | None = "gzip"
+    write_documents: bool = True
+
+
+class ExecutorConfig(_Strict):
+    type: Literal["local", "ray", "slurm"] = "local"
+    tasks: int = Field(1, ge=1)
+    workers: int = -1
+    options: dict[str, Any] = Field({}, description="passed to datatrove's executor (slurm: partition, time, ...)")
+
+
+class PipelineConfig(_Strict):
+    name: str = "pipeline"
+    input: InputConfig
+    stages: list[dict[str, Any]] = []
+    output: OutputConfig
+    executor: ExecutorConfig = ExecutorConfig()
+    seed: int = 0
+
+    def stage_params(self) -> list[tuple[str, BaseModel]]:
+        """Validate each stage against its registered parameter model."""
+        from textcurate.registry import STAGES
+
+        out, errors = [], []
+        for i, raw in enumerate(self.stages):
+            where = f"stages[{i}]"
+            if not isinstance(raw, dict) or "type" not in raw:
+                errors.append(f"{where}.type: missing (known stage types: {', '.join(sorted(STAGES))})")
+                continue
+            kind = raw["type"]
+            if kind not in STAGES:
+                hint = difflib.get_close_matches(str(kind), STAGES, n=1)
+                errors.append(f"{where}.type: unknown stage {kind!r}"
+                              + (f" (did you mean {hint[0]!r}?)" if hint else f" (known: {', '.join(sorted(STAGES))})"))
+                continue
+            params = {k: v for k, v in raw.items() if k != "type"}
+            try:
+                out.append((kind, STAGES[kind].params.model_validate(params)))
+            except ValidationError as e:
+                errors.extend(_format_errors(e, f"{where} ({kind})", STAGES[kind].params))
+        if errors:
+            raise ConfigError("\n".join(errors))
+        return out
+
+    def fingerprint(self) -> str:
+        """What must match for a run directory to be resumed rather than started over."""
+        blob = json.dumps(self.model_dump(mode="json", exclude={"executor"}), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _format_errors(e: ValidationError, prefix: str, model: type[BaseModel] | None = None) -> list[str]:
+    lines = []
+    for err in e.errors():
+        loc = prefix
+        for part in err["loc"]:
+            if isinstance(part, int):
+                loc += f"[{part}]"
+            elif part in ("jsonl", "parquet", "hf_dataset", "file_tree") and loc.endswith("input"):
+                continue  # the discriminator's branch name adds nothing
+            else:
+                loc += f".{part}" if loc else str(part)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            known = _known_keys(model, err["loc"])
+            hint = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
+            msg = "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else f" (known: {', '.join(known)})")
+        lines.append(f"{loc}: {msg}")
+    return lines
+
+
+def _known_keys(model, loc) -> list[str]:
+    if model is None:
+        return []
+    try:
+        node = model
+        for part in loc[:-1]:
+            if isinstance(part, int):
+                continue
+            if part in ("jsonl", "parquet", "hf_dataset", "file_tree"):
+                node = {"jsonl": JsonlInput, "parquet": ParquetInput, "hf_dataset": HFDatasetInput,
+                        "file_tree": FileTreeInput}[part]
+                continue
+            ann = node.model_fields[part].annotation
+            node = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+            if node is None:
+                return []
+        return sorted(node.model_fields)
+    except (KeyError, AttributeError, TypeError):
+        return []
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """``--set executor.tasks=4 --set stages.1.expr='n_words > 9'``: values are parsed as YAML."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. executor.tasks=4")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node: Any = data
+        for j, part in enumerate(parts):
+            last = j == len(parts) - 1
+            where = ".".join(parts[: j + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"--set {key}: {where!r} is not an index of a list of {len(node)}")
+                part = int(part)
+            elif not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[:j])!r} is not a mapping")
+            if last:
+                node[part] = yaml.safe_load(value)
+            else:
+                if isinstance(node, dict) and part not in node:
+                    node[part] = {}
+                node = node[part]
+    return data
+
+
+def load_pipeline(path: str, overrides: list[str] | None = None) -> PipelineConfig:
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with input, stages, output")
+    return parse_pipeline(apply_overrides(data, overrides or []), source=path)
+
+
+def parse_pipeline(data: dict, source: str = "<config>") -> PipelineConfig:
+    try:
+        cfg = PipelineConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: invalid pipeline\n  " + "\n  ".join(_format_errors(e, "", PipelineConfig))
+                          ) from None
+    try:
+        cfg.stage_params()
+    except ConfigError as e:
+        raise ConfigError(f"{source}: invalid pipeline\n  " + str(e).replace("\n", "\n  ")) from None
+    return cfg

@@ -1,0 +1,1 @@
+"""Readers, writers, rejects and attribute tables. Imports no stage."""

@@ -1,0 +1,350 @@
+"""Readers that never lose a record silently.
+
+Each is a datatrove reader (sharding by file across tasks, ``limit``/``skip``, any fsspec
+path), with one change: a record that cannot become a Document is written to
+``rejects/`` with file, line and field, and counted. datatrove's own readers log a
+warning and drop such records, or stop reading a file at its first bad byte.
+
+Counting convention for the ledger: ``total`` = records seen, ``rejected`` = records
+refused; every other record is yielded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any, Iterable
+
+import orjson
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.readers.base import BaseDiskReader, BaseReader
+
+from textcurate.io.records import DEFAULT_MAX_DOC_BYTES, RecordValidator, explain_bad_json_line
+from textcurate.io.rejects import Reject, RejectSink
+
+
+class _Validating:
+    """Shared by the readers: a validator, a reject sink per task, the counts, and progress."""
+
+    def progress_total(self, rank: int, world_size: int) -> tuple[int | None, str]:
+        return None, "files"
+
+    def progress_done(self) -> int:
+        return int(self.stats["input_files"].total)
+
+    rejects_folder: str | None
+    validator: RecordValidator
+    _rejects: RejectSink | None = None
+
+    def _start_task(self, rank: int) -> None:
+        self.validator.reset()
+        self._rejects = RejectSink(self.rejects_folder, "read", rank)
+
+    def _accept(self, result: Document | Reject) -> Document | None:
+        self.stat_update("total")
+        if isinstance(result, Reject):
+            self._reject(result)
+            return None
+        return result
+
+    def _reject(self, reject: Reject) -> None:
+        self.stat_update("rejected")
+        if self._rejects is not None:
+            self._rejects.add(reject)
+
+    def _end_task(self) -> None:
+        if self._rejects is not None:
+            self._rejects.close()
+
+
+class _DiskReader(_Validating, BaseDiskReader):
+    def __init__(self, data_folder, rejects_folder: str | None = None, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
+                 text_key: str = "text", id_key: str = "id", glob_pattern: str | None = None, limit: int = -1,
+                 skip: int = 0, recursive: bool = True, paths_file=None, default_metadata: dict | None = None):
+        super().__init__(data_folder, paths_file=paths_file, limit=limit, skip=skip, text_key=text_key,
+                         id_key=id_key, glob_pattern=glob_pattern, recursive=recursive,
+                         default_metadata=default_metadata, add_file_path=False)
+        self.rejects_folder = rejects_folder
+        self.validator = RecordValidator(text_key, id_key, max_doc_bytes)
+
+    def progress_total(self, rank: int, world_size: int) -> tuple[int | None, str]:
+        try:
+            return len(self.data_folder.get_shard(rank, world_size, recursive=self.recursive,
+                                                  glob_pattern=self.glob_pattern)), "files"
+        except Exception:
+            return None, "files"
+
+    def _finish(self, doc: Document | None) -> Document | None:
+        if doc is not None and self.default_metadata:
+            doc.metadata = self.default_metadata | doc.metadata
+        return doc
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        self._start_task(rank)
+        try:
+            yield from super().run(data, rank, world_size)
+        finally:
+            self._end_task()
+
+    def read_files_shard(self, shard: list[str]) -> DocumentsPipeline:
+        # datatrove's version reads one record past `limit`; this one stops before reading it,
+        # so every record read is either yielded, rejected, or skipped (and counted as dropped)
+        yielded = skipped = 0
+        for filepath in shard:
+            if self.limit != -1 and yielded >= self.limit:
+                break
+            self.stat_update("input_files")
+            for doc in self.read_file(filepath):
+                if skipped < self.skip:
+                    skipped += 1
+                    self.stat_update("skipped")
+                    continue
+                yield doc
+                yielded += 1
+                if self.limit != -1 and yielded >= self.limit:
+                    break
+
+
+class JsonlReader(_DiskReader):
+    """JSON Lines, plain or compressed (.gz, .zst, .bz2, .xz: inferred from the name)."""
+
+    name = "jsonl"
+
+    def __init__(self, data_folder, compression: str | None = "infer", **kwargs):
+        kwargs.setdefault("glob_pattern", None)
+        super().__init__(data_folder, **kwargs)
+        self.compression = compression
+        # a line may hold its text JSON-escaped (up to 6 bytes per character) plus metadata
+        self.max_line_bytes = 6 * self.validator.max_doc_bytes + (1 << 20)
+
+    def read_file(self, filepath: str) -> Iterable[Document]:
+        cap = self.max_line_bytes
+        line_no = 0
+        try:
+            with self.data_folder.open(filepath, "rb", compression=self.compression) as raw_fh:
+                fh = raw_fh if hasattr(raw_fh, "peek") else io.BufferedReader(raw_fh)
+                while raw := fh.readline(cap):
+                    line_no += 1
+                    if len(raw) >= cap and not raw.endswith(b"\n"):
+                        size = len(raw)
+                        while chunk := fh.readline(cap):  # skip the rest of the record without holding it
+                            size += len(chunk)
+                            if chunk.endswith(b"\n"):
+                                break
+                        self._accept(Reject(filepath, line_no, "<record>",
+                                            f"line too large: {size:,} bytes > {cap:,}", size_bytes=size))
+                        continue
+                    if not raw.strip():
+                        self.stat_update("blank_lines")
+                        continue
+                    try:
+                        data = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        self._accept(explain_bad_json_line(raw, filepath, line_no))
+                        continue
+                    result = self.validator.to_document(data, filepath, line_no, f"{filepath}:{line_no}", len(raw))
+                    if (doc := self._finish(self._accept(result))) is not None:
+                        yield doc
+        except Exception as e:  # truncated gzip, corrupt zstd frame, unreadable file: the rest of it is lost
+            if isinstance(e, GeneratorExit):
+                raise
+            self._accept(Reject(filepath, line_no + 1, "<file>",
+                                f"unreadable after line {line_no}: {type(e).__name__}: {e}"))
+
+
+class ParquetReader(_DiskReader):
+    """Parquet files; the row number (1-based) stands for the line."""
+
+    name = "parquet"
+
+    def __init__(self, data_folder, batch_size: int = 1000, **kwargs):
+        super().__init__(data_folder, **kwargs)
+        self.batch_size = batch_size
+
+    def read_file(self, filepath: str) -> Iterable[Document]:
+        import pyarrow.parquet as pq
+
+        row = 0
+        try:
+            with self.data_folder.open(filepath, "rb") as fh:
+                for batch in pq.ParquetFile(fh).iter_batches(batch_size=self.batch_size):
+                    for data in batch.to_pylist():
+                        row += 1
+                        result = self.validator.to_document(data, filepath, row, f"{filepath}:{row}")
+                        if (doc := self._finish(self._accept(result))) is not None:
+                            yield doc
+        except Exception as e:
+            if isinstance(e, GeneratorExit):
+                raise
+            self._accept(Reject(filepath, row + 1 if row else None, "<file>",
+                                f"unreadable Parquet after row {row}: {type(e).__name__}: {e}"))
+
+
+class HFDatasetReader(_Validating, BaseReader):
+    """A Hugging Face ``datasets.Dataset``: in memory, a ``save_to_disk`` folder, or anything
+    ``datasets.load_dataset`` takes (a local folder of data files, or a hub id when a hub is
+    reachable). Each task reads a contiguous slice of the rows."""
+
+    name = "hf_dataset"
+
+    def __init__(self, dataset: Any, split: str | None = "train", rejects_folder: str | None = None,
+                 max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES, text_key: str = "text", id_key: str = "id",
+                 limit: int = -1, skip: int = 0, load_options: dict | None = None):
+        super().__init__(limit=limit, skip=skip, text_key=text_key, id_key=id_key)
+        self.dataset = dataset
+        self.split = split
+        self.load_options = load_options or {}
+        self.rejects_folder = rejects_folder
+        self.validator = RecordValidator(text_key, id_key, max_doc_bytes)
+
+    def progress_total(self, rank: int, world_size: int) -> tuple[int | None, str]:
+        return None, "rows"
+
+    def progress_done(self) -> int:
+        return int(self.stats["total"].total)
+
+    def _load(self):
+        import datasets
+
+        ds = self.dataset
+        if isinstance(ds, (str, os.PathLike)):
+            path = os.fspath(ds)
+            if os.path.isfile(os.path.join(path, "dataset_info.json")) or os.path.isfile(
+                    os.path.join(path, "dataset_dict.json")):
+                ds = datasets.load_from_disk(path)
+            else:
+                ds = datasets.load_dataset(path, split=self.split, **self.load_options)
+        if isinstance(ds, datasets.DatasetDict):
+            if self.split not in ds:
+                raise ValueError(f"split {self.split!r} not in dataset (splits: {list(ds)})")
+            ds = ds[self.split]
+        return ds
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
+        ds = self._load()
+        label = os.fspath(self.dataset) if isinstance(self.dataset, (str, os.PathLike)) else "<dataset>"
+        n = len(ds)
+        start, stop = rank * n // world_size, (rank + 1) * n // world_size
+        self._start_task(rank)
+        yielded = skipped = 0
+        try:
+            for offset in range(start, stop, 1000):
+                rows = ds[offset:min(offset + 1000, stop)]
+                keys = list(rows)
+                for i in range(len(rows[keys[0]]) if keys else 0):
+                    row_no = offset + i + 1
+                    record = {k: rows[k][i] for k in keys}
+                    result = self.validator.to_document(record, label, row_no, f"{label}:{row_no}")
+                    doc = self._accept(result)
+                    if doc is None:
+                        continue
+                    if skipped < self.skip:
+                        skipped += 1
+                        self.stat_update("skipped")
+                        continue
+                    self.update_doc_stats(doc)
+                    yield doc
+                    yielded += 1
+                    if self.limit != -1 and yielded >= self.limit:
+                        return
+        finally:
+            self._end_task()
+
+
+class FileTreeReader(_Validating, BaseReader):
+    """A local file tree (or several): one document per file, or per section of a long file.
+
+    ``paths`` may hold ``@stdlib`` (this Python's standard library) and ``@docs`` (installed
+    documentation). Metadata: path, relpath, language, kind, file_bytes, section, n_sections, line.
+    Binary, undecodable, empty and oversized files are rejected, never skipped silently.
+    """
+
+    name = "file_tree"
+
+    def __init__(self, paths: list[str], include: list[str] | None = None, exclude: list[str] | None = None,
+                 max_section_chars: int = 8000, max_file_bytes: int = 20_000_000,
+                 max_sections_per_file: int | None = None, rejects_folder: str | None = None,
+                 limit: int = -1, skip: int = 0, default_metadata: dict | None = None):
+        super().__init__(limit=limit, skip=skip, default_metadata=default_metadata)
+        self.paths = list(paths)
+        self.include = include or ["*"]
+        self.exclude = exclude or []
+        self.max_section_chars = max_section_chars
+        self.max_file_bytes = max_file_bytes
+        self.max_sections_per_file = max_sections_per_file
+        self.rejects_folder = rejects_folder
+        self.validator = RecordValidator()
+        self._files = None
+
+    def progress_total(self, rank: int, world_size: int) -> tuple[int | None, str]:
+        return len(self.files()[rank::world_size]), "files"
+
+    def files(self):
+        from textcurate.io.filetree import list_files, resolve_roots
+
+        if self._files is None:  # listed once per task; every task lists the same sorted files
+            self._files = list_files(resolve_roots(self.paths), self.include, self.exclude, self.max_file_bytes)
+        return self._files
+
+    def _read_one(self, f) -> Iterable[Document]:
+        from textcurate.io.filetree import classify, iter_sections, read_bytes
+
+        try:
+            data = read_bytes(f.path, self.max_file_bytes)
+        except Exception as e:
+            self._accept(Reject(f.path, None, "<file>", f"unreadable: {type(e).__name__}: {e}"))
+            return
+        if len(data) > self.max_file_bytes:
+            self._accept(Reject(f.path, None, "text", f"file too large: > max_file_bytes {self.max_file_bytes:,}",
+                                size_bytes=len(data)))
+            return
+        if b"\x00" in data[:8192]:
+            self._accept(Reject(f.path, None, "text", "binary content (NUL bytes)", size_bytes=len(data)))
+            return
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data[: e.start].count(b"\n") + 1
+            self._accept(Reject(f.path, line, "text", f"invalid UTF-8 at byte {e.start}", size_bytes=len(data),
+                                preview=data[max(0, e.start - 40): e.start + 40].decode("utf-8", "replace")))
+            return
+        if not data.strip():
+            self._accept(Reject(f.path, None, "text", "empty file", size_bytes=len(data)))
+            return
+        language, kind = classify(f.path)
+        sections = list(iter_sections(f, data, self.max_section_chars))[: self.max_sections_per_file]
+        for k, line, text in sections:
+            meta = {"path": f.path, "relpath": f.rel, "language": language, "kind": kind, "file_bytes": len(data),
+                    "section": k, "n_sections": len(sections), "line": line}
+            doc_id = f"{f.rel}#{k}"
+            dup = self.validator.check_id(doc_id, f.path, line, text[:200])
+            if (doc := self._accept(dup or Document(text=text, id=doc_id, metadata=meta))) is not None:
+                if self.default_metadata:
+                    doc.metadata = self.default_metadata | doc.metadata
+                yield doc
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
+        shard = self.files()[rank::world_size]
+        self._start_task(rank)
+        yielded = skipped = 0
+        try:
+            for f in shard:
+                if self.limit != -1 and yielded >= self.limit:
+                    break
+                self.stat_update("input_files")
+                for doc in self._read_one(f):
+                    if skipped < self.skip:
+                        skipped += 1
+                        self.stat_update("skipped")
+                        continue
+                    self.update_doc_stats(doc)
+                    yield doc
+                    yielded += 1
+                    if self.limit != -1 and yielded >= self.limit:
+                        break
+        finally:
+            self._end_task()

@@ -1,0 +1,111 @@
+"""Stage types that a pipeline YAML can name, with their parameters.
+
+A stage spec pairs a pydantic parameter model with a builder that makes the datatrove
+step, given the run's folders. Later stages register themselves here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+@dataclass
+class RunPaths:
+    run_dir: str
+
+    @property
+    def attributes(self) -> str:
+        return f"{self.run_dir}/attributes"
+
+    @property
+    def rejects(self) -> str:
+        return f"{self.run_dir}/rejects"
+
+
+@dataclass
+class StageSpec:
+    params: type[BaseModel]
+    build: Callable[[BaseModel, RunPaths, str], Any]  # (params, paths, step name) -> PipelineStep
+    doc: str = ""
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, description="step name in the ledger and attributes/ (default: the type)")
+
+
+class ScorerParams(_Params):
+    batch_size: int | None = None
+    checkpoint_every: int | None = None
+
+
+class SelectParams(_Params):
+    expr: str | None = None
+    by: str | None = None
+    top_k: int | None = Field(None, ge=0)
+    fraction: float | None = Field(None, ge=0, le=1)
+    ascending: bool = False
+    group_by: str | None = None
+    per_group: int | float | dict[str, int | float] | None = None
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self):
+        from textcurate.select.expr import Expr
+        from textcurate.select.step import Select
+
+        if self.expr:
+            Expr(self.expr)  # a syntax error is reported at load time, not mid-run
+        if not (self.expr or self.top_k is not None or self.fraction is not None or self.per_group is not None):
+            raise ValueError("select needs expr, top_k, fraction or per_group")
+        Select(self.expr, self.by, self.top_k, self.fraction, self.ascending, self.group_by, self.per_group)
+        return self
+
+
+class DatatroveParams(_Params):
+    # a datatrove step by dotted name, e.g. datatrove.pipeline.filters.GopherQualityFilter
+    cls: str = Field(alias="class")
+    args: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not self.cls.startswith("datatrove."):
+            raise ValueError("class must be a datatrove step (datatrove.pipeline....)")
+        return self
+
+
+def _scorer(cls_path: str):
+    def build(p: ScorerParams, paths: RunPaths, name: str):
+        module, cls = cls_path.rsplit(".", 1)
+        scorer = getattr(importlib.import_module(module), cls)
+        return scorer(attributes_folder=paths.attributes, rejects_folder=paths.rejects, batch_size=p.batch_size,
+                      checkpoint_every=p.checkpoint_every, step_name=name)
+    return build
+
+
+def _select(p: SelectParams, paths: RunPaths, name: str):
+    from textcurate.select.step import Select
+
+    return Select(p.expr, p.by, p.top_k, p.fraction, p.ascending, p.group_by, p.per_group, p.seed,
+                  rejects_folder=paths.rejects, step_name=name)
+
+
+def _datatrove(p: DatatroveParams, paths: RunPaths, name: str):
+    module, cls = p.cls.rsplit(".", 1)
+    step = getattr(importlib.import_module(module), cls)(**p.args)
+    step.step_name = name
+    return step
+
+
+STAGES: dict[str, StageSpec] = {
+    "text_stats": StageSpec(ScorerParams, _scorer("textcurate.steps.text_stats.TextStats"),
+                            "characters, words, lines, character-class fractions, duplicate lines"),
+    "noop": StageSpec(ScorerParams, _scorer("textcurate.steps.text_stats.NoOpScorer"),
+                      "writes only the id column (benchmarks the scoring machinery)"),
+    "select": StageSpec(SelectParams, _select, "keep by expression, top-k / fraction of a score, per-group quota"),
+    "datatrove": StageSpec(DatatroveParams, _datatrove, "any datatrove step by class name, with its arguments"),
+}

@@ -1,0 +1,149 @@
+"""``textcurate report RUN_DIR``: one self-contained HTML page (plots inlined as SVG).
+
+A report is a list of sections; each is a function ``(run_dir, record) -> html | None``.
+Later stages add theirs with ``@section``; a section that finds nothing of its own
+returns None and is left out.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import os
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+
+from textcurate.io.attributes import list_attribute_steps, read_attributes
+from textcurate.io.rejects import read_rejects, reject_kind
+
+SECTIONS: list[tuple[str, Callable[[str, dict], str | None]]] = []
+
+
+def section(title: str):
+    def register(fn):
+        SECTIONS.append((title, fn))
+        return fn
+    return register
+
+
+def _esc(x) -> str:
+    return html.escape(str(x))
+
+
+def svg_histogram(values: np.ndarray, title: str, bins: int = 40) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 2.6), dpi=100)
+    values = values[np.isfinite(values)]
+    if len(values) and values.min() >= 0 and values.max() > 50 * max(np.median(values), 1e-9):
+        values = np.log10(1 + values)  # long tails (lengths, counts) read better on a log axis
+        title += " (log10(1+x))"
+    ax.hist(values, bins=bins, color="#4a7fb5")
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.index("<svg"):]
+
+
+@section("Ledger")
+def _ledger(run_dir: str, record: dict) -> str | None:
+    ledger = record.get("ledger")
+    if not ledger:
+        return None
+    rows = "".join(
+        f"<tr><td>{_esc(s['step'])}</td><td>{s['in']:,}</td><td>{s['kept']:,}</td><td>{s['dropped']:,}</td>"
+        f"<td>{s['rejected']:,}</td><td>{s['bytes'] / 1e6:,.2f}</td><td>{s['tokens']:,}</td>"
+        f"<td>{s['seconds']:.2f}</td></tr>" for s in ledger["steps"])
+    t = ledger["totals"]
+    ok = "balanced" if t["balanced"] else "NOT balanced"
+    return (f"<p>{ledger['tasks']} task(s). in = kept + dropped + rejected: <b>{ok}</b> "
+            f"({t['in']:,} = {t['kept']:,} + {t['dropped']:,} + {t['rejected']:,}).</p>"
+            "<table><tr><th>step</th><th>in</th><th>kept</th><th>dropped</th><th>rejected</th><th>MB out</th>"
+            f"<th>~tokens out</th><th>seconds</th></tr>{rows}</table>")
+
+
+@section("Rejects")
+def _rejects(run_dir: str, record: dict) -> str | None:
+    rejects = read_rejects(os.path.join(run_dir, "rejects"))
+    if not rejects:
+        return "<p>No record was rejected.</p>"
+    counts: dict[str, int] = {}
+    for r in rejects:
+        key = reject_kind(r)
+        counts[key] = counts.get(key, 0) + 1
+    rows = "".join(f"<tr><td>{_esc(k)}</td><td>{v:,}</td></tr>" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    examples = "".join(
+        f"<tr><td>{_esc(r['file'])}:{_esc(r['line'] if r['line'] is not None else '')}</td><td>{_esc(r['field'])}"
+        f"</td><td>{_esc(r['reason'])}</td></tr>" for r in rejects[:20])
+    return (f"<p>{len(rejects):,} rejected records (all of them in <code>rejects/</code>).</p>"
+            f"<table><tr><th>step: field: reason</th><th>count</th></tr>{rows}</table>"
+            f"<h3>First examples</h3><table><tr><th>where</th><th>field</th><th>reason</th></tr>{examples}</table>")
+
+
+@section("Attributes")
+def _attributes(run_dir: str, record: dict) -> str | None:
+    parts = []
+    for step in list_attribute_steps(run_dir):
+        table = read_attributes(run_dir, step)
+        plots = []
+        for name in table.column_names:
+            if name == "id":
+                continue
+            col = table.column(name)
+            if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type)):
+                continue
+            values = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+            plots.append(f"<figure>{svg_histogram(values, name)}<figcaption>{name}: mean {np.nanmean(values):.3g}, "
+                         f"median {np.nanmedian(values):.3g}</figcaption></figure>" if len(values) else "")
+        parts.append(f"<h3>{_esc(step)} ({table.num_rows:,} rows)</h3><div class=grid>{''.join(plots)}</div>")
+    return "".join(parts) or None
+
+
+@section("Fitted decisions")
+def _decisions(run_dir: str, record: dict) -> str | None:
+    phases = record.get("phases") or {}
+    items = [(k, v["decision"]) for k, v in phases.items() if "decision" in v]
+    if not items:
+        return None
+    return "".join(f"<h3>{_esc(k)}</h3><pre>{_esc(json.dumps(d, indent=1))}</pre>" for k, d in items)
+
+
+@section("Configuration")
+def _config(run_dir: str, record: dict) -> str | None:
+    return f"<pre>{_esc(json.dumps(record.get('config', {}), indent=2))}</pre>"
+
+
+CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+td:first-child,th:first-child{text-align:left}.grid{display:flex;flex-wrap:wrap;gap:8px}
+figure{margin:0}figcaption{font-size:11px;color:#555}pre{background:#f6f6f6;padding:8px;overflow:auto}"""
+
+
+def write_report(run_dir: str, out: str | None = None) -> str:
+    import textcurate.report  # noqa: F401  (later stages register sections on import)
+
+    with open(os.path.join(run_dir, "run.json")) as fh:
+        record = json.load(fh)
+    body = []
+    for title, fn in SECTIONS:
+        content = fn(run_dir, record)
+        if content:
+            body.append(f"<h2>{_esc(title)}</h2>{content}")
+    page = (f"<!doctype html><html><head><meta charset=utf-8><title>textcurate: {_esc(record.get('name'))}</title>"
+            f"<style>{CSS}</style></head><body><h1>textcurate run: {_esc(record.get('name'))}</h1>"
+            f"<p>status {_esc(record.get('status'))}, started {_esc(record.get('started'))}, "
+            f"{_esc(record.get('wall_seconds', '?'))} s, {_esc(run_dir)}</p>{''.join(body)}</body></html>")
+    out = out or os.path.join(run_dir, "report.html")
+    with open(out, "w") as fh:
+        fh.write(page)
+    return out

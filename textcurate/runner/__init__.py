@@ -1,0 +1,1 @@
+"""Phases, executors, resume, the ledger and progress."""

@@ -1,0 +1,200 @@
+"""Run a pipeline: phases on a datatrove executor, resume, the ledger, run.json.
+
+A pipeline without fitted stages is one phase: read -> stages -> write. A stage that must
+see the whole corpus before it can decide (a top-k select; later, k-means and the like)
+splits it: the steps before it run once with a recorder at the end, the stage is fitted
+on what was recorded, and the next phase streams through it. Each phase has its own
+datatrove logging folder, so completion markers make a re-run skip finished tasks, and
+a scorer's attribute cache means a second pass over the same documents runs no model.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import platform
+import shutil
+import time
+from datetime import datetime, timezone
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+
+from textcurate import __version__
+from textcurate.config import ConfigError, PipelineConfig
+from textcurate.io.readers import FileTreeReader, HFDatasetReader, JsonlReader, ParquetReader
+from textcurate.io.rejects import read_rejects, reject_kind
+from textcurate.io.writers import make_writer
+from textcurate.registry import STAGES, RunPaths
+from textcurate.runner.ledger import aggregate, check_balance, ledgered
+
+
+def build_reader(cfg: PipelineConfig, paths: RunPaths) -> PipelineStep:
+    inp = cfg.input
+    common = {"rejects_folder": paths.rejects, "limit": inp.limit, "skip": inp.skip}
+    if inp.type == "file_tree":
+        return FileTreeReader(inp.paths, include=inp.include, exclude=inp.exclude,
+                              max_section_chars=inp.max_section_chars, max_file_bytes=inp.max_file_bytes,
+                              max_sections_per_file=inp.max_sections_per_file, **common)
+    rec = {"max_doc_bytes": inp.max_doc_bytes, "text_key": inp.text_key, "id_key": inp.id_key, **common}
+    if inp.type == "jsonl":
+        return JsonlReader(inp.path, compression=inp.compression, glob_pattern=inp.glob, **rec)
+    if inp.type == "parquet":
+        return ParquetReader(inp.path, glob_pattern=inp.glob, **rec)
+    return HFDatasetReader(inp.path, split=inp.split, load_options=inp.load_options, **rec)
+
+
+def build_stages(cfg: PipelineConfig, paths: RunPaths) -> list[tuple[str, PipelineStep]]:
+    steps, used = [], set()
+    for kind, params in cfg.stage_params():
+        name = params.name or kind
+        if name in used:  # two stages of one type get distinct folders: text_stats, text_stats-2
+            name = f"{name}-{sum(1 for u in used if u.split('-')[0] == name) + 1}"
+        used.add(name)
+        steps.append((name, STAGES[kind].build(params, paths, name)))
+    return steps
+
+
+def make_executor(cfg: PipelineConfig, pipeline: list, logging_dir: str):
+    ex = cfg.executor
+    if ex.type == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        workers = ex.workers if ex.workers != -1 else min(ex.tasks, os.cpu_count() or 1)
+        return LocalPipelineExecutor(pipeline, tasks=ex.tasks, workers=workers, logging_dir=logging_dir,
+                                     **ex.options)
+    if ex.type == "ray":
+        import ray
+        from datatrove.executor.ray import RayPipelineExecutor
+
+        if not ray.is_initialized():
+            ray.init(**ex.options.pop("init", {"include_dashboard": False}))
+        return RayPipelineExecutor(pipeline, tasks=ex.tasks, workers=ex.workers, logging_dir=logging_dir,
+                                   **ex.options)
+    from datatrove.executor.slurm import SlurmPipelineExecutor
+
+    missing = [k for k in ("time", "partition") if k not in ex.options]
+    if missing:
+        raise ConfigError(f"executor.options: slurm needs {', '.join(missing)}")
+    return SlurmPipelineExecutor(pipeline, tasks=ex.tasks, workers=ex.workers, logging_dir=logging_dir,
+                                 **ex.options)
+
+
+class FitRecorder(PipelineStep):
+    """The sink of a fit phase: the rows a fitted stage asks for, one Parquet per task."""
+
+    type = "📝"
+    name = "fit-recorder"
+
+    def __init__(self, stage: PipelineStep, folder: str):
+        super().__init__()
+        self.stage, self.folder = stage, folder
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        rows = [row for doc in data if (row := self.stage.record(doc)) is not None]
+        os.makedirs(self.folder, exist_ok=True)
+        path = os.path.join(self.folder, f"{rank:05d}.parquet")
+        pq.write_table(pa.Table.from_pylist(rows, schema=self.stage.fit_schema()), path + ".tmp")
+        os.replace(path + ".tmp", path)
+        return iter(())
+
+
+def _versions() -> dict:
+    import datatrove
+
+    return {"textcurate": __version__, "datatrove": datatrove.__version__ if hasattr(datatrove, "__version__")
+            else "", "python": platform.python_version()}
+
+
+def _write_json(path: str, data: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+def prepare_run_dir(cfg: PipelineConfig, overwrite: bool = False) -> str:
+    run_dir = os.path.abspath(cfg.output.path)
+    record_path = os.path.join(run_dir, "run.json")
+    if os.path.exists(record_path):
+        with open(record_path) as fh:
+            old = json.load(fh)
+        if old.get("fingerprint") != cfg.fingerprint():
+            if not overwrite:
+                raise ConfigError(f"{run_dir} holds a run of a different pipeline (fingerprint "
+                                  f"{old.get('fingerprint')} != {cfg.fingerprint()}); pass --overwrite to replace "
+                                  f"it, or set output.path to a new folder")
+            shutil.rmtree(run_dir)
+    elif os.path.isdir(run_dir) and os.listdir(run_dir):
+        if not overwrite:
+            raise ConfigError(f"{run_dir} exists and is not a textcurate run; pass --overwrite or pick another "
+                              f"output.path")
+        shutil.rmtree(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    return run_dir
+
+
+def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = True) -> dict:
+    """Run (or resume) a pipeline; returns the run record also written to RUN/run.json."""
+    run_dir = prepare_run_dir(cfg, overwrite)
+    paths = RunPaths(run_dir)
+    record_path = os.path.join(run_dir, "run.json")
+    started = time.time()
+    record = {"name": cfg.name, "status": "running", "fingerprint": cfg.fingerprint(),
+              "config": cfg.model_dump(mode="json"), "versions": _versions(),
+              "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    _write_json(record_path, record)
+
+    reader = build_reader(cfg, paths)
+    stages = build_stages(cfg, paths)
+    labels = ["read"] + [name for name, _ in stages]
+    steps = [reader] + [step for _, step in stages]
+    record["phases"] = {}
+
+    for i, (name, step) in enumerate(stages, start=1):
+        if not getattr(step, "needs_fit", False):
+            continue
+        fit_dir = os.path.join(run_dir, "fit", name)
+        logs = os.path.join(run_dir, "logs", f"fit-{name}")
+        pipeline = ledgered(steps[:i], labels[:i]) + [FitRecorder(step, fit_dir)]
+        make_executor(cfg, pipeline, logs).run()
+        files = sorted(glob.glob(os.path.join(fit_dir, "*.parquet")))
+        if len(files) < cfg.executor.tasks:
+            raise RuntimeError(f"fit phase of {name}: {len(files)} of {cfg.executor.tasks} tasks finished; "
+                               f"run the same command again once they are done")
+        decision = step.fit(pa.concat_tables([pq.read_table(f) for f in files]))
+        step.save_decision(os.path.join(run_dir, "artifacts", name, "decision.json"))
+        record["phases"][f"fit-{name}"] = {**aggregate(logs), "decision": decision}
+
+    pipeline = ledgered(steps, labels)
+    if cfg.output.write_documents:
+        from textcurate.runner.ledger import Ledgered
+
+        writer = make_writer(os.path.join(run_dir, "documents"), cfg.output.format, cfg.output.compression)
+        pipeline.append(Ledgered(writer, len(pipeline), "write"))
+    logs = os.path.join(run_dir, "logs", "main")
+    make_executor(cfg, pipeline, logs).run()
+
+    ledger = aggregate(logs)
+    if ledger["tasks"] < cfg.executor.tasks:
+        record.update(status="incomplete", ledger=ledger)
+        _write_json(record_path, record)
+        return record
+    rejects = read_rejects(paths.rejects)
+    by_reason: dict[str, int] = {}
+    for r in rejects:
+        key = reject_kind(r)
+        by_reason[key] = by_reason.get(key, 0) + 1
+    record.update(status="complete", ledger=ledger, problems=check_balance(ledger),
+                  rejects={"count": len(rejects), "by_reason": by_reason},
+                  finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  wall_seconds=round(time.time() - started, 2))
+    _write_json(record_path, record)
+    if report:
+        from textcurate.report.html import write_report
+
+        record["report"] = write_report(run_dir)
+    return record

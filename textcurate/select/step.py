@@ -1,0 +1,166 @@
+"""The select step: keep documents by an expression, by top-k / fraction of a score, or by a
+per-group quota.
+
+An expression alone is decided document by document. Top-k, fraction and quotas need the
+whole corpus's scores first, so the step is *fitted*: the runner streams the corpus once
+through the steps before it, records ``(id, score, group)`` (scorers answer from their
+attribute cache, so no model runs twice), calls ``fit``, and then streams again applying the
+decision. The decision is a threshold per group, ``(score, id-hash)``, so applying it needs
+no memory and ties are broken the same way every run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pyarrow as pa
+import xxhash
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+
+from textcurate.io.rejects import Reject, RejectSink
+from textcurate.select.expr import Expr, ExprError, MissingField
+
+ALL = "all"
+
+
+class Select(PipelineStep):
+    type = "⚖️ - SELECT"
+    name = "select"
+
+    def __init__(self, expr: str | None = None, by: str | None = None, top_k: int | None = None,
+                 fraction: float | None = None, ascending: bool = False, group_by: str | None = None,
+                 per_group: int | float | dict | None = None, seed: int = 0, rejects_folder: str | None = None,
+                 step_name: str = "select"):
+        super().__init__()
+        if top_k is not None and fraction is not None:
+            raise ValueError("select: give top_k or fraction, not both")
+        if (group_by is None) != (per_group is None):
+            raise ValueError("select: group_by and per_group go together")
+        if per_group is not None and (top_k is not None or fraction is not None):
+            raise ValueError("select: per_group replaces top_k/fraction; give one or the other")
+        if fraction is not None and not 0 <= fraction <= 1:
+            raise ValueError(f"select: fraction must be in [0, 1], got {fraction}")
+        if top_k is not None and top_k < 0:
+            raise ValueError(f"select: top_k must be >= 0, got {top_k}")
+        if by is not None and top_k is None and fraction is None and per_group is None:
+            raise ValueError("select: 'by' needs top_k, fraction or per_group")
+        self.expr = Expr(expr) if expr else None
+        self.by, self.top_k, self.fraction, self.ascending = by, top_k, fraction, ascending
+        self.group_by, self.per_group, self.seed = group_by, per_group, seed
+        self.rejects_folder = rejects_folder
+        self.step_name = step_name
+        self.decision: dict | None = None
+
+    # --- fitting -------------------------------------------------------------------------------------
+    @property
+    def needs_fit(self) -> bool:
+        return self.top_k is not None or self.fraction is not None or self.per_group is not None
+
+    def fit_schema(self) -> pa.Schema:
+        return pa.schema([("id", pa.string()), ("score", pa.float64()), ("group", pa.string())])
+
+    def _hash(self, doc_id: str) -> int:
+        return xxhash.xxh64_intdigest(doc_id.encode("utf-8", "surrogatepass"), seed=self.seed)
+
+    def _score(self, metadata: dict) -> float:
+        if self.by is None:
+            return 0.0
+        value = metadata[self.by]
+        return float("nan") if value is None else float(value)
+
+    def _group(self, metadata: dict) -> str:
+        return ALL if self.group_by is None else str(metadata[self.group_by])
+
+    def record(self, doc: Document) -> dict | None:
+        """The row the fit needs from one document, or None when the document will not be kept anyway."""
+        try:
+            if self.expr is not None and not self.expr.keep(doc.metadata):
+                return None
+            return {"id": doc.id, "score": self._score(doc.metadata), "group": self._group(doc.metadata)}
+        except (KeyError, ExprError, TypeError, ValueError):
+            return None  # the apply pass rejects it with the reason
+
+    def _quota(self, group: str, n: int) -> int:
+        if self.per_group is None:
+            return min(n, self.top_k) if self.top_k is not None else int(round(self.fraction * n))
+        q = self.per_group.get(group, 0) if isinstance(self.per_group, dict) else self.per_group
+        if isinstance(q, float) and q <= 1:
+            return int(round(q * n))
+        return min(n, int(q))
+
+    def fit(self, table: pa.Table) -> dict:
+        ids = table.column("id").to_pylist()
+        scores = np.asarray(table.column("score").to_numpy(zero_copy_only=False), dtype=np.float64)
+        groups = table.column("group").to_pylist()
+        hashes = np.array([self._hash(i) for i in ids], dtype=np.uint64)
+        decision: dict = {"by": self.by, "ascending": self.ascending, "seed": self.seed, "groups": {}}
+        order_groups: dict[str, list[int]] = {}
+        for i, g in enumerate(groups):
+            order_groups.setdefault(g, []).append(i)
+        for g, idx in sorted(order_groups.items()):
+            idx = np.asarray([i for i in idx if not math.isnan(scores[i])], dtype=np.int64)
+            k = self._quota(g, len(idx))
+            if k <= 0 or len(idx) == 0:
+                decision["groups"][g] = None
+                continue
+            s, h = scores[idx], hashes[idx]
+            primary = s if self.ascending else -s
+            order = np.lexsort((h, primary))  # best first: score, then the smaller hash
+            last = idx[order[k - 1]]
+            decision["groups"][g] = {"score": float(scores[last]), "hash": int(hashes[last]), "kept": int(k),
+                                     "eligible": int(len(idx))}
+        self.decision = decision
+        return decision
+
+    def save_decision(self, path: str) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as fh:
+            json.dump(self.decision, fh, indent=2)
+
+    def _ranked_keep(self, doc: Document) -> bool:
+        cut = self.decision["groups"].get(self._group(doc.metadata))
+        if cut is None:
+            return False
+        score = self._score(doc.metadata)
+        if math.isnan(score):
+            return False
+        if score == cut["score"]:
+            return self._hash(doc.id) <= cut["hash"]
+        return score < cut["score"] if self.ascending else score > cut["score"]
+
+    # --- applying ------------------------------------------------------------------------------------
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if self.needs_fit and self.decision is None:
+            raise RuntimeError("select with top_k/fraction/per_group must be fitted first (the runner does this)")
+        rejects = RejectSink(self.rejects_folder, self.step_name, rank)
+        try:
+            for doc in data:
+                with self.track_time():
+                    try:
+                        keep = self.expr.keep(doc.metadata) if self.expr is not None else True
+                        if keep and self.needs_fit:
+                            keep = self._ranked_keep(doc)
+                    except MissingField as e:
+                        rejects.add(self._reject(doc, e.name, "no such attribute on this document"))
+                        continue
+                    except KeyError as e:
+                        rejects.add(self._reject(doc, str(e.args[0]), "no such attribute on this document"))
+                        continue
+                    except (ExprError, TypeError, ValueError) as e:
+                        field = (self.expr.names[0] if self.expr and self.expr.names else self.by) or "<expr>"
+                        rejects.add(self._reject(doc, field, f"cannot evaluate: {e}"))
+                        continue
+                if keep:
+                    yield doc
+                else:
+                    self.stat_update("dropped")
+        finally:
+            rejects.close()
+
+    def _reject(self, doc: Document, field: str, reason: str) -> Reject:
+        self.stat_update("rejected")
+        return Reject(str(doc.metadata.get("source_file", "")), None, field, reason, id=doc.id)

@@ -1,0 +1,1 @@
+"""Streaming steps that score documents (scorers write numbers; they never drop)."""

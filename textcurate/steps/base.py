@@ -1,0 +1,87 @@
+"""The scorer base: batched scoring, metadata + attribute table, resume inside a task.
+
+A subclass declares its output ``columns`` ({name: arrow type}) and implements
+``score(docs) -> list[dict | Reject]``. The base does the rest: batches, cache of rows
+scored by a crashed attempt, checkpoints every ``checkpoint_every`` new rows, the
+attribute table, counts (``scored``, ``cached``, ``rejected``) and timing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from abc import abstractmethod
+
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+
+from textcurate.io.attributes import AttributeWriter
+from textcurate.io.rejects import Reject, RejectSink
+
+
+class Scorer(PipelineStep):
+    type = "🔢 - SCORER"
+    name = "scorer"
+    columns: dict[str, str] = {}
+    default_batch_size = 256
+    default_checkpoint_every = 1024
+
+    def __init__(self, attributes_folder: str | None = None, rejects_folder: str | None = None,
+                 batch_size: int | None = None, checkpoint_every: int | None = None, step_name: str | None = None):
+        super().__init__()
+        self.step_name = step_name or self.name
+        self.attributes_folder = attributes_folder
+        self.rejects_folder = rejects_folder
+        self.batch_size = batch_size or self.default_batch_size
+        self.checkpoint_every = checkpoint_every or self.default_checkpoint_every
+
+    @abstractmethod
+    def score(self, docs: list[Document]) -> list[dict | Reject]:
+        """One dict of column values (or a Reject) per document, in order."""
+
+    def setup(self, rank: int) -> None:
+        """Load models etc. Called once per task, in the worker, before the first batch."""
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data is None:
+            return
+        self.setup(rank)
+        store = None
+        cache: dict[str, dict] = {}
+        if self.attributes_folder:
+            store = AttributeWriter(os.path.join(self.attributes_folder, self.step_name), rank, self.columns,
+                                    self.checkpoint_every)
+            cache = store.load_cache()
+        rejects = RejectSink(self.rejects_folder, self.step_name, rank)
+        data = iter(data)
+        try:
+            while batch := list(itertools.islice(data, self.batch_size)):
+                todo = [d for d in batch if d.id not in cache]
+                if todo:
+                    with self.track_time("batch"):
+                        results = self.score(todo)
+                    if len(results) != len(todo):
+                        raise RuntimeError(f"{type(self).__name__}.score returned {len(results)} rows "
+                                           f"for {len(todo)} documents")
+                    fresh = dict(zip((d.id for d in todo), results))
+                    self.stat_update("scored", value=len(todo))
+                else:
+                    fresh = {}
+                if len(todo) < len(batch):
+                    self.stat_update("cached", value=len(batch) - len(todo))
+                for doc in batch:
+                    is_new = doc.id in fresh
+                    row = fresh[doc.id] if is_new else cache[doc.id]
+                    if isinstance(row, Reject):
+                        row.id = doc.id
+                        rejects.add(row)
+                        self.stat_update("rejected")
+                        continue
+                    doc.metadata.update(row)
+                    if store is not None:
+                        store.add(doc.id, row, new=is_new)
+                    yield doc
+            if store is not None:
+                store.close()
+        finally:
+            rejects.close()
