@@ -160,11 +160,9 @@ def _known_keys(model, loc) -> list[str]:
                 node = {"jsonl": JsonlInput, "parquet": ParquetInput, "hf_dataset": HFDatasetInput,
                         "file_tree": FileTreeInput}[part]
                 continue
-            ann = node.model_fields[part].annotation
+            ann = node.model_fields[part].annotation if node is not None else None
             node = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-            if node is None:
-                return []
-        return sorted(node.model_fields)
+        return sorted(node.model_fields) if node is not None else []
     except (KeyError, AttributeError, TypeError):
         return []
 

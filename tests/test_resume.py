@@ -1,0 +1,64 @@
+"""SIGKILL a run, run the same command again: every document is written exactly once, and a
+scorer resumes inside its task from its last checkpoint instead of starting over."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+import yaml
+
+from conftest import read_output_docs, write_jsonl
+
+
+def _total(metric):
+    return metric["total"] if isinstance(metric, dict) else (metric or 0)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume(tmp_path):
+    n_files, per_file = 4, 12_000
+    ids = []
+    for f in range(n_files):
+        recs = [{"id": f"f{f}-{i}", "text": f"record {f} {i} " + "lorem ipsum dolor sit amet " * 40}
+                for i in range(per_file)]
+        recs.insert(7, b"{not json")  # rejects must also come out exactly once
+        ids += [r["id"] for r in recs if isinstance(r, dict)]
+        write_jsonl(tmp_path / "in" / f"{f}.jsonl", recs)
+    pipe = {"name": "resume", "input": {"type": "jsonl", "path": str(tmp_path / "in")},
+            "stages": [{"type": "text_stats", "batch_size": 100, "checkpoint_every": 500},
+                       {"type": "select", "expr": "n_words > 0"}],
+            "output": {"path": str(tmp_path / "run")}, "executor": {"type": "local", "tasks": 2, "workers": 2}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(pipe))
+    cmd = [sys.executable, "-m", "textcurate", "run", str(tmp_path / "p.yaml"), "--no-report"]
+
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not glob.glob(f"{tmp_path}/run/attributes/text_stats/_checkpoints/*/part-*"):
+        assert proc.poll() is None, "the run finished before it could be killed: make the corpus bigger"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not os.path.exists(tmp_path / "run" / "logs" / "main" / "stats.json")  # it really died mid-run
+
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    docs = read_output_docs(str(tmp_path / "run"))
+    counts = Counter(d["id"] for d in docs)
+    assert set(counts) == set(ids) and max(counts.values()) == 1  # none lost, none twice
+    rejects = [json.loads(x) for p in glob.glob(f"{tmp_path}/run/rejects/read/*.jsonl") for x in open(p)]
+    assert len(rejects) == n_files
+
+    record = json.load(open(tmp_path / "run" / "run.json"))
+    assert record["status"] == "complete" and record["ledger"]["totals"]["balanced"]
+    assert record["ledger"]["totals"]["in"] == len(ids) + n_files
+    stats = [s for p in glob.glob(f"{tmp_path}/run/logs/main/stats/*.json") for s in json.load(open(p))
+             if s["name"].endswith("text_stats")]
+    cached = sum(_total(s["stats"].get("step.cached")) for s in stats)
+    scored = sum(_total(s["stats"].get("step.scored")) for s in stats)
+    assert cached > 0 and cached + scored == len(ids)  # resumed inside the task, from its checkpoints
