@@ -30,7 +30,9 @@ def read_output_docs(run_dir):
         if name.endswith(".parquet"):
             import pyarrow.parquet as pq
 
-            docs.extend(pq.read_table(path).to_pylist())
+            for row in pq.read_table(path).to_pylist():
+                row["metadata"] = orjson.loads(row["metadata"])  # written as a JSON string
+                docs.append(row)
             continue
         opener = gzip.open if name.endswith(".gz") else open
         with opener(path, "rb") as fh:

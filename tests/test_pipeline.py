@@ -96,3 +96,19 @@ def test_ray_executor(tmp_path):
     assert len(docs) == 10 and record["ledger"]["tasks"] == 4
     assert record["ledger"]["totals"] == {"in": 100, "kept": 10, "dropped": 90, "rejected": 0, "created": 0,
                                           "balanced": True}
+
+
+def test_same_input_same_output_byte_for_byte(run_cfg, tmp_path):
+    make_corpus(tmp_path / "in", n_files=3, docs_per_file=40)
+    digests = []
+    for k in range(2):
+        cfg = run_cfg({"type": "jsonl", "path": str(tmp_path / "in")},
+                      [{"type": "text_stats"}, {"type": "select", "fraction": 0.3, "seed": 7}], tasks=2, workers=2)
+        run_pipeline(cfg, report=False)
+        files = sorted(os.listdir(f"{cfg.output.path}/documents")) + sorted(
+            os.listdir(f"{cfg.output.path}/attributes/text_stats"))
+        digests.append([open(os.path.join(cfg.output.path, sub, f), "rb").read()
+                        for sub, f in [("documents", f) if f.endswith(".gz") else ("attributes/text_stats", f)
+                                       for f in files]])
+        os.rename(cfg.output.path, f"{cfg.output.path}-{k}")
+    assert digests[0] == digests[1] and len(digests[0]) == 4

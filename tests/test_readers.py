@@ -14,6 +14,7 @@ from textcurate.runner.run import run_pipeline
 
 def test_parquet_with_bad_rows(run_cfg, tmp_path):
     rows = [{"id": f"p{i}", "text": f"row {i}" if i != 3 else "", "lang": "en"} for i in range(10)]
+    rows[0]["extra"] = {"nested": [1, 2]}  # documents whose metadata differ still share one output file
     (tmp_path / "in").mkdir()
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in" / "x.parquet")
     (tmp_path / "in" / "broken.parquet").write_bytes(b"PAR1 this is not parquet")
@@ -26,6 +27,10 @@ def test_parquet_with_bad_rows(run_cfg, tmp_path):
     assert rejects["x.parquet"]["line"] == 4 and rejects["x.parquet"]["field"] == "text"
     assert rejects["broken.parquet"]["field"] == "<file>"
     assert record["ledger"]["totals"]["balanced"]
+    assert next(d for d in docs if d["id"] == "p0")["metadata"]["extra"] == {"nested": [1, 2]}
+    # the written Parquet reads back through textcurate's reader, metadata included
+    back = list(ParquetReader(str(tmp_path / "run" / "documents")).run())
+    assert len(back) == 9 and next(d for d in back if d.id == "p0").metadata["extra"] == {"nested": [1, 2]}
 
 
 def test_parquet_missing_text_column(tmp_path):

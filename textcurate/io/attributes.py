@@ -89,6 +89,10 @@ class AttributeWriter:
         self._writer.close()
         os.replace(self.final_path + ".tmp", self.final_path)
         shutil.rmtree(self.ckpt_dir, ignore_errors=True)
+        try:
+            os.rmdir(os.path.dirname(self.ckpt_dir))  # the last task to finish removes _checkpoints/
+        except OSError:
+            pass
 
 
 def list_attribute_steps(run_dir: str) -> list[str]:

@@ -1,15 +1,45 @@
-"""Writers for the kept documents: datatrove's JSONL and Parquet writers, one file per task."""
+"""Writers for the kept documents: datatrove's JSONL and Parquet writers, one file per task.
+
+The JSONL writer gzips with a zero timestamp in the header, so the same input and seed
+give the same output files byte for byte (datatrove's default gzip stamps the time).
+"""
 
 from __future__ import annotations
 
+import gzip
+
+import fsspec.compression
+import orjson
 from datatrove.pipeline.writers import JsonlWriter, ParquetWriter
+from datatrove.pipeline.writers.jsonl import _json_default
+
+
+def _reproducible_gzip(fileobj, mode="rb", **kwargs):
+    return gzip.GzipFile(fileobj=fileobj, mode=mode, mtime=0, filename="", **kwargs)
+
+
+if "gzip_reproducible" not in fsspec.compression.compr:
+    fsspec.compression.register_compression("gzip_reproducible", _reproducible_gzip, [])
+
+
+class ReproducibleJsonlWriter(JsonlWriter):
+    """datatrove's JsonlWriter; importing this module (as unpickling it does in a worker)
+    registers the compression it uses."""
+
+
+def parquet_row(self, document) -> dict:
+    """Metadata as a JSON string: documents differ in their metadata keys and types, and one
+    Parquet file has one schema. textcurate's ParquetReader parses it back."""
+    return {"id": document.id, "text": document.text,
+            "metadata": orjson.dumps(document.metadata, default=_json_default).decode()}
 
 
 def make_writer(folder: str, fmt: str = "jsonl", compression: str | None = "gzip"):
     if fmt == "jsonl":
         name = "${rank}.jsonl" + {"gzip": ".gz", "zstd": ".zst", None: ""}[compression]
-        return JsonlWriter(folder, output_filename=name, compression=compression)
+        return ReproducibleJsonlWriter(folder, output_filename=name,
+                                       compression="gzip_reproducible" if compression == "gzip" else compression)
     if fmt == "parquet":
-        return ParquetWriter(folder, output_filename="${rank}.parquet",
+        return ParquetWriter(folder, output_filename="${rank}.parquet", adapter=parquet_row,
                              compression=compression if compression in ("snappy", "zstd", "gzip") else "snappy")
     raise ValueError(f"unknown output format {fmt!r}: use 'jsonl' or 'parquet'")
