@@ -107,3 +107,14 @@ def test_stdlib_root_resolves():
     reader = FileTreeReader(["@stdlib"], include=["textwrap.py"], exclude=["*/site-packages/*"])
     docs = list(reader.run())
     assert docs and docs[0].metadata["relpath"].endswith("textwrap.py")
+
+
+def test_skip_and_limit_count_every_record(run_cfg, tmp_path):
+    from conftest import make_corpus
+
+    make_corpus(tmp_path / "in", n_files=3, docs_per_file=10)
+    record = run_pipeline(run_cfg({"type": "jsonl", "path": str(tmp_path / "in"), "skip": 4, "limit": 12}),
+                          report=False)
+    read = record["ledger"]["steps"][0]
+    assert read["kept"] == 12 and read["dropped"] == 4 and read["in"] == 16  # nothing read past the limit
+    assert record["ledger"]["totals"]["balanced"]

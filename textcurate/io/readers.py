@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import orjson
 from datatrove.data import Document, DocumentsPipeline
@@ -56,6 +56,22 @@ class _Validating:
         if self._rejects is not None:
             self._rejects.close()
 
+    def _skip_and_limit(self, units: Iterable[Iterable[Document]]) -> Iterator[Document]:
+        """Apply ``skip`` and ``limit`` over lazily opened units (files, row blocks). Unlike
+        datatrove's readers this stops *before* reading past the limit, so every record read is
+        yielded, rejected, or skipped (which the ledger counts as dropped)."""
+        yielded = skipped = 0
+        for unit in units:
+            for doc in unit:
+                if skipped < self.skip:
+                    skipped += 1
+                    self.stat_update("skipped")
+                    continue
+                yield doc
+                yielded += 1
+                if self.limit != -1 and yielded >= self.limit:
+                    return
+
 
 class _DiskReader(_Validating, BaseDiskReader):
     def __init__(self, data_folder, rejects_folder: str | None = None, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
@@ -87,22 +103,11 @@ class _DiskReader(_Validating, BaseDiskReader):
             self._end_task()
 
     def read_files_shard(self, shard: list[str]) -> DocumentsPipeline:
-        # datatrove's version reads one record past `limit`; this one stops before reading it,
-        # so every record read is either yielded, rejected, or skipped (and counted as dropped)
-        yielded = skipped = 0
-        for filepath in shard:
-            if self.limit != -1 and yielded >= self.limit:
-                break
-            self.stat_update("input_files")
-            for doc in self.read_file(filepath):
-                if skipped < self.skip:
-                    skipped += 1
-                    self.stat_update("skipped")
-                    continue
-                yield doc
-                yielded += 1
-                if self.limit != -1 and yielded >= self.limit:
-                    break
+        return self._skip_and_limit(self._counted_file(f) for f in shard)
+
+    def _counted_file(self, filepath: str) -> Iterator[Document]:
+        self.stat_update("input_files")
+        yield from self.read_file(filepath)
 
 
 class JsonlReader(_DiskReader):
@@ -228,29 +233,22 @@ class HFDatasetReader(_Validating, BaseReader):
         n = len(ds)
         start, stop = rank * n // world_size, (rank + 1) * n // world_size
         self._start_task(rank)
-        yielded = skipped = 0
         try:
-            for offset in range(start, stop, 1000):
-                rows = ds[offset:min(offset + 1000, stop)]
-                keys = list(rows)
-                for i in range(len(rows[keys[0]]) if keys else 0):
-                    row_no = offset + i + 1
-                    record = {k: rows[k][i] for k in keys}
-                    result = self.validator.to_document(record, label, row_no, f"{label}:{row_no}")
-                    doc = self._accept(result)
-                    if doc is None:
-                        continue
-                    if skipped < self.skip:
-                        skipped += 1
-                        self.stat_update("skipped")
-                        continue
-                    self.update_doc_stats(doc)
-                    yield doc
-                    yielded += 1
-                    if self.limit != -1 and yielded >= self.limit:
-                        return
+            blocks = (self._read_rows(ds, label, offset, min(offset + 1000, stop)) for offset in range(start, stop, 1000))
+            for doc in self._skip_and_limit(blocks):
+                self.update_doc_stats(doc)
+                yield doc
         finally:
             self._end_task()
+
+    def _read_rows(self, ds, label: str, start: int, stop: int) -> Iterator[Document]:
+        rows = ds[start:stop]
+        keys = list(rows)
+        for i in range(len(rows[keys[0]]) if keys else 0):
+            row_no = start + i + 1
+            record = {k: rows[k][i] for k in keys}
+            if (doc := self._accept(self.validator.to_document(record, label, row_no, f"{label}:{row_no}"))):
+                yield doc
 
 
 class FileTreeReader(_Validating, BaseReader):
@@ -291,6 +289,7 @@ class FileTreeReader(_Validating, BaseReader):
     def _read_one(self, f) -> Iterable[Document]:
         from textcurate.io.filetree import classify, iter_sections, read_bytes
 
+        self.stat_update("input_files")
         try:
             data = read_bytes(f.path, self.max_file_bytes)
         except Exception as e:
@@ -330,21 +329,9 @@ class FileTreeReader(_Validating, BaseReader):
             yield from data
         shard = self.files()[rank::world_size]
         self._start_task(rank)
-        yielded = skipped = 0
         try:
-            for f in shard:
-                if self.limit != -1 and yielded >= self.limit:
-                    break
-                self.stat_update("input_files")
-                for doc in self._read_one(f):
-                    if skipped < self.skip:
-                        skipped += 1
-                        self.stat_update("skipped")
-                        continue
-                    self.update_doc_stats(doc)
-                    yield doc
-                    yielded += 1
-                    if self.limit != -1 and yielded >= self.limit:
-                        break
+            for doc in self._skip_and_limit(self._read_one(f) for f in shard):
+                self.update_doc_stats(doc)
+                yield doc
         finally:
             self._end_task()
