@@ -118,3 +118,25 @@ def test_rejects_file_is_json_lines_with_reason(run_cfg, tmp_path):
     rec = json.loads(files[0].read_text().splitlines()[0])
     assert set(rec) >= {"file", "line", "field", "reason", "step", "preview"}
     assert orjson.loads(json.dumps(rec))["step"] == "read"
+
+
+def test_byte_order_mark_crlf_and_blank_lines(run_cfg, tmp_path):
+    lines = [b"\xef\xbb\xbf" + orjson.dumps(GOOD[0]) + b"\r", b"", b"   "] + [orjson.dumps(g) + b"\r" for g in GOOD[1:]]
+    record, rejects, docs = _run(run_cfg, tmp_path, lines)
+    _check(record, rejects, docs, 0)
+
+
+def test_parquet_values_json_cannot_hold(run_cfg, tmp_path):
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"id": ["a"], "text": ["hello"], "blob": [b"\x00\xff"],
+                             "price": pa.array([decimal.Decimal("1.50")], pa.decimal128(5, 2))}),
+                   tmp_path / "in" / "x.parquet")
+    cfg = run_cfg({"type": "parquet", "path": str(tmp_path / "in")})
+    record = run_pipeline(cfg, report=False)
+    (doc,) = read_output_docs(cfg.output.path)
+    assert doc["metadata"]["blob"] == "AP8=" and doc["metadata"]["price"] == 1.5 and record["status"] == "complete"

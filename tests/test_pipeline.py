@@ -112,3 +112,14 @@ def test_same_input_same_output_byte_for_byte(run_cfg, tmp_path):
                                        for f in files]])
         os.rename(cfg.output.path, f"{cfg.output.path}-{k}")
     assert digests[0] == digests[1] and len(digests[0]) == 4
+
+
+def test_changing_the_task_count_is_not_a_resume(run_cfg, tmp_path):
+    from textcurate.config import ConfigError
+
+    make_corpus(tmp_path / "in", n_files=2, docs_per_file=5)
+    run_pipeline(run_cfg({"type": "jsonl", "path": str(tmp_path / "in")}, tasks=2), report=False)
+    assert run_pipeline(run_cfg({"type": "jsonl", "path": str(tmp_path / "in")}, tasks=2, workers=2),
+                        report=False)["status"] == "complete"  # more workers: the same run
+    with pytest.raises(ConfigError, match="different pipeline"):  # re-sharding would lose or repeat documents
+        run_pipeline(run_cfg({"type": "jsonl", "path": str(tmp_path / "in")}, tasks=3), report=False)

@@ -123,8 +123,11 @@ class PipelineConfig(_Strict):
         return out
 
     def fingerprint(self) -> str:
-        """What must match for a run directory to be resumed rather than started over."""
-        blob = json.dumps(self.model_dump(mode="json", exclude={"executor"}), sort_keys=True)
+        """What must match for a run directory to be resumed rather than started over. The number
+        of tasks counts (it decides which task reads which file); workers and executor type do not."""
+        data = self.model_dump(mode="json", exclude={"executor"})
+        data["tasks"] = self.executor.tasks
+        blob = json.dumps(data, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -179,6 +179,6 @@ def split_sections(text: str, language: str, max_chars: int) -> list[tuple[int, 
 def iter_sections(f: TreeFile, data: bytes, max_chars: int) -> Iterator[tuple[int, int, str]]:
     """(section index, first line, text) for a decoded file."""
     language, _ = classify(f.path)
-    text = data.decode("utf-8")
+    text = data.decode("utf-8").removeprefix("\ufeff")
     for k, (line, section) in enumerate(split_sections(text, language, max_chars)):
         yield k, line, section

@@ -139,6 +139,8 @@ class JsonlReader(_DiskReader):
                         self._accept(Reject(filepath, line_no, "<record>",
                                             f"line too large: {size:,} bytes > {cap:,}", size_bytes=size))
                         continue
+                    if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark
+                        raw = raw[3:]
                     if not raw.strip():
                         self.stat_update("blank_lines")
                         continue

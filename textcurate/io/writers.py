@@ -6,6 +6,8 @@ give the same output files byte for byte (datatrove's default gzip stamps the ti
 
 from __future__ import annotations
 
+import base64
+import decimal
 import gzip
 
 import fsspec.compression
@@ -22,16 +24,35 @@ if "gzip_reproducible" not in fsspec.compression.compr:
     fsspec.compression.register_compression("gzip_reproducible", _reproducible_gzip, [])
 
 
+def json_default(obj):
+    """datatrove's conversions (dates, numpy scalars), plus what Parquet and datasets rows can
+    hold that JSON cannot: bytes as base64, Decimal as float, anything else as its str()."""
+    try:
+        return _json_default(obj)
+    except TypeError:
+        pass
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(obj)).decode("ascii")
+    if isinstance(obj, decimal.Decimal):
+        return float(obj)
+    if hasattr(obj, "tolist"):  # numpy arrays
+        return obj.tolist()
+    return str(obj)
+
+
 class ReproducibleJsonlWriter(JsonlWriter):
-    """datatrove's JsonlWriter; importing this module (as unpickling it does in a worker)
-    registers the compression it uses."""
+    """datatrove's JsonlWriter with a wider JSON fallback; importing this module (as unpickling
+    it does in a worker) registers the compression it uses."""
+
+    def _write(self, document: dict, file_handler, _filename: str):
+        file_handler.write(orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE, default=json_default))
 
 
 def parquet_row(self, document) -> dict:
     """Metadata as a JSON string: documents differ in their metadata keys and types, and one
     Parquet file has one schema. textcurate's ParquetReader parses it back."""
     return {"id": document.id, "text": document.text,
-            "metadata": orjson.dumps(document.metadata, default=_json_default).decode()}
+            "metadata": orjson.dumps(document.metadata, default=json_default).decode()}
 
 
 def make_writer(folder: str, fmt: str = "jsonl", compression: str | None = "gzip"):
