@@ -55,8 +55,11 @@ def run(pipeline: str = typer.Argument(..., help="pipeline YAML"),
     except ConfigError as e:
         _fail(str(e))
     if record["status"] != "complete":
-        _fail(f"run incomplete: {record['ledger']['tasks']} of {cfg.executor.tasks} tasks done; run the same "
-              f"command again to finish", code=1)
+        phase = record.get("waiting_for", "main")
+        how = ("the Slurm jobs were submitted; run the same command again once they finish"
+               if cfg.executor.type == "slurm" else "run the same command again to finish")
+        _fail(f"run incomplete: phase {phase} has {record['ledger']['tasks']} of {cfg.executor.tasks} tasks done; "
+              f"{how}", code=1)
     _print_result(record)
     if record.get("problems"):
         raise typer.Exit(1)

@@ -162,9 +162,11 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
         pipeline = ledgered(steps[:i], labels[:i]) + [FitRecorder(step, fit_dir)]
         make_executor(cfg, pipeline, logs).run()
         files = sorted(glob.glob(os.path.join(fit_dir, "*.parquet")))
-        if len(files) < cfg.executor.tasks:
-            raise RuntimeError(f"fit phase of {name}: {len(files)} of {cfg.executor.tasks} tasks finished; "
-                               f"run the same command again once they are done")
+        if len(files) < cfg.executor.tasks:  # slurm returns once the jobs are submitted
+            record.update(status="incomplete", waiting_for=f"fit-{name}",
+                          ledger={"tasks": len(files), "steps": [], "totals": {}})
+            _write_json(record_path, record)
+            return record
         decision = step.fit(pa.concat_tables([pq.read_table(f) for f in files]))
         step.save_decision(os.path.join(run_dir, "artifacts", name, "decision.json"))
         record["phases"][f"fit-{name}"] = {**aggregate(logs), "decision": decision}
