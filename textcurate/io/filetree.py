@@ -66,25 +66,36 @@ def classify(path: str) -> tuple[str, str]:
     return ("unknown", "other")
 
 
+def printable(name: str) -> str:
+    """A file name as valid UTF-8 text: undecodable bytes (kept by the OS as surrogates) become
+    backslash escapes, so ids, metadata and rejects can always be written as JSON."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass
 class TreeFile:
     root: str
-    path: str  # absolute
+    path: str  # absolute, as the OS names it (used to open the file)
     rel: str  # relative to root, with the root's name in front: stable ids across machines
 
+    def __post_init__(self):
+        self.rel = printable(self.rel)
+
     @property
-    def size(self) -> int:
-        return os.path.getsize(self.path)
+    def shown(self) -> str:
+        return printable(self.path)
 
 
 def list_files(roots: list[str], include: list[str], exclude: list[str], max_file_bytes: int) -> list[TreeFile]:
     """All matching files under the roots, sorted, so that every task sees the same list."""
     files: list[TreeFile] = []
-    for root in roots:
+    bases = [os.path.basename(r.rstrip(os.sep)) or r for r in roots]
+    for root, base in zip(roots, bases):
+        if bases.count(base) > 1:  # two roots named alike (a/docs, b/docs): ids need the whole path
+            base = root.strip(os.sep)
         if os.path.isfile(root):
-            files.append(TreeFile(os.path.dirname(root), root, os.path.basename(root)))
+            files.append(TreeFile(os.path.dirname(root), root, base))
             continue
-        base = os.path.basename(root.rstrip(os.sep)) or root
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames.sort()
             dirnames[:] = [d for d in dirnames if not _excluded(os.path.join(dirpath, d) + os.sep, exclude)]

@@ -149,7 +149,12 @@ class JsonlReader(_DiskReader):
                     except orjson.JSONDecodeError:
                         self._accept(explain_bad_json_line(raw, filepath, line_no))
                         continue
-                    result = self.validator.to_document(data, filepath, line_no, f"{filepath}:{line_no}", len(raw))
+                    try:
+                        result = self.validator.to_document(data, filepath, line_no, f"{filepath}:{line_no}",
+                                                            len(raw))
+                    except Exception as e:  # one odd record must not end the file
+                        result = Reject(filepath, line_no, "<record>", f"{type(e).__name__}: {e}",
+                                        size_bytes=len(raw))
                     if (doc := self._finish(self._accept(result))) is not None:
                         yield doc
         except Exception as e:  # truncated gzip, corrupt zstd frame, unreadable file: the rest of it is lost
@@ -295,32 +300,38 @@ class FileTreeReader(_Validating, BaseReader):
         try:
             data = read_bytes(f.path, self.max_file_bytes)
         except Exception as e:
-            self._accept(Reject(f.path, None, "<file>", f"unreadable: {type(e).__name__}: {e}"))
+            self._accept(Reject(f.shown, None, "<file>", f"unreadable: {type(e).__name__}: {e}"))
             return
         if len(data) > self.max_file_bytes:
-            self._accept(Reject(f.path, None, "text", f"file too large: > max_file_bytes {self.max_file_bytes:,}",
+            self._accept(Reject(f.shown, None, "text", f"file too large: > max_file_bytes {self.max_file_bytes:,}",
                                 size_bytes=len(data)))
             return
         if b"\x00" in data[:8192]:
-            self._accept(Reject(f.path, None, "text", "binary content (NUL bytes)", size_bytes=len(data)))
+            self._accept(Reject(f.shown, None, "text", "binary content (NUL bytes)", size_bytes=len(data)))
             return
         try:
             data.decode("utf-8")
         except UnicodeDecodeError as e:
             line = data[: e.start].count(b"\n") + 1
-            self._accept(Reject(f.path, line, "text", f"invalid UTF-8 at byte {e.start}", size_bytes=len(data),
+            self._accept(Reject(f.shown, line, "text", f"invalid UTF-8 at byte {e.start}", size_bytes=len(data),
                                 preview=data[max(0, e.start - 40): e.start + 40].decode("utf-8", "replace")))
             return
         if not data.strip():
-            self._accept(Reject(f.path, None, "text", "empty file", size_bytes=len(data)))
+            self._accept(Reject(f.shown, None, "text", "empty file", size_bytes=len(data)))
             return
         language, kind = classify(f.path)
-        sections = list(iter_sections(f, data, self.max_section_chars))[: self.max_sections_per_file]
+        sections = list(iter_sections(f, data, self.max_section_chars))
+        n_sections = len(sections)
+        if self.max_sections_per_file is not None and n_sections > self.max_sections_per_file:
+            cut = n_sections - self.max_sections_per_file  # read but not kept: the ledger counts them dropped
+            self.stat_update("total", value=cut)
+            self.stat_update("sections_cut", value=cut)
+            sections = sections[: self.max_sections_per_file]
         for k, line, text in sections:
-            meta = {"path": f.path, "relpath": f.rel, "language": language, "kind": kind, "file_bytes": len(data),
-                    "section": k, "n_sections": len(sections), "line": line}
+            meta = {"path": f.shown, "relpath": f.rel, "language": language, "kind": kind, "file_bytes": len(data),
+                    "section": k, "n_sections": n_sections, "line": line}
             doc_id = f"{f.rel}#{k}"
-            dup = self.validator.check_id(doc_id, f.path, line, text[:200])
+            dup = self.validator.check_id(doc_id, f.shown, line, text[:200])
             if (doc := self._accept(dup or Document(text=text, id=doc_id, metadata=meta))) is not None:
                 if self.default_metadata:
                     doc.metadata = self.default_metadata | doc.metadata

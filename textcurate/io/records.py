@@ -16,6 +16,13 @@ from datatrove.data import Document
 
 from textcurate.io.rejects import Reject, preview_of
 
+
+def _preview_obj(data) -> str:
+    try:
+        return preview_of(orjson.dumps(data, default=str))
+    except (TypeError, orjson.JSONEncodeError):  # e.g. nesting deeper than orjson writes
+        return preview_of(repr(data)[:1000])
+
 DEFAULT_MAX_DOC_BYTES = 10_000_000
 
 
@@ -46,11 +53,11 @@ class RecordValidator:
                     ) -> Document | Reject:
         if not isinstance(data, dict):
             return Reject(file, line, "<record>", f"expected an object, got {type(data).__name__}",
-                          preview=preview_of(orjson.dumps(data, default=str)), size_bytes=raw_size)
+                          preview=_preview_obj(data), size_bytes=raw_size)
         text = data.get(self.text_key)
         if self.text_key not in data:
             return Reject(file, line, self.text_key, f"missing (keys present: {sorted(data)[:10]})",
-                          preview=preview_of(orjson.dumps(data, default=str)), size_bytes=raw_size)
+                          preview=_preview_obj(data), size_bytes=raw_size)
         if not isinstance(text, str):
             return Reject(file, line, self.text_key, f"must be a string, got {type(text).__name__}",
                           preview=preview_of(str(text)), size_bytes=raw_size)
@@ -79,6 +86,11 @@ class RecordValidator:
         if not isinstance(metadata, dict):
             return Reject(file, line, "metadata", f"must be an object, got {type(metadata).__name__}",
                           id=doc_id, preview=preview_of(text), size_bytes=n_bytes)
+        try:  # what cannot be written back out is refused here, not by the writer at the end
+            orjson.dumps(metadata, default=_lenient)
+        except (TypeError, orjson.JSONEncodeError) as e:
+            return Reject(file, line, "metadata", f"cannot be stored as JSON: {e}", id=doc_id,
+                          preview=preview_of(text), size_bytes=n_bytes)
         dup = self.check_id(doc_id, file, line, preview_of(text))
         if dup is not None:
             dup.size_bytes = n_bytes
@@ -87,6 +99,10 @@ class RecordValidator:
         metadata = {**metadata, **extra} if extra else dict(metadata)
         metadata.setdefault("source_file", file)
         return Document(text=text, id=doc_id, metadata=metadata)
+
+
+def _lenient(obj):
+    return str(obj)  # the writer converts other types; only structure errors matter here
 
 
 def explain_bad_json_line(raw: bytes, file: str, line: int) -> Reject:

@@ -40,12 +40,24 @@ def json_default(obj):
     return str(obj)
 
 
+def _rank_only_filename(self, document, rank=0, **kwargs) -> str:
+    # datatrove also substitutes document metadata into the name, so a record with a "rank"
+    # field would make every task write the same file; textcurate names files by task only
+    return self.output_filename.substitute({"rank": str(rank).zfill(5), **kwargs})
+
+
 class ReproducibleJsonlWriter(JsonlWriter):
     """datatrove's JsonlWriter with a wider JSON fallback; importing this module (as unpickling
     it does in a worker) registers the compression it uses."""
 
+    _get_output_filename = _rank_only_filename
+
     def _write(self, document: dict, file_handler, _filename: str):
         file_handler.write(orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE, default=json_default))
+
+
+class TaskParquetWriter(ParquetWriter):
+    _get_output_filename = _rank_only_filename
 
 
 def parquet_row(self, document) -> dict:
@@ -61,6 +73,6 @@ def make_writer(folder: str, fmt: str = "jsonl", compression: str | None = "gzip
         return ReproducibleJsonlWriter(folder, output_filename=name,
                                        compression="gzip_reproducible" if compression == "gzip" else compression)
     if fmt == "parquet":
-        return ParquetWriter(folder, output_filename="${rank}.parquet", adapter=parquet_row,
+        return TaskParquetWriter(folder, output_filename="${rank}.parquet", adapter=parquet_row,
                              compression=compression if compression in ("snappy", "zstd", "gzip") else "snappy")
     raise ValueError(f"unknown output format {fmt!r}: use 'jsonl' or 'parquet'")

@@ -50,9 +50,11 @@ def build_reader(cfg: PipelineConfig, paths: RunPaths) -> PipelineStep:
 def build_stages(cfg: PipelineConfig, paths: RunPaths) -> list[tuple[str, PipelineStep]]:
     steps, used = [], set()
     for kind, params in cfg.stage_params():
-        name = params.name or kind
-        if name in used:  # two stages of one type get distinct folders: text_stats, text_stats-2
-            name = f"{name}-{sum(1 for u in used if u.split('-')[0] == name) + 1}"
+        base = name = params.name or kind
+        n = 1
+        while name in used:  # two stages of one type get distinct folders: text_stats, text_stats-2
+            n += 1
+            name = f"{base}-{n}"
         used.add(name)
         steps.append((name, STAGES[kind].build(params, paths, name)))
     return steps

@@ -15,7 +15,9 @@ from abc import abstractmethod
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from textcurate.io.attributes import AttributeWriter
+import pyarrow as pa
+
+from textcurate.io.attributes import AttributeWriter, arrow_schema
 from textcurate.io.rejects import Reject, RejectSink
 
 
@@ -38,6 +40,15 @@ class Scorer(PipelineStep):
     @abstractmethod
     def score(self, docs: list[Document]) -> list[dict | Reject]:
         """One dict of column values (or a Reject) per document, in order."""
+
+    def _as_stored(self, results: list) -> list:
+        """Rows as the attribute table stores them (float32 stays float32): a value read back from
+        the cache on resume must equal the one a fresh run puts in metadata, or thresholds drift."""
+        ok = [r for r in results if not isinstance(r, Reject)]
+        if not ok or not self.columns:
+            return results
+        cast = iter(pa.Table.from_pylist(ok, schema=arrow_schema(self.columns).remove(0)).to_pylist())
+        return [r if isinstance(r, Reject) else next(cast) for r in results]
 
     def setup(self, rank: int) -> None:
         """Load models etc. Called once per task, in the worker, before the first batch."""
@@ -63,7 +74,7 @@ class Scorer(PipelineStep):
                     if len(results) != len(todo):
                         raise RuntimeError(f"{type(self).__name__}.score returned {len(results)} rows "
                                            f"for {len(todo)} documents")
-                    fresh = dict(zip((d.id for d in todo), results))
+                    fresh = dict(zip((d.id for d in todo), self._as_stored(results)))
                     self.stat_update("scored", value=len(todo))
                 else:
                     fresh = {}
