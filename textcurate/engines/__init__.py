@@ -1,0 +1,5 @@
+"""One text-generation interface, three backends: transformers, an OpenAI-compatible server, vLLM."""
+
+from textcurate.engines.base import Engine, GenerationParams, make_engine
+
+__all__ = ["Engine", "GenerationParams", "make_engine"]
