@@ -124,6 +124,74 @@ def ledger(run_dir: str = typer.Argument(...)):
     Console().print(ledger_table(record["ledger"], title=f"{record['name']}: ledger"))
 
 
+def _read_docs(path: str, fmt: str | None = None):
+    """Documents from a run folder (its documents/), a JSONL or Parquet folder, or a file tree."""
+    from textcurate.io.readers import FileTreeReader, JsonlReader, ParquetReader
+
+    if os.path.exists(os.path.join(path, "run.json")):
+        path = os.path.join(path, "documents")
+    if fmt is None:
+        names = [n for _, _, files in os.walk(path) for n in files]
+        fmt = "parquet" if names and all(n.endswith(".parquet") for n in names) else \
+            "jsonl" if names and all(".jsonl" in n or n.endswith(".json") for n in names) else "file_tree"
+    if fmt == "file_tree":
+        return FileTreeReader([path]).run()
+    return (ParquetReader if fmt == "parquet" else JsonlReader)(path).run()
+
+
+@app.command()
+def annotate(input: str = typer.Argument(..., help="a run folder, a JSONL/Parquet folder, or a folder of files"),
+             out: str = typer.Option(..., "--out", help="annotations .parquet"),
+             engine: str = typer.Option("transformers", help="transformers | openai | vllm"),
+             model: str = typer.Option("smollm2", help="model path, GGUF file, hub id, or served name"),
+             base_url: Optional[str] = typer.Option(None, help="openai engine: http://HOST:PORT/v1"),
+             sample: Optional[int] = typer.Option(500, help="documents to rate (seeded sample); 0 for all"),
+             seed: int = typer.Option(0),
+             batch_size: int = typer.Option(16),
+             max_chars: int = typer.Option(1000, help="characters of each document shown to the judge"),
+             max_tokens: int = typer.Option(16, help="tokens the judge may answer with")):
+    """Rate documents 0-5 for educational value with an LLM; resumable."""
+    from textcurate.engines import GenerationParams, make_engine
+    from textcurate.judge.annotate import annotate as run_annotate
+    from textcurate.judge.annotate import sample_documents
+
+    opts = {"base_url": base_url} if base_url else {}
+    eng = make_engine(engine, model, **opts)
+    docs = sample_documents(_read_docs(input), sample or None, seed)
+    console.print(f"annotating {len(docs):,} documents with {engine}:{model}")
+    table = run_annotate(docs, eng, out, batch_size=batch_size, max_chars=max_chars,
+                         params=GenerationParams(max_tokens=max_tokens),
+                         progress=lambda d, n: console.print(f"  {d:,}/{n:,}", highlight=False))
+    scores = table.column("score").to_pylist()
+    parsed = [s for s in scores if s is not None]
+    dist = {k: parsed.count(k) for k in range(6)}
+    print(json.dumps({"out": out, "rows": table.num_rows, "parsed": len(parsed), "unparsed": len(scores) - len(parsed),
+                      "distribution": dist}))
+
+
+@app.command("train-classifier")
+def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotations .parquet (id, text, score)"),
+                         out: str = typer.Option(..., "--out", help="classifier folder"),
+                         provenance: str = typer.Option(..., help="where the labels came from, for the card"),
+                         embedder: str = typer.Option("minilm"),
+                         max_tokens: int = typer.Option(256),
+                         heads: str = typer.Option("linear,mlp"),
+                         val_frac: float = typer.Option(0.2),
+                         seed: int = typer.Option(0),
+                         ngram: bool = typer.Option(True, help="also train the fast n-gram model (for cascades)")):
+    """Train a regression head on frozen embeddings (and an n-gram model) from annotations."""
+    from textcurate.classify.train import load_annotations, train_classifier
+
+    ids, texts, y = load_annotations(annotations)
+    card = train_classifier(ids, texts, y, out, provenance, embedder, max_tokens, tuple(heads.split(",")),
+                            val_frac, seed, with_ngram=ngram)
+    m = card["metrics"]["validation"]
+    summary = {k: round(v, 4) for k, v in m.items() if isinstance(v, float)}
+    print(json.dumps({"out": out, "head": card["head"]["kind"], "validation": summary,
+                      "ngram_validation": {k: round(v, 4) for k, v in card.get("ngram", {}).get("metrics", {})
+                                           .get("validation", {}).items() if isinstance(v, float)}}))
+
+
 @app.command()
 def stages():
     """List the stage types a pipeline YAML can use."""

@@ -22,6 +22,10 @@ class RunPaths:
         return f"{self.run_dir}/attributes"
 
     @property
+    def features(self) -> str:
+        return f"{self.run_dir}/features"
+
+    @property
     def rejects(self) -> str:
         return f"{self.run_dir}/rejects"
 
@@ -66,6 +70,23 @@ class SelectParams(_Params):
         return self
 
 
+class EmbedParams(ScorerParams):
+    model: str = Field("minilm", description="sentence-transformers id or path; 'minilm' = the packaged MiniLM")
+    max_tokens: int = 256
+    encode_batch_size: int = 32
+    device: str = "auto"
+    dtype: str = "auto"
+
+
+class EduScoreParams(ScorerParams):
+    classifier: str = Field(..., description="a textcurate classifier folder or a HF sequence-classification model")
+    cascade: bool = False
+    band: tuple[float, float] = (1.5, 3.5)
+    device: str = "auto"
+    max_tokens: int | None = None
+    trust_remote_code: bool = False
+
+
 class DatatroveParams(_Params):
     # a datatrove step by dotted name, e.g. datatrove.pipeline.filters.GopherQualityFilter
     cls: str = Field(alias="class")
@@ -87,6 +108,22 @@ def _scorer(cls_path: str):
     return build
 
 
+def _embed(p: EmbedParams, paths: RunPaths, name: str):
+    from textcurate.embed.step import Embed
+
+    return Embed(p.model, p.max_tokens, p.encode_batch_size, p.device, p.dtype, features_folder=paths.features,
+                 rejects_folder=paths.rejects, batch_size=p.batch_size, checkpoint_every=p.checkpoint_every,
+                 step_name=name)
+
+
+def _edu_score(p: EduScoreParams, paths: RunPaths, name: str):
+    from textcurate.classify.scorer import EduScore
+
+    return EduScore(p.classifier, p.cascade, p.band, p.device, p.max_tokens, p.trust_remote_code,
+                    attributes_folder=paths.attributes, rejects_folder=paths.rejects, batch_size=p.batch_size,
+                    checkpoint_every=p.checkpoint_every, step_name=name)
+
+
 def _select(p: SelectParams, paths: RunPaths, name: str):
     from textcurate.select.step import Select
 
@@ -106,6 +143,9 @@ STAGES: dict[str, StageSpec] = {
                             "characters, words, lines, character-class fractions, duplicate lines"),
     "noop": StageSpec(ScorerParams, _scorer("textcurate.steps.text_stats.NoOpScorer"),
                       "writes only the id column (benchmarks the scoring machinery)"),
+    "embed": StageSpec(EmbedParams, _embed, "sentence embeddings into the feature store (features/NAME/)"),
+    "edu_score": StageSpec(EduScoreParams, _edu_score,
+                           "educational value 0-5 from a classifier head (cascade optional) or a HF regression model"),
     "select": StageSpec(SelectParams, _select, "keep by expression, top-k / fraction of a score, per-group quota"),
     "datatrove": StageSpec(DatatroveParams, _datatrove, "any datatrove step by class name, with its arguments"),
 }

@@ -16,9 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
-def arrow_schema(columns: dict[str, str]) -> pa.Schema:
-    """``{"edu_score": "float32", "is_dup": "bool"}`` -> an Arrow schema with ``id`` first."""
-    return pa.schema([("id", pa.string())] + [(name, pa.type_for_alias(t)) for name, t in columns.items()])
+def arrow_schema(columns: dict) -> pa.Schema:
+    """``{"edu_score": "float32", "is_dup": "bool"}`` -> an Arrow schema with ``id`` first.
+    A value may also be an Arrow type, e.g. ``pa.list_(pa.float16(), 384)`` for a feature vector."""
+    return pa.schema([("id", pa.string())] + [(name, t if isinstance(t, pa.DataType) else pa.type_for_alias(t))
+                                             for name, t in columns.items()])
 
 
 class AttributeWriter:

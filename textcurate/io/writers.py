@@ -40,6 +40,11 @@ def json_default(obj):
     return str(obj)
 
 
+def public_metadata(metadata: dict) -> dict:
+    """Keys starting with ``__`` travel between steps (an embedding, say) but are not written."""
+    return {k: v for k, v in metadata.items() if not k.startswith("__")}
+
+
 def _rank_only_filename(self, document, rank=0, **kwargs) -> str:
     # datatrove also substitutes document metadata into the name, so a record with a "rank"
     # field would make every task write the same file; textcurate names files by task only
@@ -53,6 +58,8 @@ class ReproducibleJsonlWriter(JsonlWriter):
     _get_output_filename = _rank_only_filename
 
     def _write(self, document: dict, file_handler, _filename: str):
+        if "metadata" in document:
+            document["metadata"] = public_metadata(document["metadata"])
         file_handler.write(orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE, default=json_default))
 
 
@@ -64,7 +71,7 @@ def parquet_row(self, document) -> dict:
     """Metadata as a JSON string: documents differ in their metadata keys and types, and one
     Parquet file has one schema. textcurate's ParquetReader parses it back."""
     return {"id": document.id, "text": document.text,
-            "metadata": orjson.dumps(document.metadata, default=json_default).decode()}
+            "metadata": orjson.dumps(public_metadata(document.metadata), default=json_default).decode()}
 
 
 def make_writer(folder: str, fmt: str = "jsonl", compression: str | None = "gzip"):

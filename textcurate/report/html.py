@@ -109,6 +109,25 @@ def _attributes(run_dir: str, record: dict) -> str | None:
     return "".join(parts) or None
 
 
+@section("Educational value")
+def _edu(run_dir: str, record: dict) -> str | None:
+    parts = []
+    for step in list_attribute_steps(run_dir):
+        table = read_attributes(run_dir, step)
+        if "edu_int" not in table.column_names:
+            continue
+        ints = np.asarray(table.column("edu_int").to_numpy(zero_copy_only=False))
+        rows = "".join(f"<tr><td>edu_int &gt;= {t}</td><td>{int((ints >= t).sum()):,}</td>"
+                       f"<td>{(ints >= t).mean():.1%}</td></tr>" for t in range(6))
+        paths = ""
+        if "edu_path" in table.column_names:
+            vals = table.column("edu_path").to_pylist()
+            paths = "<p>scored by: " + ", ".join(f"{p} {vals.count(p) / len(vals):.1%}" for p in sorted(set(vals))) + "</p>"
+        parts.append(f"<h3>{_esc(step)}</h3>{paths}<table><tr><th>threshold</th><th>documents</th>"
+                     f"<th>kept fraction</th></tr>{rows}</table>")
+    return "".join(parts) or None
+
+
 @section("Fitted decisions")
 def _decisions(run_dir: str, record: dict) -> str | None:
     phases = record.get("phases") or {}

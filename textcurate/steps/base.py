@@ -50,6 +50,10 @@ class Scorer(PipelineStep):
         cast = iter(pa.Table.from_pylist(ok, schema=arrow_schema(self.columns).remove(0)).to_pylist())
         return [r if isinstance(r, Reject) else next(cast) for r in results]
 
+    def to_metadata(self, row: dict) -> dict:
+        """What of a row goes into the document's metadata (all of it, by default)."""
+        return row
+
     def setup(self, rank: int) -> None:
         """Load models etc. Called once per task, in the worker, before the first batch."""
 
@@ -88,7 +92,7 @@ class Scorer(PipelineStep):
                         rejects.add(row)
                         self.stat_update("rejected")
                         continue
-                    doc.metadata.update(row)
+                    doc.metadata.update(self.to_metadata(row))
                     if store is not None:
                         store.add(doc.id, row, new=is_new)
                     yield doc

@@ -1,0 +1,141 @@
+"""Classifier training, metrics, artifacts, the edu_score step (head, cascade, HF model)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from textcurate.classify.heads import load_artifact, stratified_split
+from textcurate.classify.metrics import auc, regression_report, spearman
+from textcurate.classify.train import train_classifier
+
+
+def _synthetic(n=240, dim=24, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, dim)).astype(np.float32)
+    y = np.clip(np.round(2.5 + X @ rng.normal(size=dim) / 2.5), 0, 5).astype(int)
+    texts = [" ".join(["lesson"] * int(v) + ["noise"] * (5 - int(v)) + [f"w{i}"]) for i, v in enumerate(y)]
+    return [f"d{i}" for i in range(n)], texts, y, X
+
+
+def test_metrics_against_scipy_and_sklearn():
+    from scipy.stats import spearmanr
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    a, b = rng.integers(0, 6, 200), rng.normal(size=200)
+    assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
+    assert auc(a >= 3, b) == pytest.approx(roc_auc_score(a >= 3, b), abs=1e-12)
+
+
+def test_split_is_stratified_and_seeded():
+    y = np.array([0] * 50 + [3] * 30 + [5] * 20)
+    tr, va = stratified_split(y, 0.2, 0)
+    assert len(set(tr) & set(va)) == 0 and len(tr) + len(va) == 100
+    assert [int((y[va] == c).sum()) for c in (0, 3, 5)] == [10, 6, 4]
+    assert list(stratified_split(y, 0.2, 0)[1]) == list(va)
+
+
+def test_artifact_round_trip_and_metrics_recompute(tmp_path):
+    ids, texts, y, X = _synthetic()
+    card = train_classifier(ids, texts, y, str(tmp_path / "c"), "synthetic test labels", embeddings=X, epochs=150)
+    head, card2, ngram = load_artifact(str(tmp_path / "c"))
+    assert card2["labels"]["provenance"] == "synthetic test labels" and card2["labels"]["n"] == len(y)
+    va = [ids.index(i) for i in card2["split"]["val_ids"]]
+    with torch.no_grad():
+        pred = head(torch.tensor(X[va])).squeeze(-1).numpy()
+    again = regression_report(y[va], pred)
+    for k, v in card["metrics"]["validation"].items():
+        assert again[k] == (pytest.approx(v, abs=1e-5) if isinstance(v, float) else v), k
+    assert card["metrics"]["validation"]["macro_f1"] > 0.3 and ngram is not None
+    assert card["ngram"]["metrics"]["validation"]["spearman"] > 0.8  # the words carry the label here
+    assert os.path.exists(tmp_path / "c" / "head.safetensors") and not list(tmp_path.glob("c/*.pkl"))
+
+
+def _real_classifier(tmp_path, n=60):
+    """A head on the packaged MiniLM, trained on short texts whose label is their topic."""
+    texts, y = [], []
+    for i in range(n):
+        if i % 2:
+            texts.append(f"Lesson {i}: photosynthesis converts light energy into chemical energy in plants.")
+            y.append(4)
+        else:
+            texts.append(f"BUY NOW {i}!!! cheap watches discount click here free shipping")
+            y.append(0)
+    card = train_classifier([f"t{i}" for i in range(n)], texts, np.array(y), str(tmp_path / "clf"), "test",
+                            epochs=100)
+    return str(tmp_path / "clf"), card
+
+
+def test_edu_score_head_cascade_and_stream(tmp_path):
+    from datatrove.data import Document
+
+    from textcurate.classify.scorer import EduScore
+
+    clf, _ = _real_classifier(tmp_path)
+    docs = [Document(text=t, id=str(i)) for i, t in enumerate(
+        ["Lesson: how plants make sugar from light.", "cheap watches click here", "The water cycle explained",
+         "discount free shipping buy buy buy", "a"])]
+    full = EduScore(clf)
+    full.setup(0)
+    exact = {r["edu_score"] for r in full.score(docs)}
+    casc = EduScore(clf, cascade=True, band=(1.0, 3.0))
+    casc.setup(0)
+    rows = casc.score(docs)
+    ng = casc._ngram.predict([d.text for d in docs])
+    for d, r, s in zip(docs, rows, ng):
+        if r["edu_path"] == "ngram":  # decided by the fast model: outside the band, its own score
+            assert not 1.0 <= s <= 3.0 and r["edu_score"] == pytest.approx(float(s), abs=1e-6)
+        else:  # sent to the head: exactly what the full model says
+            assert r["edu_score"] in exact or r["edu_score"] == pytest.approx(full.score([d])[0]["edu_score"], 1e-6)
+        assert r["edu_int"] == int(np.clip(round(r["edu_score"]), 0, 5))
+
+
+def test_edu_filter_pipeline_embeds_once(run_cfg, tmp_path):
+    from conftest import read_output_docs, write_jsonl
+    from textcurate.runner.run import run_pipeline
+
+    clf, _ = _real_classifier(tmp_path)
+    recs = [{"id": f"g{i}", "text": f"Lesson {i}: the heart pumps blood through arteries and veins."} for i in range(6)]
+    recs += [{"id": f"s{i}", "text": f"CLICK HERE {i} cheap pills discount!!!"} for i in range(6)]
+    write_jsonl(tmp_path / "in" / "a.jsonl", recs)
+    cfg = run_cfg({"type": "jsonl", "path": str(tmp_path / "in")},
+                  [{"type": "embed"}, {"type": "edu_score", "classifier": clf}, {"type": "select", "expr": "edu_int >= 3"}])
+    record = run_pipeline(cfg, report=True)
+    kept = {d["id"] for d in read_output_docs(cfg.output.path)}
+    assert kept == {f"g{i}" for i in range(6)}
+    assert all("__embedding__" not in d["metadata"] for d in read_output_docs(cfg.output.path))
+    from textcurate.embed.step import read_features
+
+    ids, X = read_features(f"{cfg.output.path}/features/embed")
+    assert len(ids) == 12 and X.shape == (12, 384) and np.allclose(np.linalg.norm(X, axis=1), 1, atol=1e-2)
+    assert record["ledger"]["totals"]["balanced"]
+    page = open(f"{cfg.output.path}/report.html").read()
+    assert "edu_score" in page and "kept fraction" in page.lower()
+
+
+def test_hf_sequence_classification_model_loads_as_scorer(tmp_path):
+    from datatrove.data import Document
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from textcurate.classify.scorer import EduScore
+    from textcurate.embed.embedder import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(resolve_model("minilm"))
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                                     num_attention_heads=2, intermediate_size=64, num_labels=1,
+                                                     problem_type="regression"))
+    model.save_pretrained(tmp_path / "hf")
+    tok.save_pretrained(tmp_path / "hf")
+    assert json.load(open(tmp_path / "hf" / "config.json"))["architectures"] == ["BertForSequenceClassification"]
+    docs = [Document(text=t, id=str(i)) for i, t in enumerate(["one text", "another, longer text here"])]
+    scorer = EduScore(str(tmp_path / "hf"))
+    scorer.setup(0)
+    rows = scorer.score(docs)
+    with torch.no_grad():
+        want = [model.eval()(**tok(d.text, return_tensors="pt")).logits.item() for d in docs]
+    assert [r["edu_score"] for r in rows] == pytest.approx(want, abs=1e-4)
+    assert {r["edu_path"] for r in rows} == {"hf"}

@@ -1,0 +1,1 @@
+"""Heads on frozen embeddings, a fast hashed n-gram model, training, metrics, artifacts."""

@@ -1,0 +1,93 @@
+"""Regression heads on frozen embeddings, their training, and the artifact (safetensors + card)."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from textcurate import __version__
+from textcurate.classify.metrics import macro_f1, regression_report
+
+
+def make_head(kind: str, dim: int, hidden: int = 256) -> torch.nn.Module:
+    if kind == "linear":
+        return torch.nn.Sequential(torch.nn.Linear(dim, 1))
+    if kind == "mlp":
+        return torch.nn.Sequential(torch.nn.Linear(dim, hidden), torch.nn.GELU(), torch.nn.Dropout(0.1),
+                                   torch.nn.Linear(hidden, 1))
+    raise ValueError(f"unknown head {kind!r}: linear or mlp")
+
+
+def stratified_split(y: np.ndarray, val_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        k = int(round(len(idx) * val_frac)) if len(idx) > 1 else 0
+        val.extend(idx[:k])
+        train.extend(idx[k:])
+    return np.sort(np.array(train, dtype=int)), np.sort(np.array(val, dtype=int))
+
+
+def fit_head(kind: str, Xtr, ytr, Xva, yva, epochs: int = 300, lr: float = 3e-3, seed: int = 0,
+             hidden: int = 256) -> tuple[torch.nn.Module, dict]:
+    """Full-batch AdamW on MSE; the epoch with the best validation macro-F1 of rounded scores wins."""
+    torch.manual_seed(seed)
+    head = make_head(kind, Xtr.shape[1], hidden)
+    with torch.no_grad():
+        head[-1].bias.fill_(float(np.mean(ytr)))
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-2)
+    xt, yt = torch.tensor(Xtr), torch.tensor(ytr, dtype=torch.float32)
+    xv = torch.tensor(Xva)
+    best, best_state = None, None
+    for _ in range(epochs):
+        head.train()
+        loss = torch.nn.functional.mse_loss(head(xt).squeeze(-1), yt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        head.eval()
+        with torch.no_grad():
+            pred = head(xv).squeeze(-1).numpy()
+        key = (macro_f1(yva, pred), -float(np.mean((pred - yva) ** 2)))
+        if best is None or key > best:
+            best = key
+            best_state = {k: v.clone() for k, v in head.state_dict().items()}
+    head.load_state_dict(best_state)
+    head.eval()
+    with torch.no_grad():
+        return head, regression_report(yva, head(xv).squeeze(-1).numpy())
+
+
+def save_artifact(folder: str, head: torch.nn.Module, card: dict, ngram=None) -> None:
+    os.makedirs(folder, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, os.path.join(folder, "head.safetensors"))
+    if ngram is not None:
+        save_file({k: v.contiguous() for k, v in ngram.state_dict().items()}, os.path.join(folder, "ngram.safetensors"))
+    card = {**card, "textcurate_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    with open(os.path.join(folder, "card.json"), "w") as fh:
+        json.dump(card, fh, indent=2)
+
+
+def load_artifact(folder: str):
+    """(head, card, ngram or None)."""
+    with open(os.path.join(folder, "card.json")) as fh:
+        card = json.load(fh)
+    h = card["head"]
+    head = make_head(h["kind"], h["dim"], h.get("hidden", 256))
+    head.load_state_dict(load_file(os.path.join(folder, "head.safetensors")))
+    ngram = None
+    if os.path.exists(os.path.join(folder, "ngram.safetensors")):
+        from textcurate.classify.ngram import NGramRegressor
+
+        g = card["ngram"]
+        ngram = NGramRegressor(g["n_buckets"], g["dim"], g.get("max_chars", 4000))
+        ngram.load_state_dict(load_file(os.path.join(folder, "ngram.safetensors")))
+        ngram.eval()
+    return head.eval(), card, ngram

@@ -1,0 +1,115 @@
+"""The ``edu_score`` step: ``edu_score`` (float), ``edu_int`` (0-5) and ``edu_path``.
+
+Three ways to score, chosen by what the classifier folder holds:
+- a textcurate head (``card.json`` + ``head.safetensors``) on embeddings: taken from an
+  ``embed`` step earlier in the stream when present, else computed here with the card's
+  embedder;
+- the same with ``cascade: true``: the hashed n-gram model scores everything first and only
+  documents in the uncertain band ``[low, high]`` go to the head (``edu_path`` says which);
+- a Hugging Face sequence-classification regression model (the format of
+  HuggingFaceFW/fineweb-edu-classifier): a folder with ``config.json``; logits are the score.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from datatrove.data import Document
+
+from textcurate.steps.base import Scorer
+
+
+def _is_hf_classifier(folder: str) -> bool:
+    cfg = os.path.join(folder, "config.json")
+    if not os.path.exists(cfg):
+        return False
+    with open(cfg) as fh:
+        return any(a.endswith("ForSequenceClassification") for a in json.load(fh).get("architectures", []))
+
+
+class EduScore(Scorer):
+    name = "edu_score"
+    columns = {"edu_score": "float32", "edu_int": "int8", "edu_path": "string"}
+    default_batch_size = 256
+    default_checkpoint_every = 1024
+
+    def __init__(self, classifier: str, cascade: bool = False, band: tuple[float, float] = (1.5, 3.5),
+                 device: str = "auto", max_tokens: int | None = None, trust_remote_code: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.classifier = classifier
+        self.cascade = cascade
+        self.band = tuple(band)
+        self.device = device
+        self.max_tokens = max_tokens
+        self.trust_remote_code = trust_remote_code
+        self._loaded = False
+
+    def setup(self, rank: int) -> None:
+        if self._loaded:
+            return
+        if _is_hf_classifier(self.classifier):
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+            from textcurate.embed.embedder import pick_device
+
+            self._device = pick_device(self.device)
+            self._tok = AutoTokenizer.from_pretrained(self.classifier, trust_remote_code=self.trust_remote_code)
+            self._hf = AutoModelForSequenceClassification.from_pretrained(
+                self.classifier, trust_remote_code=self.trust_remote_code).to(self._device).eval()
+            self._mode = "hf"
+        else:
+            from textcurate.classify.heads import load_artifact
+            from textcurate.embed.embedder import Embedder
+
+            self._head, self.card, self._ngram = load_artifact(self.classifier)
+            if self.cascade and self._ngram is None:
+                raise ValueError(f"{self.classifier}: cascade needs ngram.safetensors, which this classifier lacks")
+            emb = self.card["embedder"]
+            self._embedder = Embedder(emb["model"], max_tokens=self.max_tokens or emb["max_tokens"], device=self.device)
+            self._mode = "head"
+        self._loaded = True
+
+    def _hf_scores(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        out = []
+        for i in range(0, len(texts), 32):
+            enc = self._tok(texts[i:i + 32], truncation=True, max_length=self.max_tokens or 512, padding=True,
+                            return_tensors="pt").to(self._device)
+            with torch.inference_mode():
+                out.append(self._hf(**enc).logits.float().squeeze(-1).cpu().numpy().reshape(-1))
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def head_scores(self, docs: list[Document]) -> np.ndarray:
+        import torch
+
+        from textcurate.embed.step import EMBEDDING_KEY
+
+        have = [d.metadata.get(EMBEDDING_KEY) for d in docs]
+        missing = [i for i, v in enumerate(have) if v is None]
+        if missing:
+            vecs = self._embedder.encode([docs[i].text for i in missing])
+            for i, v in zip(missing, vecs):
+                have[i] = v
+        X = torch.tensor(np.stack(have).astype(np.float32))
+        with torch.inference_mode():
+            return self._head(X).squeeze(-1).numpy()
+
+    def score(self, docs: list[Document]) -> list[dict]:
+        if self._mode == "hf":
+            scores, paths = self._hf_scores([d.text for d in docs]), ["hf"] * len(docs)
+        elif self.cascade:
+            scores = self._ngram.predict([d.text for d in docs])
+            lo, hi = self.band
+            unsure = [i for i, s in enumerate(scores) if lo <= s <= hi]
+            paths = ["ngram"] * len(docs)
+            if unsure:
+                refined = self.head_scores([docs[i] for i in unsure])
+                for i, s in zip(unsure, refined):
+                    scores[i], paths[i] = s, "head"
+        else:
+            scores, paths = self.head_scores(docs), ["head"] * len(docs)
+        return [{"edu_score": float(s), "edu_int": int(np.clip(np.round(s), 0, 5)), "edu_path": p}
+                for s, p in zip(scores, paths)]

@@ -1,0 +1,66 @@
+"""The ``embed`` step: writes the feature store and hands each vector to the next steps.
+
+``features/NAME/RANK.parquet`` holds ``id`` and ``embedding`` (float16, fixed length), in
+stream order, with the same checkpoints and resume as an attribute table. The vector also
+travels with the document as ``metadata["__embedding__"]`` (float32), which writers never
+write, so a classifier head after this step does not embed again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+from datatrove.data import Document
+
+from textcurate.embed.embedder import Embedder
+from textcurate.io.rejects import Reject
+from textcurate.steps.base import Scorer
+
+EMBEDDING_KEY = "__embedding__"
+
+
+class Embed(Scorer):
+    name = "embed"
+    default_batch_size = 256
+    default_checkpoint_every = 1024
+
+    def __init__(self, model: str = "minilm", max_tokens: int = 256, encode_batch_size: int = 32,
+                 device: str = "auto", dtype: str = "auto", features_folder: str | None = None, **kwargs):
+        super().__init__(attributes_folder=features_folder, **kwargs)
+        self.embedder = Embedder(model, max_tokens=max_tokens, batch_size=encode_batch_size, device=device,
+                                 dtype=dtype)
+
+    def setup(self, rank: int) -> None:
+        self.columns = {"embedding": pa.list_(pa.float16(), self.embedder.dim)}
+
+    def score(self, docs: list[Document]) -> list[dict | Reject]:
+        vecs = self.embedder.encode([d.text for d in docs])
+        return [{"embedding": v} for v in vecs]
+
+    def _as_stored(self, results: list) -> list:
+        # float16 as stored, float32 in memory: a resumed run hands on the very same vectors
+        return [r if isinstance(r, Reject) else {"embedding": np.asarray(r["embedding"], dtype=np.float16)}
+                for r in results]
+
+    def to_metadata(self, row: dict) -> dict:
+        return {EMBEDDING_KEY: np.asarray(row["embedding"], dtype=np.float32)}
+
+
+def read_features(folder: str) -> tuple[list[str], np.ndarray]:
+    """(ids, float32 [n, dim]) of a feature store folder, all tasks in rank order."""
+    import glob
+    import os
+
+    import pyarrow.parquet as pq
+
+    ids: list[str] = []
+    parts = []
+    for path in sorted(glob.glob(os.path.join(folder, "*.parquet"))):
+        t = pq.read_table(path)
+        ids.extend(t.column("id").to_pylist())
+        col = t.column("embedding").combine_chunks()
+        dim = col.type.list_size
+        parts.append(col.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim))
+    if not parts:
+        raise FileNotFoundError(f"no feature shards in {folder}")
+    return ids, np.concatenate(parts)

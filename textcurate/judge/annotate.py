@@ -1,0 +1,74 @@
+"""``textcurate annotate``: an LLM rates a sample of documents; one Parquet row per document.
+
+Rows: id, text, score (0-5 or null), raw (the model's output), reason (why a score is null),
+model, engine, prompt_version, judged_chars. The sample is the ``sample`` documents with the
+smallest seeded hash of their id: uniform, and the same on every run. Rows are written in
+parts after every batch, so a killed annotation resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import glob
+import heapq
+import os
+import shutil
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import xxhash
+
+from textcurate.engines.base import Engine, GenerationParams
+from textcurate.judge.prompt import PROMPT_VERSION, build_prompt, parse_score
+
+SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("score", pa.int8()), ("raw", pa.string()),
+                    ("reason", pa.string()), ("model", pa.string()), ("engine", pa.string()),
+                    ("prompt_version", pa.string()), ("judged_chars", pa.int32())])
+
+
+def sample_documents(docs, n: int | None, seed: int = 0) -> list:
+    """The n documents with the smallest xxhash64(id, seed), in hash order; all when n is None."""
+    if n is None:
+        return list(docs)
+    heap: list = []
+    for doc in docs:
+        key = -xxhash.xxh64_intdigest(doc.id.encode("utf-8", "surrogatepass"), seed=seed)
+        if len(heap) < n:
+            heapq.heappush(heap, (key, doc.id, doc))
+        elif key > heap[0][0]:
+            heapq.heapreplace(heap, (key, doc.id, doc))
+    return [d for _, _, d in sorted(heap, key=lambda x: (-x[0], x[1]))]
+
+
+def annotate(docs, engine: Engine, out: str, batch_size: int = 16, max_chars: int = 1000,
+             params: GenerationParams | None = None, progress=None) -> pa.Table:
+    params = params or GenerationParams(max_tokens=16, temperature=0.0)
+    parts_dir = out + ".parts"
+    done: set[str] = set()
+    if os.path.exists(out):  # finished earlier: nothing to do
+        return pq.read_table(out)
+    for p in sorted(glob.glob(os.path.join(parts_dir, "*.parquet"))):
+        done.update(pq.read_table(p, columns=["id"]).column("id").to_pylist())
+    todo = [d for d in docs if d.id not in done]
+    os.makedirs(parts_dir, exist_ok=True)
+    n_parts = len(glob.glob(os.path.join(parts_dir, "*.parquet")))
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start:start + batch_size]
+        outputs = engine.generate([build_prompt(d.text, max_chars) for d in batch], params)
+        rows = []
+        for doc, raw in zip(batch, outputs):
+            score, reason = parse_score(raw)
+            rows.append({"id": doc.id, "text": doc.text, "score": score, "raw": raw, "reason": reason,
+                         "model": engine.model, "engine": engine.name, "prompt_version": PROMPT_VERSION,
+                         "judged_chars": min(len(doc.text), max_chars)})
+        path = os.path.join(parts_dir, f"part-{n_parts:06d}.parquet")
+        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path + ".tmp")
+        os.replace(path + ".tmp", path)
+        n_parts += 1
+        if progress:
+            progress(len(done) + start + len(batch), len(done) + len(todo))
+    parts = sorted(glob.glob(os.path.join(parts_dir, "*.parquet")))
+    table = pa.concat_tables([pq.read_table(p) for p in parts]) if parts else SCHEMA.empty_table()
+    pq.write_table(table, out + ".tmp")
+    os.replace(out + ".tmp", out)
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    return table
