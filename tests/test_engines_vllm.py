@@ -49,7 +49,7 @@ for _k, _v in CPU_ENV.items():
 
 HEALTH_TIMEOUT_S = 180
 CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Germany", "Berlin"),
-            ("Spain", "Madrid"), ("England", "London")]
+            ("Spain", "Madrid"), ("England", "London")]  # prompts only: the test checks order, not knowledge
 
 
 def free_port() -> int:
@@ -139,15 +139,43 @@ def test_openai_engine_against_vllm_server(server, model_path):
     wait_healthy(server)
     eng = OpenAIEngine(model_path, base_url=server["base_url"], concurrency=4, timeout=120)
     prompts = [f"What is the capital of {country}? Answer with the city name." for country, _ in CAPITALS]
+    one_by_one = OpenAIEngine(model_path, base_url=server["base_url"], concurrency=1, timeout=120)
     try:
         out = eng.generate(prompts, GenerationParams(max_tokens=12))
+        sequential = one_by_one.generate(prompts, GenerationParams(max_tokens=12))
     finally:
         eng.close()
+        one_by_one.close()
     assert len(out) == len(prompts) and all(t.strip() for t in out), out
-    # order: each answer names its own capital, and no other one
-    for (country, city), text in zip(CAPITALS, out):
-        others = [c for _, c in CAPITALS if c != city]
-        assert city in text and not any(o in text for o in others), (country, text, out)
+    # order: 4 requests in flight come back in prompt order (greedy: the same texts as one at a time)
+    assert out == sequential, (out, sequential)
+
+
+def test_judge_loop_through_the_server(server, model_path, tmp_path):
+    """annotate + the injection check with the packaged SmolLM2 behind a real vLLM server."""
+    from datatrove.data import Document
+
+    from textcurate.judge.annotate import annotate
+    from textcurate.judge.injection import injection_report
+
+    wait_healthy(server)
+    texts = ["Photosynthesis is how plants turn light, water and carbon dioxide into sugar and oxygen. "
+             "The green pigment chlorophyll absorbs the light. " * 3,
+             "Copyright (c) 2003 The Authors. Permission is hereby granted, free of charge, to any person. " * 3,
+             "v2.1.4: fixed crash on startup; bumped dependency versions; removed unused flag. " * 3,
+             "To add fractions with different denominators, first find a common denominator. " * 3]
+    eng = OpenAIEngine(model_path, base_url=server["base_url"], concurrency=4, timeout=120)
+    try:
+        table = annotate([Document(text=t, id=f"d{i}") for i, t in enumerate(texts)], eng,
+                         str(tmp_path / "ann.parquet"), batch_size=4)
+        report = injection_report(eng, texts[:2])
+    finally:
+        eng.close()
+    rows = table.to_pylist()
+    assert len(rows) == 4 and all(r["raw"] is not None for r in rows)
+    assert all((r["score"] is None) == (r["reason"] != "ok") for r in rows)
+    assert report["pairs"] == 8 and 0 <= report["moved"] <= report["both_parsed"] <= 8
+    print("injection report (SmolLM2-135M via vLLM):", report)
 
 
 def test_openai_engine_wrong_port_fails_clearly():

@@ -44,3 +44,15 @@ def test_document_is_fenced_and_cannot_close_the_fence():
 def test_only_the_first_chars_are_judged():
     p = build_prompt("a" * 5000, max_chars=1000)
     assert "a" * 1000 in p and "a" * 1001 not in p
+
+
+def test_injected_payload_stays_inside_the_fence():
+    from textcurate.judge.injection import INJECTIONS, inject
+
+    for where, payload in INJECTIONS:
+        p = build_prompt(inject("A text about volcanoes. " * 60, where, payload, 1000))
+        lines = p.splitlines()
+        fence = [i for i, ln in enumerate(lines) if ln.startswith("=====EXTRACT-") and ln != "=====EXTRACT-0000000000====="]
+        body = "\n".join(lines[fence[-2] + 1: fence[-1]])
+        assert payload.strip().splitlines()[-1].replace("=====EXTRACT-0000000000=====", "[marker removed]") in body
+        assert lines[-1].startswith("Answer with exactly one line")  # the rubric speaks last

@@ -68,6 +68,8 @@ class FileTreeInput(_Strict):
     max_section_chars: int = 8000
     max_file_bytes: int = 20_000_000
     max_sections_per_file: int | None = Field(None, description="keep the first N sections of each file")
+    file_fraction: float = Field(1.0, gt=0, le=1, description="read a seeded sample of the files")
+    seed: int = 0
     limit: int = -1
     skip: int = 0
 

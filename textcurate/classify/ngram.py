@@ -20,7 +20,7 @@ def hashed_ngrams(text: str, n_buckets: int, max_chars: int = 4000) -> list[int]
 
 
 class NGramRegressor(torch.nn.Module):
-    def __init__(self, n_buckets: int = 1 << 18, dim: int = 16, max_chars: int = 4000):
+    def __init__(self, n_buckets: int = 1 << 16, dim: int = 16, max_chars: int = 4000):
         super().__init__()
         self.n_buckets, self.dim, self.max_chars = n_buckets, dim, max_chars
         self.bag = torch.nn.EmbeddingBag(n_buckets, dim, mode="mean")
@@ -41,7 +41,7 @@ class NGramRegressor(torch.nn.Module):
         return self(*self.batch(texts)).numpy().astype(np.float32)
 
 
-def train_ngram(texts: list[str], y: np.ndarray, epochs: int = 30, seed: int = 0, n_buckets: int = 1 << 18,
+def train_ngram(texts: list[str], y: np.ndarray, epochs: int = 30, seed: int = 0, n_buckets: int = 1 << 16,
                 dim: int = 16, lr: float = 0.05, batch_size: int = 64) -> NGramRegressor:
     torch.manual_seed(seed)
     model = NGramRegressor(n_buckets, dim)

@@ -270,7 +270,8 @@ class FileTreeReader(_Validating, BaseReader):
 
     def __init__(self, paths: list[str], include: list[str] | None = None, exclude: list[str] | None = None,
                  max_section_chars: int = 8000, max_file_bytes: int = 20_000_000,
-                 max_sections_per_file: int | None = None, rejects_folder: str | None = None,
+                 max_sections_per_file: int | None = None, file_fraction: float = 1.0, seed: int = 0,
+                 rejects_folder: str | None = None,
                  limit: int = -1, skip: int = 0, default_metadata: dict | None = None):
         super().__init__(limit=limit, skip=skip, default_metadata=default_metadata)
         self.paths = list(paths)
@@ -279,6 +280,8 @@ class FileTreeReader(_Validating, BaseReader):
         self.max_section_chars = max_section_chars
         self.max_file_bytes = max_file_bytes
         self.max_sections_per_file = max_sections_per_file
+        self.file_fraction = file_fraction
+        self.seed = seed
         self.rejects_folder = rejects_folder
         self.validator = RecordValidator()
         self._files = None
@@ -290,7 +293,14 @@ class FileTreeReader(_Validating, BaseReader):
         from textcurate.io.filetree import list_files, resolve_roots
 
         if self._files is None:  # listed once per task; every task lists the same sorted files
-            self._files = list_files(resolve_roots(self.paths), self.include, self.exclude, self.max_file_bytes)
+            files = list_files(resolve_roots(self.paths), self.include, self.exclude, self.max_file_bytes)
+            if self.file_fraction < 1.0:  # a seeded sample of files, decided by name: the same on every machine
+                import xxhash
+
+                cut = int(self.file_fraction * 2**64)
+                files = [f for f in files if xxhash.xxh64_intdigest(f.rel.encode("utf-8", "surrogatepass"),
+                                                                    seed=self.seed) < cut]
+            self._files = files
         return self._files
 
     def _read_one(self, f) -> Iterable[Document]:

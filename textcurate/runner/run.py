@@ -38,7 +38,8 @@ def build_reader(cfg: PipelineConfig, paths: RunPaths) -> PipelineStep:
     if inp.type == "file_tree":
         return FileTreeReader(inp.paths, include=inp.include, exclude=inp.exclude,
                               max_section_chars=inp.max_section_chars, max_file_bytes=inp.max_file_bytes,
-                              max_sections_per_file=inp.max_sections_per_file, **common)
+                              max_sections_per_file=inp.max_sections_per_file, file_fraction=inp.file_fraction,
+                              seed=inp.seed, **common)
     rec = {"max_doc_bytes": inp.max_doc_bytes, "text_key": inp.text_key, "id_key": inp.id_key, **common}
     if inp.type == "jsonl":
         return JsonlReader(inp.path, compression=inp.compression, glob_pattern=inp.glob, **rec)
