@@ -130,6 +130,10 @@ def test_vllm_engine_in_process(model_path):
         assert first == second, (first, second)  # greedy: repeatable
         assert "Paris" in first[0], first[0]
         assert eng.generate([]) == []
+        # an answer prefix is continued, not restated: the judge's "Educational score:" form
+        cont = eng.generate(["Rate the text 'Plants need light.' from 0 to 5."],
+                            GenerationParams(max_tokens=3, assistant_prefix="Educational score:"))
+        assert len(cont) == 1 and not cont[0].lstrip().lower().startswith("educational score"), cont
     finally:
         eng.close()
     assert eng.llm is None

@@ -149,18 +149,19 @@ def annotate(input: str = typer.Argument(..., help="a run folder, a JSONL/Parque
              seed: int = typer.Option(0),
              batch_size: int = typer.Option(16),
              max_chars: int = typer.Option(1000, help="characters of each document shown to the judge"),
-             max_tokens: int = typer.Option(16, help="tokens the judge may answer with")):
+             max_tokens: int = typer.Option(4, help="tokens the judge may write after 'Educational score:'")):
     """Rate documents 0-5 for educational value with an LLM; resumable."""
     from textcurate.engines import GenerationParams, make_engine
     from textcurate.judge.annotate import annotate as run_annotate
     from textcurate.judge.annotate import sample_documents
+    from textcurate.judge.prompt import ANSWER_PREFIX
 
     opts = {"base_url": base_url} if base_url else {}
     eng = make_engine(engine, model, **opts)
     docs = sample_documents(_read_docs(input), sample or None, seed)
     console.print(f"annotating {len(docs):,} documents with {engine}:{model}")
     table = run_annotate(docs, eng, out, batch_size=batch_size, max_chars=max_chars,
-                         params=GenerationParams(max_tokens=max_tokens),
+                         params=GenerationParams(max_tokens=max_tokens, assistant_prefix=ANSWER_PREFIX),
                          progress=lambda d, n: console.print(f"  {d:,}/{n:,}", highlight=False))
     scores = table.column("score").to_pylist()
     parsed = [s for s in scores if s is not None]
@@ -185,11 +186,13 @@ def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotation
     ids, texts, y = load_annotations(annotations)
     card = train_classifier(ids, texts, y, out, provenance, embedder, max_tokens, tuple(heads.split(",")),
                             val_frac, seed, with_ngram=ngram)
-    m = card["metrics"]["validation"]
-    summary = {k: round(v, 4) for k, v in m.items() if isinstance(v, float)}
-    print(json.dumps({"out": out, "head": card["head"]["kind"], "validation": summary,
-                      "ngram_validation": {k: round(v, 4) for k, v in card.get("ngram", {}).get("metrics", {})
-                                           .get("validation", {}).items() if isinstance(v, float)}}))
+    def summary(m: dict) -> dict:  # NaN (e.g. AUC with one class) is not JSON: null
+        return {k: (round(v, 4) if v == v else None) for k, v in m.items() if isinstance(v, float)}
+
+    for w in card.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {w}")
+    print(json.dumps({"out": out, "head": card["head"]["kind"], "validation": summary(card["metrics"]["validation"]),
+                      "ngram_validation": summary(card.get("ngram", {}).get("metrics", {}).get("validation", {}))}))
 
 
 @app.command()

@@ -47,5 +47,7 @@ def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, 
         ngram = train_ngram([texts[i] for i in tr], y[tr].astype(np.float32), seed=seed)
         card["ngram"] = {"n_buckets": ngram.n_buckets, "dim": ngram.dim, "max_chars": ngram.max_chars,
                          "metrics": {"validation": regression_report(y[va], ngram.predict([texts[i] for i in va]))}}
+    if len(set(y.tolist())) < 2:  # a judge that gives every document one score teaches nothing
+        card["warnings"] = [f"all {len(y)} labels are {int(y[0])}: the classifier predicts a constant"]
     save_artifact(out, head, card, ngram)
     return card

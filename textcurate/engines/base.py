@@ -21,10 +21,15 @@ class GenerationParams:
     top_p: float = 1.0
     seed: int = 0
     stop: list[str] = field(default_factory=list)
+    # The start of the answer, written for the model ("Educational score:"): the model only
+    # continues it. Small models that would otherwise restate the prompt then answer in form.
+    # The returned text is the continuation, without the prefix.
+    assistant_prefix: str = ""
 
 
-def as_messages(prompt: Prompt) -> list[dict]:
-    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+def as_messages(prompt: Prompt, assistant_prefix: str = "") -> list[dict]:
+    msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    return msgs + [{"role": "assistant", "content": assistant_prefix}] if assistant_prefix else msgs
 
 
 class Engine(ABC):

@@ -63,11 +63,12 @@ class TransformersEngine(Engine):
             self._device = device
         return self._lm, self._tok
 
-    def _render(self, prompt: Prompt) -> str:
+    def _render(self, prompt: Prompt, prefix: str = "") -> str:
         _, tok = self._load()
         if getattr(tok, "chat_template", None):
-            return tok.apply_chat_template(as_messages(prompt), tokenize=False, add_generation_prompt=True)
-        return prompt if isinstance(prompt, str) else "\n".join(m["content"] for m in prompt)
+            return tok.apply_chat_template(as_messages(prompt), tokenize=False, add_generation_prompt=True) + prefix
+        text = prompt if isinstance(prompt, str) else "\n".join(m["content"] for m in prompt)
+        return text + ("\n" + prefix if prefix else "")
 
     def generate(self, prompts: list[Prompt], params: GenerationParams | None = None) -> list[str]:
         import torch
@@ -76,7 +77,7 @@ class TransformersEngine(Engine):
         lm, tok = self._load()
         out: list[str] = []
         for start in range(0, len(prompts), self.batch_size):
-            texts = [self._render(p) for p in prompts[start:start + self.batch_size]]
+            texts = [self._render(p, params.assistant_prefix) for p in prompts[start:start + self.batch_size]]
             enc = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_input_tokens,
                       add_special_tokens=False, return_token_type_ids=False).to(self._device)
             kwargs = {"max_new_tokens": params.max_tokens, "pad_token_id": tok.pad_token_id}

@@ -99,9 +99,11 @@ class OpenAIEngine(Engine):
         if params.stop:
             body["stop"] = list(params.stop)
         if self.chat:
-            body["messages"] = as_messages(prompt)
+            body["messages"] = as_messages(prompt, params.assistant_prefix)
+            if params.assistant_prefix:  # vLLM's chat extension: continue the last (assistant) message
+                body.update(add_generation_prompt=False, continue_final_message=True)
         elif isinstance(prompt, str):
-            body["prompt"] = prompt
+            body["prompt"] = prompt + ("\n" + params.assistant_prefix if params.assistant_prefix else "")
         else:
             raise ValueError("OpenAIEngine(chat=False) takes string prompts only, got chat messages")
         return body

@@ -61,9 +61,15 @@ class VLLMEngine(Engine):
         if not prompts:
             return []
         llm = self._load()
-        sp = self.sampling_params(params or GenerationParams())
+        params = params or GenerationParams()
+        sp = self.sampling_params(params)
+        prefix = params.assistant_prefix
         if not self._has_template and all(isinstance(p, str) for p in prompts):
-            outputs = llm.generate(list(prompts), sp, use_tqdm=False)  # a base model: plain completion
+            texts = [p + ("\n" + prefix if prefix else "") for p in prompts]
+            outputs = llm.generate(texts, sp, use_tqdm=False)  # a base model: plain completion
+        elif prefix:  # the model continues the assistant's first words
+            outputs = llm.chat([as_messages(p, prefix) for p in prompts], sp, use_tqdm=False,
+                               add_generation_prompt=False, continue_final_message=True)
         else:
             outputs = llm.chat([as_messages(p) for p in prompts], sp, use_tqdm=False)
         return [o.outputs[0].text if o.outputs else "" for o in outputs]

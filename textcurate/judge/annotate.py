@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from textcurate.engines.base import Engine, GenerationParams
-from textcurate.judge.prompt import PROMPT_VERSION, build_prompt, parse_score
+from textcurate.judge.prompt import ANSWER_PREFIX, PROMPT_VERSION, build_prompt, parse_score
 
 SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("score", pa.int8()), ("raw", pa.string()),
                     ("reason", pa.string()), ("model", pa.string()), ("engine", pa.string()),
@@ -41,7 +41,7 @@ def sample_documents(docs, n: int | None, seed: int = 0) -> list:
 
 def annotate(docs, engine: Engine, out: str, batch_size: int = 16, max_chars: int = 1000,
              params: GenerationParams | None = None, progress=None) -> pa.Table:
-    params = params or GenerationParams(max_tokens=16, temperature=0.0)
+    params = params or GenerationParams(max_tokens=4, temperature=0.0, assistant_prefix=ANSWER_PREFIX)
     parts_dir = out + ".parts"
     done: set[str] = set()
     if os.path.exists(out):  # finished earlier: nothing to do
@@ -56,6 +56,7 @@ def annotate(docs, engine: Engine, out: str, batch_size: int = 16, max_chars: in
         outputs = engine.generate([build_prompt(d.text, max_chars) for d in batch], params)
         rows = []
         for doc, raw in zip(batch, outputs):
+            raw = params.assistant_prefix + raw  # the whole answer, as the judge gave it
             score, reason = parse_score(raw)
             rows.append({"id": doc.id, "text": doc.text, "score": score, "raw": raw, "reason": reason,
                          "model": engine.model, "engine": engine.name, "prompt_version": PROMPT_VERSION,

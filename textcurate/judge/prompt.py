@@ -13,6 +13,7 @@ import hashlib
 import re
 
 PROMPT_VERSION = "edu-additive-v1"
+ANSWER_PREFIX = "Educational score:"  # the judge's answer starts here; the model writes the number
 
 RUBRIC = """You are grading how useful a text extract would be for teaching, at a level from primary school to middle school.
 Start at 0 and add points:
