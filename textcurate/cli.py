@@ -48,7 +48,6 @@ def run(pipeline: str = typer.Argument(..., help="pipeline YAML"),
     from textcurate.config import ConfigError, load_pipeline
     from textcurate.runner.run import run_pipeline
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1") if os.environ.get("TEXTCURATE_OFFLINE", "1") == "1" else None
     try:
         cfg = load_pipeline(pipeline, set_ or [])
         record = run_pipeline(cfg, overwrite=overwrite, report=report)
