@@ -200,7 +200,7 @@ def stages():
     from textcurate.registry import STAGES
 
     for name, spec in sorted(STAGES.items()):
-        fields = ", ".join(f for f in spec.params.model_fields if f != "name")
+        fields = ", ".join(info.alias or f for f, info in spec.params.model_fields.items() if f != "name")
         print(f"{name:<12} {spec.doc}\n{'':<12} params: {fields}")
 
 
