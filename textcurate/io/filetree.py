@@ -17,7 +17,6 @@ import re
 import sys
 import sysconfig
 from dataclasses import dataclass
-from typing import Iterator
 
 # extension -> (language, kind)
 LANGUAGES: dict[str, tuple[str, str]] = {
@@ -185,11 +184,3 @@ def split_sections(text: str, language: str, max_chars: int) -> list[tuple[int, 
             for k in range(0, len(piece), max_chars):
                 out.append((a + sa + 1, piece[k:k + max_chars]))
     return [(ln, s) for ln, s in out if s.strip()] or [(1, text[:max_chars])]
-
-
-def iter_sections(f: TreeFile, data: bytes, max_chars: int) -> Iterator[tuple[int, int, str]]:
-    """(section index, first line, text) for a decoded file."""
-    language, _ = classify(f.path)
-    text = data.decode("utf-8").removeprefix("\ufeff")
-    for k, (line, section) in enumerate(split_sections(text, language, max_chars)):
-        yield k, line, section

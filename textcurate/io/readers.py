@@ -19,7 +19,7 @@ import orjson
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers.base import BaseDiskReader, BaseReader
 
-from textcurate.io.records import DEFAULT_MAX_DOC_BYTES, RecordValidator, explain_bad_json_line
+from textcurate.io.records import DEFAULT_MAX_DOC_BYTES, RecordValidator, explain_bad_json_line, stable_hash
 from textcurate.io.rejects import Reject, RejectSink
 
 
@@ -295,16 +295,13 @@ class FileTreeReader(_Validating, BaseReader):
         if self._files is None:  # listed once per task; every task lists the same sorted files
             files = list_files(resolve_roots(self.paths), self.include, self.exclude, self.max_file_bytes)
             if self.file_fraction < 1.0:  # a seeded sample of files, decided by name: the same on every machine
-                import xxhash
-
                 cut = int(self.file_fraction * 2**64)
-                files = [f for f in files if xxhash.xxh64_intdigest(f.rel.encode("utf-8", "surrogatepass"),
-                                                                    seed=self.seed) < cut]
+                files = [f for f in files if stable_hash(f.rel, self.seed) < cut]
             self._files = files
         return self._files
 
     def _read_one(self, f) -> Iterable[Document]:
-        from textcurate.io.filetree import classify, iter_sections, read_bytes
+        from textcurate.io.filetree import classify, read_bytes, split_sections
 
         self.stat_update("input_files")
         try:
@@ -320,7 +317,7 @@ class FileTreeReader(_Validating, BaseReader):
             self._accept(Reject(f.shown, None, "text", "binary content (NUL bytes)", size_bytes=len(data)))
             return
         try:
-            data.decode("utf-8")
+            text = data.decode("utf-8").removeprefix("\ufeff")
         except UnicodeDecodeError as e:
             line = data[: e.start].count(b"\n") + 1
             self._accept(Reject(f.shown, line, "text", f"invalid UTF-8 at byte {e.start}", size_bytes=len(data),
@@ -330,19 +327,19 @@ class FileTreeReader(_Validating, BaseReader):
             self._accept(Reject(f.shown, None, "text", "empty file", size_bytes=len(data)))
             return
         language, kind = classify(f.path)
-        sections = list(iter_sections(f, data, self.max_section_chars))
+        sections = split_sections(text, language, self.max_section_chars)
         n_sections = len(sections)
         if self.max_sections_per_file is not None and n_sections > self.max_sections_per_file:
             cut = n_sections - self.max_sections_per_file  # read but not kept: the ledger counts them dropped
             self.stat_update("total", value=cut)
             self.stat_update("sections_cut", value=cut)
             sections = sections[: self.max_sections_per_file]
-        for k, line, text in sections:
+        for k, (line, section) in enumerate(sections):
             meta = {"path": f.shown, "relpath": f.rel, "language": language, "kind": kind, "file_bytes": len(data),
                     "section": k, "n_sections": n_sections, "line": line}
             doc_id = f"{f.rel}#{k}"
-            dup = self.validator.check_id(doc_id, f.shown, line, text[:200])
-            if (doc := self._accept(dup or Document(text=text, id=doc_id, metadata=meta))) is not None:
+            dup = self.validator.check_id(doc_id, f.shown, line, section[:200])
+            if (doc := self._accept(dup or Document(text=section, id=doc_id, metadata=meta))) is not None:
                 if self.default_metadata:
                     doc.metadata = self.default_metadata | doc.metadata
                 yield doc

@@ -26,6 +26,11 @@ def _preview_obj(data) -> str:
 DEFAULT_MAX_DOC_BYTES = 10_000_000
 
 
+def stable_hash(text: str, seed: int = 0) -> int:
+    """xxhash64 of a string: the same on every machine and run (ids, sampling, tie-breaks)."""
+    return xxhash.xxh64_intdigest(text.encode("utf-8", "surrogatepass"), seed=seed)
+
+
 def utf8_len(text: str) -> int:
     # isascii() is a fast C scan; encoding is only needed for non-ASCII text
     return len(text) if text.isascii() else len(text.encode("utf-8", errors="surrogatepass"))
@@ -42,7 +47,7 @@ class RecordValidator:
         self._seen = set()
 
     def check_id(self, doc_id: str, file: str, line: int | None, preview: str) -> Reject | None:
-        h = xxhash.xxh64_intdigest(doc_id.encode("utf-8", "surrogatepass"))
+        h = stable_hash(doc_id)
         if h in self._seen:
             return Reject(file, line, self.id_key, f"duplicate id {doc_id!r}: an earlier record of this task has it",
                           id=doc_id, preview=preview)

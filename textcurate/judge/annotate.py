@@ -15,9 +15,9 @@ import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import xxhash
 
 from textcurate.engines.base import Engine, GenerationParams
+from textcurate.io.records import stable_hash
 from textcurate.judge.prompt import ANSWER_PREFIX, PROMPT_VERSION, build_prompt, parse_score
 
 SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("score", pa.int8()), ("raw", pa.string()),
@@ -31,7 +31,7 @@ def sample_documents(docs, n: int | None, seed: int = 0) -> list:
         return list(docs)
     heap: list = []
     for doc in docs:
-        key = -xxhash.xxh64_intdigest(doc.id.encode("utf-8", "surrogatepass"), seed=seed)
+        key = -stable_hash(doc.id, seed)
         if len(heap) < n:
             heapq.heappush(heap, (key, doc.id, doc))
         elif key > heap[0][0]:

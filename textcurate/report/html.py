@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
-from textcurate.io.attributes import list_attribute_steps, read_attributes
+from textcurate.io.attributes import attribute_columns, list_attribute_steps, read_attributes
 from textcurate.io.rejects import read_rejects, reject_kind
 
 SECTIONS: list[tuple[str, Callable[[str, dict], str | None]]] = []
@@ -113,9 +113,10 @@ def _attributes(run_dir: str, record: dict) -> str | None:
 def _edu(run_dir: str, record: dict) -> str | None:
     parts = []
     for step in list_attribute_steps(run_dir):
-        table = read_attributes(run_dir, step)
-        if "edu_int" not in table.column_names:
-            continue
+        columns = attribute_columns(run_dir, step)
+        if "edu_int" not in columns:
+            continue  # read only the tables, and columns, this section shows
+        table = read_attributes(run_dir, step, [c for c in ("edu_int", "edu_path") if c in columns])
         ints = np.asarray(table.column("edu_int").to_numpy(zero_copy_only=False))
         rows = "".join(f"<tr><td>edu_int &gt;= {t}</td><td>{int((ints >= t).sum()):,}</td>"
                        f"<td>{(ints >= t).mean():.1%}</td></tr>" for t in range(6))

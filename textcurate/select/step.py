@@ -17,10 +17,10 @@ import os
 
 import numpy as np
 import pyarrow as pa
-import xxhash
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
+from textcurate.io.records import stable_hash
 from textcurate.io.rejects import Reject, RejectSink
 from textcurate.select.expr import Expr, ExprError, MissingField
 
@@ -64,7 +64,7 @@ class Select(PipelineStep):
         return pa.schema([("id", pa.string()), ("score", pa.float64()), ("group", pa.string())])
 
     def _hash(self, doc_id: str) -> int:
-        return xxhash.xxh64_intdigest(doc_id.encode("utf-8", "surrogatepass"), seed=self.seed)
+        return stable_hash(doc_id, self.seed)
 
     def _score(self, metadata: dict) -> float:
         if self.by is None:
