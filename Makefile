@@ -35,6 +35,9 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/pipeline_overhead.py
+	$(PY) bench/edu_score.py
+	$(PY) bench/kmeans.py
+	$(PY) bench/semdedup.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -7,6 +7,7 @@ import os
 import sys
 from typing import List, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 
@@ -192,6 +193,76 @@ def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotation
         console.print(f"[bold yellow]warning:[/] {w}")
     print(json.dumps({"out": out, "head": card["head"]["kind"], "validation": summary(card["metrics"]["validation"]),
                       "ngram_validation": summary(card.get("ngram", {}).get("metrics", {}).get("validation", {}))}))
+
+
+@app.command()
+def cluster(features: str = typer.Argument(..., help="a feature store folder (RUN/features/embed), or a run folder"),
+            out: str = typer.Option(..., "--out", help="artifact folder: centroids.safetensors, card.json, "
+                                                       "assignments.parquet"),
+            k: int = typer.Option(100, help="number of clusters"),
+            sample: int = typer.Option(100_000, help="fit on this many documents (smallest id-hashes)"),
+            niter: int = typer.Option(20), seed: int = typer.Option(0), device: str = typer.Option("auto")):
+    """Spherical k-means on stored embeddings: fit on a sample, assign every document."""
+    from rich.table import Table
+
+    from textcurate.cluster.store import assign_store, fit_store
+
+    try:
+        km = fit_store(features, k, sample, out, niter, seed, device)
+        sizes = assign_store(km, features, os.path.join(out, "assignments.parquet"))
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    c = km.card
+    table = Table(title=f"k-means: {out}")
+    for col in ("k", "fitted on", "assigned", "inertia", "mean cosine", "largest", "median", "empty", "fit s"):
+        table.add_column(col, justify="right")
+    table.add_row(str(c["k"]), f"{c['sample_size']:,}", f"{int(sizes.sum()):,}", f"{c['inertia']:.4g}",
+                  f"{c['mean_cosine']:.3f}", f"{int(sizes.max()):,}", f"{int(np.median(sizes)):,}",
+                  str(int((sizes == 0).sum())), f"{c['fit_seconds']:.1f}")
+    Console().print(table)
+
+
+@app.command()
+def dedup(features: str = typer.Argument(..., help="a feature store folder (RUN/features/embed), or a run folder"),
+          clusters: str = typer.Option(..., "--clusters", help="a k-means artifact (textcurate cluster --out)"),
+          out: str = typer.Option(..., "--out", help="folder for duplicates.parquet and card.json"),
+          eps: float = typer.Option(0.25, help="duplicate when cosine to a kept document > 1 - eps"),
+          keep: str = typer.Option("farthest", help="farthest | nearest | random | highest:FIELD | lowest:FIELD"),
+          values: Optional[str] = typer.Option(None, help="Parquet file/folder with id and FIELD, for highest/lowest"),
+          texts: Optional[str] = typer.Option(None, help="documents (JSONL/Parquet folder or a run) for example pairs"),
+          device: str = typer.Option("auto")):
+    """SemDeDup on stored embeddings: duplicates inside each cluster, and the eps table."""
+    from rich.table import Table
+
+    from textcurate.cluster.kmeans import SphericalKMeans, resolve_device
+    from textcurate.cluster.semdedup import check_keep, keep_field
+    from textcurate.cluster.store import dedup_store
+
+    try:
+        check_keep(keep)
+        km = SphericalKMeans.load(clusters, device=device)
+        field = keep_field(keep)
+        vals = None
+        if field:
+            if not values:
+                _fail(f"--keep {keep} needs --values: a Parquet file or folder with columns id and {field}")
+            import pyarrow.dataset as ds
+
+            t = ds.dataset(values, format="parquet").to_table(columns=["id", field])
+            vals = dict(zip(t.column("id").to_pylist(), t.column(field).to_pylist()))
+        docs = {d.id: d.text for d in _read_docs(texts)} if texts else None
+        card = dedup_store(km, features, out, eps, keep, vals, docs, device=resolve_device(device))
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        _fail(str(e))
+    table = Table(title=f"SemDeDup: {card['duplicates']:,} of {card['documents']:,} removed at eps {eps:g}")
+    for col in ("eps", "cosine >", "removed", "fraction"):
+        table.add_column(col, justify="right")
+    for r in card["eps_table"]:
+        style = "bold" if r["eps"] == eps else None
+        table.add_row(f"{r['eps']:g}", f"{1 - r['eps']:.3f}", f"{r['removed']:,}", f"{r['fraction_removed']:.2%}",
+                      style=style)
+    Console().print(table)
+    Console().print(f"duplicates: {os.path.join(out, 'duplicates.parquet')}")
 
 
 @app.command()

@@ -99,6 +99,59 @@ class DatatroveParams(_Params):
         return self
 
 
+class ClusterParams(ScorerParams):
+    k: int = Field(100, ge=1, description="number of clusters")
+    sample: int = Field(100_000, ge=1, description="documents (smallest id-hashes) the centroids are fitted on")
+    niter: int = Field(20, ge=1)
+    seed: int = 0
+    device: str = "auto"
+    embedding_field: str = "__embedding__"
+    artifact: str | None = Field(None, description="apply centroids fitted elsewhere instead of fitting")
+
+
+class SemDeDupParams(ScorerParams):
+    eps: float = Field(0.07, gt=0, lt=1, description="duplicate when cosine to a kept document > 1 - eps")
+    keep: str = Field("farthest", description="farthest | nearest | random | highest:FIELD | lowest:FIELD")
+    drop: bool = True
+    eps_table: list[float] = [0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3]
+    cluster_field: str = "cluster_id"
+    embedding_field: str = "__embedding__"
+    seed: int = 0
+    device: str = "auto"
+
+    @model_validator(mode="after")
+    def _check(self):
+        from textcurate.cluster.semdedup import check_keep
+
+        check_keep(self.keep)
+        return self
+
+
+class PruneParams(_Params):
+    fraction: float = Field(..., ge=0, le=1, description="share of the documents to keep")
+    keep: str = Field("hard", pattern="^(hard|easy|auto)$")
+    allocation: str = Field("size", pattern="^(size|spread)$")
+    budget_tokens: float | None = Field(None, gt=0, description="training tokens; keep: auto needs it")
+    difficulty_field: str = "difficulty"
+    cluster_field: str = "cluster_id"
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.keep == "auto" and not self.budget_tokens:
+            raise ValueError("keep: auto needs budget_tokens")
+        return self
+
+
+class MinHashParams(_Params):
+    n_grams: int = Field(5, ge=1)
+    num_buckets: int = Field(14, ge=1)
+    hashes_per_bucket: int = Field(8, ge=1)
+    seed: int = 1
+    language: str = "en"
+    hash_fc: str = Field("sha1", pattern="^(sha1|xxhash)$")
+
+
 def _scorer(cls_path: str):
     def build(p: ScorerParams, paths: RunPaths, name: str):
         module, cls = cls_path.rsplit(".", 1)
@@ -138,6 +191,36 @@ def _datatrove(p: DatatroveParams, paths: RunPaths, name: str):
     return step
 
 
+def _cluster(p: ClusterParams, paths: RunPaths, name: str):
+    from textcurate.cluster.stage import Cluster
+
+    return Cluster(p.k, p.sample, p.niter, p.seed, p.device, p.embedding_field, p.artifact,
+                   attributes_folder=paths.attributes, rejects_folder=paths.rejects, batch_size=p.batch_size,
+                   checkpoint_every=p.checkpoint_every, step_name=name)
+
+
+def _semdedup(p: SemDeDupParams, paths: RunPaths, name: str):
+    from textcurate.cluster.dedup_step import SemDeDup
+    from textcurate.cluster.kmeans import resolve_device
+
+    return SemDeDup(p.eps, p.keep, p.drop, p.eps_table, p.cluster_field, p.embedding_field, p.seed,
+                    resolve_device(p.device), attributes_folder=paths.attributes, rejects_folder=paths.rejects,
+                    batch_size=p.batch_size, checkpoint_every=p.checkpoint_every, step_name=name)
+
+
+def _prune(p: PruneParams, paths: RunPaths, name: str):
+    from textcurate.cluster.prune import PrototypePrune
+
+    return PrototypePrune(p.fraction, p.keep, p.allocation, p.budget_tokens, p.difficulty_field, p.cluster_field,
+                          p.seed, rejects_folder=paths.rejects, step_name=name)
+
+
+def _minhash(p: MinHashParams, paths: RunPaths, name: str):
+    from textcurate.cluster.minhash import MinHashDedup
+
+    return MinHashDedup(p.n_grams, p.num_buckets, p.hashes_per_bucket, p.seed, p.language, p.hash_fc, step_name=name)
+
+
 STAGES: dict[str, StageSpec] = {
     "text_stats": StageSpec(ScorerParams, _scorer("textcurate.steps.text_stats.TextStats"),
                             "characters, words, lines, character-class fractions, duplicate lines"),
@@ -147,5 +230,10 @@ STAGES: dict[str, StageSpec] = {
     "edu_score": StageSpec(EduScoreParams, _edu_score,
                            "educational value 0-5 from a classifier head (cascade optional) or a HF regression model"),
     "select": StageSpec(SelectParams, _select, "keep by expression, top-k / fraction of a score, per-group quota"),
+    "cluster": StageSpec(ClusterParams, _cluster,
+                         "spherical k-means on the embeddings: cluster_id, centroid_sim, difficulty (fitted)"),
+    "semdedup": StageSpec(SemDeDupParams, _semdedup, "semantic duplicates inside each cluster (SemDeDup, fitted)"),
+    "prune": StageSpec(PruneParams, _prune, "prototype pruning: keep a fraction of each cluster, hard or easy"),
+    "minhash": StageSpec(MinHashParams, _minhash, "datatrove's MinHash deduplication as one stage (fitted)"),
     "datatrove": StageSpec(DatatroveParams, _datatrove, "any datatrove step by class name, with its arguments"),
 }

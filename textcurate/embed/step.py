@@ -8,8 +8,11 @@ write, so a classifier head after this step does not embed again.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 from datatrove.data import Document
 
 from textcurate.embed.embedder import Embedder
@@ -31,7 +34,13 @@ class Embed(Scorer):
                                  dtype=dtype)
 
     def setup(self, rank: int) -> None:
-        self.columns = {"embedding": pa.list_(pa.float16(), self.embedder.dim)}
+        # a later pass over a finished shard (a fit phase, a resume) answers from the store: take
+        # the dimension from it rather than load the model only to learn its width
+        stored = os.path.join(self.attributes_folder or "", self.step_name, f"{rank:05d}.parquet")
+        if self.attributes_folder and os.path.exists(stored):
+            self.columns = {"embedding": pq.read_schema(stored).field("embedding").type}
+        else:
+            self.columns = {"embedding": pa.list_(pa.float16(), self.embedder.dim)}
 
     def score(self, docs: list[Document]) -> list[dict | Reject]:
         vecs = self.embedder.encode([d.text for d in docs])

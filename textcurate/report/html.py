@@ -19,12 +19,13 @@ import pyarrow as pa
 from textcurate.io.attributes import attribute_columns, list_attribute_steps, read_attributes
 from textcurate.io.rejects import read_rejects, reject_kind
 
-SECTIONS: list[tuple[str, Callable[[str, dict], str | None]]] = []
+SECTIONS: list[tuple[int, str, Callable[[str, dict], str | None]]] = []
 
 
-def section(title: str):
+def section(title: str, order: int = 50):
+    """Register a section; lower ``order`` comes first (ledger 10, scorers 30-60, config 90)."""
     def register(fn):
-        SECTIONS.append((title, fn))
+        SECTIONS.append((order, title, fn))
         return fn
     return register
 
@@ -33,20 +34,9 @@ def _esc(x) -> str:
     return html.escape(str(x))
 
 
-def svg_histogram(values: np.ndarray, title: str, bins: int = 40) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def _svg(fig) -> str:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4.2, 2.6), dpi=100)
-    values = values[np.isfinite(values)]
-    if len(values) and values.min() >= 0 and values.max() > 50 * max(np.median(values), 1e-9):
-        values = np.log10(1 + values)  # long tails (lengths, counts) read better on a log axis
-        title += " (log10(1+x))"
-    ax.hist(values, bins=bins, color="#4a7fb5")
-    ax.set_title(title, fontsize=9)
-    ax.tick_params(labelsize=7)
     fig.tight_layout()
     buf = io.StringIO()
     fig.savefig(buf, format="svg")
@@ -55,7 +45,28 @@ def svg_histogram(values: np.ndarray, title: str, bins: int = 40) -> str:
     return svg[svg.index("<svg"):]
 
 
-@section("Ledger")
+def figure(width: float = 4.2, height: float = 2.6):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(width, height), dpi=100)
+
+
+def svg_histogram(values: np.ndarray, title: str, bins: int = 40) -> str:
+    fig, ax = figure()
+    values = values[np.isfinite(values)]
+    if len(values) and values.min() >= 0 and values.max() > 50 * max(np.median(values), 1e-9):
+        values = np.log10(1 + values)  # long tails (lengths, counts) read better on a log axis
+        title += " (log10(1+x))"
+    ax.hist(values, bins=bins, color="#4a7fb5")
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7)
+    return _svg(fig)
+
+
+@section("Ledger", 10)
 def _ledger(run_dir: str, record: dict) -> str | None:
     ledger = record.get("ledger")
     if not ledger:
@@ -72,7 +83,7 @@ def _ledger(run_dir: str, record: dict) -> str | None:
             f"<th>~tokens out</th><th>seconds</th></tr>{rows}</table>")
 
 
-@section("Rejects")
+@section("Rejects", 20)
 def _rejects(run_dir: str, record: dict) -> str | None:
     rejects = read_rejects(os.path.join(run_dir, "rejects"))
     if not rejects:
@@ -90,7 +101,7 @@ def _rejects(run_dir: str, record: dict) -> str | None:
             f"<h3>First examples</h3><table><tr><th>where</th><th>field</th><th>reason</th></tr>{examples}</table>")
 
 
-@section("Attributes")
+@section("Attributes", 30)
 def _attributes(run_dir: str, record: dict) -> str | None:
     parts = []
     for step in list_attribute_steps(run_dir):
@@ -109,7 +120,7 @@ def _attributes(run_dir: str, record: dict) -> str | None:
     return "".join(parts) or None
 
 
-@section("Educational value")
+@section("Educational value", 40)
 def _edu(run_dir: str, record: dict) -> str | None:
     parts = []
     for step in list_attribute_steps(run_dir):
@@ -129,7 +140,7 @@ def _edu(run_dir: str, record: dict) -> str | None:
     return "".join(parts) or None
 
 
-@section("Fitted decisions")
+@section("Fitted decisions", 80)
 def _decisions(run_dir: str, record: dict) -> str | None:
     phases = record.get("phases") or {}
     items = [(k, v["decision"]) for k, v in phases.items() if "decision" in v]
@@ -138,7 +149,7 @@ def _decisions(run_dir: str, record: dict) -> str | None:
     return "".join(f"<h3>{_esc(k)}</h3><pre>{_esc(json.dumps(d, indent=1))}</pre>" for k, d in items)
 
 
-@section("Configuration")
+@section("Configuration", 90)
 def _config(run_dir: str, record: dict) -> str | None:
     return f"<pre>{_esc(json.dumps(record.get('config', {}), indent=2))}</pre>"
 
@@ -150,12 +161,12 @@ figure{margin:0}figcaption{font-size:11px;color:#555}pre{background:#f6f6f6;padd
 
 
 def write_report(run_dir: str, out: str | None = None) -> str:
-    import textcurate.report  # noqa: F401  (later stages register sections on import)
+    import textcurate.report.cluster  # noqa: F401  (registers its sections on import)
 
     with open(os.path.join(run_dir, "run.json")) as fh:
         record = json.load(fh)
     body = []
-    for title, fn in SECTIONS:
+    for _, title, fn in sorted(SECTIONS, key=lambda s: s[0]):
         content = fn(run_dir, record)
         if content:
             body.append(f"<h2>{_esc(title)}</h2>{content}")

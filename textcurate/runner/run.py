@@ -10,7 +10,6 @@ a scorer's attribute cache means a second pass over the same documents runs no m
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import platform
@@ -18,8 +17,6 @@ import shutil
 import time
 from datetime import datetime, timezone
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
@@ -30,6 +27,7 @@ from textcurate.io.rejects import read_rejects, reject_kind
 from textcurate.io.writers import make_writer
 from textcurate.registry import STAGES, RunPaths
 from textcurate.runner.ledger import aggregate, check_balance, ledgered
+from textcurate.steps.fitted import mark_done, tasks_done
 
 
 def build_reader(cfg: PipelineConfig, paths: RunPaths) -> PipelineStep:
@@ -87,7 +85,8 @@ def make_executor(cfg: PipelineConfig, pipeline: list, logging_dir: str):
 
 
 class FitRecorder(PipelineStep):
-    """The sink of a fit phase: the rows a fitted stage asks for, one Parquet per task."""
+    """The sink of a fit phase: hands each document to the fitted stage's ``record`` and lets
+    the stage store the rows of this task (see ``textcurate.steps.fitted``)."""
 
     type = "📝"
     name = "fit-recorder"
@@ -97,11 +96,12 @@ class FitRecorder(PipelineStep):
         self.stage, self.folder = stage, folder
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        rows = [row for doc in data if (row := self.stage.record(doc)) is not None]
-        os.makedirs(self.folder, exist_ok=True)
-        path = os.path.join(self.folder, f"{rank:05d}.parquet")
-        pq.write_table(pa.Table.from_pylist(rows, schema=self.stage.fit_schema()), path + ".tmp")
-        os.replace(path + ".tmp", path)
+        if hasattr(self.stage, "record_stream"):  # a stage that runs its own recorder (MinHash signatures)
+            self.stage.record_stream(data, self.folder, rank, world_size)
+        else:
+            rows = (row for doc in data if (row := self.stage.record(doc)) is not None)
+            self.stage.write_records(rows, self.folder, rank)
+        mark_done(self.folder, rank)
         return iter(())
 
 
@@ -164,14 +164,15 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
         logs = os.path.join(run_dir, "logs", f"fit-{name}")
         pipeline = ledgered(steps[:i], labels[:i]) + [FitRecorder(step, fit_dir)]
         make_executor(cfg, pipeline, logs).run()
-        files = sorted(glob.glob(os.path.join(fit_dir, "*.parquet")))
-        if len(files) < cfg.executor.tasks:  # slurm returns once the jobs are submitted
+        if tasks_done(fit_dir) < cfg.executor.tasks:  # slurm returns once the jobs are submitted
             record.update(status="incomplete", waiting_for=f"fit-{name}",
-                          ledger={"tasks": len(files), "steps": [], "totals": {}})
+                          ledger={"tasks": tasks_done(fit_dir), "steps": [], "totals": {}})
             _write_json(record_path, record)
             return record
-        decision = step.fit(pa.concat_tables([pq.read_table(f) for f in files]))
-        step.save_decision(os.path.join(run_dir, "artifacts", name, "decision.json"))
+        artifacts = os.path.join(run_dir, "artifacts", name)
+        os.makedirs(artifacts, exist_ok=True)
+        decision = step.fit_folder(fit_dir, artifacts)
+        step.save_decision(os.path.join(artifacts, "decision.json"))
         record["phases"][f"fit-{name}"] = {**aggregate(logs), "decision": decision}
 
     pipeline = ledgered(steps, labels)

@@ -11,9 +11,7 @@ no memory and ties are broken the same way every run.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 
 import numpy as np
 import pyarrow as pa
@@ -23,11 +21,12 @@ from datatrove.pipeline.base import PipelineStep
 from textcurate.io.records import stable_hash
 from textcurate.io.rejects import Reject, RejectSink
 from textcurate.select.expr import Expr, ExprError, MissingField
+from textcurate.steps.fitted import Fitted
 
 ALL = "all"
 
 
-class Select(PipelineStep):
+class Select(Fitted, PipelineStep):
     type = "⚖️ - SELECT"
     name = "select"
 
@@ -115,11 +114,6 @@ class Select(PipelineStep):
                                      "eligible": int(len(idx))}
         self.decision = decision
         return decision
-
-    def save_decision(self, path: str) -> None:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as fh:
-            json.dump(self.decision, fh, indent=2)
 
     def _ranked_keep(self, doc: Document) -> bool:
         cut = self.decision["groups"].get(self._group(doc.metadata))

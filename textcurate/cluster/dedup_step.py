@@ -1,0 +1,105 @@
+"""The ``semdedup`` step: after ``cluster``, drop (or only mark) semantic duplicates.
+
+Fit: every document's vector, cluster, centroid similarity, id-hash, keep value and a short
+preview are written partitioned by cluster under ``fit/NAME/``; the fit decides the
+duplicates cluster by cluster (``textcurate.cluster.semdedup``) into
+``artifacts/NAME/duplicates.parquet`` and a card with the eps table and example pairs.
+Apply: ``is_dup``, ``dup_of``, ``dup_group`` and ``dup_sim`` into the metadata and
+``attributes/NAME/``; duplicates are dropped unless ``drop: false``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+from datatrove.data import Document
+
+from textcurate.cluster.semdedup import (DEFAULT_EPS_TABLE, PREVIEW_CHARS, PartitionWriter, check_keep, keep_field,
+                                         load_duplicates, semdedup_partitions)
+from textcurate.cluster.stage import doc_vector
+from textcurate.embed.step import EMBEDDING_KEY
+from textcurate.io.records import stable_hash
+from textcurate.io.rejects import Reject
+from textcurate.steps.base import Scorer
+from textcurate.steps.fitted import Fitted
+
+
+class SemDeDup(Fitted, Scorer):
+    name = "semdedup"
+    default_batch_size = 1024
+
+    def __init__(self, eps: float = 0.05, keep: str = "farthest", drop: bool = True, eps_table=DEFAULT_EPS_TABLE,
+                 cluster_field: str = "cluster_id", embedding_field: str = EMBEDDING_KEY, seed: int = 0,
+                 device: str = "cpu", **kwargs):
+        super().__init__(**kwargs)
+        if not 0 < eps < 1:
+            raise ValueError(f"semdedup: eps must be in (0, 1), got {eps}")
+        self.eps, self.keep, self.drop = eps, check_keep(keep), drop
+        self.eps_table = tuple(eps_table)
+        self.cluster_field, self.embedding_field, self.seed, self.device = cluster_field, embedding_field, seed, device
+        self.artifact: str | None = None
+        self._dups: dict | None = None
+        self.columns = {"is_dup": "bool", "dup_of": "string", "dup_group": "string", "dup_sim": "float32"}
+
+    # --- fit -------------------------------------------------------------------------------------------
+    def fit_schema(self) -> pa.Schema:
+        return pa.schema([("id", pa.string()), ("hash", pa.uint64()), ("centroid_sim", pa.float32()),
+                          ("keep_value", pa.float64()), ("preview", pa.string()),
+                          ("vector", pa.list_(pa.float16()))])
+
+    def record(self, doc: Document) -> dict | None:
+        try:
+            vec = doc_vector(doc, self.embedding_field)
+            cluster = int(doc.metadata[self.cluster_field])
+        except (KeyError, TypeError, ValueError):
+            return None  # the apply pass rejects it
+        field = keep_field(self.keep)
+        value = doc.metadata.get(field) if field else None
+        try:
+            value = float(value) if value is not None else math.nan
+        except (TypeError, ValueError):
+            value = math.nan
+        return {"cluster": cluster, "id": doc.id, "hash": stable_hash(doc.id, self.seed),
+                "centroid_sim": float(doc.metadata.get("centroid_sim", 0.0)), "keep_value": value,
+                "preview": doc.text[:PREVIEW_CHARS], "vector": vec.astype(np.float16)}
+
+    def write_records(self, rows: Iterator[dict], folder: str, rank: int) -> None:
+        writer = PartitionWriter(folder, rank, self.fit_schema())
+        for row in rows:
+            cluster = row.pop("cluster")
+            writer.add(cluster, row, row["vector"].nbytes + len(row["preview"]) + 64)
+        writer.flush()
+
+    def fit_folder(self, folder: str, artifacts: str) -> dict:
+        card = semdedup_partitions(folder, self.eps, self.keep, artifacts, self.eps_table, self.device)
+        self.artifact = artifacts
+        self.decision = {k: v for k, v in card.items() if k != "examples"}
+        return self.decision
+
+    # --- apply -----------------------------------------------------------------------------------------
+    def score(self, docs: list[Document]) -> list[dict | Reject]:
+        if self._dups is None:
+            self._dups = load_duplicates(self.artifact)
+        out = []
+        for doc in docs:
+            missing = [f for f in (self.embedding_field, self.cluster_field) if doc.metadata.get(f) is None]
+            if missing:
+                out.append(Reject(str(doc.metadata.get("source_file", "")), None, missing[0],
+                                  "semdedup needs an embedding and a cluster: put embed and cluster before it"))
+                continue
+            dup = self._dups.get(doc.id)
+            out.append({"is_dup": dup is not None, "dup_of": dup[0] if dup else None,
+                        "dup_group": dup[0] if dup else doc.id, "dup_sim": dup[1] if dup else None})
+        return out
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        if self.artifact is None:
+            raise RuntimeError("semdedup must be fitted first (the runner does this)")
+        for doc in super().run(data, rank, world_size):
+            if self.drop and doc.metadata["is_dup"]:
+                self.stat_update("dropped")
+                continue
+            yield doc

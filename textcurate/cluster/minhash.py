@@ -1,0 +1,66 @@
+"""The ``minhash`` step: datatrove's MinHash deduplication as one stage of a textcurate pipeline.
+
+datatrove runs MinHash as four pipelines (signatures, buckets, clusters, filter). Here they
+map onto a fitted stage, with datatrove's own classes doing all the work: the fit phase
+streams the corpus into ``MinhashDedupSignature``, the fit runs ``MinhashDedupBuckets`` for
+every bucket and ``MinhashDedupCluster`` once, and the applying pass is
+``MinhashDedupFilter``. The filter finds documents by their position in the task's stream,
+which is the same in both passes because the reader and the steps before are deterministic.
+So lexical (MinHash) and semantic (SemDeDup) deduplication compose in one YAML pipeline.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import struct
+
+from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.hashing import HashConfig
+from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
+                                              MinhashDedupFilter, MinhashDedupSignature)
+
+from textcurate.steps.fitted import Fitted
+
+
+class MinHashDedup(Fitted, PipelineStep):
+    type = "🫂 - DEDUP"
+    name = "minhash"
+
+    def __init__(self, n_grams: int = 5, num_buckets: int = 14, hashes_per_bucket: int = 8, seed: int = 1,
+                 language: str = "en", hash_fc: str = "sha1", step_name: str = "minhash"):
+        super().__init__()
+        # sha1 by default: datatrove 0.10.1's xxhash path passes str, which xxhash>=4 (what
+        # `datasets` pulls in) refuses
+        self.config = MinhashConfig(n_grams=n_grams, num_buckets=num_buckets, hashes_per_bucket=hashes_per_bucket,
+                                    seed=seed, hash_config=HashConfig(hash_fc=hash_fc))
+        self.language = language
+        self.step_name = step_name
+        self.remove_folder: str | None = None
+
+    def record_stream(self, data, folder: str, rank: int, world_size: int) -> None:
+        MinhashDedupSignature(os.path.join(folder, "signatures"), self.config, self.language).run(
+            data, rank, world_size)
+
+    def fit_folder(self, folder: str, artifacts: str) -> dict:
+        sigs, buckets = os.path.join(folder, "signatures"), os.path.join(folder, "buckets")
+        self.remove_folder = os.path.join(folder, "remove_ids")
+        for bucket in range(self.config.num_buckets):
+            MinhashDedupBuckets(sigs, buckets, config=self.config).run(None, bucket, self.config.num_buckets)
+        MinhashDedupCluster(buckets, self.remove_folder, config=self.config, save_cluster_id=True,
+                            save_cluster_size=True).run(None, 0, 1)
+        removed = sum(os.path.getsize(p) // struct.calcsize("I")
+                      for p in glob.glob(os.path.join(self.remove_folder, "*.remove")))
+        self.decision = {"kind": "minhash", "duplicates": int(removed), "config": str(self.config),
+                         "n_grams": self.config.n_grams, "num_buckets": self.config.num_buckets,
+                         "hashes_per_bucket": self.config.hashes_per_bucket, "language": self.language}
+        return self.decision
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        if self.remove_folder is None:
+            raise RuntimeError("minhash must be fitted first (the runner does this)")
+        step = MinhashDedupFilter(self.remove_folder, load_cluster_ids=True, load_cluster_sizes=True)
+        for doc in step.run(data, rank, world_size):
+            yield doc
+        for key, metric in step.stats.stats.items():
+            self.stats[key] = metric

@@ -1,0 +1,114 @@
+"""Prototype pruning (Sorscher et al. 2022): keep a fraction of each cluster by difficulty.
+
+``difficulty`` is 1 - cosine to the cluster's centroid (from the ``cluster`` step). The
+step keeps ``fraction`` of the documents in all, split over clusters in proportion to the
+cluster's size (every cluster keeps the same share) or to its size times its mean
+difficulty (``allocation: spread``: diffuse clusters keep more, tight ones less, as in
+density-based pruning). Inside a cluster it keeps the hardest (``keep: hard``) or the
+easiest (``keep: easy``) documents. It is a fitted select: the quotas come out exact,
+ties fall to the id-hash, and applying the decision needs no memory.
+
+``keep: auto`` applies the paper's rule: with abundant data keep hard examples, with
+scarce data keep easy ones. "Abundant" is read against the training budget: if the kept
+set (``fraction`` of the corpus's tokens) still covers ``budget_tokens`` without repeating
+data, data is abundant and the hard examples are kept; if the model would have to see the
+kept set more than once, it is scarce and the easy (prototypical) ones are kept.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from textcurate.select.step import Select
+
+CHARS_PER_TOKEN = 4.0
+
+
+def paper_rule(corpus_tokens: float, budget_tokens: float, fraction: float) -> str:
+    """'hard' when the pruned corpus still holds the whole training budget, else 'easy'."""
+    if budget_tokens <= 0:
+        raise ValueError("budget_tokens must be > 0")
+    return "hard" if fraction * corpus_tokens >= budget_tokens else "easy"
+
+
+def allocate(target: int, sizes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Integer quotas summing to ``target``, proportional to ``weights``, none above its size
+    (what a full cluster cannot take goes to the others); largest remainders round."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    weights = np.clip(np.asarray(weights, dtype=np.float64), 0, None)
+    target = int(min(target, sizes.sum()))
+    quota = np.zeros(len(sizes))
+    free = sizes > 0
+    left = float(target)
+    while left > 1e-9 and free.any():
+        w = np.where(free, weights, 0.0)
+        if w.sum() <= 0:
+            w = np.where(free, sizes, 0).astype(np.float64)
+        share = left * w / w.sum()
+        room = sizes - quota
+        capped = free & (share >= room)
+        if not capped.any():
+            quota += share
+            break
+        quota[capped] = sizes[capped]
+        free &= ~capped
+        left = target - quota.sum()
+    base = np.floor(quota + 1e-9).astype(np.int64)
+    short = target - int(base.sum())
+    if short > 0:
+        rest = np.where(base < sizes, quota - base, -1.0)
+        base[np.argsort(-rest, kind="stable")[:short]] += 1
+    return base
+
+
+class PrototypePrune(Select):
+    name = "prune"
+
+    def __init__(self, fraction: float, keep: str = "hard", allocation: str = "size",
+                 budget_tokens: float | None = None, difficulty_field: str = "difficulty",
+                 cluster_field: str = "cluster_id", seed: int = 0, rejects_folder: str | None = None,
+                 step_name: str = "prune"):
+        if keep not in ("hard", "easy", "auto"):
+            raise ValueError(f"prune: keep must be hard, easy or auto, got {keep!r}")
+        if keep == "auto" and not budget_tokens:
+            raise ValueError("prune: keep: auto needs budget_tokens (the tokens the model will train on)")
+        if allocation not in ("size", "spread"):
+            raise ValueError(f"prune: allocation must be size or spread, got {allocation!r}")
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"prune: fraction must be in [0, 1], got {fraction}")
+        super().__init__(by=difficulty_field, ascending=(keep == "easy"), group_by=cluster_field, per_group={},
+                         seed=seed, rejects_folder=rejects_folder, step_name=step_name)
+        self.keep_fraction, self.keep, self.allocation, self.budget_tokens = fraction, keep, allocation, budget_tokens
+
+    def fit_schema(self) -> pa.Schema:
+        return super().fit_schema().append(pa.field("chars", pa.int64()))
+
+    def record(self, doc) -> dict | None:
+        row = super().record(doc)
+        if row is not None:
+            row["chars"] = len(doc.text)
+        return row
+
+    def fit(self, table: pa.Table) -> dict:
+        scores = table.column("score").to_numpy(zero_copy_only=False).astype(np.float64)
+        valid = ~np.isnan(scores)
+        groups = np.array(table.column("group").to_pylist(), dtype=object)[valid]
+        scores = scores[valid]
+        corpus_tokens = float(table.column("chars").to_numpy()[valid].sum()) / CHARS_PER_TOKEN
+        keep = self.keep
+        if keep == "auto":
+            keep = paper_rule(corpus_tokens, self.budget_tokens, self.keep_fraction)
+        self.ascending = keep == "easy"
+        names, inverse = np.unique(groups.astype(str), return_inverse=True) if len(groups) else ([], np.zeros(0, int))
+        sizes = np.bincount(inverse, minlength=len(names))
+        mean_difficulty = np.bincount(inverse, weights=scores, minlength=len(names)) / np.maximum(sizes, 1)
+        weights = sizes * mean_difficulty if self.allocation == "spread" else sizes.astype(np.float64)
+        quotas = allocate(int(round(self.keep_fraction * len(scores))), sizes, weights)
+        self.per_group = {str(g): int(q) for g, q in zip(names, quotas)}
+        decision = super().fit(table)
+        decision.update(kind="prune", keep=keep, keep_requested=self.keep, allocation=self.allocation,
+                        fraction=self.keep_fraction, corpus_tokens=round(corpus_tokens),
+                        budget_tokens=self.budget_tokens, eligible=int(len(scores)), kept=int(quotas.sum()))
+        self.decision = decision
+        return decision

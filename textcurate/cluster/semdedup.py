@@ -1,0 +1,221 @@
+"""SemDeDup (Abbas et al. 2023): semantic duplicates inside each k-means cluster.
+
+Documents of one cluster are ordered by which to keep first (farthest from the centroid,
+as in the paper; nearest; random; or the highest / lowest value of a field such as
+``edu_score``). Walking that order, a document is a duplicate when its cosine similarity
+to a document already *kept* exceeds ``1 - eps``; ``dup_of`` is that kept document (the
+most similar one) and ``dup_group`` the kept document every member of the group points to.
+
+Memory: the rows a fit needs are written partitioned by cluster (``c=CLUSTER/`` folders),
+and the fit loads one cluster at a time and compares it with itself in row blocks, so
+memory is bounded by the largest cluster, not by the corpus. The similarities are computed
+once per cluster and every ``eps`` of the table is decided from them: one pass over the data
+gives the whole eps -> fraction-removed table.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from textcurate import __version__
+from textcurate.cluster.kmeans import normalize
+
+DEFAULT_EPS_TABLE = (0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)
+KEEP_CHOICES = ("farthest", "nearest", "random")
+BLOCK = 2048
+PREVIEW_CHARS = 300
+
+
+def check_keep(keep: str) -> str:
+    if keep in KEEP_CHOICES or re.fullmatch(r"(highest|lowest):[A-Za-z_][\w.-]*", keep):
+        return keep
+    raise ValueError(f"keep must be one of {', '.join(KEEP_CHOICES)}, 'highest:FIELD' or 'lowest:FIELD'; "
+                     f"got {keep!r}")
+
+
+def keep_field(keep: str) -> str | None:
+    return keep.split(":", 1)[1] if ":" in keep else None
+
+
+def keep_order(keep: str, centroid_sim: np.ndarray, hashes: np.ndarray, value: np.ndarray | None) -> np.ndarray:
+    """Indices in the order a cluster's documents are considered: the first is always kept.
+    Ties fall to the smaller id-hash, so the order does not depend on sharding."""
+    if keep == "farthest":
+        return np.lexsort((hashes, centroid_sim))
+    if keep == "nearest":
+        return np.lexsort((hashes, -centroid_sim))
+    if keep == "random":
+        return np.argsort(hashes, kind="stable")
+    v = np.where(np.isnan(value), -np.inf if keep.startswith("highest") else np.inf, value)
+    return np.lexsort((hashes, -v if keep.startswith("highest") else v))
+
+
+@dataclass
+class ClusterDedup:
+    """For each document of a cluster (in the cluster's input order) and each eps: the index of
+    the kept document it duplicates (-1: kept) and that similarity."""
+    dup_of: np.ndarray   # [n_eps, n] int64
+    sim: np.ndarray      # [n_eps, n] float32
+
+
+def dedup_cluster(x: np.ndarray, order: np.ndarray, eps_values: list[float], device: str = "cpu") -> ClusterDedup:
+    n = len(x)
+    n_eps = len(eps_values)
+    dup_of = np.full((n_eps, n), -1, dtype=np.int64)
+    dup_sim = np.zeros((n_eps, n), dtype=np.float32)
+    if n < 2:
+        return ClusterDedup(dup_of, dup_sim)
+    xo = torch.from_numpy(normalize(x[order])).to(device)
+    thresholds = np.array([1.0 - e for e in eps_values], dtype=np.float32)
+    lowest = float(thresholds.min())
+    # max similarity of each document to any document before it: one below every threshold is
+    # kept for every eps, whatever was kept before it; only the others need the greedy walk
+    max_prev = np.full(n, -np.inf, dtype=np.float32)
+    for start in range(0, n, BLOCK):
+        rows = xo[start:start + BLOCK]
+        sims = (rows @ xo[: start + len(rows)].T).float()
+        j = torch.arange(start, start + len(rows), device=sims.device)
+        mask = torch.arange(start + len(rows), device=sims.device)[None, :] >= j[:, None]
+        sims = sims.masked_fill(mask, -float("inf"))
+        max_prev[start:start + len(rows)] = sims.max(dim=1).values.cpu().numpy()
+    candidates = np.nonzero(max_prev > lowest)[0]
+    kept = np.ones((n_eps, n), dtype=bool)  # in walk order
+    for start in range(0, len(candidates), BLOCK):
+        chunk = candidates[start:start + BLOCK]
+        rows = (xo[torch.from_numpy(chunk).to(xo.device)] @ xo.T).float().cpu().numpy()
+        for r, j in enumerate(chunk):
+            before = rows[r, :j]
+            for e in range(n_eps):
+                if max_prev[j] <= thresholds[e]:
+                    continue
+                s = np.where(kept[e, :j], before, -np.inf)
+                best = int(s.argmax())
+                if s[best] > thresholds[e]:
+                    kept[e, j] = False
+                    dup_of[e, j] = best
+                    dup_sim[e, j] = s[best]
+    # back from walk order to input order
+    out_of = np.full_like(dup_of, -1)
+    out_sim = np.zeros_like(dup_sim)
+    is_dup = dup_of >= 0
+    out_of[:, order] = np.where(is_dup, order[np.maximum(dup_of, 0)], -1)
+    out_sim[:, order] = dup_sim
+    return ClusterDedup(out_of, out_sim)
+
+
+# --- partitioned rows ------------------------------------------------------------------------------------
+class PartitionWriter:
+    """Rows of one task, buffered and written to ``folder/c=CLUSTER/RANK-PART.parquet``."""
+
+    def __init__(self, folder: str, rank: int, schema: pa.Schema, flush_bytes: int = 256 << 20):
+        self.folder, self.rank, self.schema, self.flush_bytes = folder, rank, schema, flush_bytes
+        self.buffer: dict[int, list[dict]] = {}
+        self.size = 0
+        self.part = 0
+        for old in glob.glob(os.path.join(folder, "c=*", f"{rank:05d}-*.parquet")):
+            os.remove(old)  # a re-run task starts clean: nothing counted twice
+
+    def add(self, cluster: int, row: dict, nbytes: int) -> None:
+        self.buffer.setdefault(cluster, []).append(row)
+        self.size += nbytes
+        if self.size >= self.flush_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        for cluster, rows in self.buffer.items():
+            d = os.path.join(self.folder, f"c={cluster:06d}")
+            os.makedirs(d, exist_ok=True)
+            pq.write_table(pa.Table.from_pylist(rows, schema=self.schema),
+                           os.path.join(d, f"{self.rank:05d}-{self.part:04d}.parquet"))
+        self.buffer, self.size = {}, 0
+        self.part += 1
+
+
+def iter_partitions(folder: str) -> Iterator[tuple[int, pa.Table]]:
+    for d in sorted(glob.glob(os.path.join(folder, "c=*"))):
+        files = sorted(glob.glob(os.path.join(d, "*.parquet")))
+        if files:
+            yield int(os.path.basename(d)[2:]), pa.concat_tables([pq.read_table(f) for f in files])
+
+
+# --- the fit over all clusters ---------------------------------------------------------------------------
+def semdedup_partitions(folder: str, eps: float, keep: str, out_dir: str, eps_table=DEFAULT_EPS_TABLE,
+                        device: str = "cpu", examples: int = 6) -> dict:
+    """Decide duplicates cluster by cluster; writes ``duplicates.parquet`` (id, dup_of, similarity,
+    cluster) and ``card.json`` (eps table, counts, example pairs) to ``out_dir``; returns the card."""
+    from textcurate.cluster.stage import column_vectors
+
+    eps_values = sorted(set(eps_table) | {eps})
+    main = eps_values.index(eps)
+    removed = np.zeros(len(eps_values), dtype=np.int64)
+    n_docs = n_clusters = largest = 0
+    dup_rows = {"id": [], "dup_of": [], "similarity": [], "cluster": []}
+    pairs: list[dict] = []
+    for cluster, t in iter_partitions(folder):
+        n = t.num_rows
+        n_docs += n
+        n_clusters += 1
+        largest = max(largest, n)
+        ids = t.column("id").to_pylist()
+        x = column_vectors(t.column("vector"))
+        value = t.column("keep_value").to_numpy(zero_copy_only=False).astype(np.float64)
+        order = keep_order(keep, t.column("centroid_sim").to_numpy(zero_copy_only=False),
+                           t.column("hash").to_numpy(), value)
+        res = dedup_cluster(x, order, eps_values, device)
+        removed += (res.dup_of >= 0).sum(axis=1)
+        previews = t.column("preview").to_pylist()
+        for j in np.nonzero(res.dup_of[main] >= 0)[0]:
+            i = int(res.dup_of[main, j])
+            dup_rows["id"].append(ids[j])
+            dup_rows["dup_of"].append(ids[i])
+            dup_rows["similarity"].append(float(res.sim[main, j]))
+            dup_rows["cluster"].append(cluster)
+            pairs.append({"similarity": float(res.sim[main, j]), "cluster": cluster, "kept_id": ids[i],
+                          "dup_id": ids[j], "kept": previews[i], "dup": previews[j]})
+            if len(pairs) > 4 * examples:
+                pairs = _spread(pairs, 2 * examples)
+    os.makedirs(out_dir, exist_ok=True)
+    table = pa.table({"id": pa.array(dup_rows["id"], pa.string()), "dup_of": pa.array(dup_rows["dup_of"], pa.string()),
+                      "similarity": pa.array(dup_rows["similarity"], pa.float32()),
+                      "cluster": pa.array(dup_rows["cluster"], pa.int32())})
+    pq.write_table(table, os.path.join(out_dir, "duplicates.parquet"))
+    card = {"kind": "semdedup", "eps": eps, "threshold": 1.0 - eps, "keep": keep, "documents": n_docs,
+            "clusters": n_clusters, "largest_cluster": largest, "duplicates": int(removed[main]),
+            "fraction_removed": float(removed[main] / n_docs) if n_docs else 0.0,
+            "eps_table": [{"eps": e, "removed": int(r), "fraction_removed": float(r / n_docs) if n_docs else 0.0}
+                          for e, r in zip(eps_values, removed)],
+            "examples": _spread(pairs, examples), "textcurate": __version__}
+    with open(os.path.join(out_dir, "card.json"), "w") as fh:
+        json.dump(card, fh, indent=2)
+    return card
+
+
+def _spread(pairs: list[dict], n: int) -> list[dict]:
+    """Up to n example pairs spread over the range of similarities (nearest the threshold included)."""
+    if len(pairs) <= n:
+        return sorted(pairs, key=lambda p: p["similarity"])
+    pairs = sorted(pairs, key=lambda p: p["similarity"])
+    idx = np.unique(np.linspace(0, len(pairs) - 1, n).round().astype(int))
+    return [pairs[i] for i in idx]
+
+
+def load_duplicates(out_dir: str) -> dict[str, tuple[str, float]]:
+    t = pq.read_table(os.path.join(out_dir, "duplicates.parquet"))
+    return {i: (d, s) for i, d, s in zip(t.column("id").to_pylist(), t.column("dup_of").to_pylist(),
+                                         t.column("similarity").to_pylist())}
+
+
+def clear(folder: str) -> None:
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)

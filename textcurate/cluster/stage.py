@@ -1,0 +1,178 @@
+"""The ``cluster`` step: fit spherical k-means on a sample of the embeddings, then assign
+every document in the stream.
+
+Fit: each task keeps the ``sample`` documents with the smallest id-hash (a uniform sample
+whose size does not depend on how the corpus is sharded), the fit keeps the global
+smallest ``sample``, and k-means runs on those vectors. The artifact goes to
+``artifacts/NAME/`` (centroids.safetensors + card.json + map.parquet, a 2-D PCA of part of
+the sample for the report).
+
+Apply: writes ``cluster_id``, ``centroid_sim`` (cosine to the centroid), ``difficulty``
+(1 - centroid_sim, Sorscher et al.'s prototype distance) and ``difficulty_pct`` (where the
+difficulty falls inside its cluster, 0-100, against the fit sample of that cluster) into
+the metadata and ``attributes/NAME/``.
+"""
+
+from __future__ import annotations
+
+import glob
+import heapq
+import os
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datatrove.data import Document
+
+from textcurate.cluster.kmeans import SphericalKMeans, pca_2d
+from textcurate.embed.step import EMBEDDING_KEY
+from textcurate.io.records import stable_hash
+from textcurate.io.rejects import Reject
+from textcurate.steps.base import Scorer
+from textcurate.steps.fitted import Fitted
+
+MAP_POINTS = 2000
+
+
+def vectors_column(vectors: np.ndarray, dtype=pa.float32()) -> pa.Array:
+    """An [n, d] array as an Arrow fixed-size-list column."""
+    n, d = vectors.shape
+    flat = pa.array(np.ascontiguousarray(vectors).reshape(-1), type=dtype)
+    return pa.FixedSizeListArray.from_arrays(flat, d)
+
+
+def column_vectors(col) -> np.ndarray:
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    if len(col) == 0:
+        return flat.reshape(0, getattr(col.type, "list_size", 0) or 1)
+    if len(flat) % len(col):
+        raise ValueError("vectors of different lengths in one column")
+    return flat.reshape(len(col), -1)
+
+
+def doc_vector(doc: Document, field: str) -> np.ndarray:
+    value = doc.metadata.get(field)
+    if value is None:
+        raise KeyError(field)
+    return np.asarray(value, dtype=np.float32)
+
+
+class Cluster(Fitted, Scorer):
+    name = "cluster"
+    default_batch_size = 1024
+
+    def __init__(self, k: int = 100, sample: int = 100_000, niter: int = 20, seed: int = 0, device: str = "auto",
+                 embedding_field: str = EMBEDDING_KEY, artifact: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.k, self.sample, self.niter, self.seed, self.device = k, sample, niter, seed, device
+        self.embedding_field = embedding_field
+        self.kmeans: SphericalKMeans | None = None
+        if artifact:  # apply centroids fitted elsewhere (textcurate cluster, another run)
+            self.kmeans = SphericalKMeans.load(artifact, device=device)
+            self.decision = {"artifact": artifact, **self.kmeans.card}
+        self.columns = {"cluster_id": "int32", "centroid_sim": "float32", "difficulty": "float32",
+                        "difficulty_pct": "float32"}
+
+    @property
+    def needs_fit(self) -> bool:
+        return self.kmeans is None
+
+    # --- fit: a bounded, shard-independent sample ------------------------------------------------------
+    def record(self, doc: Document) -> dict | None:
+        try:
+            vec = doc_vector(doc, self.embedding_field)
+        except KeyError:
+            return None  # the apply pass rejects it, naming the field
+        return {"id": doc.id, "hash": stable_hash(doc.id, self.seed), "vector": vec}
+
+    def fit_schema(self) -> pa.Schema:
+        return pa.schema([("id", pa.string()), ("hash", pa.uint64()), ("vector", pa.list_(pa.float32()))])
+
+    def write_records(self, rows: Iterator[dict], folder: str, rank: int) -> None:
+        heap: list[tuple[int, str, np.ndarray]] = []  # max-heap on hash (negated) of the smallest hashes
+        for row in rows:
+            item = (-row["hash"], row["id"], row["vector"])
+            if len(heap) < self.sample:
+                heapq.heappush(heap, item)
+            elif item[0] > heap[0][0]:
+                heapq.heapreplace(heap, item)
+        _write_sample(heap, folder, rank)
+
+    def fit_folder(self, folder: str, artifacts: str) -> dict:
+        ids, hashes, x = _read_sample(folder)
+        order = np.lexsort((np.array(ids, dtype=object).astype(str), hashes))[: self.sample]
+        x = x[order]
+        if len(x) < self.k:
+            raise ValueError(f"{self.step_name}: {len(x)} documents with embeddings cannot make k={self.k} "
+                             f"clusters; lower k")
+        self.kmeans = SphericalKMeans(self.k, self.niter, self.seed, self.device).fit(x)
+        self.kmeans.save(artifacts, step=self.step_name, embedding_field=self.embedding_field)
+        write_map(x, self.kmeans, os.path.join(artifacts, "map.parquet"))
+        self.decision = {**self.kmeans.card, "artifact": artifacts}
+        return self.decision
+
+    # --- apply -----------------------------------------------------------------------------------------
+    def score(self, docs: list[Document]) -> list[dict | Reject]:
+        out: list[dict | Reject | None] = [None] * len(docs)
+        vecs, where = [], []
+        for i, doc in enumerate(docs):
+            try:
+                vecs.append(doc_vector(doc, self.embedding_field))
+                where.append(i)
+            except KeyError:
+                out[i] = Reject(str(doc.metadata.get("source_file", "")), None, self.embedding_field,
+                                "no embedding on this document: put an embed step before cluster")
+        if vecs:
+            dims = {v.shape[-1] for v in vecs}
+            if dims != {self.kmeans.centroids.shape[1]}:
+                raise ValueError(f"{self.step_name}: embeddings of dimension {sorted(dims)} against centroids of "
+                                 f"dimension {self.kmeans.centroids.shape[1]}")
+            labels, sims = self.kmeans.assign(np.stack(vecs))
+            pct = self.kmeans.percentile(labels, sims)
+            for i, lab, sim, p in zip(where, labels, sims, pct):
+                out[i] = {"cluster_id": int(lab), "centroid_sim": float(sim), "difficulty": float(1.0 - sim),
+                          "difficulty_pct": float(p)}
+        return out
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        if self.kmeans is None:
+            raise RuntimeError("cluster must be fitted first (the runner does this)")
+        yield from super().run(data, rank, world_size)
+
+
+def _write_sample(heap: list, folder: str, rank: int) -> None:
+    os.makedirs(folder, exist_ok=True)
+    heap.sort(key=lambda t: (-t[0], t[1]))
+    vecs = np.stack([t[2] for t in heap]).astype(np.float32) if heap else np.zeros((0, 1), np.float32)
+    table = pa.table({"id": pa.array([t[1] for t in heap], pa.string()),
+                      "hash": pa.array([-t[0] for t in heap], pa.uint64()),
+                      "vector": vectors_column(vecs)})
+    path = os.path.join(folder, f"{rank:05d}.parquet")
+    pq.write_table(table, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def _read_sample(folder: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    ids: list[str] = []
+    hashes, vecs = [], []
+    for path in sorted(glob.glob(os.path.join(folder, "*.parquet"))):
+        t = pq.read_table(path)
+        if t.num_rows == 0:
+            continue
+        ids.extend(t.column("id").to_pylist())
+        hashes.append(t.column("hash").to_numpy())
+        vecs.append(column_vectors(t.column("vector")))
+    if not vecs:
+        return [], np.zeros(0, np.uint64), np.zeros((0, 1), np.float32)
+    return ids, np.concatenate(hashes), np.concatenate(vecs)
+
+
+def write_map(x: np.ndarray, km: SphericalKMeans, path: str, points: int = MAP_POINTS, seed: int = 0) -> None:
+    """A 2-D PCA of up to ``points`` vectors with their clusters, for the report's map."""
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(x), min(points, len(x)), replace=False))
+    labels, _ = km.assign(x[idx])
+    xy = pca_2d(x[idx])
+    pq.write_table(pa.table({"x": xy[:, 0], "y": xy[:, 1], "cluster_id": labels.astype(np.int32)}), path)

@@ -1,0 +1,110 @@
+"""k-means and SemDeDup straight on a feature store (``textcurate cluster`` / ``textcurate dedup``).
+
+A feature store is ``features/NAME/*.parquet`` (id + vector) as the ``embed`` step writes
+it, or any Parquet files with an id column and a fixed-length float vector column. Shards
+are read one at a time: the fit sample is the ``sample`` smallest id-hashes, assignments
+are written shard by shard, and SemDeDup partitions rows by cluster before it compares
+anything, so no step holds the whole store.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from textcurate.cluster.kmeans import SphericalKMeans
+from textcurate.cluster.semdedup import PREVIEW_CHARS, PartitionWriter, clear, semdedup_partitions
+from textcurate.cluster.stage import column_vectors, write_map
+from textcurate.io.records import stable_hash
+
+
+def feature_files(path: str) -> list[str]:
+    """A store folder, a run folder (its single features/*/ store), or one Parquet file."""
+    if os.path.isfile(path):
+        return [path]
+    if os.path.isdir(os.path.join(path, "features")):
+        stores = sorted(d for d in glob.glob(os.path.join(path, "features", "*")) if os.path.isdir(d))
+        if len(stores) != 1:
+            raise FileNotFoundError(f"{path}/features holds {len(stores)} stores; name one: {stores}")
+        path = stores[0]
+    files = sorted(glob.glob(os.path.join(path, "*.parquet")))
+    if not files:
+        raise FileNotFoundError(f"no Parquet feature shards in {path}")
+    return files
+
+
+def _vector_column(schema: pa.Schema, column: str | None) -> str:
+    if column:
+        return column
+    for f in schema:
+        if pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type):
+            return f.name
+    raise ValueError("no vector column (a list of floats) in the feature store")
+
+
+def iter_shards(path: str, column: str | None = None) -> Iterator[tuple[list[str], np.ndarray]]:
+    for f in feature_files(path):
+        t = pq.read_table(f)
+        col = _vector_column(t.schema, column)
+        yield t.column("id").to_pylist(), column_vectors(t.column(col))
+
+
+def fit_store(path: str, k: int, sample: int, out: str, niter: int = 20, seed: int = 0, device: str = "auto",
+              column: str | None = None) -> SphericalKMeans:
+    """Fit on the ``sample`` documents with the smallest id-hash; write the artifact to ``out``."""
+    best_h = np.zeros(0, np.uint64)
+    best_v = None
+    for ids, vecs in iter_shards(path, column):
+        h = np.array([stable_hash(i, seed) for i in ids], dtype=np.uint64)
+        allh = np.concatenate([best_h, h])
+        allv = vecs if best_v is None else np.concatenate([best_v, vecs])
+        keep = np.argsort(allh, kind="stable")[:sample]
+        best_h, best_v = allh[keep], allv[keep]
+    km = SphericalKMeans(k, niter, seed, device).fit(best_v)
+    km.save(out, features=os.path.abspath(path))
+    write_map(best_v, km, os.path.join(out, "map.parquet"))
+    return km
+
+
+def assign_store(km: SphericalKMeans, path: str, out_file: str, column: str | None = None) -> np.ndarray:
+    """id, cluster_id, centroid_sim, difficulty, difficulty_pct for every vector; returns cluster sizes."""
+    sizes = np.zeros(km.k, dtype=np.int64)
+    schema = pa.schema([("id", pa.string()), ("cluster_id", pa.int32()), ("centroid_sim", pa.float32()),
+                        ("difficulty", pa.float32()), ("difficulty_pct", pa.float32())])
+    os.makedirs(os.path.dirname(os.path.abspath(out_file)), exist_ok=True)
+    with pq.ParquetWriter(out_file, schema) as w:
+        for ids, vecs in iter_shards(path, column):
+            labels, sims = km.assign(vecs)
+            sizes += np.bincount(labels, minlength=km.k)
+            w.write_table(pa.table({"id": ids, "cluster_id": labels.astype(np.int32), "centroid_sim": sims,
+                                    "difficulty": (1 - sims).astype(np.float32),
+                                    "difficulty_pct": km.percentile(labels, sims)}, schema=schema))
+    return sizes
+
+
+def dedup_store(km: SphericalKMeans, path: str, out: str, eps: float, keep: str = "farthest",
+                values: dict[str, float] | None = None, texts: dict[str, str] | None = None, seed: int = 0,
+                device: str = "cpu", column: str | None = None) -> dict:
+    """SemDeDup over a feature store: assign, partition by cluster, decide cluster by cluster."""
+    from textcurate.cluster.dedup_step import SemDeDup
+
+    parts = os.path.join(out, "_partitions")
+    clear(parts)
+    writer = PartitionWriter(parts, 0, SemDeDup().fit_schema())
+    for ids, vecs in iter_shards(path, column):
+        labels, sims = km.assign(vecs)
+        for i, lab, sim, v in zip(ids, labels, sims, vecs):
+            value = (values or {}).get(i)
+            row = {"id": i, "hash": stable_hash(i, seed), "centroid_sim": float(sim),
+                   "keep_value": float("nan") if value is None else float(value),
+                   "preview": (texts or {}).get(i, "")[:PREVIEW_CHARS], "vector": v.astype(np.float16)}
+            writer.add(int(lab), row, v.nbytes // 2 + 64)
+    writer.flush()
+    card = semdedup_partitions(parts, eps, keep, out, device=device)
+    clear(parts)
+    return card

@@ -1,0 +1,88 @@
+"""Report sections of the cluster family: k-means clusters (sizes, a 2-D map) and SemDeDup
+(the eps table and example duplicate pairs). Both read the run's artifacts/*/card.json."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from textcurate.io.attributes import attribute_columns, list_attribute_steps, read_attributes
+from textcurate.report.html import _esc, _svg, figure, section
+
+
+def _cards(run_dir: str, kind: str) -> list[tuple[str, str, dict]]:
+    out = []
+    for path in sorted(glob.glob(os.path.join(run_dir, "artifacts", "*", "card.json"))):
+        with open(path) as fh:
+            card = json.load(fh)
+        if card.get("kind") == kind:
+            out.append((os.path.basename(os.path.dirname(path)), os.path.dirname(path), card))
+    return out
+
+
+def _sizes_plot(sizes: np.ndarray, name: str) -> str:
+    fig, ax = figure(5.0, 2.6)
+    order = np.sort(sizes)[::-1]
+    ax.bar(np.arange(len(order)), order, width=1.0, color="#4a7fb5")
+    ax.set_title(f"{name}: documents per cluster, largest first", fontsize=9)
+    ax.set_xlabel("cluster rank", fontsize=8)
+    ax.tick_params(labelsize=7)
+    return _svg(fig)
+
+
+def _map_plot(path: str, name: str) -> str:
+    t = pq.read_table(path)
+    x, y, c = (np.asarray(t.column(k).to_numpy()) for k in ("x", "y", "cluster_id"))
+    fig, ax = figure(4.6, 4.0)
+    ax.scatter(x, y, c=c % 20, cmap="tab20", s=4, linewidths=0)
+    ax.set_title(f"{name}: PCA of {len(x):,} sampled embeddings, coloured by cluster", fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return _svg(fig)
+
+
+@section("Clusters", 50)
+def _clusters(run_dir: str, record: dict) -> str | None:
+    parts = []
+    for name, folder, card in _cards(run_dir, "kmeans"):
+        sizes = None
+        if name in list_attribute_steps(run_dir) and "cluster_id" in attribute_columns(run_dir, name):
+            ids = np.asarray(read_attributes(run_dir, name, ["cluster_id"]).column("cluster_id").to_numpy())
+            sizes = np.bincount(ids, minlength=card["k"])
+        summary = (f"<p>k = {card['k']}, fitted on {card['sample_size']:,} documents ({card['backend']} on "
+                   f"{card['device']}, {card['niter']} iterations, seed {card['seed']}, {card['fit_seconds']} s); "
+                   f"inertia {card['inertia']:.4g}, mean cosine to the centroid {card['mean_cosine']:.3f}")
+        if sizes is not None:
+            summary += (f"; assigned {int(sizes.sum()):,} documents: largest cluster {int(sizes.max()):,}, "
+                        f"median {int(np.median(sizes)):,}, empty {int((sizes == 0).sum())}")
+        plots = _sizes_plot(sizes, name) if sizes is not None else ""
+        if os.path.exists(os.path.join(folder, "map.parquet")):
+            plots += _map_plot(os.path.join(folder, "map.parquet"), name)
+        parts.append(f"<h3>{_esc(name)}</h3>{summary}.</p><div class=grid>{plots}</div>")
+    return "".join(parts) or None
+
+
+@section("Semantic duplicates", 55)
+def _semdedup(run_dir: str, record: dict) -> str | None:
+    parts = []
+    for name, _, card in _cards(run_dir, "semdedup"):
+        rows = "".join(
+            f"<tr><td>{'<b>' if r['eps'] == card['eps'] else ''}{r['eps']:g}</td><td>{1 - r['eps']:.3f}</td>"
+            f"<td>{r['removed']:,}</td><td>{r['fraction_removed']:.2%}</td></tr>" for r in card["eps_table"])
+        pairs = "".join(
+            f"<tr><td>{p['similarity']:.3f}</td><td>{_esc(p['kept_id'])}<br><small>{_esc(p['kept'][:200])}</small>"
+            f"</td><td>{_esc(p['dup_id'])}<br><small>{_esc(p['dup'][:200])}</small></td></tr>"
+            for p in card.get("examples", []))
+        parts.append(
+            f"<h3>{_esc(name)}</h3><p>eps {card['eps']:g} (duplicate when cosine to a kept document &gt; "
+            f"{card['threshold']:.3f}), keep {_esc(card['keep'])}: {card['duplicates']:,} of {card['documents']:,} "
+            f"documents removed ({card['fraction_removed']:.2%}); {card['clusters']:,} clusters, the largest "
+            f"{card['largest_cluster']:,}.</p>"
+            "<table><tr><th>eps</th><th>cosine &gt;</th><th>removed</th><th>fraction</th></tr>" + rows + "</table>"
+            + (f"<h4>Example pairs</h4><table><tr><th>cosine</th><th>kept</th><th>duplicate</th></tr>{pairs}</table>"
+               if pairs else ""))
+    return "".join(parts) or None
