@@ -1,0 +1,1 @@
+"""k-means, prototype difficulty and pruning, SemDeDup, MinHash as a stage."""
