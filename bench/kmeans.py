@@ -50,7 +50,7 @@ def main() -> None:
     labels_tc, _ = km.assign(x)
     t_tc = time.perf_counter() - t0
     inertia_tc = partition_inertia(x, labels_tc)
-    print(f"textcurate (faiss, fit on {km.card['sample_size']:,}, assign all): {t_tc:8.1f} s   "
+    print(f"textcurate (faiss; Lloyd on {km.card['fit_points']:,} of them, assign all): {t_tc:8.1f} s   "
           f"inertia {inertia_tc:,.1f}", flush=True)
 
     t0 = time.perf_counter()

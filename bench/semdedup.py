@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -95,8 +94,17 @@ def worker(which: str, store: str, km_dir: str, out: str, eps: float) -> dict:
     seconds = time.perf_counter() - t0
     with open(os.path.join(out, f"{which}.dups.json"), "w") as fh:
         json.dump(dups, fh)
-    return {"docs": n, "seconds": seconds, "duplicates": len(dups),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"docs": n, "seconds": seconds, "duplicates": len(dups), "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's own high-water mark (VmHWM; getrusage's ru_maxrss would include the parent's
+    peak, which a child inherits across fork and exec)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def main() -> None:

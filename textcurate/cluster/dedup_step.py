@@ -17,14 +17,14 @@ import numpy as np
 import pyarrow as pa
 from datatrove.data import Document
 
-from textcurate.cluster.semdedup import (DEFAULT_EPS_TABLE, PREVIEW_CHARS, PartitionWriter, check_keep, keep_field,
-                                         load_duplicates, semdedup_partitions)
+from textcurate.cluster.semdedup import (DEFAULT_EPS_TABLE, PREVIEW_CHARS, PartitionWriter, check_keep, fit_schema,
+                                         keep_field, load_duplicates, rows_table, semdedup_partitions)
 from textcurate.cluster.stage import doc_vector
 from textcurate.embed.step import EMBEDDING_KEY
 from textcurate.io.records import stable_hash
 from textcurate.io.rejects import Reject
 from textcurate.steps.base import Scorer
-from textcurate.steps.fitted import Fitted
+from textcurate.steps.fitted import Fitted, _chunks
 
 
 class SemDeDup(Fitted, Scorer):
@@ -46,9 +46,7 @@ class SemDeDup(Fitted, Scorer):
 
     # --- fit -------------------------------------------------------------------------------------------
     def fit_schema(self) -> pa.Schema:
-        return pa.schema([("id", pa.string()), ("hash", pa.uint64()), ("centroid_sim", pa.float32()),
-                          ("keep_value", pa.float64()), ("preview", pa.string()),
-                          ("vector", pa.list_(pa.float16()))])
+        return fit_schema()
 
     def record(self, doc: Document) -> dict | None:
         try:
@@ -64,13 +62,15 @@ class SemDeDup(Fitted, Scorer):
             value = math.nan
         return {"cluster": cluster, "id": doc.id, "hash": stable_hash(doc.id, self.seed),
                 "centroid_sim": float(doc.metadata.get("centroid_sim", 0.0)), "keep_value": value,
-                "preview": doc.text[:PREVIEW_CHARS], "vector": vec.astype(np.float16)}
+                "preview": doc.text[:PREVIEW_CHARS], "vector": vec}
 
     def write_records(self, rows: Iterator[dict], folder: str, rank: int) -> None:
-        writer = PartitionWriter(folder, rank, self.fit_schema())
-        for row in rows:
-            cluster = row.pop("cluster")
-            writer.add(cluster, row, row["vector"].nbytes + len(row["preview"]) + 64)
+        writer = PartitionWriter(folder, rank)
+        for chunk in _chunks(rows, 4096):
+            cols = {k: [r[k] for r in chunk] for k in chunk[0]}
+            writer.add(np.array(cols["cluster"]), rows_table(cols["id"], cols["hash"], cols["centroid_sim"],
+                                                             cols["keep_value"], cols["preview"],
+                                                             np.stack(cols["vector"])))
         writer.flush()
 
     def fit_folder(self, folder: str, artifacts: str) -> dict:

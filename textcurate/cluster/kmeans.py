@@ -91,7 +91,8 @@ class SphericalKMeans:
         labels, sims = self.assign(x)
         self.sim_quantiles = _cluster_quantiles(labels, sims, self.k)
         sizes = np.bincount(labels, minlength=self.k)
-        self.card = {"kind": "kmeans", "k": self.k, "dim": d, "sample_size": n, "niter": self.niter,
+        self.card = {"kind": "kmeans", "k": self.k, "dim": d, "sample_size": n,
+                     "fit_points": min(n, self.max_points_per_centroid * self.k), "niter": self.niter,
                      "init": self.init, "seed": self.seed, "backend": backend, "device": resolve_device(self.device),
                      "inertia": partition_inertia(x, labels), "mean_cosine": float(sims.mean()),
                      "empty_clusters": int((sizes == 0).sum()), "fit_seconds": round(fit_s, 3),

@@ -76,35 +76,47 @@ def dedup_cluster(x: np.ndarray, order: np.ndarray, eps_values: list[float], dev
     dup_sim = np.zeros((n_eps, n), dtype=np.float32)
     if n < 2:
         return ClusterDedup(dup_of, dup_sim)
-    xo = torch.from_numpy(normalize(x[order])).to(device)
-    thresholds = np.array([1.0 - e for e in eps_values], dtype=np.float32)
-    lowest = float(thresholds.min())
-    # max similarity of each document to any document before it: one below every threshold is
-    # kept for every eps, whatever was kept before it; only the others need the greedy walk
+    xn = normalize(x[order])
+    xo = torch.from_numpy(xn).to(device)
+    thresholds = [1.0 - e for e in eps_values]
+    # the most similar earlier document of each one (in walk order), from row blocks of X X^T
     max_prev = np.full(n, -np.inf, dtype=np.float32)
+    arg_prev = np.zeros(n, dtype=np.int64)
     for start in range(0, n, BLOCK):
         rows = xo[start:start + BLOCK]
         sims = (rows @ xo[: start + len(rows)].T).float()
         j = torch.arange(start, start + len(rows), device=sims.device)
         mask = torch.arange(start + len(rows), device=sims.device)[None, :] >= j[:, None]
-        sims = sims.masked_fill(mask, -float("inf"))
-        max_prev[start:start + len(rows)] = sims.max(dim=1).values.cpu().numpy()
-    candidates = np.nonzero(max_prev > lowest)[0]
-    kept = np.ones((n_eps, n), dtype=bool)  # in walk order
-    for start in range(0, len(candidates), BLOCK):
-        chunk = candidates[start:start + BLOCK]
-        rows = (xo[torch.from_numpy(chunk).to(xo.device)] @ xo.T).float().cpu().numpy()
-        for r, j in enumerate(chunk):
-            before = rows[r, :j]
-            for e in range(n_eps):
-                if max_prev[j] <= thresholds[e]:
+        best = sims.masked_fill(mask, -float("inf")).max(dim=1)
+        max_prev[start:start + len(rows)] = best.values.cpu().numpy()
+        arg_prev[start:start + len(rows)] = best.indices.cpu().numpy()
+    # Greedy walk. A document below the threshold is kept whatever came before. One above it is a
+    # duplicate of its most similar earlier document when that one was kept (then it is also the
+    # most similar *kept* one); only when that document was itself dropped does the walk compare
+    # it with every kept document before it.
+    candidates = np.nonzero(max_prev > min(thresholds))[0].tolist()
+    mp, ap = max_prev.tolist(), arg_prev.tolist()  # plain lists: this loop is scalar work
+    rows_cache: dict[int, np.ndarray] = {}
+    for e, thr in enumerate(thresholds):
+        kept = bytearray(b"\x01") * n
+        for j in candidates:
+            if mp[j] <= thr:
+                continue
+            i = ap[j]
+            if kept[i]:
+                best_i, best_s = i, mp[j]
+            else:
+                row = rows_cache.get(j)
+                if row is None:
+                    row = rows_cache[j] = xn[:j] @ xn[j]
+                masked = np.where(np.frombuffer(kept, dtype=np.uint8, count=j) > 0, row, -np.inf)
+                best_i = int(masked.argmax())
+                best_s = float(masked[best_i])
+                if best_s <= thr:
                     continue
-                s = np.where(kept[e, :j], before, -np.inf)
-                best = int(s.argmax())
-                if s[best] > thresholds[e]:
-                    kept[e, j] = False
-                    dup_of[e, j] = best
-                    dup_sim[e, j] = s[best]
+            kept[j] = 0
+            dup_of[e, j] = best_i
+            dup_sim[e, j] = best_s
     # back from walk order to input order
     out_of = np.full_like(dup_of, -1)
     out_sim = np.zeros_like(dup_sim)
@@ -115,38 +127,67 @@ def dedup_cluster(x: np.ndarray, order: np.ndarray, eps_values: list[float], dev
 
 
 # --- partitioned rows ------------------------------------------------------------------------------------
-class PartitionWriter:
-    """Rows of one task, buffered and written to ``folder/c=CLUSTER/RANK-PART.parquet``."""
+def fit_schema(dim: int | None = None) -> pa.Schema:
+    vec = pa.list_(pa.float16(), dim) if dim else pa.list_(pa.float16())
+    return pa.schema([("id", pa.string()), ("hash", pa.uint64()), ("centroid_sim", pa.float32()),
+                      ("keep_value", pa.float64()), ("preview", pa.string()), ("vector", vec)])
 
-    def __init__(self, folder: str, rank: int, schema: pa.Schema, flush_bytes: int = 256 << 20):
-        self.folder, self.rank, self.schema, self.flush_bytes = folder, rank, schema, flush_bytes
-        self.buffer: dict[int, list[dict]] = {}
+
+def rows_table(ids, hashes, centroid_sim, keep_value, previews, vectors: np.ndarray) -> pa.Table:
+    from textcurate.cluster.stage import vectors_column
+
+    return pa.table({"id": pa.array(ids, pa.string()), "hash": pa.array(hashes, pa.uint64()),
+                     "centroid_sim": pa.array(centroid_sim, pa.float32()),
+                     "keep_value": pa.array(keep_value, pa.float64()), "preview": pa.array(previews, pa.string()),
+                     "vector": vectors_column(np.asarray(vectors, dtype=np.float16), pa.float16())})
+
+
+class PartitionWriter:
+    """Rows of one task, buffered as Arrow tables and written to ``folder/c=CLUSTER/RANK-PART.arrow``
+    (Arrow IPC: these files live only until the fit has read them, so they are written and read
+    at memory speed, without Parquet's encoding)."""
+
+    def __init__(self, folder: str, rank: int, flush_bytes: int = 128 << 20):
+        self.folder, self.rank, self.flush_bytes = folder, rank, flush_bytes
+        self.buffer: dict[int, list[pa.Table]] = {}
         self.size = 0
         self.part = 0
-        for old in glob.glob(os.path.join(folder, "c=*", f"{rank:05d}-*.parquet")):
+        for old in glob.glob(os.path.join(folder, "c=*", f"{rank:05d}-*.arrow")):
             os.remove(old)  # a re-run task starts clean: nothing counted twice
 
-    def add(self, cluster: int, row: dict, nbytes: int) -> None:
-        self.buffer.setdefault(cluster, []).append(row)
-        self.size += nbytes
+    def add(self, clusters: np.ndarray, table: pa.Table) -> None:
+        clusters = np.asarray(clusters)
+        order = np.argsort(clusters, kind="stable")
+        table = table.take(pa.array(order))
+        values, starts = np.unique(clusters[order], return_index=True)
+        ends = list(starts[1:]) + [len(order)]
+        for c, a, b in zip(values, starts, ends):
+            self.buffer.setdefault(int(c), []).append(table.slice(int(a), int(b - a)))
+        self.size += table.nbytes
         if self.size >= self.flush_bytes:
             self.flush()
 
     def flush(self) -> None:
-        for cluster, rows in self.buffer.items():
+        for cluster, tables in self.buffer.items():
             d = os.path.join(self.folder, f"c={cluster:06d}")
             os.makedirs(d, exist_ok=True)
-            pq.write_table(pa.Table.from_pylist(rows, schema=self.schema),
-                           os.path.join(d, f"{self.rank:05d}-{self.part:04d}.parquet"))
+            t = pa.concat_tables(tables)
+            with pa.OSFile(os.path.join(d, f"{self.rank:05d}-{self.part:04d}.arrow"), "wb") as sink:
+                with pa.ipc.new_file(sink, t.schema) as w:
+                    w.write_table(t)
         self.buffer, self.size = {}, 0
         self.part += 1
 
 
 def iter_partitions(folder: str) -> Iterator[tuple[int, pa.Table]]:
     for d in sorted(glob.glob(os.path.join(folder, "c=*"))):
-        files = sorted(glob.glob(os.path.join(d, "*.parquet")))
+        files = sorted(glob.glob(os.path.join(d, "*.arrow")))
         if files:
-            yield int(os.path.basename(d)[2:]), pa.concat_tables([pq.read_table(f) for f in files])
+            tables = []
+            for f in files:
+                with pa.memory_map(f) as src:
+                    tables.append(pa.ipc.open_file(src).read_all())
+            yield int(os.path.basename(d)[2:]), pa.concat_tables(tables)
 
 
 # --- the fit over all clusters ---------------------------------------------------------------------------

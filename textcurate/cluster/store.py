@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from textcurate.cluster.kmeans import SphericalKMeans
-from textcurate.cluster.semdedup import PREVIEW_CHARS, PartitionWriter, clear, semdedup_partitions
+from textcurate.cluster.semdedup import PREVIEW_CHARS, PartitionWriter, clear, rows_table, semdedup_partitions
 from textcurate.cluster.stage import column_vectors, write_map
 from textcurate.io.records import stable_hash
 
@@ -91,19 +91,15 @@ def dedup_store(km: SphericalKMeans, path: str, out: str, eps: float, keep: str 
                 values: dict[str, float] | None = None, texts: dict[str, str] | None = None, seed: int = 0,
                 device: str = "cpu", column: str | None = None) -> dict:
     """SemDeDup over a feature store: assign, partition by cluster, decide cluster by cluster."""
-    from textcurate.cluster.dedup_step import SemDeDup
-
     parts = os.path.join(out, "_partitions")
     clear(parts)
-    writer = PartitionWriter(parts, 0, SemDeDup().fit_schema())
+    writer = PartitionWriter(parts, 0)
     for ids, vecs in iter_shards(path, column):
         labels, sims = km.assign(vecs)
-        for i, lab, sim, v in zip(ids, labels, sims, vecs):
-            value = (values or {}).get(i)
-            row = {"id": i, "hash": stable_hash(i, seed), "centroid_sim": float(sim),
-                   "keep_value": float("nan") if value is None else float(value),
-                   "preview": (texts or {}).get(i, "")[:PREVIEW_CHARS], "vector": v.astype(np.float16)}
-            writer.add(int(lab), row, v.nbytes // 2 + 64)
+        hashes = [stable_hash(i, seed) for i in ids]
+        vals = [float("nan") if (v := (values or {}).get(i)) is None else float(v) for i in ids]
+        previews = [(texts or {}).get(i, "")[:PREVIEW_CHARS] for i in ids]
+        writer.add(labels, rows_table(ids, hashes, sims, vals, previews, vecs))
     writer.flush()
     card = semdedup_partitions(parts, eps, keep, out, device=device)
     clear(parts)
