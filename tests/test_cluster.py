@@ -333,3 +333,47 @@ def test_cli_cluster_and_dedup_on_a_feature_store_match_the_pipeline(semdedup_ru
     bad = runner.invoke(app, ["dedup", str(run), "--clusters", str(tmp_path / "km"), "--keep", "highest:edu",
                               "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "--values" in bad.output
+
+
+def test_stage_order_and_fit_errors_are_clear(tmp_path, run_cfg):
+    from textcurate.config import ConfigError
+    from textcurate.runner.run import run_pipeline
+
+    write_jsonl(tmp_path / "in" / "a.jsonl", [{"id": f"d{i}", "text": f"text {i}"} for i in range(5)])
+    src = {"type": "jsonl", "path": str(tmp_path / "in")}
+    with pytest.raises(ConfigError, match=r"stages\[0\] \(cluster\): needs a embed stage"):
+        run_cfg(src, [{"type": "cluster", "k": 2}])
+    with pytest.raises(ConfigError, match=r"stages\[1\] \(semdedup\): needs a cluster stage"):
+        run_cfg(src, [{"type": "embed"}, {"type": "semdedup"}])
+    with pytest.raises(ConfigError, match=r"keep must be one of"):
+        run_cfg(src, [{"type": "embed"}, {"type": "cluster"}, {"type": "semdedup", "keep": "oldest"}])
+    with pytest.raises(ConfigError, match="keep: auto needs budget_tokens"):
+        run_cfg(src, [{"type": "embed"}, {"type": "cluster"}, {"type": "prune", "fraction": 0.5, "keep": "auto"}])
+    cfg = run_cfg(src, [{"type": "embed"}, {"type": "cluster", "k": 10}])
+    with pytest.raises(ConfigError, match=r"fitting stage 'cluster': 5 documents with embeddings cannot make k=10"):
+        run_pipeline(cfg, report=False)
+
+
+def test_a_resumed_run_restores_a_finished_fit_instead_of_refitting(tmp_path, run_cfg):
+    """Centroids fitted once are used by every task, even when the run is re-run after the fit."""
+    from textcurate.runner.run import run_pipeline
+
+    records = [{"id": f"d{i}", "text": t} for i, t in
+               enumerate(["apples and pears", "pears and plums", "the stock market fell", "shares dropped today",
+                          "a cat sat on the mat", "dogs chase cats"] * 2)]
+    for i, r in enumerate(records):
+        r["id"] = f"d{i}"
+    write_jsonl(tmp_path / "in" / "a.jsonl", records)
+    cfg = run_cfg({"type": "jsonl", "path": str(tmp_path / "in")}, [{"type": "embed"}, {"type": "cluster", "k": 3}])
+    run_pipeline(cfg, report=False)
+    art = tmp_path / "run" / "artifacts" / "cluster"
+    before = (art / "centroids.safetensors").read_bytes()
+    # pretend the main phase was killed: its logs go, the fitted artifact stays
+    import shutil
+
+    shutil.rmtree(tmp_path / "run" / "logs" / "main")
+    (art / "centroids.safetensors").write_bytes(before)
+    stamp = os.path.getmtime(art / "centroids.safetensors")
+    rec = run_pipeline(cfg, report=False)
+    assert rec["status"] == "complete" and os.path.getmtime(art / "centroids.safetensors") == stamp
+    assert rec["phases"]["fit-cluster"]["decision"]["k"] == 3

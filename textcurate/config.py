@@ -120,6 +120,7 @@ class PipelineConfig(_Strict):
                 out.append((kind, STAGES[kind].params.model_validate(params)))
             except ValidationError as e:
                 errors.extend(_format_errors(e, f"{where} ({kind})", STAGES[kind].params))
+        errors += _check_order(out)
         if errors:
             raise ConfigError("\n".join(errors))
         return out
@@ -196,6 +197,27 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
                     node[part] = {}
                 node = node[part]
     return data
+
+
+# what a stage reads from an earlier one, when it reads the default field
+_NEEDS = {"cluster": ("embedding_field", "__embedding__", ("embed",)),
+          "semdedup": ("cluster_field", "cluster_id", ("cluster",))}
+# (prune is left out: its cluster_id and difficulty may come with the input, precomputed)
+
+
+def _check_order(stages: list[tuple[str, BaseModel]]) -> list[str]:
+    errors = []
+    seen: set[str] = set()
+    for i, (kind, params) in enumerate(stages):
+        if kind in _NEEDS:
+            field, default, before = _NEEDS[kind]
+            if getattr(params, field) == default and not seen & set(before):
+                errors.append(f"stages[{i}] ({kind}): needs a {' or '.join(before)} stage before it (it reads "
+                              f"{default!r}), or set {field} to a field your documents carry")
+        if kind == "semdedup" and params.embedding_field == "__embedding__" and "embed" not in seen:
+            errors.append(f"stages[{i}] (semdedup): needs an embed stage before it (it compares embeddings)")
+        seen.add(kind)
+    return errors
 
 
 def load_pipeline(path: str, overrides: list[str] | None = None) -> PipelineConfig:

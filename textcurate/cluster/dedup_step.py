@@ -79,6 +79,10 @@ class SemDeDup(Fitted, Scorer):
         self.decision = {k: v for k, v in card.items() if k != "examples"}
         return self.decision
 
+    def restore(self, artifacts: str) -> dict:
+        self.artifact = artifacts
+        return super().restore(artifacts)
+
     # --- apply -----------------------------------------------------------------------------------------
     def score(self, docs: list[Document]) -> list[dict | Reject]:
         if self._dups is None:

@@ -53,8 +53,14 @@ class MinHashDedup(Fitted, PipelineStep):
                       for p in glob.glob(os.path.join(self.remove_folder, "*.remove")))
         self.decision = {"kind": "minhash", "duplicates": int(removed), "config": str(self.config),
                          "n_grams": self.config.n_grams, "num_buckets": self.config.num_buckets,
-                         "hashes_per_bucket": self.config.hashes_per_bucket, "language": self.language}
+                         "hashes_per_bucket": self.config.hashes_per_bucket, "language": self.language,
+                         "remove_folder": self.remove_folder}
         return self.decision
+
+    def restore(self, artifacts: str) -> dict:
+        decision = super().restore(artifacts)
+        self.remove_folder = decision["remove_folder"]
+        return decision
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         if self.remove_folder is None:

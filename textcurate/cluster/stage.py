@@ -105,13 +105,17 @@ class Cluster(Fitted, Scorer):
         order = np.lexsort((np.array(ids, dtype=object).astype(str), hashes))[: self.sample]
         x = x[order]
         if len(x) < self.k:
-            raise ValueError(f"{self.step_name}: {len(x)} documents with embeddings cannot make k={self.k} "
+            raise ValueError(f"{len(x)} documents with embeddings cannot make k={self.k} "
                              f"clusters; lower k")
         self.kmeans = SphericalKMeans(self.k, self.niter, self.seed, self.device).fit(x)
         self.kmeans.save(artifacts, step=self.step_name, embedding_field=self.embedding_field)
         write_map(x, self.kmeans, os.path.join(artifacts, "map.parquet"))
         self.decision = {**self.kmeans.card, "artifact": artifacts}
         return self.decision
+
+    def restore(self, artifacts: str) -> dict:
+        self.kmeans = SphericalKMeans.load(artifacts, device=self.device)
+        return super().restore(artifacts)
 
     # --- apply -----------------------------------------------------------------------------------------
     def score(self, docs: list[Document]) -> list[dict | Reject]:

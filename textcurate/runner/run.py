@@ -171,8 +171,14 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
             return record
         artifacts = os.path.join(run_dir, "artifacts", name)
         os.makedirs(artifacts, exist_ok=True)
-        decision = step.fit_folder(fit_dir, artifacts)
-        step.save_decision(os.path.join(artifacts, "decision.json"))
+        if os.path.exists(os.path.join(artifacts, "decision.json")):  # written last: the fit finished
+            decision = step.restore(artifacts)
+        else:
+            try:
+                decision = step.fit_folder(fit_dir, artifacts)
+            except ValueError as e:
+                raise ConfigError(f"fitting stage {name!r}: {e}") from e
+            step.save_decision(os.path.join(artifacts, "decision.json"))
         record["phases"][f"fit-{name}"] = {**aggregate(logs), "decision": decision}
 
     pipeline = ledgered(steps, labels)

@@ -115,6 +115,11 @@ class Select(Fitted, PipelineStep):
         self.decision = decision
         return decision
 
+    def restore(self, artifacts: str) -> dict:
+        decision = super().restore(artifacts)
+        self.ascending = decision["ascending"]
+        return decision
+
     def _ranked_keep(self, doc: Document) -> bool:
         cut = self.decision["groups"].get(self._group(doc.metadata))
         if cut is None:

@@ -6,7 +6,8 @@ by default; k-means keeps a bounded sample, SemDeDup partitions by cluster), and
 ``fit_folder`` fits on what all tasks stored and returns a JSON-able decision. The
 applying pass then streams through the fitted stage. Everything a fit stores goes under
 ``RUN/fit/NAME/``; a task that finished writes ``_done/RANK``, so a fit only starts when
-every task is in.
+every task is in, and a re-run whose fit already finished restores it instead of
+fitting again.
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ class Fitted:
     def fit_folder(self, folder: str, artifacts: str) -> dict:
         """Fit on everything the tasks recorded; ``artifacts`` is the stage's artifact folder."""
         return self.fit(self.read_records(folder))
+
+    def restore(self, artifacts: str) -> dict:
+        """Take up the decision a finished fit saved (a resumed run must not refit: a refit could
+        differ in the last bit, and tasks already applied the first one)."""
+        with open(os.path.join(artifacts, "decision.json")) as fh:
+            self.decision = json.load(fh)
+        return self.decision
 
     def save_decision(self, path: str) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
