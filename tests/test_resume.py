@@ -62,3 +62,58 @@ def test_sigkill_then_resume(tmp_path):
     cached = sum(_total(s["stats"].get("step.cached")) for s in stats)
     scored = sum(_total(s["stats"].get("step.scored")) for s in stats)
     assert cached > 0 and cached + scored == len(ids)  # resumed inside the task, from its checkpoints
+
+
+@pytest.mark.slow
+def test_sigkill_in_every_phase_of_a_fitted_pipeline_then_resume(tmp_path):
+    """cluster -> semdedup -> prune has three fit phases and a main one; killed in each of them in
+    turn, the finished run holds exactly what an uninterrupted run holds."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((30, 16))
+    n_files, per_file = 4, 3000
+    for f in range(n_files):
+        recs = []
+        for i in range(per_file):
+            v = base[(f * per_file + i) % 30] + 0.5 * rng.standard_normal(16)
+            if i % 10 == 1:
+                v = prev + 0.01 * rng.standard_normal(16)  # noqa: F821  (a near-copy of the one before)
+            prev = v
+            recs.append({"id": f"f{f}-{i}", "text": f"doc {f} {i}", "vec": [round(float(x), 5) for x in v]})
+        write_jsonl(tmp_path / "in" / f"{f}.jsonl", recs)
+
+    def pipeline(out):
+        pipe = {"name": "resume-fit", "input": {"type": "jsonl", "path": str(tmp_path / "in")},
+                "stages": [{"type": "cluster", "k": 8, "embedding_field": "vec", "batch_size": 200,
+                            "checkpoint_every": 400},
+                           {"type": "semdedup", "eps": 0.02, "embedding_field": "vec"},
+                           {"type": "prune", "fraction": 0.5}],
+                "output": {"path": str(tmp_path / out)}, "executor": {"type": "local", "tasks": 4, "workers": 2}}
+        path = tmp_path / f"{out}.yaml"
+        path.write_text(yaml.safe_dump(pipe))
+        return [sys.executable, "-m", "textcurate", "run", str(path), "--no-report"]
+
+    ref = subprocess.run(pipeline("ref"), capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    cmd = pipeline("run")
+    run = tmp_path / "run"
+    triggers = [lambda: glob.glob(f"{run}/fit/cluster/_done/*"),
+                lambda: glob.glob(f"{run}/fit/semdedup/c=*/*.arrow"),
+                lambda: glob.glob(f"{run}/fit/prune/_done/*"),
+                lambda: glob.glob(f"{run}/attributes/semdedup/_checkpoints/*/part-*")]
+    for trigger in triggers:
+        proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline and not trigger() and proc.poll() is None:
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = Counter(d["id"] for d in read_output_docs(str(run)))
+    want = Counter(d["id"] for d in read_output_docs(str(tmp_path / "ref")))
+    assert max(got.values()) == 1 and got == want
+    record = json.load(open(run / "run.json"))
+    assert record["status"] == "complete" and record["ledger"]["totals"]["balanced"]
+    assert record["ledger"]["totals"]["in"] == n_files * per_file
