@@ -36,8 +36,36 @@ def _print_result(record: dict) -> None:
         out.print(f"{rej['count']:,} rejected records in {record['config']['output']['path']}/rejects/:")
         for k, v in sorted(rej["by_reason"].items(), key=lambda kv: -kv[1])[:10]:
             out.print(f"  {v:>7,}  {k}")
+    if record.get("evaluate"):
+        with open(record["evaluate"]["file"]) as fh:
+            out.print(_evaluation_table(json.load(fh)))
     if record.get("report"):
         out.print(f"report: {record['report']}")
+
+
+def _evaluation_table(result: dict):
+    from rich.table import Table
+
+    from textcurate.report.evaluate import curve_points
+
+    t = Table(title=f"data efficiency: target loss (nats/token), {len(result['spec']['seeds'])} seeds, "
+                    f"{result['spec']['budget_tokens']:,} training tokens per run")
+    for col in ("method", "fraction", "target loss", "general loss", "epochs", "multiplier [min, max]"):
+        t.add_column(col, justify="left" if col == "method" else "right")
+    for f, y, lo, hi in curve_points(result, "random"):
+        rs = [r for r in result["runs"] if r["name"] == "random" and abs(r["fraction"] - f) < 0.02]
+        g = [r["general_loss"] for r in rs if r.get("general_loss") is not None]
+        t.add_row("random", f"{f:.3f}", f"{y:.4f}", f"{np.mean(g):.4f}" if g else "",
+                  f"{np.mean([r['epochs'] for r in rs]):.1f}", "1")
+    for s in result["selections"]:
+        m = s["multiplier"]
+        g = [p["general_loss"] for p in s["per_seed"] if p.get("general_loss") is not None]
+        mult = "n/a" if m["mean"] is None else f"{m['mean']:.2f} [{m['min']:.2f}, {m['max']:.2f}]"
+        t.add_row(s["name"], f"{s['fraction']:.3f}", f"{s['target_loss']['mean']:.4f}",
+                  f"{np.mean(g):.4f}" if g else "", f"{np.mean([p['epochs'] for p in s['per_seed']]):.1f}",
+                  mult + (" *" if s["extrapolated"] else ""), style="bold" if (m["mean"] or 0) > 1 else None)
+    t.caption = "multiplier: the random fraction reaching the same target loss / the selection's fraction; * extrapolated"
+    return t
 
 
 @app.command()
@@ -125,18 +153,9 @@ def ledger(run_dir: str = typer.Argument(...)):
 
 
 def _read_docs(path: str, fmt: str | None = None):
-    """Documents from a run folder (its documents/), a JSONL or Parquet folder, or a file tree."""
-    from textcurate.io.readers import FileTreeReader, JsonlReader, ParquetReader
+    from textcurate.io.readers import read_documents
 
-    if os.path.exists(os.path.join(path, "run.json")):
-        path = os.path.join(path, "documents")
-    if fmt is None:
-        names = [n for _, _, files in os.walk(path) for n in files]
-        fmt = "parquet" if names and all(n.endswith(".parquet") for n in names) else \
-            "jsonl" if names and all(".jsonl" in n or n.endswith(".json") for n in names) else "file_tree"
-    if fmt == "file_tree":
-        return FileTreeReader([path]).run()
-    return (ParquetReader if fmt == "parquet" else JsonlReader)(path).run()
+    return read_documents(path, fmt)
 
 
 @app.command()
@@ -263,6 +282,61 @@ def dedup(features: str = typer.Argument(..., help="a feature store folder (RUN/
                       style=style)
     Console().print(table)
     Console().print(f"duplicates: {os.path.join(out, 'duplicates.parquet')}")
+
+
+@app.command()
+def evaluate(pool: str = typer.Argument(..., help="documents with attributes: a run folder, JSONL or Parquet folder"),
+             out: str = typer.Option(..., "--out", help="folder for evaluate.json, the run cache and the tokenizer"),
+             spec: Optional[str] = typer.Option(None, help="YAML with the evaluate block (target, selections, ...)"),
+             target_expr: Optional[str] = typer.Option(None, "--target-expr", help="pool documents of the target"),
+             target: Optional[str] = typer.Option(None, help="or a separate target set (folder)"),
+             select_: Optional[List[str]] = typer.Option(None, "--select", help="NAME=EXPR, e.g. clean='not is_dup'"),
+             rank: Optional[List[str]] = typer.Option(None, help="NAME=FIELD:F1,F2 (top fractions by FIELD; "
+                                                                 "-FIELD for the lowest)"),
+             fractions: Optional[str] = typer.Option(None, help="random fractions, e.g. 0.05,0.1,0.2,0.5,1"),
+             seeds: Optional[str] = typer.Option(None, help="e.g. 0,1"),
+             budget: Optional[int] = typer.Option(None, help="training tokens per run")):
+    """Train small LMs on selections and on random subsets; report the data-efficiency multiplier."""
+    import yaml
+    from pydantic import ValidationError
+
+    from textcurate.evaluate.run import evaluate as run_evaluation
+    from textcurate.evaluate.spec import EvaluateSpec
+    from textcurate.io.readers import read_documents
+
+    data: dict = {}
+    if spec:
+        with open(spec) as fh:
+            data = yaml.safe_load(fh) or {}
+        data = data.get("evaluate", data)
+    if target_expr or target:
+        data["target"] = {"expr": target_expr} if target_expr else {"path": target}
+    sels = list(data.get("selections", []))
+    for item in select_ or []:
+        name, _, expr = item.partition("=")
+        sels.append({"name": name, "expr": expr})
+    for item in rank or []:
+        name, _, rest = item.partition("=")
+        field, _, fr = rest.partition(":")
+        sels.append({"name": name, "by": field.lstrip("-"), "ascending": field.startswith("-"),
+                     "fractions": [float(x) for x in fr.split(",") if x]})
+    data["selections"] = sels
+    if fractions:
+        data["fractions"] = [float(x) for x in fractions.split(",")]
+    if seeds:
+        data["seeds"] = [int(x) for x in seeds.split(",")]
+    if budget:
+        data["budget_tokens"] = budget
+    try:
+        es = EvaluateSpec.model_validate(data)
+        tdocs = list(read_documents(es.target.path)) if es.target.path else None
+        result = run_evaluation(list(read_documents(pool)), es, out, tdocs, log=console.print)
+    except ValidationError as e:
+        _fail("invalid evaluation: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    Console().print(_evaluation_table(result))
+    Console().print(f"written: {os.path.join(out, 'evaluate.json')}")
 
 
 @app.command()

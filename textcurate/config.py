@@ -23,6 +23,8 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from textcurate.evaluate.spec import EvaluateSpec
+
 
 class ConfigError(ValueError):
     pass
@@ -98,6 +100,7 @@ class PipelineConfig(_Strict):
     output: OutputConfig
     executor: ExecutorConfig = ExecutorConfig()
     seed: int = 0
+    evaluate: EvaluateSpec | None = None  # after the run: train small LMs on selections vs random
 
     def stage_params(self) -> list[tuple[str, BaseModel]]:
         """Validate each stage against its registered parameter model."""
@@ -128,7 +131,7 @@ class PipelineConfig(_Strict):
     def fingerprint(self) -> str:
         """What must match for a run directory to be resumed rather than started over. The number
         of tasks counts (it decides which task reads which file); workers and executor type do not."""
-        data = self.model_dump(mode="json", exclude={"executor"})
+        data = self.model_dump(mode="json", exclude={"executor", "evaluate"})  # evaluating changes no document
         data["tasks"] = self.executor.tasks
         blob = json.dumps(data, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -355,3 +355,16 @@ class FileTreeReader(_Validating, BaseReader):
                 yield doc
         finally:
             self._end_task()
+
+
+def read_documents(path: str, fmt: str | None = None):
+    """Documents from a run folder (its documents/), a JSONL or Parquet folder, or a file tree."""
+    if os.path.exists(os.path.join(path, "run.json")):
+        path = os.path.join(path, "documents")
+    if fmt is None:
+        names = [n for _, _, files in os.walk(path) for n in files]
+        fmt = "parquet" if names and all(n.endswith(".parquet") for n in names) else \
+            "jsonl" if names and all(".jsonl" in n or n.endswith(".json") for n in names) else "file_tree"
+    if fmt == "file_tree":
+        return FileTreeReader([path]).run()
+    return (ParquetReader if fmt == "parquet" else JsonlReader)(path).run()

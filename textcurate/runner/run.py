@@ -205,6 +205,18 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
                   finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   wall_seconds=round(time.time() - started, 2))
     _write_json(record_path, record)
+    if cfg.evaluate is not None:
+        if not cfg.output.write_documents:
+            raise ConfigError("evaluate needs output.write_documents: it trains on the documents the run wrote")
+        from textcurate.evaluate.run import evaluate
+        from textcurate.io.readers import read_documents
+
+        target = list(read_documents(cfg.evaluate.target.path)) if cfg.evaluate.target.path else None
+        result = evaluate(list(read_documents(run_dir)), cfg.evaluate, os.path.join(run_dir, "evaluate"), target)
+        record["evaluate"] = {"file": os.path.join(run_dir, "evaluate", "evaluate.json"),
+                              "selections": [{k: s[k] for k in ("name", "requested", "fraction", "multiplier")}
+                                             for s in result["selections"]]}
+        _write_json(record_path, record)
     if report:
         from textcurate.report.html import write_report
 

@@ -1,0 +1,1 @@
+"""Data-efficiency evaluation: small LMs trained on selections against random subsets."""
