@@ -119,3 +119,13 @@ def test_evaluate_spec_errors_are_clear(tmp_path):
     res = CliRunner().invoke(app, ["evaluate", str(tmp_path / "pool"), "--out", str(tmp_path / "ev"),
                                    "--target-expr", "kind == 'prose'", "--fractions", "1"])
     assert res.exit_code == 2 and "fractions" in res.output
+
+
+def test_flat_ends_are_extended_along_the_nearest_sloped_segment():
+    # the last two random runs tie (the isotonic fit pools them): a selection beating both still
+    # gets a finite, extrapolated multiplier instead of infinity
+    curve = RandomCurve([0.1, 0.2, 0.5, 1.0], [4.0, 3.5, 3.0, 3.0])
+    m, extra = multiplier(curve, 0.2, 2.8)
+    assert extra and math.isfinite(m) and m > 5
+    assert curve.fraction_for(float("nan"))[0] != curve.fraction_for(float("nan"))[0]  # NaN in, NaN out
+    assert RandomCurve([0.5, 0.5, 1.0], [3.0, 3.2, 2.0]).losses.tolist() == [3.1, 2.0]  # same fraction: averaged

@@ -96,7 +96,6 @@ def dedup_cluster(x: np.ndarray, order: np.ndarray, eps_values: list[float], dev
     # it with every kept document before it.
     candidates = np.nonzero(max_prev > min(thresholds))[0].tolist()
     mp, ap = max_prev.tolist(), arg_prev.tolist()  # plain lists: this loop is scalar work
-    rows_cache: dict[int, np.ndarray] = {}
     for e, thr in enumerate(thresholds):
         kept = bytearray(b"\x01") * n
         for j in candidates:
@@ -106,12 +105,11 @@ def dedup_cluster(x: np.ndarray, order: np.ndarray, eps_values: list[float], dev
             if kept[i]:
                 best_i, best_s = i, mp[j]
             else:
-                row = rows_cache.get(j)
-                if row is None:
-                    row = rows_cache[j] = xn[:j] @ xn[j]
-                masked = np.where(np.frombuffer(kept, dtype=np.uint8, count=j) > 0, row, -np.inf)
-                best_i = int(masked.argmax())
-                best_s = float(masked[best_i])
+                # compare with the kept documents only: memory stays O(cluster), not O(cluster^2)
+                idx = np.flatnonzero(np.frombuffer(kept, dtype=np.uint8, count=j))
+                sims = xn[idx] @ xn[j]
+                k = int(sims.argmax())
+                best_i, best_s = int(idx[k]), float(sims[k])
                 if best_s <= thr:
                     continue
             kept[j] = 0

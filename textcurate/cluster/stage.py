@@ -91,9 +91,9 @@ class Cluster(Fitted, Scorer):
         return pa.schema([("id", pa.string()), ("hash", pa.uint64()), ("vector", pa.list_(pa.float32()))])
 
     def write_records(self, rows: Iterator[dict], folder: str, rank: int) -> None:
-        heap: list[tuple[int, str, np.ndarray]] = []  # max-heap on hash (negated) of the smallest hashes
-        for row in rows:
-            item = (-row["hash"], row["id"], row["vector"])
+        heap: list[tuple[int, str, int, np.ndarray]] = []  # max-heap on hash (negated) of the smallest hashes
+        for n, row in enumerate(rows):
+            item = (-row["hash"], row["id"], -n, row["vector"])  # n: equal ids never compare the vectors
             if len(heap) < self.sample:
                 heapq.heappush(heap, item)
             elif item[0] > heap[0][0]:
@@ -148,8 +148,8 @@ class Cluster(Fitted, Scorer):
 
 def _write_sample(heap: list, folder: str, rank: int) -> None:
     os.makedirs(folder, exist_ok=True)
-    heap.sort(key=lambda t: (-t[0], t[1]))
-    vecs = np.stack([t[2] for t in heap]).astype(np.float32) if heap else np.zeros((0, 1), np.float32)
+    heap.sort(key=lambda t: (-t[0], t[1], -t[2]))
+    vecs = np.stack([t[3] for t in heap]).astype(np.float32) if heap else np.zeros((0, 1), np.float32)
     table = pa.table({"id": pa.array([t[1] for t in heap], pa.string()),
                       "hash": pa.array([-t[0] for t in heap], pa.uint64()),
                       "vector": vectors_column(vecs)})

@@ -50,6 +50,8 @@ def _vector_column(schema: pa.Schema, column: str | None) -> str:
 def iter_shards(path: str, column: str | None = None) -> Iterator[tuple[list[str], np.ndarray]]:
     for f in feature_files(path):
         t = pq.read_table(f)
+        if t.num_rows == 0:
+            continue
         col = _vector_column(t.schema, column)
         yield t.column("id").to_pylist(), column_vectors(t.column(col))
 

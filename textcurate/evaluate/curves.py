@@ -31,12 +31,14 @@ def isotonic_non_increasing(y: np.ndarray) -> np.ndarray:
 
 class RandomCurve:
     def __init__(self, fractions, losses):
-        order = np.argsort(fractions)
-        f = np.asarray(fractions, dtype=np.float64)[order]
-        if len(f) < 2 or np.any(f <= 0):
-            raise ValueError("the random curve needs at least two positive fractions")
-        self.fractions = f
-        self.losses = np.asarray(losses, dtype=np.float64)[order]
+        f = np.asarray(fractions, dtype=np.float64)
+        y = np.asarray(losses, dtype=np.float64)
+        if len(np.unique(f)) < 2 or np.any(f <= 0):
+            raise ValueError("the random curve needs at least two distinct positive fractions")
+        uf = np.unique(f)  # runs at the same fraction are averaged: one point per fraction
+        self.fractions = uf
+        self.losses = np.array([y[f == v].mean() for v in uf])
+        f = uf
         self.fit = isotonic_non_increasing(self.losses)
         self.logf = np.log(f)
 
@@ -46,12 +48,21 @@ class RandomCurve:
     def fraction_for(self, loss: float) -> tuple[float, bool]:
         """The random fraction whose fitted loss equals ``loss``, and whether that is extrapolated."""
         lf, y = self.logf, self.fit
+        if math.isnan(loss):
+            return math.nan, False
         if loss > y[0] or loss < y[-1]:
-            seg = (0, 1) if loss > y[0] else (len(y) - 2, len(y) - 1)
-            slope = (y[seg[1]] - y[seg[0]]) / (lf[seg[1]] - lf[seg[0]])
-            if slope >= 0:  # a flat end: no finite fraction reaches this loss
+            # extend the nearest segment that is not flat (the isotonic fit often pools end points)
+            levels = np.unique(y)
+            if len(levels) < 2:
                 return (0.0 if loss > y[0] else math.inf), True
-            return math.exp(lf[seg[0]] + (loss - y[seg[0]]) / slope), True
+            if loss > y[0]:
+                a = 0
+                b = int(np.argmax(y < y[0]))
+            else:
+                b = len(y) - 1
+                a = int(np.max(np.nonzero(y > y[-1])[0]))
+            slope = (y[b] - y[a]) / (lf[b] - lf[a])
+            return math.exp(lf[a] + (loss - y[a]) / slope), True
         for i in range(len(y) - 1):
             if y[i] >= loss >= y[i + 1]:
                 if y[i] == y[i + 1]:

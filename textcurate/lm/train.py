@@ -92,9 +92,12 @@ def train_lm(model: torch.nn.Module, docs: list[np.ndarray], eos_id: int, block_
     model, opt = acc.prepare(model, opt)
     micro_tokens = cfg.batch_size * block_size
     total_steps = max(1, math.ceil(cfg.budget_tokens / (micro_tokens * cfg.grad_accum)))
-    start_step, losses = 0, []
+    start_step, losses, epochs = 0, [], 0.0
+    # what must match for a checkpoint to continue this run (the data stream and schedule depend on it)
+    run = {"budget_tokens": cfg.budget_tokens, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
+           "seed": cfg.seed, "block_size": block_size, "documents": len(docs)}
     if cfg.checkpoint_dir and os.path.exists(os.path.join(cfg.checkpoint_dir, "state.json")):
-        start_step, losses = load_checkpoint(acc.unwrap_model(model), opt, cfg.checkpoint_dir)
+        start_step, losses, epochs = load_checkpoint(acc.unwrap_model(model), opt, cfg.checkpoint_dir, run)
 
     batches = training_batches(docs, eos_id, block_size, cfg.batch_size, total_steps * micro_tokens * cfg.grad_accum,
                                cfg.seed)
@@ -102,7 +105,7 @@ def train_lm(model: torch.nn.Module, docs: list[np.ndarray], eos_id: int, block_
         next(batches)
     model.train()
     t0 = time.perf_counter()
-    step, epochs, acc_loss, micro = start_step, 0.0, 0.0, 0
+    step, acc_loss, micro = start_step, 0.0, 0
     for x, y, epochs in batches:
         with acc.accumulate(model):
             for g in opt.param_groups:
@@ -120,10 +123,10 @@ def train_lm(model: torch.nn.Module, docs: list[np.ndarray], eos_id: int, block_
             acc_loss, micro = 0.0, 0
             step += 1
             if cfg.checkpoint_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
-                save_checkpoint(acc.unwrap_model(model), opt, step, losses, cfg.checkpoint_dir)
+                save_checkpoint(acc.unwrap_model(model), opt, step, losses, cfg.checkpoint_dir, epochs, run)
     seconds = time.perf_counter() - t0
     if cfg.checkpoint_dir:
-        save_checkpoint(acc.unwrap_model(model), opt, step, losses, cfg.checkpoint_dir)
+        save_checkpoint(acc.unwrap_model(model), opt, step, losses, cfg.checkpoint_dir, epochs, run)
     tokens = (step - start_step) * micro_tokens * cfg.grad_accum
     return TrainResult(steps=step, tokens=step * micro_tokens * cfg.grad_accum, epochs=round(epochs, 4),
                        seconds=round(seconds, 3), tokens_per_s=round(tokens / max(seconds, 1e-9), 1),
@@ -161,7 +164,7 @@ def heldout_loss(model: torch.nn.Module, docs: list[np.ndarray], eos_id: int, bl
 
 # --- checkpoints: safetensors for tensors, JSON for the rest ---------------------------------------------
 def save_checkpoint(model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, losses: list[float],
-                    folder: str) -> None:
+                    folder: str, epochs: float = 0.0, run: dict | None = None) -> None:
     from safetensors.torch import save_file, save_model
 
     os.makedirs(folder, exist_ok=True)
@@ -176,16 +179,25 @@ def save_checkpoint(model: torch.nn.Module, opt: torch.optim.Optimizer, step: in
                 scalars[f"{pid}.{k}"] = float(v)
     save_file(tensors, os.path.join(folder, "optimizer.safetensors.tmp"))
     with open(os.path.join(folder, "state.json.tmp"), "w") as fh:
-        json.dump({"step": step, "losses": losses, "scalars": scalars, "param_groups": state["param_groups"]}, fh)
-    for name in ("model.safetensors", "optimizer.safetensors", "state.json"):  # state.json last: it marks a whole set
+        json.dump({"step": step, "losses": losses, "epochs": epochs, "run": run, "scalars": scalars,
+                   "param_groups": state["param_groups"]}, fh)
+    # state.json marks a whole set: it goes first and comes back last, so a kill in between leaves
+    # no checkpoint (the run starts over) rather than new weights with an old step
+    if os.path.exists(os.path.join(folder, "state.json")):
+        os.remove(os.path.join(folder, "state.json"))
+    for name in ("model.safetensors", "optimizer.safetensors", "state.json"):
         os.replace(os.path.join(folder, name + ".tmp"), os.path.join(folder, name))
 
 
-def load_checkpoint(model: torch.nn.Module, opt: torch.optim.Optimizer, folder: str) -> tuple[int, list[float]]:
+def load_checkpoint(model: torch.nn.Module, opt: torch.optim.Optimizer, folder: str,
+                    run: dict | None = None) -> tuple[int, list[float], float]:
     from safetensors.torch import load_file, load_model
 
     with open(os.path.join(folder, "state.json")) as fh:
         meta = json.load(fh)
+    if run is not None and meta.get("run") not in (None, run):
+        raise ValueError(f"checkpoint in {folder} is of another run ({meta['run']}), not {run}: "
+                         f"remove it or point checkpoint_dir elsewhere")
     load_model(model, os.path.join(folder, "model.safetensors"))
     tensors = load_file(os.path.join(folder, "optimizer.safetensors"))
     state: dict = {}
@@ -196,4 +208,4 @@ def load_checkpoint(model: torch.nn.Module, opt: torch.optim.Optimizer, folder: 
         pid, k = key.split(".", 1)
         state.setdefault(int(pid), {})[k] = torch.tensor(v)
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    return int(meta["step"]), list(meta["losses"])
+    return int(meta["step"]), list(meta["losses"]), float(meta.get("epochs", 0.0))

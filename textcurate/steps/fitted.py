@@ -62,8 +62,9 @@ class Fitted:
 
     def save_decision(self, path: str) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as fh:
+        with open(path + ".tmp", "w") as fh:  # the file marks a finished fit: never leave half of one
             json.dump(self.decision, fh, indent=2, default=str)
+        os.replace(path + ".tmp", path)
 
 
 def _chunks(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
