@@ -50,21 +50,22 @@ def _evaluation_table(result: dict):
 
     t = Table(title=f"data efficiency: target loss (nats/token), {len(result['spec']['seeds'])} seeds, "
                     f"{result['spec']['budget_tokens']:,} training tokens per run")
-    for col in ("method", "fraction", "target loss", "general loss", "epochs", "multiplier [min, max]"):
+    from textcurate.evaluate.curves import format_delta, format_multiplier
+
+    for col in ("method", "fraction", "target loss", "delta vs random", "general loss", "epochs", "multiplier"):
         t.add_column(col, justify="left" if col == "method" else "right")
     for f, y, lo, hi in curve_points(result, "random"):
         rs = [r for r in result["runs"] if r["name"] == "random" and abs(r["fraction"] - f) < 0.02]
         g = [r["general_loss"] for r in rs if r.get("general_loss") is not None]
-        t.add_row("random", f"{f:.3f}", f"{y:.4f}", f"{np.mean(g):.4f}" if g else "",
+        t.add_row("random", f"{f:.3f}", f"{y:.4f}", "", f"{np.mean(g):.4f}" if g else "",
                   f"{np.mean([r['epochs'] for r in rs]):.1f}", "1")
     for s in result["selections"]:
-        m = s["multiplier"]
         g = [p["general_loss"] for p in s["per_seed"] if p.get("general_loss") is not None]
-        mult = "n/a" if m["mean"] is None else f"{m['mean']:.2f} [{m['min']:.2f}, {m['max']:.2f}]"
-        t.add_row(s["name"], f"{s['fraction']:.3f}", f"{s['target_loss']['mean']:.4f}",
+        t.add_row(s["name"], f"{s['fraction']:.3f}", f"{s['target_loss']['mean']:.4f}", format_delta(s),
                   f"{np.mean(g):.4f}" if g else "", f"{np.mean([p['epochs'] for p in s['per_seed']]):.1f}",
-                  mult + (" *" if s["extrapolated"] else ""), style="bold" if (m["mean"] or 0) > 1 else None)
-    t.caption = "multiplier: the random fraction reaching the same target loss / the selection's fraction; * extrapolated"
+                  format_multiplier(s), style="bold" if (s["delta"]["mean"] or 0) < 0 else None)
+    t.caption = ("multiplier: the random fraction reaching the same target loss / the selection's fraction (>=: it "
+                 "beat every random run; <=: it lost to all); delta: its target loss minus random's at its fraction")
     return t
 
 
@@ -337,6 +338,57 @@ def evaluate(pool: str = typer.Argument(..., help="documents with attributes: a 
         _fail(str(e))
     Console().print(_evaluation_table(result))
     Console().print(f"written: {os.path.join(out, 'evaluate.json')}")
+
+
+@app.command()
+def influence(pool: str = typer.Option(..., "--pool", help="documents: a run folder, JSONL or Parquet folder"),
+              out: str = typer.Option(..., "--out", help="folder for influence.parquet, features/, card.json"),
+              target: Optional[str] = typer.Option(None, "--target", help="the target documents (a folder)"),
+              target_expr: Optional[str] = typer.Option(None, "--target-expr",
+                                                        help="or: pool documents of the target domain"),
+              holdout: float = typer.Option(0.3, help="with --target-expr: the share of them held out as target"),
+              method: str = typer.Option("less", help="trak | less"),
+              proj_dim: int = typer.Option(2048, "--proj-dim"),
+              proj_kind: str = typer.Option("rademacher", "--proj-kind", help="rademacher | gaussian | sparse"),
+              params: str = typer.Option("all", help="all | last:K | lora"),
+              context: int = typer.Option(128, help="tokens of each document the gradient sees"),
+              warmup_fraction: float = typer.Option(0.05, "--warmup-fraction"),
+              warmup_tokens: int = typer.Option(100_000, "--warmup-tokens"),
+              checkpoints: int = typer.Option(4),
+              model: Optional[str] = typer.Option(None, help="a local causal LM (or smollm2) instead of a small GPT"),
+              seed: int = typer.Option(0)):
+    """Score every pool document by its influence on a target (TRAK or LESS)."""
+    from pydantic import ValidationError
+
+    from textcurate.influence.run import InfluenceSpec, compute_influence, split_target
+    from textcurate.io.readers import read_documents
+
+    try:
+        spec = InfluenceSpec(method=method, proj_dim=proj_dim, proj_kind=proj_kind, params=params, context=context,
+                             warmup_fraction=warmup_fraction, warmup_tokens=warmup_tokens, checkpoints=checkpoints,
+                             model=model, seed=seed)
+        docs = list(read_documents(pool))
+        if (target is None) == (target_expr is None):
+            _fail("give --target (a folder) or --target-expr (held out from the pool), one of them")
+        if target:
+            tdocs = list(read_documents(target))
+            ids = {d.id for d in tdocs}
+            pdocs = [d for d in docs if d.id not in ids]
+        else:
+            pdocs, tdocs = split_target(docs, target_expr, holdout)
+        card = compute_influence(pdocs, tdocs, spec, out, log=console.print)
+    except ValidationError as e:
+        _fail("; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    Console().print(f"{card['method']}: {card['pool']:,} pool documents scored against {card['target']:,} target "
+                    f"documents; gradients of dimension {card['grad_dim']:,} projected to {spec.proj_dim:,} "
+                    f"({card['gradients_per_s']:.0f} gradients/s, {card['projections_per_s']:.0f} projections/s)")
+    for title, rows in (("most helpful", card["top"]), ("least helpful", card["bottom"])):
+        Console().print(f"[bold]{title}:[/]")
+        for r in rows:
+            Console().print(f"  {r['influence']:+.4f}  {r['id']}  {r['text'][:90]!r}", highlight=False)
+    Console().print(f"written: {os.path.join(out, 'influence.parquet')}")
 
 
 @app.command()

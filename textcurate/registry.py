@@ -152,6 +152,35 @@ class MinHashParams(_Params):
     hash_fc: str = Field("sha1", pattern="^(sha1|xxhash)$")
 
 
+class InfluenceParams(ScorerParams):
+    target_expr: str = Field(..., description="documents of the target domain; a held-out share of them is the target")
+    holdout: float = Field(0.3, gt=0, le=1)
+    method: str = Field("less", pattern="^(trak|less)$")
+    proj_dim: int = Field(2048, ge=8)
+    proj_kind: str = Field("rademacher", pattern="^(rademacher|gaussian|sparse)$")
+    params: str = "all"
+    context: int = Field(128, ge=8)
+    grad_batch: int = Field(16, ge=1, description="documents per batch of per-example gradients")
+    warmup_fraction: float = Field(0.05, gt=0, le=1)
+    warmup_tokens: int = Field(100_000, ge=1000)
+    checkpoints: int = Field(4, ge=1)
+    lam: float = Field(1e-2, gt=0)
+    model: str | None = None
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 128
+    vocab_size: int = 2048
+    seed: int = 0
+    device: str = "auto"
+
+    @model_validator(mode="after")
+    def _check(self):
+        from textcurate.select.expr import Expr
+
+        Expr(self.target_expr)
+        return self
+
+
 def _scorer(cls_path: str):
     def build(p: ScorerParams, paths: RunPaths, name: str):
         module, cls = cls_path.rsplit(".", 1)
@@ -221,6 +250,20 @@ def _minhash(p: MinHashParams, paths: RunPaths, name: str):
     return MinHashDedup(p.n_grams, p.num_buckets, p.hashes_per_bucket, p.seed, p.language, p.hash_fc, step_name=name)
 
 
+def _influence(p: InfluenceParams, paths: RunPaths, name: str):
+    from textcurate.influence.run import InfluenceSpec
+    from textcurate.influence.stage import Influence
+
+    spec = InfluenceSpec(method=p.method, proj_dim=p.proj_dim, proj_kind=p.proj_kind, params=p.params,
+                         context=p.context, batch_size=p.grad_batch, warmup_fraction=p.warmup_fraction,
+                         warmup_tokens=p.warmup_tokens, checkpoints=p.checkpoints, lam=p.lam, model=p.model,
+                         n_layer=p.n_layer, n_head=p.n_head, n_embd=p.n_embd, vocab_size=p.vocab_size, seed=p.seed,
+                         device=p.device)
+    return Influence(spec, p.target_expr, p.holdout, attributes_folder=paths.attributes,
+                     rejects_folder=paths.rejects, batch_size=p.batch_size, checkpoint_every=p.checkpoint_every,
+                     step_name=name)
+
+
 STAGES: dict[str, StageSpec] = {
     "text_stats": StageSpec(ScorerParams, _scorer("textcurate.steps.text_stats.TextStats"),
                             "characters, words, lines, character-class fractions, duplicate lines"),
@@ -235,5 +278,7 @@ STAGES: dict[str, StageSpec] = {
     "semdedup": StageSpec(SemDeDupParams, _semdedup, "semantic duplicates inside each cluster (SemDeDup, fitted)"),
     "prune": StageSpec(PruneParams, _prune, "prototype pruning: keep a fraction of each cluster, hard or easy"),
     "minhash": StageSpec(MinHashParams, _minhash, "datatrove's MinHash deduplication as one stage (fitted)"),
+    "influence": StageSpec(InfluenceParams, _influence,
+                           "TRAK / LESS influence of each document on a held-out target (fitted)"),
     "datatrove": StageSpec(DatatroveParams, _datatrove, "any datatrove step by class name, with its arguments"),
 }

@@ -6,8 +6,12 @@ regression, then linear interpolation between the fitted points: more random dat
 helps less, and nothing is assumed about the curve's shape beyond that). For a selection of
 fraction f_s with target loss L_s, the multiplier is f_r / f_s where the fitted random
 curve reaches L_s at f_r: above 1, the selection beats random data of its own size. Outside
-the measured range the end segments are extended in log(fraction) and the result is marked
-``extrapolated``.
+the measured range nothing is extrapolated: a selection better than every random run gets
+the bound "at least (largest fraction / f_s)", one worse than every random run "at most
+(smallest fraction / f_s)". Where the random curve is flat (more random data does not lower
+the target loss, as happens when the token budget is small next to the pool), the
+multiplier says little; ``delta``, the selection's loss minus random's at the same fraction,
+is reported beside it.
 """
 
 from __future__ import annotations
@@ -45,36 +49,37 @@ class RandomCurve:
     def loss_at(self, fraction: float) -> float:
         return float(np.interp(math.log(fraction), self.logf, self.fit))
 
-    def fraction_for(self, loss: float) -> tuple[float, bool]:
-        """The random fraction whose fitted loss equals ``loss``, and whether that is extrapolated."""
+    def fraction_for(self, loss: float) -> tuple[float, str | None]:
+        """The random fraction whose fitted loss equals ``loss``. Outside the measured range no
+        fraction is claimed: a loss below every random run's gives ("the largest fraction",
+        "lower") -- random data needs more than all of the pool --, one above every random run's
+        gives ("the smallest fraction", "upper")."""
         lf, y = self.logf, self.fit
         if math.isnan(loss):
-            return math.nan, False
-        if loss > y[0] or loss < y[-1]:
-            # extend the nearest segment that is not flat (the isotonic fit often pools end points)
-            levels = np.unique(y)
-            if len(levels) < 2:
-                return (0.0 if loss > y[0] else math.inf), True
-            if loss > y[0]:
-                a = 0
-                b = int(np.argmax(y < y[0]))
-            else:
-                b = len(y) - 1
-                a = int(np.max(np.nonzero(y > y[-1])[0]))
-            slope = (y[b] - y[a]) / (lf[b] - lf[a])
-            return math.exp(lf[a] + (loss - y[a]) / slope), True
+            return math.nan, None
+        if loss < y[-1]:
+            return math.exp(lf[-1]), "lower"
+        if loss > y[0]:
+            return math.exp(lf[0]), "upper"
         for i in range(len(y) - 1):
             if y[i] >= loss >= y[i + 1]:
                 if y[i] == y[i + 1]:
-                    return math.exp(lf[i]), False
+                    return math.exp(lf[i]), None
                 t = (y[i] - loss) / (y[i] - y[i + 1])
-                return math.exp(lf[i] + t * (lf[i + 1] - lf[i])), False
-        return math.exp(lf[-1]), False
+                return math.exp(lf[i] + t * (lf[i + 1] - lf[i])), None
+        return math.exp(lf[-1]), None
+
+    def delta(self, fraction: float, loss: float) -> float:
+        """The selection's loss minus the fitted random loss at its own fraction (negative: better)."""
+        f = min(max(fraction, float(self.fractions[0])), float(self.fractions[-1]))
+        return loss - self.loss_at(f)
 
 
-def multiplier(curve: RandomCurve, fraction: float, loss: float) -> tuple[float, bool]:
-    f_r, extrapolated = curve.fraction_for(loss)
-    return f_r / fraction, extrapolated
+def multiplier(curve: RandomCurve, fraction: float, loss: float) -> tuple[float, str | None]:
+    """(random fraction reaching ``loss``) / ``fraction``; with "lower" the multiplier is at least
+    this value (the selection beat every random run), with "upper" at most."""
+    f_r, bound = curve.fraction_for(loss)
+    return f_r / fraction, bound
 
 
 def summarize(values: list[float]) -> dict:
@@ -83,3 +88,22 @@ def summarize(values: list[float]) -> dict:
         return {"mean": None, "min": None, "max": None, "std": None, "n": 0}
     return {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max()),
             "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v))}
+
+
+def format_multiplier(item: dict) -> str:
+    """'2.31 [1.90, 2.72]', '>= 5.00' (better than training on every random fraction, all seeds),
+    '<= 0.50' (worse than the smallest random fraction), or the range with '(bound)' when mixed."""
+    m = item["multiplier"]
+    if m["mean"] is None:
+        return "n/a"
+    if item.get("bound") == "lower":
+        return f">= {m['min']:.2f}"
+    if item.get("bound") == "upper":
+        return f"<= {m['max']:.2f}"
+    text = f"{m['mean']:.2f} [{m['min']:.2f}, {m['max']:.2f}]"
+    return text + (" (bound in some seeds)" if item.get("bound") == "mixed" else "")
+
+
+def format_delta(item: dict) -> str:
+    d = item["delta"]
+    return "n/a" if d["mean"] is None else f"{d['mean']:+.3f} [{d['min']:+.3f}, {d['max']:+.3f}]"

@@ -235,11 +235,15 @@ def _multipliers(runs: list[dict], seeds: list[int]) -> list[dict]:
         key = (r["name"], r["requested"])
         item = out.setdefault(key, {"name": r["name"], "requested": r["requested"], "fraction": r["fraction"],
                                     "per_seed": []})
-        mult, extra = multiplier(curves[r["seed"]], r["fraction"], r["target_loss"])
+        curve = curves[r["seed"]]
+        mult, bound = multiplier(curve, r["fraction"], r["target_loss"])
         item["per_seed"].append({"seed": r["seed"], "target_loss": r["target_loss"], "multiplier": mult,
-                                 "extrapolated": extra, "epochs": r["epochs"], "general_loss": r.get("general_loss")})
+                                 "bound": bound, "delta": curve.delta(r["fraction"], r["target_loss"]),
+                                 "epochs": r["epochs"], "general_loss": r.get("general_loss")})
     for item in out.values():
         item["multiplier"] = summarize([p["multiplier"] for p in item["per_seed"]])
         item["target_loss"] = summarize([p["target_loss"] for p in item["per_seed"]])
-        item["extrapolated"] = any(p["extrapolated"] for p in item["per_seed"])
+        item["delta"] = summarize([p["delta"] for p in item["per_seed"]])
+        bounds = {p["bound"] for p in item["per_seed"]}
+        item["bound"] = bounds.pop() if len(bounds) == 1 else ("mixed" if bounds - {None} else None)
     return list(out.values())

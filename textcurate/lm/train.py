@@ -80,7 +80,9 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 
 
 def train_lm(model: torch.nn.Module, docs: list[np.ndarray], eos_id: int, block_size: int,
-             cfg: TrainConfig) -> TrainResult:
+             cfg: TrainConfig, on_step=None) -> TrainResult:
+    """Train for ``cfg.budget_tokens``; ``on_step(step, total_steps, model, optimizer, lr)``, when
+    given, is called after every optimizer step (LESS snapshots its checkpoints there)."""
     from accelerate import Accelerator
 
     device = pick_device(cfg.device)
@@ -122,6 +124,8 @@ def train_lm(model: torch.nn.Module, docs: list[np.ndarray], eos_id: int, block_
             losses.append(acc_loss / micro)
             acc_loss, micro = 0.0, 0
             step += 1
+            if on_step is not None:
+                on_step(step, total_steps, acc.unwrap_model(model), opt, _lr_at(step - 1, total_steps, cfg))
             if cfg.checkpoint_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
                 save_checkpoint(acc.unwrap_model(model), opt, step, losses, cfg.checkpoint_dir, epochs, run)
     seconds = time.perf_counter() - t0

@@ -54,13 +54,13 @@ def _evaluate(run_dir: str, record: dict) -> str | None:
     result = load_result(run_dir)
     if result is None:
         return None
+    from textcurate.evaluate.curves import format_delta, format_multiplier
+
     rows = []
     for s in result["selections"]:
-        m, t = s["multiplier"], s["target_loss"]
-        mult = "n/a" if m["mean"] is None else f"{m['mean']:.2f} [{m['min']:.2f}, {m['max']:.2f}]"
-        rows.append(f"<tr><td>{_esc(s['name'])}</td><td>{s['fraction']:.3f}</td><td>{t['mean']:.4f}</td>"
-                    f"<td>{mult}{' (extrapolated)' if s['extrapolated'] else ''}</td></tr>")
-    rand = "".join(f"<tr><td>random</td><td>{f:.3f}</td><td>{y:.4f}</td><td>1 by definition</td></tr>"
+        rows.append(f"<tr><td>{_esc(s['name'])}</td><td>{s['fraction']:.3f}</td><td>{s['target_loss']['mean']:.4f}"
+                    f"</td><td>{_esc(format_delta(s))}</td><td>{_esc(format_multiplier(s))}</td></tr>")
+    rand = "".join(f"<tr><td>random</td><td>{f:.3f}</td><td>{y:.4f}</td><td></td><td>1 by definition</td></tr>"
                    for f, y, _, _ in curve_points(result, "random"))
     model = result["model"]
     return (f"<p>Pool {result['pool']['documents']:,} documents ({result['pool']['tokens']:,} tokens), target "
@@ -68,6 +68,9 @@ def _evaluate(run_dir: str, record: dict) -> str | None:
             f"{result['general']['documents']:,}. A GPT of {model['parameters']:,} parameters ({model['n_layer']} "
             f"layers, width {model['n_embd']}) trained from scratch for {result['spec']['budget_tokens']:,} tokens "
             f"per run, seeds {result['spec']['seeds']}. The multiplier is the fraction of random data that reaches "
-            f"the selection's target loss divided by the selection's own fraction (above 1: better than random).</p>"
+            f"the selection's target loss divided by the selection's own fraction (above 1: better than random); "
+            f"&ge; when the selection beat every random run, &le; when it lost to all. Delta: the selection's "
+            f"target loss minus random's at the same fraction (negative: better).</p>"
             f"<div class=grid>{loss_plot(result)}</div><table><tr><th>method</th><th>fraction</th>"
-            f"<th>target loss</th><th>multiplier mean [min, max]</th></tr>{rand}{''.join(rows)}</table>")
+            f"<th>target loss</th><th>delta vs random, mean [min, max]</th><th>multiplier</th></tr>{rand}"
+            f"{''.join(rows)}</table>")

@@ -1,0 +1,140 @@
+"""Influence: projections keep inner products (JL), are batch-invariant and seeded; TRAK and
+LESS put the target's domain at the top of a mixed pool."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from textcurate.influence.grads import PerExampleGrads, document_batches, select_parameters
+from textcurate.influence.project import Projector
+from textcurate.lm.data import tokenize_documents
+from textcurate.lm.model import GPT, GPTConfig
+from textcurate.lm.tokenizer import LMTokenizer
+from test_evaluate import _corpus
+
+
+@pytest.fixture(scope="module")
+def real_grads(tmp_path_factory):
+    """Per-example gradients of a small GPT on real text (a few thousand dimensions)."""
+    recs = _corpus(tmp_path_factory.mktemp("pool"))
+    texts = [r["text"] for r in recs if r["kind"] != "junk"][:48]
+    tok = LMTokenizer.train(texts, vocab_size=300)
+    docs = tokenize_documents(tok, texts, 48)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=48, n_layer=1, n_head=2, n_embd=32))
+    pg = PerExampleGrads(model, "all")
+    rows = [pg.batch(x, y) for _, x, y in document_batches(docs, tok.eos_id, 48, 16)]
+    return torch.cat(rows), pg, tok, docs
+
+
+def test_per_example_gradients_equal_one_at_a_time_backward(real_grads):
+    g, pg, tok, docs = real_grads
+    model = pg.model
+    _, x, y = next(document_batches(docs[:3], tok.eos_id, 48, 3))
+    for r in range(3):
+        model.zero_grad()
+        n = int((y[r] != -100).sum())
+        _, loss = model(x[r:r + 1, :n], y[r:r + 1, :n])
+        loss.backward()
+        ref = torch.cat([p.grad.reshape(-1) for _, p in model.named_parameters()])
+        torch.testing.assert_close(g[r], ref, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["rademacher", "gaussian", "sparse"])
+def test_projected_inner_products_stay_within_the_jl_bound(real_grads, kind):
+    g, _, _, _ = real_grads
+    k = 2048
+    p = Projector(g.shape[1], k, kind, seed=1).project(g)
+    gn = g / g.norm(dim=1, keepdim=True)
+    pn = p / g.norm(dim=1, keepdim=True)
+    err = (pn @ pn.T - gn @ gn.T).abs()
+    # JL: inner products of unit vectors move by about sqrt(2/k) each; 5 sigma over all pairs
+    bound = 5 * math.sqrt(2 / k)
+    assert float(err.max()) < bound, (kind, float(err.max()), bound)
+    assert float(err.mean()) < math.sqrt(2 / k)
+
+
+def test_projection_is_batch_invariant_and_seeded(real_grads):
+    g, _, _, _ = real_grads
+    for kind in ("rademacher", "sparse"):
+        a = Projector(g.shape[1], 256, kind, seed=7, block=1000, cache_bytes=0)
+        whole = a.project(g)
+        parts = torch.cat([a.project(g[i:i + 5]) for i in range(0, len(g), 5)])
+        torch.testing.assert_close(parts, whole, rtol=1e-5, atol=1e-6)
+        again = Projector(g.shape[1], 256, kind, seed=7, block=1000).project(g)  # cached matrix, same numbers
+        torch.testing.assert_close(again, whole, rtol=1e-5, atol=1e-6)
+        other = Projector(g.shape[1], 256, kind, seed=8, block=1000).project(g)
+        assert not torch.allclose(other, whole)
+
+
+def test_parameter_choice(real_grads):
+    _, pg, _, _ = real_grads
+    model = GPT(GPTConfig(vocab_size=100, block_size=16, n_layer=3, n_head=2, n_embd=16))
+    last = select_parameters(model, "last:1")
+    assert last and all(n.startswith("blocks.2.") for n in last)
+    with pytest.raises(ValueError, match="last:K"):
+        select_parameters(model, "first:2")
+    with pytest.raises(ValueError, match="no LoRA"):
+        select_parameters(model, "lora")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["less", "trak"])
+def test_targeted_selection_puts_the_target_domain_on_top(tmp_path, method):
+    from typer.testing import CliRunner
+
+    from textcurate.cli import app
+
+    recs = _corpus(tmp_path / "pool")
+    res = CliRunner().invoke(app, [
+        "influence", "--pool", str(tmp_path / "pool"), "--target-expr", "kind == 'prose'", "--method", method,
+        "--proj-dim", "512", "--context", "64", "--warmup-tokens", "20000", "--warmup-fraction", "0.2",
+        "--out", str(tmp_path / "inf")])
+    assert res.exit_code == 0, res.output
+    card = json.loads((tmp_path / "inf" / "card.json").read_text())
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(str(tmp_path / "inf" / "influence.parquet")).to_pylist()
+    kind = {r["id"]: r["kind"] for r in recs}
+    base = np.mean([kind[r["id"]] == "prose" for r in t])
+    top = sorted(t, key=lambda r: -r["influence"])[: len(t) // 10]
+    share = np.mean([kind[r["id"]] == "prose" for r in top])
+    assert share >= min(1.0, 2 * base), (method, share, base)
+    assert card["method"] == method and card["grad_dim"] > 0 and len(card["checkpoints"]) >= 1
+    assert base < 0.5 and len(t) == len(recs) - card["target"]  # the held-out target is not in the pool
+
+
+@pytest.mark.slow
+def test_influence_stage_then_evaluate_in_one_pipeline(tmp_path):
+    """The pipeline form: influence as a fitted stage writes the attribute, the evaluate block
+    trains on its top fraction against random, and the report shows both."""
+    from textcurate.config import parse_pipeline
+    from textcurate.runner.run import run_pipeline
+
+    _corpus(tmp_path / "pool")
+    target = "kind == 'prose'"
+    cfg = parse_pipeline({
+        "name": "influence-test", "input": {"type": "jsonl", "path": str(tmp_path / "pool")},
+        "stages": [{"type": "influence", "target_expr": target, "method": "less", "proj_dim": 256, "context": 64,
+                    "warmup_tokens": 10000, "warmup_fraction": 0.2, "checkpoints": 2, "vocab_size": 512}],
+        "output": {"path": str(tmp_path / "run")}, "executor": {"type": "local", "tasks": 2, "workers": 1},
+        "evaluate": {"target": {"expr": target}, "selections": [{"name": "influence", "by": "influence",
+                                                                 "fractions": [0.2]}],
+                     "fractions": [0.2, 1.0], "seeds": [0], "budget_tokens": 8000, "max_doc_tokens": 64,
+                     "model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 64, "vocab_size": 512}}})
+    rec = run_pipeline(cfg, report=True)
+    assert rec["status"] == "complete" and not rec["problems"]
+    attrs = pq.read_table(str(tmp_path / "run" / "attributes" / "influence")).to_pylist()
+    scored = [r for r in attrs if r["influence"] == r["influence"]]  # not NaN
+    card = json.loads((tmp_path / "run" / "artifacts" / "influence" / "card.json").read_text())
+    assert len(scored) == card["pool"] and len(attrs) - len(scored) == card["target"] > 0
+    result = json.loads((tmp_path / "run" / "evaluate" / "evaluate.json").read_text())
+    assert result["target"]["documents"] == card["target"]  # the same held-out target
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "Influence" in html and "Data efficiency" in html

@@ -1,0 +1,1 @@
+"""Influence: per-example gradients, random projections, TRAK and LESS scores."""

@@ -1,0 +1,77 @@
+"""Per-example gradients of a causal LM, one batch at a time, flattened for projection.
+
+``torch.func.vmap(grad(loss))`` over a batch of documents gives each document's gradient of
+its mean next-token loss with respect to the chosen parameters: ``all``, ``last:K`` (the
+last K transformer blocks, whatever the model calls them: ``blocks.N``, ``layers.N``,
+``h.N``), or ``lora`` (the LoRA adapters of a peft model). Documents are cut to the context
+length; padding is masked out of the loss. Only one batch of gradients exists at a time:
+the caller projects it before asking for the next.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
+
+_BLOCK = re.compile(r"(?:^|\.)(?:blocks|layers|h|layer)\.(\d+)\.")
+
+
+def select_parameters(model: torch.nn.Module, which: str = "all") -> list[str]:
+    names = [n for n, p in model.named_parameters()]
+    if which == "all":
+        return names
+    if which == "lora":
+        chosen = [n for n in names if "lora_" in n]
+        if not chosen:
+            raise ValueError("params: lora, but the model has no LoRA adapters (wrap it with peft first)")
+        return chosen
+    m = re.fullmatch(r"last:(\d+)", which)
+    if not m:
+        raise ValueError(f"params must be all, lora or last:K, got {which!r}")
+    blocks = sorted({int(b.group(1)) for n in names if (b := _BLOCK.search(n))})
+    if not blocks:
+        raise ValueError("params: last:K, but no numbered blocks (blocks.N / layers.N / h.N) in this model")
+    keep = set(blocks[-int(m.group(1)):])
+    return [n for n in names if (b := _BLOCK.search(n)) and int(b.group(1)) in keep]
+
+
+class PerExampleGrads:
+    def __init__(self, model: torch.nn.Module, params: str = "all", device: str = "cpu"):
+        self.model = model.to(device).eval()  # eval: no dropout, so a gradient is a function of the document
+        self.device = device
+        names = select_parameters(model, params)
+        all_params = dict(model.named_parameters())
+        self.names = names
+        self.params = {n: all_params[n].detach() for n in names}
+        self.frozen = {n: p.detach() for n, p in all_params.items() if n not in self.params}
+        self.frozen.update({n: b for n, b in model.named_buffers()})
+        self.dim = sum(p.numel() for p in self.params.values())
+
+    def _loss(self, params: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = functional_call(self.model, {**self.frozen, **params}, (x[None],))
+        logits = out[0] if isinstance(out, tuple) else out.logits
+        return F.cross_entropy(logits[0].float(), y, ignore_index=-100)
+
+    def batch(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """[batch, dim] gradients of each row's mean loss (targets -100 are ignored)."""
+        grads = vmap(grad(self._loss), in_dims=(None, 0, 0))(self.params, x.to(self.device), y.to(self.device))
+        return torch.cat([grads[n].reshape(x.shape[0], -1) for n in self.names], dim=1)
+
+
+def document_batches(docs: list[np.ndarray], eos_id: int, context: int, batch_size: int):
+    """(indices, inputs, targets) batches: each document's first ``context`` tokens after an
+    end-of-text, right-padded (padding is -100 in the targets)."""
+    for start in range(0, len(docs), batch_size):
+        idx = list(range(start, min(start + batch_size, len(docs))))
+        seqs = [np.concatenate([[eos_id], docs[i][:context]]).astype(np.int64) for i in idx]
+        t = max(2, max(len(s) for s in seqs)) - 1
+        x = torch.full((len(idx), t), eos_id, dtype=torch.long)
+        y = torch.full((len(idx), t), -100, dtype=torch.long)
+        for r, s in enumerate(seqs):
+            x[r, : len(s) - 1] = torch.from_numpy(s[:-1])
+            y[r, : len(s) - 1] = torch.from_numpy(s[1:])
+        yield idx, x, y

@@ -1,0 +1,76 @@
+"""The ``influence`` step: TRAK or LESS scores of every document against a target, as an attribute.
+
+Fit: every document's id and text are recorded; the documents that match ``target_expr``
+and fall in the ``holdout`` share by id-hash are the target (the same rule as the
+evaluation's, so a later ``evaluate`` block measures the selection on exactly these held-out
+documents); the rest is the pool, scored by ``compute_influence`` into
+``artifacts/NAME/`` (influence.parquet, projected features, card). Apply: ``influence`` in
+the metadata and ``attributes/NAME/`` (empty for target documents, which are not in the pool).
+"""
+
+from __future__ import annotations
+
+import os
+import math
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datatrove.data import Document
+
+from textcurate.influence.run import InfluenceSpec, compute_influence, split_target
+from textcurate.steps.base import Scorer
+from textcurate.steps.fitted import Fitted
+
+
+class Influence(Fitted, Scorer):
+    name = "influence"
+    default_batch_size = 1024
+
+    def __init__(self, spec: InfluenceSpec, target_expr: str, holdout: float = 0.3, max_chars: int = 4000, **kwargs):
+        super().__init__(**kwargs)
+        self.spec, self.target_expr, self.holdout, self.max_chars = spec, target_expr, holdout, max_chars
+        self.artifact: str | None = None
+        self._scores: dict | None = None
+        self.columns = {"influence": "float32"}
+
+    def fit_schema(self) -> pa.Schema:
+        return pa.schema([("id", pa.string()), ("text", pa.string()), ("metadata", pa.string())])
+
+    def record(self, doc: Document) -> dict | None:
+        import orjson
+
+        meta = {k: v for k, v in doc.metadata.items() if not k.startswith("__")}
+        return {"id": doc.id, "text": doc.text[: self.max_chars],
+                "metadata": orjson.dumps(meta, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode()}
+
+    def fit(self, table: pa.Table) -> dict:
+        import orjson
+
+        docs = [Document(text=t, id=i, metadata=orjson.loads(m)) for i, t, m in
+                zip(table.column("id").to_pylist(), table.column("text").to_pylist(),
+                    table.column("metadata").to_pylist())]
+        pool, target = split_target(docs, self.target_expr, self.holdout)
+        card = compute_influence(pool, target, self.spec, self._artifacts)
+        card.pop("scores")
+        self.artifact = self._artifacts
+        self.decision = {k: v for k, v in card.items() if k not in ("top", "bottom")}
+        return self.decision
+
+    def fit_folder(self, folder: str, artifacts: str) -> dict:
+        self._artifacts = artifacts
+        return super().fit_folder(folder, artifacts)
+
+    def restore(self, artifacts: str) -> dict:
+        self.artifact = artifacts
+        return super().restore(artifacts)
+
+    def score(self, docs: list[Document]) -> list[dict]:
+        if self._scores is None:
+            t = pq.read_table(os.path.join(self.artifact, "influence.parquet"))
+            self._scores = dict(zip(t.column("id").to_pylist(), t.column("influence").to_pylist()))
+        return [{"influence": self._scores.get(d.id, math.nan)} for d in docs]
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        if self.artifact is None:
+            raise RuntimeError("influence must be fitted first (the runner does this)")
+        yield from super().run(data, rank, world_size)

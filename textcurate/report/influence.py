@@ -1,0 +1,32 @@
+"""Report section of the influence stage: the score distribution and the documents that help
+(and hurt) the target most. The evaluation curve is the Data efficiency section."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from textcurate.report.cluster import _cards
+from textcurate.report.html import _esc, section, svg_histogram
+
+
+@section("Influence", 60)
+def _influence(run_dir: str, record: dict) -> str | None:
+    parts = []
+    for name, folder, card in _cards(run_dir, "influence"):
+        scores = pq.read_table(os.path.join(folder, "influence.parquet")).column("influence").to_numpy()
+        spec = card["spec"]
+        rows = "".join(
+            f"<tr><td>{title}</td><td>{r['influence']:+.4f}</td><td>{_esc(r['id'])}</td>"
+            f"<td><small>{_esc(r['text'][:240])}</small></td></tr>"
+            for title, group in (("top", card["top"]), ("bottom", card["bottom"])) for r in group)
+        parts.append(
+            f"<h3>{_esc(name)}</h3><p>{card['method'].upper()}: {card['pool']:,} pool documents against "
+            f"{card['target']:,} target documents; gradients of {card['grad_dim']:,} parameters projected to "
+            f"{spec['proj_dim']:,} ({spec['proj_kind']}), {len(card['checkpoints'])} checkpoints of a warm-up on "
+            f"{card['warmup']['documents']:,} documents; {card['gradients_per_s']:.0f} gradients/s.</p>"
+            f"<div class=grid><figure>{svg_histogram(np.asarray(scores, dtype=np.float64), 'influence')}"
+            f"</figure></div><table><tr><th></th><th>influence</th><th>id</th><th>text</th></tr>{rows}</table>")
+    return "".join(parts) or None
