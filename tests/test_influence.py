@@ -94,7 +94,8 @@ def test_targeted_selection_puts_the_target_domain_on_top(tmp_path, method):
     recs = _corpus(tmp_path / "pool")
     res = CliRunner().invoke(app, [
         "influence", "--pool", str(tmp_path / "pool"), "--target-expr", "kind == 'prose'", "--method", method,
-        "--proj-dim", "512", "--context", "64", "--warmup-tokens", "20000", "--warmup-fraction", "0.2",
+        "--proj-dim", "512", "--proj-kind", "sparse" if method == "less" else "rademacher", "--context", "48",
+        "--warmup-tokens", "20000", "--warmup-fraction", "0.2", "--checkpoints", "2",
         "--out", str(tmp_path / "inf")])
     assert res.exit_code == 0, res.output
     card = json.loads((tmp_path / "inf" / "card.json").read_text())

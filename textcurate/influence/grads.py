@@ -58,7 +58,13 @@ class PerExampleGrads:
 
     def batch(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """[batch, dim] gradients of each row's mean loss (targets -100 are ignored)."""
-        grads = vmap(grad(self._loss), in_dims=(None, 0, 0))(self.params, x.to(self.device), y.to(self.device))
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        # the math attention kernel: vmap has batching rules for its backward (the fused CPU kernel's
+        # backward falls back to a slow per-example loop with a warning), at the same speed here
+        with sdpa_kernel([SDPBackend.MATH]):
+            grads = vmap(grad(self._loss), in_dims=(None, 0, 0))(self.params, x.to(self.device),
+                                                                 y.to(self.device))
         return torch.cat([grads[n].reshape(x.shape[0], -1) for n in self.names], dim=1)
 
 

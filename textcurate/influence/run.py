@@ -25,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from textcurate import __version__
 
+PROJECT_BYTES = 512 << 20  # gradients held for one projection call
+
 
 class InfluenceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -135,18 +137,31 @@ def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: st
         if projector is None:
             projector = Projector(grads.dim, spec.proj_dim, spec.proj_kind, spec.seed)
         feats = {}
+        # gradients are projected in groups of about PROJECT_BYTES: a dense matrix too large to keep is
+        # generated once per group rather than once per gradient batch
+        group = max(spec.batch_size, PROJECT_BYTES // (4 * grads.dim))
         for which, docs in (("pool", pool_tok), ("target", target_tok)):
-            rows = []
+            rows, pending = [], []
+
+            def flush():
+                nonlocal proj_s
+                if pending:
+                    t2 = time.perf_counter()
+                    rows.append(projector.project(torch.cat(pending)).cpu().numpy())
+                    proj_s += time.perf_counter() - t2
+                    pending.clear()
+
             for _, x, y in document_batches(docs, tok.eos_id, spec.context, spec.batch_size):
                 t1 = time.perf_counter()
                 g = grads.batch(x, y)
                 if which == "pool" and spec.method == "less" and snap["m"] is not None:
                     g = adam_direction(g, snap["m"].to(g.device), snap["v"].to(g.device), snap["step"])
-                t2 = time.perf_counter()
-                rows.append(projector.project(g).cpu().numpy())
-                grad_s += t2 - t1
-                proj_s += time.perf_counter() - t2
+                grad_s += time.perf_counter() - t1
                 n_grads += len(x)
+                pending.append(g)
+                if sum(len(p) for p in pending) >= group:
+                    flush()
+            flush()
             feats[which] = np.concatenate(rows)
         _write_features(os.path.join(out_dir, "features", f"ckpt-{c}"), [d.id for d in pool], feats["pool"])
         _write_features(os.path.join(out_dir, "features", f"ckpt-{c}-target"), [d.id for d in target],
