@@ -55,6 +55,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--context", type=int, default=128)
+    ap.add_argument("--group", type=int, default=256, help="gradients per projection call (the influence "
+                                                           "stage groups ~512 MB of them)")
     args = ap.parse_args()
 
     from trak.projectors import BasicProjector, ProjectionType
@@ -77,7 +79,8 @@ def main() -> None:
     grad_s = time.perf_counter() - t0
     n, dim = g.shape
     print(f"{n} real documents, per-example gradients of {dim:,} parameters ({n / grad_s:.1f} examples/s with "
-          f"torch.func vmap), projected to k = {args.k:,}; {torch.get_num_threads()} threads", flush=True)
+          f"torch.func vmap), projected to k = {args.k:,} in calls of {args.group}; {torch.get_num_threads()} "
+          f"threads", flush=True)
 
     unit = g / g.norm(dim=1, keepdim=True)
     true_gram = unit @ unit.T
@@ -85,7 +88,7 @@ def main() -> None:
     def measure(name, fn):
         fn(g[:8])  # warm-up (and a matrix cache where one applies)
         t = time.perf_counter()
-        out = torch.cat([fn(g[i:i + 32]) for i in range(0, n, 32)])
+        out = torch.cat([fn(g[i:i + args.group]) for i in range(0, n, args.group)])
         secs = time.perf_counter() - t
         p = out / g.norm(dim=1, keepdim=True)
         gram = p @ p.T
