@@ -152,26 +152,19 @@ class MinHashParams(_Params):
     hash_fc: str = Field("sha1", pattern="^(sha1|xxhash)$")
 
 
-class InfluenceParams(ScorerParams):
+def _influence_spec():
+    from textcurate.influence.run import InfluenceSpec
+
+    return InfluenceSpec
+
+
+class InfluenceParams(_influence_spec()):
+    """The influence options (``InfluenceSpec``: method, proj_dim, ..., batch_size = documents per
+    batch of per-example gradients) plus the target and the stage's own keys."""
+    name: str | None = Field(None, description="step name in the ledger and attributes/ (default: the type)")
     target_expr: str = Field(..., description="documents of the target domain; a held-out share of them is the target")
     holdout: float = Field(0.3, gt=0, le=1)
-    method: str = Field("less", pattern="^(trak|less)$")
-    proj_dim: int = Field(2048, ge=8)
-    proj_kind: str = Field("rademacher", pattern="^(rademacher|gaussian|sparse)$")
-    params: str = "all"
-    context: int = Field(128, ge=8)
-    grad_batch: int = Field(16, ge=1, description="documents per batch of per-example gradients")
-    warmup_fraction: float = Field(0.05, gt=0, le=1)
-    warmup_tokens: int = Field(100_000, ge=1000)
-    checkpoints: int = Field(4, ge=1)
-    lam: float = Field(1e-2, gt=0)
-    model: str | None = None
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 128
-    vocab_size: int = 2048
-    seed: int = 0
-    device: str = "auto"
+    checkpoint_every: int | None = None
 
     @model_validator(mode="after")
     def _check(self):
@@ -254,14 +247,9 @@ def _influence(p: InfluenceParams, paths: RunPaths, name: str):
     from textcurate.influence.run import InfluenceSpec
     from textcurate.influence.stage import Influence
 
-    spec = InfluenceSpec(method=p.method, proj_dim=p.proj_dim, proj_kind=p.proj_kind, params=p.params,
-                         context=p.context, batch_size=p.grad_batch, warmup_fraction=p.warmup_fraction,
-                         warmup_tokens=p.warmup_tokens, checkpoints=p.checkpoints, lam=p.lam, model=p.model,
-                         n_layer=p.n_layer, n_head=p.n_head, n_embd=p.n_embd, vocab_size=p.vocab_size, seed=p.seed,
-                         device=p.device)
+    spec = InfluenceSpec(**p.model_dump(exclude={"name", "target_expr", "holdout", "checkpoint_every"}))
     return Influence(spec, p.target_expr, p.holdout, attributes_folder=paths.attributes,
-                     rejects_folder=paths.rejects, batch_size=p.batch_size, checkpoint_every=p.checkpoint_every,
-                     step_name=name)
+                     rejects_folder=paths.rejects, checkpoint_every=p.checkpoint_every, step_name=name)
 
 
 STAGES: dict[str, StageSpec] = {
