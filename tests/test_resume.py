@@ -39,7 +39,7 @@ def test_sigkill_then_resume(tmp_path):
 
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and not glob.glob(f"{tmp_path}/run/attributes/text_stats/_checkpoints/*/part-*"):
+    while time.time() < deadline and not glob.glob(f"{tmp_path}/run/attributes/text_stats/_checkpoints/*/part-*.parquet"):
         assert proc.poll() is None, "the run finished before it could be killed: make the corpus bigger"
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -101,7 +101,7 @@ def test_sigkill_in_every_phase_of_a_fitted_pipeline_then_resume(tmp_path):
     triggers = [lambda: glob.glob(f"{run}/fit/cluster/_done/*"),
                 lambda: glob.glob(f"{run}/fit/semdedup/c=*/*.arrow"),
                 lambda: glob.glob(f"{run}/fit/prune/_done/*"),
-                lambda: glob.glob(f"{run}/attributes/semdedup/_checkpoints/*/part-*")]
+                lambda: glob.glob(f"{run}/attributes/semdedup/_checkpoints/*/part-*.parquet")]
     for trigger in triggers:
         proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
