@@ -267,9 +267,20 @@ def test_cluster_assignment_of_the_stream_equals_assignment_in_memory(semdedup_r
 def test_report_shows_clusters_map_eps_table_and_pairs(semdedup_run):
     run, _, _ = semdedup_run
     html = (run / "report.html").read_text()
-    for heading in ("Clusters", "Semantic duplicates"):
+    for heading in ("Clusters", "Semantic duplicates", "Embeddings"):
         assert heading in html
+    assert "cosine to the nearest neighbour" in html
     assert "eps" in html and "<svg" in html.split("Clusters", 1)[1] and "kept" in html
+
+
+def test_nearest_neighbour_cosines_find_the_planted_copy():
+    from textcurate.report.embed import nearest_neighbour_cosines
+
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(300, 64)).astype(np.float32)
+    vecs[1] = vecs[0] + 0.01 * rng.normal(size=64)  # one near copy
+    nn = nearest_neighbour_cosines(vecs, sample=300)
+    assert (nn > 0.99).sum() == 2 and np.sort(nn)[-3] < 0.6  # the pair, and nobody else
 
 
 def test_semdedup_fit_memory_is_per_cluster(semdedup_run):

@@ -162,6 +162,7 @@ figure{margin:0}figcaption{font-size:11px;color:#555}pre{background:#f6f6f6;padd
 
 def write_report(run_dir: str, out: str | None = None) -> str:
     import textcurate.report.cluster  # noqa: F401  (these register their sections on import)
+    import textcurate.report.embed  # noqa: F401
     import textcurate.report.evaluate  # noqa: F401
     import textcurate.report.influence  # noqa: F401
 
