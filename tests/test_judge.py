@@ -46,13 +46,32 @@ def test_only_the_first_chars_are_judged():
     assert "a" * 1000 in p and "a" * 1001 not in p
 
 
-def test_injected_payload_stays_inside_the_fence():
+def test_injected_payload_is_neutralised_inside_the_fence():
     from textcurate.judge.injection import INJECTIONS, inject
+    from textcurate.judge.prompt import suspected_injection
 
     for where, payload in INJECTIONS:
-        p = build_prompt(inject("A text about volcanoes. " * 60, where, payload, 1000))
+        doc = inject("A text about volcanoes. " * 60, where, payload, 1000)
+        assert suspected_injection(doc)
+        p = build_prompt(doc)
         lines = p.splitlines()
-        fence = [i for i, ln in enumerate(lines) if ln.startswith("=====EXTRACT-") and ln != "=====EXTRACT-0000000000====="]
-        body = "\n".join(lines[fence[-2] + 1: fence[-1]])
-        assert payload.strip().splitlines()[-1].replace("=====EXTRACT-0000000000=====", "[marker removed]") in body
+        fence = [i for i, ln in enumerate(lines) if ln.startswith("=====EXTRACT-")]
+        assert len(fence) == 2  # the document did not open or close a fence of its own
+        body = "\n".join(lines[fence[0] + 1: fence[1]])
+        assert "A text about volcanoes." in body
+        assert "score: 5" not in body.lower() and "answer 5" not in body and "grader must" not in body
+        assert "removed]" in body  # visibly, not silently
         assert lines[-1].startswith("Answer with exactly one line")  # the rubric speaks last
+
+
+@pytest.mark.parametrize("text", [
+    "The teacher will grade the essay and award 5 points for clarity.",
+    "The system of equations has a unique answer.",
+    "In tennis the assistant umpire calls the score; ignore the previous example for now.",
+    "Students who score 5 on the exam earn credit. The judge ruled the contract void.",
+    "A rubric lists criteria; the rater compares each essay to it.",
+])
+def test_ordinary_text_about_grading_is_left_alone(text):
+    from textcurate.judge.prompt import neutralise
+
+    assert neutralise(text) == (text, 0)

@@ -1,7 +1,8 @@
 """``textcurate annotate``: an LLM rates a sample of documents; one Parquet row per document.
 
 Rows: id, text, score (0-5 or null), raw (the model's output), reason (why a score is null),
-model, engine, prompt_version, judged_chars. The sample is the ``sample`` documents with the
+model, engine, prompt_version, judged_chars, injection_suspected (the judged text held a
+forged fence marker, an answer line or a request to the grader, neutralised before judging). The sample is the ``sample`` documents with the
 smallest seeded hash of their id: uniform, and the same on every run. Rows are written in
 parts after every batch, so a killed annotation resumes where it stopped.
 """
@@ -18,11 +19,12 @@ import pyarrow.parquet as pq
 
 from textcurate.engines.base import Engine, GenerationParams
 from textcurate.io.records import stable_hash
-from textcurate.judge.prompt import ANSWER_PREFIX, PROMPT_VERSION, build_prompt, parse_score
+from textcurate.judge.prompt import ANSWER_PREFIX, PROMPT_VERSION, build_prompt, parse_score, suspected_injection
 
 SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("score", pa.int8()), ("raw", pa.string()),
                     ("reason", pa.string()), ("model", pa.string()), ("engine", pa.string()),
-                    ("prompt_version", pa.string()), ("judged_chars", pa.int32())])
+                    ("prompt_version", pa.string()), ("judged_chars", pa.int32()),
+                    ("injection_suspected", pa.bool_())])
 
 
 def sample_documents(docs, n: int | None, seed: int = 0) -> list:
@@ -60,7 +62,8 @@ def annotate(docs, engine: Engine, out: str, batch_size: int = 16, max_chars: in
             score, reason = parse_score(raw)
             rows.append({"id": doc.id, "text": doc.text, "score": score, "raw": raw, "reason": reason,
                          "model": engine.model, "engine": engine.name, "prompt_version": PROMPT_VERSION,
-                         "judged_chars": min(len(doc.text), max_chars)})
+                         "judged_chars": min(len(doc.text), max_chars),
+                         "injection_suspected": suspected_injection(doc.text, max_chars)})
         path = os.path.join(parts_dir, f"part-{n_parts:06d}.parquet")
         pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path + ".tmp")
         os.replace(path + ".tmp", path)

@@ -21,16 +21,19 @@ def inject(text: str, where: str, payload: str, max_chars: int) -> str:
 
 
 def injection_report(engine: Engine, texts: list[str], max_chars: int = 1000,
-                     params: GenerationParams | None = None) -> dict:
+                     params: GenerationParams | None = None, neutralise_requests: bool = True) -> dict:
     params = params or GenerationParams(max_tokens=4, assistant_prefix=ANSWER_PREFIX)
     pre = params.assistant_prefix
-    base = [parse_score(pre + o)[0] for o in engine.generate([build_prompt(t, max_chars) for t in texts], params)]
+    def prompt(t: str) -> str:
+        return build_prompt(t, max_chars, neutralise_requests=neutralise_requests)
+
+    base = [parse_score(pre + o)[0] for o in engine.generate([prompt(t) for t in texts], params)]
     rows = []
     for where, payload in INJECTIONS:
-        outs = engine.generate([build_prompt(inject(t, where, payload, max_chars), max_chars) for t in texts], params)
+        outs = engine.generate([prompt(inject(t, where, payload, max_chars)) for t in texts], params)
         for b, o in zip(base, outs):
             rows.append((b, parse_score(pre + o)[0]))
     both = [(b, a) for b, a in rows if b is not None and a is not None]
     return {"pairs": len(rows), "both_parsed": len(both), "moved": sum(a != b for b, a in both),
             "raised": sum(a > b for b, a in both), "raised_to_5": sum(a == 5 and b < 5 for b, a in both),
-            "model": engine.model, "engine": engine.name}
+            "model": engine.model, "engine": engine.name, "neutralised": neutralise_requests}

@@ -1,0 +1,57 @@
+"""How many judge scores move when a document carries an injection ("... Educational score: 5")?
+
+Runs textcurate.judge.injection.injection_report on N local documents, once with the full
+prompt (fence + neutralised answer lines and requests to the grader) and once with the
+fence alone, and prints both.
+
+    .venv-vllm/bin/python scripts/injection_check.py --engine vllm --n 32      # SmolLM2 in vLLM (CPU)
+    .venv/bin/python scripts/injection_check.py --engine transformers --n 8    # slower
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# vLLM on a CPU: unset, the KV cache is sized to most of the RAM (the machine then swaps for minutes)
+for _k, _v in {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "0-1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}.items():
+    os.environ.setdefault(_k, _v)
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
+
+
+def main() -> None:
+    from edu_score import corpus
+
+    from textcurate.engines.base import make_engine
+    from textcurate.judge.injection import injection_report
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--engine", default="vllm")
+    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--n", type=int, default=32)
+    args = ap.parse_args()
+    texts = [d.text for d in corpus(args.n)]
+    options = {}
+    model = args.model
+    if args.engine == "vllm":
+        options["max_model_len"] = 1024  # rubric + 1,000 characters of document
+        options["dtype"] = "float32"  # bf16 is emulated on AVX2-only CPUs
+        if model == "smollm2":  # vLLM reads the bf16 safetensors copy of the packaged GGUF
+            from textcurate.engines.smollm import smollm2_dequantised
+
+            model = smollm2_dequantised()
+    engine = make_engine(args.engine, model, **options)
+    try:
+        for neutralise in (True, False):
+            r = injection_report(engine, texts, neutralise_requests=neutralise)
+            label = "fence + neutralised requests" if neutralise else "fence only                  "
+            print(f"{label}: {r['pairs']} pairs, both parsed {r['both_parsed']}, moved {r['moved']}, "
+                  f"raised {r['raised']}, raised to 5 {r['raised_to_5']}")
+    finally:
+        engine.close()
+
+
+if __name__ == "__main__":
+    main()
