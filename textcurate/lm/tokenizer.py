@@ -43,6 +43,8 @@ class LMTokenizer:
         if os.path.isdir(path) and not os.path.exists(os.path.join(path, "tokenizer.json")):
             return cls.from_model(path)
         tok = Tokenizer.from_file(os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path)
+        tok.no_padding()  # a tokenizer.json may carry a fixed padding/truncation length (MiniLM's: 128)
+        tok.no_truncation()
         return cls(tok, tok.token_to_id(EOS), tok.get_vocab_size(), "bpe")
 
     def save(self, folder: str) -> None:
@@ -56,4 +58,6 @@ class LMTokenizer:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         if self.kind == "bpe":
             return [e.ids for e in self._tok.encode_batch(texts)]
-        return self._tok(texts, add_special_tokens=False)["input_ids"]
+        # explicit: some tokenizer configs (MiniLM's) pad or truncate to a fixed length by default
+        return self._tok(texts, add_special_tokens=False, padding=False, truncation=False,
+                         verbose=False)["input_ids"]
