@@ -30,6 +30,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _util import peak_rss_mb  # noqa: E402
 
 
 def make_store(folder: str, n: int, dim: int, seed: int = 0) -> None:
@@ -97,14 +99,6 @@ def worker(which: str, store: str, km_dir: str, out: str, eps: float) -> dict:
     return {"docs": n, "seconds": seconds, "duplicates": len(dups), "peak_rss_mb": peak_rss_mb()}
 
 
-def peak_rss_mb() -> float:
-    """This process's own high-water mark (VmHWM; getrusage's ru_maxrss would include the parent's
-    peak, which a child inherits across fork and exec)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:

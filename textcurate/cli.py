@@ -36,6 +36,17 @@ def _print_result(record: dict) -> None:
         out.print(f"{rej['count']:,} rejected records in {record['config']['output']['path']}/rejects/:")
         for k, v in sorted(rej["by_reason"].items(), key=lambda kv: -kv[1])[:10]:
             out.print(f"  {v:>7,}  {k}")
+    if record.get("mix"):
+        from textcurate.mix.planner import Plan, plan_summary, plan_table
+
+        with open(record["mix"]["plan"]) as fh:
+            plan = Plan.from_dict(json.load(fh)["plan"])
+        wide = Console(width=max(out.width, 120))
+        wide.print(plan_table(plan))
+        wide.print(plan_summary(plan))
+        if record["mix"].get("realised_tokens") is not None:
+            wide.print(f"mixture: {record['mix']['realised_tokens']:,} tokens written, "
+                       f"{'within' if record['mix']['within_tolerance'] else 'OUTSIDE'} tolerance of the plan")
     if record.get("evaluate"):
         with open(record["evaluate"]["file"]) as fh:
             out.print(_evaluation_table(json.load(fh)))
@@ -389,6 +400,115 @@ def influence(pool: str = typer.Option(..., "--pool", help="documents: a run fol
         for r in rows:
             Console().print(f"  {r['influence']:+.4f}  {r['id']}  {r['text'][:90]!r}", highlight=False)
     Console().print(f"written: {os.path.join(out, 'influence.parquet')}")
+
+
+def _number(text: str | None) -> float | None:
+    """1e9, 300B, 1.5T, 125M, 20k -> float."""
+    if text is None:
+        return None
+    t = text.strip().replace("_", "").replace(",", "")
+    scale = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}.get(t[-1:].lower())
+    try:
+        return float(t[:-1]) * scale if scale else float(t)
+    except ValueError:
+        _fail(f"not a number: {text!r} (e.g. 300e9, 300B, 1.5T)")
+
+
+@app.command()
+def plan(sources: str = typer.Argument(..., help="SOURCES.yaml: sources (path or tokens), quality, caps; "
+                                                   "see textcurate/mix/spec.py"),
+         budget_tokens: Optional[str] = typer.Option(None, "--budget-tokens", help="training tokens, e.g. 300B"),
+         model_params: Optional[str] = typer.Option(None, "--model-params", help="model size, e.g. 1.3B"),
+         weights: Optional[str] = typer.Option(None, help="manual weights, e.g. web=0.6,books=0.4"),
+         optimal: bool = typer.Option(False, "--optimal", help="ignore weights in the file: let the planner choose"),
+         out: Optional[str] = typer.Option(None, "--out", help="folder for plan.json (+ the mixture)"),
+         materialise: bool = typer.Option(False, "--materialise", help="also write the mixed dataset to OUT/mixture"),
+         sample: Optional[int] = typer.Option(None, help="documents tokenised per source (0: all, exact)"),
+         fit: Optional[str] = typer.Option(None, help="fit the weights with proxy LMs: regmix or doremi"),
+         target_expr: Optional[str] = typer.Option(None, "--target-expr",
+                                                   help="with --fit: the target documents, e.g. \"language == 'markdown'\"")):
+    """Weights and epochs per source for a token budget (data-constrained scaling law)."""
+    import tempfile
+
+    import yaml
+    from pydantic import ValidationError
+
+    from textcurate.mix.planner import PlanError, Plan, plan_summary, plan_table
+    from textcurate.mix.run import fit_summary, run_plan
+    from textcurate.mix.spec import MixSpec
+
+    try:
+        with open(sources) as fh:
+            data = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError) as e:
+        _fail(f"{sources}: {e}")
+    data = data.get("mix", data)
+    if budget_tokens:
+        data["budget_tokens"] = _number(budget_tokens)
+    if model_params:
+        data["model_params"] = _number(model_params)
+    if sample is not None:
+        data["sample"] = sample
+    if optimal:
+        for s in data.get("sources", []):
+            s.pop("weight", None)
+        if data.get("group_by"):
+            data["group_by"].pop("weight", None)
+    if weights:
+        given = {}
+        for item in weights.split(","):
+            name, _, w = item.partition("=")
+            given[name.strip()] = _number(w)
+        for s in data.get("sources", []):
+            if s.get("name") in given:
+                s["weight"] = given.pop(s["name"])
+        if data.get("group_by"):
+            data["group_by"].setdefault("weight", {}).update(given)
+            given = {}
+        if given:
+            _fail(f"--weights names no source: {sorted(given)}")
+    if materialise and not out:
+        _fail("--materialise needs --out")
+    if fit or target_expr:
+        block = dict(data.get("fit") or {})
+        if fit:
+            block["method"] = fit
+        if target_expr:
+            block["target_expr"] = target_expr
+        data["fit"] = block
+    try:
+        spec = MixSpec.model_validate(data)
+        result = run_plan(spec, out or tempfile.mkdtemp(prefix="textcurate-plan-"), materialise=materialise,
+                          progress=None, log=console.print)
+    except ValidationError as e:
+        _fail(f"{sources}: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))
+    except (PlanError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    p = Plan.from_dict(result["plan"])
+    con = Console(width=max(Console().width, 120))
+    if result.get("fit"):
+        con.print(fit_summary(result["fit"]))
+    con.print(plan_table(p))
+    con.print(plan_summary(p))
+    for w in p.warnings:
+        con.print(f"[yellow]warning:[/] {w}", highlight=False)
+    for name, c in result["counts"].items():
+        if not c["exact"]:
+            con.print(f"{name}: {c['tokens']:,.0f} tokens estimated from {c['sampled_documents']:,} of "
+                      f"{c['documents']:,} documents, 95% interval \u00b1{1.96 * c['token_error']:.1%}")
+    mix = result.get("mixture")
+    if mix:
+        con.print(f"materialised {mix['realised_tokens']:,} tokens in {mix['shards']} shard(s) at "
+                  f"{os.path.join(out, 'mixture')}: {'within' if mix['within_tolerance'] else 'OUTSIDE'} tolerance "
+                  f"({mix['tolerance']})")
+    if out:
+        from textcurate.report.mix import plan_html
+        from textcurate.report.html import CSS
+
+        with open(os.path.join(out, "plan.html"), "w") as fh:
+            fh.write(f"<!doctype html><html><head><meta charset=utf-8><style>{CSS}</style></head><body>"
+                     f"<h2>Mixture plan</h2>{plan_html(result)}</body></html>")
+        con.print(f"written: {os.path.join(out, 'plan.json')}, {os.path.join(out, 'plan.html')}")
 
 
 @app.command()

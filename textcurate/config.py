@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from textcurate.evaluate.spec import EvaluateSpec
+from textcurate.mix.spec import MixSpec
 
 
 class ConfigError(ValueError):
@@ -101,6 +102,7 @@ class PipelineConfig(_Strict):
     executor: ExecutorConfig = ExecutorConfig()
     seed: int = 0
     evaluate: EvaluateSpec | None = None  # after the run: train small LMs on selections vs random
+    mix: MixSpec | None = None  # after the run: plan (and write) a mixture of the kept documents' sources
 
     def stage_params(self) -> list[tuple[str, BaseModel]]:
         """Validate each stage against its registered parameter model."""
@@ -131,7 +133,8 @@ class PipelineConfig(_Strict):
     def fingerprint(self) -> str:
         """What must match for a run directory to be resumed rather than started over. The number
         of tasks counts (it decides which task reads which file); workers and executor type do not."""
-        data = self.model_dump(mode="json", exclude={"executor", "evaluate"})  # evaluating changes no document
+        # evaluating and mixing read the run's documents; they change none of them
+        data = self.model_dump(mode="json", exclude={"executor", "evaluate", "mix"})
         data["tasks"] = self.executor.tasks
         blob = json.dumps(data, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

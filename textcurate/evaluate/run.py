@@ -25,9 +25,8 @@ import numpy as np
 
 from textcurate.evaluate.curves import RandomCurve, multiplier, summarize
 from textcurate.evaluate.spec import EvaluateSpec
-from textcurate.io.records import stable_hash
+from textcurate.io.records import hash_share, stable_hash
 
-HASH_SPACE = float(2 ** 64)
 
 
 @dataclass
@@ -35,10 +34,6 @@ class Split:
     pool: list            # Documents a run may train on
     target: list
     general: list
-
-
-def _share(doc_id: str, salt: int) -> float:
-    return stable_hash(doc_id, salt) / HASH_SPACE
 
 
 def split_documents(docs: list, spec: EvaluateSpec, target_docs: list | None = None) -> Split:
@@ -52,13 +47,13 @@ def split_documents(docs: list, spec: EvaluateSpec, target_docs: list | None = N
                 hit = expr.keep(d.metadata)
             except Exception:  # a document without the field is not the target
                 hit = False
-            (target if hit and _share(d.id, 101) < spec.target.holdout else rest).append(d)
+            (target if hit and hash_share(d.id, 101) < spec.target.holdout else rest).append(d)
     else:
         target, rest = list(target_docs or []), list(docs)
         ids = {d.id for d in target}
         rest = [d for d in rest if d.id not in ids]
-    general = [d for d in rest if _share(d.id, 202) < spec.general_holdout]
-    pool = [d for d in rest if _share(d.id, 202) >= spec.general_holdout]
+    general = [d for d in rest if hash_share(d.id, 202) < spec.general_holdout]
+    pool = [d for d in rest if hash_share(d.id, 202) >= spec.general_holdout]
     if not target:
         raise ValueError("the target is empty: no pool document matches target.expr (or the target set is empty)")
     if len(pool) < 2:
@@ -157,7 +152,7 @@ def evaluate(docs: list, spec: EvaluateSpec, out_dir: str, target_docs: list | N
     if m.tokenizer:
         tok = LMTokenizer.from_model(m.tokenizer)
     else:
-        sample = [d.text for d in split.pool if _share(d.id, 303) < min(1.0, 2e6 / max(1, sum(len(x.text) for x in split.pool)))]
+        sample = [d.text for d in split.pool if hash_share(d.id, 303) < min(1.0, 2e6 / max(1, sum(len(x.text) for x in split.pool)))]
         tok = LMTokenizer.train(sample or [d.text for d in split.pool], vocab_size=m.vocab_size)
     tok.save(os.path.join(out_dir, "tokenizer"))
     pool_tok = tokenize_documents(tok, [d.text for d in split.pool], spec.max_doc_tokens)

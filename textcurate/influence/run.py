@@ -53,7 +53,7 @@ def split_target(docs: list, expr: str, holdout: float) -> tuple[list, list]:
     """(pool, target): the documents matching ``expr`` whose id-hash falls in the ``holdout`` share
     are the target; the same rule (and salt) as the evaluation's, so an evaluation of the
     selection scores it on exactly these held-out documents."""
-    from textcurate.evaluate.run import _share
+    from textcurate.io.records import hash_share
     from textcurate.select.expr import Expr
 
     e = Expr(expr)
@@ -63,7 +63,7 @@ def split_target(docs: list, expr: str, holdout: float) -> tuple[list, list]:
             hit = e.keep(d.metadata)
         except Exception:
             hit = False
-        (target if hit and _share(d.id, 101) < holdout else pool).append(d)
+        (target if hit and hash_share(d.id, 101) < holdout else pool).append(d)
     if not target:
         raise ValueError(f"no document matches the target expression {expr!r}")
     return pool, target

@@ -31,6 +31,11 @@ def stable_hash(text: str, seed: int = 0) -> int:
     return xxhash.xxh64_intdigest(text.encode("utf-8", "surrogatepass"), seed=seed)
 
 
+def hash_share(text: str, salt: int = 0) -> float:
+    """A stable pseudo-uniform number in [0, 1) for a string: held-out splits by id."""
+    return stable_hash(text, salt) / 2**64
+
+
 def utf8_len(text: str) -> int:
     # isascii() is a fast C scan; encoding is only needed for non-ASCII text
     return len(text) if text.isascii() else len(text.encode("utf-8", errors="surrogatepass"))

@@ -165,6 +165,7 @@ def write_report(run_dir: str, out: str | None = None) -> str:
     import textcurate.report.embed  # noqa: F401
     import textcurate.report.evaluate  # noqa: F401
     import textcurate.report.influence  # noqa: F401
+    import textcurate.report.mix  # noqa: F401
 
     with open(os.path.join(run_dir, "run.json")) as fh:
         record = json.load(fh)

@@ -217,6 +217,23 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
                               "selections": [{k: s[k] for k in ("name", "requested", "fraction", "multiplier")}
                                              for s in result["selections"]]}
         _write_json(record_path, record)
+    if cfg.mix is not None:
+        if not cfg.output.write_documents:
+            raise ConfigError("mix needs output.write_documents: it plans the documents the run wrote")
+        from textcurate.mix.planner import PlanError
+        from textcurate.mix.run import run_plan
+
+        try:
+            result = run_plan(cfg.mix, os.path.join(run_dir, "artifacts", "mix"), default_path=run_dir)
+        except (PlanError, ValueError) as e:
+            raise ConfigError(f"mix: {e}") from e
+        mixture = result.get("mixture") or {}
+        record["mix"] = {"plan": os.path.join(run_dir, "artifacts", "mix", "plan.json"),
+                         "weights": {r["name"]: r["weight"] for r in result["plan"]["rows"]},
+                         "epochs": {r["name"]: r["epochs"] for r in result["plan"]["rows"]},
+                         "realised_tokens": mixture.get("realised_tokens"),
+                         "within_tolerance": mixture.get("within_tolerance")}
+        _write_json(record_path, record)
     if report:
         from textcurate.report.html import write_report
 

@@ -1,0 +1,173 @@
+"""Token accounting and materialising a plan, on real files and a real tokenizer."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from textcurate.mix.accounting import count_sources, make_tokenize
+from textcurate.mix.materialise import read_mixture
+from textcurate.mix.run import run_plan
+from textcurate.mix.spec import MixSpec
+
+WORDS = ("river mountain lesson fraction planet energy cell theorem poem market engine protein volcano "
+         "grammar algebra climate history circuit orbit molecule").split()
+
+
+def _corpus(folder, n_per_lang=(("markdown", 60), ("python", 30), ("text", 12)), seed=0):
+    """JSONL shards of documents in three 'languages' with an edu_score; lengths vary 10x."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    rows = []
+    for lang, n in n_per_lang:
+        for i in range(n):
+            words = rng.choice(WORDS, size=int(rng.integers(20, 200)))
+            rows.append({"id": f"{lang}-{i}", "text": f"{lang} doc {i}: " + " ".join(words),
+                         "metadata": {"language": lang, "edu_score": float(rng.uniform(0, 5))}})
+    rng.shuffle(rows)
+    for shard in range(2):
+        with open(os.path.join(folder, f"{shard:05d}.jsonl"), "w") as fh:
+            for r in rows[shard::2]:
+                fh.write(json.dumps(r) + "\n")
+    return rows
+
+
+@pytest.fixture(scope="module")
+def tokenize():
+    return make_tokenize("minilm")
+
+
+def test_sampled_token_count_is_within_its_stated_error(tmp_path, tokenize):
+    from textcurate.io.readers import read_documents
+
+    _corpus(str(tmp_path / "c"), (("markdown", 400),))
+    docs = list(read_documents(str(tmp_path / "c")))
+    exact = count_sources(docs, lambda d: "all", tokenize, sample=0)["all"]
+    est = count_sources(docs, lambda d: "all", tokenize, sample=60)["all"]
+    assert exact.exact and exact.tokens == sum(len(t) for t in tokenize([d.text for d in docs]))
+    assert not est.exact and est.sampled_documents == 60 and est.documents == exact.documents == 400
+    assert est.chars == exact.chars
+    assert 0 < est.token_error < 0.05
+    assert abs(est.tokens - exact.tokens) <= 3 * est.token_error * est.tokens
+    assert exact.attributes["edu_score"]["n"] == 400 and 0 <= exact.attributes["edu_score"]["p10"] <= 5
+
+
+def _spec(path, budget, **kw):
+    return MixSpec.model_validate({"tokenizer": "minilm", "sample": 0, "budget_tokens": budget,
+                                   "group_by": {"path": path, "field": "language", **kw.pop("group", {})}, **kw})
+
+
+def test_materialised_mixture_matches_its_plan(tmp_path, tokenize):
+    rows = _corpus(str(tmp_path / "c"))
+    spec = _spec(str(tmp_path / "c"), 30000, group={"quality": {"text": 3.0}}, shard_bytes=20000)
+    result = run_plan(spec, str(tmp_path / "out"), materialise=True)
+    plan, mix = result["plan"], result["mixture"]
+    by_name = {r["name"]: r for r in plan["rows"]}
+    assert set(by_name) == {"markdown", "python", "text"}
+    assert by_name["text"]["epochs"] > by_name["markdown"]["epochs"]  # the better source repeats more
+    table = read_mixture(str(tmp_path / "out" / "mixture"))
+    assert mix["within_tolerance"] and mix["shards"] > 1
+    for name, s in mix["sources"].items():
+        part = [r for r in table.select(["source", "tokens", "doc_id", "epoch"]).to_pylist() if r["source"] == name]
+        assert sum(r["tokens"] for r in part) == s["realised_tokens"]
+        assert abs(s["realised_tokens"] - by_name[name]["train_tokens"]) <= s["tolerance_tokens"]
+        # every document of the source appears floor(epochs) or floor(epochs) + 1 times
+        per_doc = {}
+        for r in part:
+            per_doc[r["doc_id"]] = per_doc.get(r["doc_id"], 0) + 1
+        full = int(by_name[name]["train_tokens"] // s["unique_tokens"])
+        n_docs = sum(1 for r in rows if r["metadata"]["language"] == name)
+        if full:
+            assert len(per_doc) == n_docs
+        assert set(per_doc.values()) <= {full, full + 1}
+    assert table.num_rows == len(set(table.column("id").to_pylist()))  # copies are distinct rows
+    # shuffled: consecutive rows are not grouped by source
+    sources = table.column("source").to_pylist()
+    switches = sum(a != b for a, b in zip(sources, sources[1:]))
+    assert switches > len(sources) / 4
+    # the report section and a rerun that does nothing
+    from textcurate.report.mix import plan_html
+
+    assert "Materialised" in plan_html(result) and "within" in plan_html(result)
+    again = run_plan(spec, str(tmp_path / "out"), materialise=True)
+    assert again["mixture"] == mix
+
+
+def test_killed_materialisation_is_rewritten_identically(tmp_path):
+    _corpus(str(tmp_path / "c"))
+    spec = _spec(str(tmp_path / "c"), 20000, shard_bytes=20000)
+    run_plan(spec, str(tmp_path / "a"), materialise=True)
+    first = read_mixture(str(tmp_path / "a" / "mixture")).column("id").to_pylist()
+    # as if killed: the ledger never written, a bucket folder left behind
+    os.remove(str(tmp_path / "a" / "mixture" / "mixture.json"))
+    os.makedirs(str(tmp_path / "a" / "mixture" / "_buckets"), exist_ok=True)
+    run_plan(spec, str(tmp_path / "a"), materialise=True)
+    assert read_mixture(str(tmp_path / "a" / "mixture")).column("id").to_pylist() == first
+    assert not os.path.exists(str(tmp_path / "a" / "mixture" / "_buckets"))
+
+
+def test_plan_cli_on_files(tmp_path):
+    _corpus(str(tmp_path / "c"))
+    (tmp_path / "sources.yaml").write_text(
+        "tokenizer: minilm\nsample: 20\nquality_from: edu_score\n"
+        "sources:\n"
+        f"  - {{name: prose, path: {tmp_path / 'c'}, where: \"language != 'python'\", max_epochs: 3}}\n"
+        f"  - {{name: code, path: {tmp_path / 'c'}}}\n"
+        "  - {name: books, tokens: 5000, quality: 2.0}\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "textcurate", "plan", str(tmp_path / "sources.yaml"), "--budget-tokens", "20k",
+           "--out", str(tmp_path / "out")]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "epochs elapsed" in r.stdout and "95% interval" in r.stdout
+    data = json.loads((tmp_path / "out" / "plan.json").read_text())
+    rows = {x["name"]: x for x in data["plan"]["rows"]}
+    assert set(rows) == {"prose", "code", "books"}
+    assert rows["prose"]["epochs"] <= 3 + 1e-9
+    assert data["counts"]["code"]["documents"] == 30 and data["counts"]["prose"]["documents"] == 72
+    assert rows["code"]["quality"] == pytest.approx(data["counts"]["code"]["attributes"]["edu_score"]["mean"])
+    assert (tmp_path / "out" / "plan.html").exists()
+    # an impossible plan fails with a message, not a traceback
+    r = subprocess.run(cmd[:-4] + ["--budget-tokens", "1T", "--weights", "prose=1,code=0,books=0"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "exceed the cap" in r.stdout
+    r = subprocess.run(cmd[:-4] + ["--budget-tokens", "abc"], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "not a number" in r.stderr
+
+
+def test_pipeline_mix_block_plans_and_writes_the_kept_documents(tmp_path):
+    """`textcurate run` with a mix block: the run's kept documents, grouped by a metadata
+    field, planned and materialised; the plan shows in the terminal and the report."""
+    import yaml
+
+    _corpus(str(tmp_path / "c"))
+    pipe = {"name": "mixdemo", "input": {"type": "jsonl", "path": str(tmp_path / "c")},
+            "stages": [{"type": "text_stats"}, {"type": "select", "expr": "n_words >= 40"}],
+            "output": {"path": str(tmp_path / "run")},
+            "mix": {"tokenizer": "minilm", "sample": 0, "quality_from": "edu_score", "budget_tokens": 25000,
+                    "group_by": {"field": "language", "default_max_epochs": 6}, "shard_bytes": 50000}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(pipe))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-m", "textcurate", "run", str(tmp_path / "p.yaml")], capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "epochs elapsed" in r.stdout and "within tolerance" in r.stdout
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    kept = record["ledger"]["totals"]["kept"]
+    plan = json.loads((tmp_path / "run" / "artifacts" / "mix" / "plan.json").read_text())
+    assert sum(c["documents"] for c in plan["counts"].values()) == kept  # only what the run kept
+    assert record["mix"]["within_tolerance"] and abs(sum(record["mix"]["weights"].values()) - 1) < 1e-9
+    assert all(e <= 6 + 1e-9 for e in record["mix"]["epochs"].values())
+    assert "Mixture plan" in (tmp_path / "run" / "report.html").read_text()
+    # the mix block is not part of the fingerprint: a re-run with another budget re-plans, no re-scoring
+    pipe["mix"]["budget_tokens"] = 15000
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(pipe))
+    assert subprocess.run([sys.executable, "-m", "textcurate", "run", str(tmp_path / "p.yaml")], capture_output=True,
+                          text=True, env=env).returncode == 0
+    again = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert again["ledger"] == record["ledger"]
+    assert abs(again["mix"]["realised_tokens"] - 15000) < 1000  # the new plan was written, not the old one kept

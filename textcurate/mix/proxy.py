@@ -1,0 +1,186 @@
+"""Fitted mixtures with small proxy LMs from the kit (textcurate.lm): RegMix and DoReMi.
+
+``ProxyLab`` tokenises the domains and the target once; then
+- ``target_loss(weights)`` trains a fresh GPT on that mixture for a fixed token budget and
+  returns its loss on the target (RegMix's unit of work), cached on disk per mixture;
+- ``doremi()`` runs DoReMi (Xie et al. 2023): a reference model on the reference mixture,
+  then a proxy trained with domain weights alpha updated by exponentiated gradient on the
+  per-domain excess loss max(l_proxy - l_ref, 0), alpha smoothed towards uniform; the answer
+  is alpha averaged over the steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from textcurate.io.records import stable_hash
+from textcurate.mix.materialise import _draws
+from textcurate.mix.regmix import fit_regression, sample_mixtures, search_simplex
+
+
+@dataclass
+class ProxyConfig:
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 128
+    vocab_size: int = 1024
+    max_doc_tokens: int = 256
+    budget_tokens: int = 100_000  # per proxy run
+    batch_size: int = 16
+    lr: float = 1e-3
+    device: str = "auto"
+
+
+class ProxyLab:
+    def __init__(self, domains: dict[str, list], target: list, cfg: ProxyConfig, cache_dir: str | None = None,
+                 log=print):
+        """``domains``: name -> documents (the training pool of each domain); ``target``: the
+        documents whose loss the mixture should lower (held out from every domain)."""
+        from textcurate.lm.data import tokenize_documents
+        from textcurate.lm.tokenizer import LMTokenizer
+
+        if len(domains) < 2:
+            raise ValueError(f"a mixture needs at least 2 domains, got {list(domains)}")
+        if not target:
+            raise ValueError("no target documents")
+        self.cfg, self.log, self.cache_dir = cfg, log, cache_dir
+        self.names = list(domains)
+        texts = [d.text for docs in domains.values() for d in docs]
+        # the BPE is trained on a hash sample of the pool, the same whatever the mixture
+        sample = [d.text for docs in domains.values() for d in docs if stable_hash(d.id, 404) % 4 == 0] or texts
+        self.tok = LMTokenizer.train(sample, vocab_size=cfg.vocab_size)
+        self.docs = {n: tokenize_documents(self.tok, [d.text for d in domains[n]], cfg.max_doc_tokens)
+                     for n in self.names}
+        self.ids = {n: [d.id for d in domains[n]] for n in self.names}
+        self.target = tokenize_documents(self.tok, [d.text for d in target], cfg.max_doc_tokens)
+        self.tokens = np.array([sum(len(t) + 1 for t in self.docs[n]) for n in self.names], dtype=np.float64)
+        self.natural = self.tokens / self.tokens.sum()
+        if cache_dir:
+            os.makedirs(cache_dir, exist_ok=True)
+
+    def _gpt(self, seed: int):
+        import torch
+
+        from textcurate.lm.model import GPT, GPTConfig
+
+        torch.manual_seed(seed)
+        c = self.cfg
+        return GPT(GPTConfig(vocab_size=self.tok.vocab_size, block_size=c.block_size, n_layer=c.n_layer,
+                             n_head=c.n_head, n_embd=c.n_embd))
+
+    def mixture_docs(self, weights: np.ndarray) -> list[np.ndarray]:
+        """Documents (repeated as needed) whose tokens split as ``weights`` of the budget."""
+        out = []
+        for n, w in zip(self.names, weights):
+            lengths = np.array([len(t) + 1 for t in self.docs[n]], dtype=np.float64)
+            copies = _draws(self.ids[n], lengths, w * self.cfg.budget_tokens, seed=0)
+            for doc, k in zip(self.docs[n], copies):
+                out.extend([doc] * int(k))
+        return out
+
+    def target_loss(self, weights, seed: int = 0) -> float:
+        from textcurate.lm.train import TrainConfig, heldout_loss, train_lm
+
+        w = np.asarray(weights, dtype=np.float64)
+        w = w / w.sum()
+        key = hashlib.sha256(json.dumps([self.names, np.round(w, 6).tolist(), seed, self.cfg.__dict__],
+                                        sort_keys=True).encode()).hexdigest()[:16]
+        path = os.path.join(self.cache_dir, f"run-{key}.json") if self.cache_dir else None
+        if path and os.path.exists(path):
+            with open(path) as fh:
+                return json.load(fh)["target_loss"]
+        c = self.cfg
+        model = self._gpt(seed)
+        t0 = time.time()
+        train_lm(model, self.mixture_docs(w), self.tok.eos_id, c.block_size,
+                 TrainConfig(budget_tokens=c.budget_tokens, batch_size=c.batch_size, lr=c.lr, seed=seed,
+                             device=c.device))
+        s, n = heldout_loss(model, self.target, self.tok.eos_id, c.block_size, device=c.device)
+        loss = float(s.sum() / n.sum())
+        if path:
+            with open(path + ".tmp", "w") as fh:
+                json.dump({"weights": dict(zip(self.names, w.tolist())), "seed": seed, "target_loss": loss}, fh)
+            os.replace(path + ".tmp", path)
+        self.log(f"  proxy {', '.join(f'{n} {x:.2f}' for n, x in zip(self.names, w))}: target loss {loss:.4f} "
+                 f"({time.time() - t0:.0f} s)")
+        return loss
+
+    # --- RegMix ----------------------------------------------------------------------------
+    def regmix(self, runs: int = 12, seed: int = 0, kind: str = "auto", max_ratio: float | None = None) -> dict:
+        mixtures = sample_mixtures(self.natural, runs, seed=seed)
+        losses = np.array([self.target_loss(w, seed) for w in mixtures])
+        reg = fit_regression(mixtures, losses, kind=kind)
+        best, predicted = search_simplex(reg, self.natural, seed=seed, max_ratio=max_ratio)
+        return {"method": "regmix", "domains": self.names, "natural": self.natural.tolist(),
+                "runs": [{"weights": w.tolist(), "target_loss": float(l)} for w, l in zip(mixtures, losses)],
+                "regression": {"kind": reg.kind, "ridge_alpha": reg.alpha, "loo_spearman": reg.loo_spearman,
+                               "loo_mae": reg.loo_mae},
+                "weights": best.tolist(), "predicted_loss": predicted,
+                "natural_loss": float(losses[0]), "best_sampled": mixtures[int(np.argmin(losses))].tolist(),
+                "best_sampled_loss": float(losses.min())}
+
+    # --- DoReMi ----------------------------------------------------------------------------
+    def doremi(self, reference_weights=None, eta: float = 1.0, smoothing: float = 1e-3, rows_per_domain: int = 4,
+               seed: int = 0) -> dict:
+        import torch
+
+        from textcurate.lm.data import training_batches
+        from textcurate.lm.model import token_losses
+        from textcurate.lm.train import TrainConfig, _lr_at, make_optimizer, pick_device, train_lm
+
+        c = self.cfg
+        k = len(self.names)
+        ref_w = np.full(k, 1.0 / k) if reference_weights is None else np.asarray(reference_weights, dtype=np.float64)
+        device = pick_device(c.device)
+        t0 = time.time()
+        ref = self._gpt(seed)
+        train_lm(ref, self.mixture_docs(ref_w / ref_w.sum()), self.tok.eos_id, c.block_size,
+                 TrainConfig(budget_tokens=c.budget_tokens, batch_size=c.batch_size, lr=c.lr, seed=seed,
+                             device=c.device))
+        ref.eval()
+        proxy = self._gpt(seed + 1).to(device)
+        tcfg = TrainConfig(budget_tokens=c.budget_tokens, lr=c.lr, seed=seed)
+        opt = make_optimizer(proxy, tcfg)
+        step_tokens = k * rows_per_domain * c.block_size
+        steps = max(1, math.ceil(c.budget_tokens / step_tokens))
+        streams = [training_batches(self.docs[n], self.tok.eos_id, c.block_size, rows_per_domain,
+                                    steps * rows_per_domain * c.block_size, seed + i) for i, n in enumerate(self.names)]
+        alpha = np.full(k, 1.0 / k)
+        history = []
+        proxy.train()
+        for step in range(steps):
+            xs, ys = zip(*[next(s)[:2] for s in streams])
+            x, y = torch.cat(xs).to(device), torch.cat(ys).to(device)
+            with torch.no_grad():
+                lref = token_losses(ref, x, y)
+            lp = token_losses(proxy, x, y)
+            per_domain = lp.view(k, -1).mean(dim=1)
+            excess = (lp.detach() - lref).clamp(min=0).view(k, -1).mean(dim=1).cpu().numpy()
+            # exponentiated gradient on the excess loss, then smoothing towards uniform
+            logits = np.log(alpha) + eta * excess
+            alpha = np.exp(logits - logits.max())
+            alpha = alpha / alpha.sum()
+            alpha = (1 - smoothing) * alpha + smoothing / k
+            history.append(alpha.copy())
+            loss = (torch.as_tensor(alpha, dtype=per_domain.dtype, device=device) * per_domain).sum()
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(step, steps, tcfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(proxy.parameters(), 1.0)
+            opt.step()
+        mean_alpha = np.mean(history, axis=0)
+        self.log(f"  doremi: {steps} proxy steps, weights " + ", ".join(f"{n} {a:.2f}" for n, a in
+                                                                      zip(self.names, mean_alpha))
+                 + f" ({time.time() - t0:.0f} s)")
+        return {"method": "doremi", "domains": self.names, "natural": self.natural.tolist(),
+                "reference_weights": (ref_w / ref_w.sum()).tolist(), "eta": eta, "smoothing": smoothing,
+                "steps": steps, "weights": mean_alpha.tolist(), "final_alpha": alpha.tolist()}

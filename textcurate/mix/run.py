@@ -1,0 +1,124 @@
+"""Plan (and optionally materialise) a mixture: count the sources, plan, write the artifacts.
+
+OUT/plan.json     the plan (rows, warnings, predicted losses), the counts and the spec
+OUT/card.json     kind: mixture_plan (so a run's report finds it)
+OUT/mixture/      the materialised mixture and its ledger (mixture.json), when asked
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from textcurate.mix.planner import Plan, plan_mixture
+from textcurate.mix.sources import count, documents_of, planner_sources
+from textcurate.mix.spec import MixSpec
+
+
+def _write_json(path: str, data: dict) -> None:
+    with open(path + ".tmp", "w") as fh:
+        json.dump(data, fh, indent=1, default=str)
+    os.replace(path + ".tmp", path)
+
+
+RUN = "@run"  # in a pipeline's mix block: the documents that run kept
+
+
+def bind_run(spec: MixSpec, run_dir: str) -> MixSpec:
+    """The spec with ``@run`` (and a group_by without a path) pointing at the run's documents."""
+    sources = [s.model_copy(update={"path": run_dir}) if s.path == RUN else s for s in spec.sources]
+    group = spec.group_by
+    if group is not None and group.path in (None, RUN):
+        group = group.model_copy(update={"path": run_dir})
+    return spec.model_copy(update={"sources": sources, "group_by": group})
+
+
+def fit_weights(spec: MixSpec, out: str, log=print) -> dict:
+    """RegMix or DoReMi weights per source, from proxy LMs trained on the sources' documents."""
+    from textcurate.io.records import hash_share
+    from textcurate.mix.proxy import ProxyConfig, ProxyLab
+    from textcurate.select.expr import Expr
+
+    f = spec.fit
+    target_expr = Expr(f.target_expr)
+    domains: dict[str, list] = {}
+    target = []
+    for name, doc in documents_of(spec):
+        if target_expr.keep(doc.metadata) and hash_share(doc.id, 505) < f.target_share:
+            target.append(doc)
+        else:
+            domains.setdefault(name, []).append(doc)
+    cfg = ProxyConfig(n_layer=f.n_layer, n_head=f.n_head, n_embd=f.n_embd, block_size=f.block_size,
+                      vocab_size=f.vocab_size, max_doc_tokens=f.max_doc_tokens, budget_tokens=f.budget_tokens,
+                      lr=f.lr, device=f.device)
+    lab = ProxyLab(domains, target, cfg, cache_dir=os.path.join(out, "runs"), log=log)
+    log(f"fit ({f.method}): {len(domains)} domains, target {len(target)} documents ({f.target_expr!r}, "
+        f"{f.target_share:.0%} held out), {f.budget_tokens:,} tokens per proxy")
+    if f.method == "regmix":
+        res = lab.regmix(runs=f.runs, seed=f.seed, max_ratio=f.max_ratio)
+    else:
+        res = lab.doremi(eta=f.eta, smoothing=f.smoothing, seed=f.seed)
+    res["weights"] = dict(zip(res["domains"], res["weights"]))
+    res["target_documents"] = len(target)
+    _write_json(os.path.join(out, "fit.json"), res)
+    return res
+
+
+def run_plan(spec: MixSpec, out: str, default_path: str | None = None, materialise: bool | None = None,
+             progress=None, log=print) -> dict:
+    from textcurate.mix.accounting import make_tokenize
+
+    if default_path is not None:
+        spec, default_path = bind_run(spec, default_path), None
+
+    os.makedirs(out, exist_ok=True)
+    tokenize = make_tokenize(spec.tokenizer) if (spec.group_by is not None or any(s.path for s in spec.sources)) \
+        else None
+    counts = count(spec, default_path, tokenize)
+    sources = planner_sources(spec, counts)
+    fitted = None
+    if spec.fit is not None:
+        fitted = fit_weights(spec, os.path.join(out, "fit"), log=log)
+        missing = [s.name for s in sources if s.name not in fitted["weights"]]
+        if missing:
+            raise ValueError(f"fit: sources without documents cannot be fitted: {missing}")
+        for s in sources:
+            s.weight = fitted["weights"][s.name]
+    plan = plan_mixture(sources, spec.budget_tokens, spec.model_params, tokens_per_param=spec.tokens_per_param)
+    result = {"plan": plan.to_dict(), "counts": {k: v.to_dict() for k, v in counts.items()},
+              "spec": spec.model_dump(mode="json"), "tokenizer": spec.tokenizer}
+    if fitted is not None:
+        result["fit"] = fitted
+    _write_json(os.path.join(out, "plan.json"), result)
+    _write_json(os.path.join(out, "card.json"), {"kind": "mixture_plan", "method": plan.method,
+                                                 "budget_tokens": plan.budget_tokens,
+                                                 "sources": [r.name for r in plan.rows]})
+    do_mix = spec.materialise if materialise is None else materialise
+    if do_mix:
+        if tokenize is None:
+            raise ValueError("materialise needs sources read from files (a path or group_by), not only token counts")
+        from textcurate.mix.materialise import materialise as write_mixture
+
+        result["mixture"] = write_mixture(plan, lambda: documents_of(spec, default_path), os.path.join(out, "mixture"),
+                                          tokenize, seed=spec.seed, shard_bytes=spec.shard_bytes, progress=progress)
+    return result
+
+
+def load_plan(out: str) -> tuple[Plan, dict]:
+    with open(os.path.join(out, "plan.json")) as fh:
+        data = json.load(fh)
+    return Plan.from_dict(data["plan"]), data
+
+
+def fit_summary(fit: dict) -> str:
+    w = ", ".join(f"{n} {x:.1%}" for n, x in fit["weights"].items())
+    nat = ", ".join(f"{n} {x:.1%}" for n, x in zip(fit["domains"], fit["natural"]))
+    line = f"{fit['method']} weights: {w} (natural: {nat})"
+    if fit["method"] == "regmix":
+        r = fit["regression"]
+        line += (f"; {len(fit['runs'])} proxies, {r['kind']} regression, leave-one-out Spearman "
+                 f"{r['loo_spearman']:.2f}; target loss predicted {fit['predicted_loss']:.4f} vs natural mix "
+                 f"{fit['natural_loss']:.4f}, best sampled {fit['best_sampled_loss']:.4f}")
+    else:
+        line += f"; {fit['steps']} proxy steps against a reference on {fit['reference_weights']}"
+    return line

@@ -1,0 +1,112 @@
+"""From a MixSpec to counted sources: which document belongs to which source, the counts,
+and the planner's Source list (quality and caps filled in)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from textcurate.mix.accounting import SourceCount, count_sources, make_tokenize
+from textcurate.mix.planner import Source
+from textcurate.mix.spec import MixSpec
+
+MISSING = "(none)"
+
+
+def group_value(doc, field: str) -> str:
+    v = doc.metadata.get(field)
+    return MISSING if v is None else str(v)
+
+
+def assigner(spec: MixSpec, path: str | None) -> Callable:
+    """doc -> source name (or None) for documents read from ``path``. A document goes to the
+    first listed source whose path and ``where`` match, else to its group_by value."""
+    from textcurate.select.expr import Expr
+
+    listed = [(s.name, Expr(s.where) if s.where else None) for s in spec.sources if s.path == path]
+    group = spec.group_by if spec.group_by is not None and spec.group_by.path == path else None
+    group_where = Expr(group.where) if group is not None and group.where else None
+
+    def source_of(doc):
+        for name, expr in listed:
+            if expr is None or expr.keep(doc.metadata):
+                return name
+        if group is not None and (group_where is None or group_where.keep(doc.metadata)):
+            return group_value(doc, group.field)
+        return None
+
+    return source_of
+
+
+def iter_paths(spec: MixSpec, default_path: str | None = None) -> list[str | None]:
+    paths = [s.path for s in spec.sources if s.path is not None]
+    if spec.group_by is not None:
+        paths.append(spec.group_by.path if spec.group_by.path is not None else default_path)
+    return list(dict.fromkeys(paths))
+
+
+def documents_of(spec: MixSpec, default_path: str | None = None) -> Iterator[tuple[str, object]]:
+    """(source, document) for every document of every counted source, one pass per path."""
+    from textcurate.io.readers import read_documents
+
+    for path in iter_paths(spec, default_path):
+        gspec = spec
+        if spec.group_by is not None and spec.group_by.path is None:
+            gspec = spec.model_copy(update={"group_by": spec.group_by.model_copy(update={"path": default_path})})
+        source_of = assigner(gspec, path)
+        for doc in read_documents(path):
+            name = source_of(doc)
+            if name is not None:
+                yield name, doc
+
+
+def count(spec: MixSpec, default_path: str | None = None, tokenize=None) -> dict[str, SourceCount]:
+    """Counts of every source read from files (sources given by ``tokens`` are not counted)."""
+    if spec.group_by is not None and spec.group_by.path is None and default_path is None:
+        raise ValueError("group_by.path: missing (only a pipeline's mix block may leave it out)")
+    if not iter_paths(spec, default_path):
+        return {}
+    tokenize = tokenize or make_tokenize(spec.tokenizer)
+    pairs = documents_of(spec, default_path)
+    names: dict[int, str] = {}
+
+    def docs():
+        for name, doc in pairs:
+            names[id(doc)] = name
+            yield doc
+
+    def source_of(doc):
+        return names.pop(id(doc))
+
+    return count_sources(docs(), source_of, tokenize, sample=spec.sample, seed=spec.seed,
+                         attributes=list(dict.fromkeys(spec.attributes + ([spec.quality_from] if spec.quality_from
+                                                                           else []))))
+
+
+def planner_sources(spec: MixSpec, counts: dict[str, SourceCount]) -> list[Source]:
+    """The planner's sources: listed ones first (in order), then group values by size."""
+
+    def quality(name: str, given: float | None) -> float:
+        if given is not None:
+            return given
+        attr = spec.quality_from and counts.get(name) and counts[name].attributes.get(spec.quality_from)
+        return float(attr["mean"]) if attr else 1.0
+
+    out: list[Source] = []
+    for s in spec.sources:
+        c = counts.get(s.name)
+        if s.tokens is None and c is None:
+            raise ValueError(f"source {s.name!r}: no document of {s.path} matched (where: {s.where!r})")
+        out.append(Source(name=s.name, tokens=float(s.tokens if s.tokens is not None else c.tokens),
+                          quality=quality(s.name, s.quality), max_epochs=s.max_epochs, weight=s.weight,
+                          documents=s.documents if s.documents is not None else (c.documents if c else None),
+                          token_error=c.token_error if c else None))
+    listed = {s.name for s in spec.sources}
+    g = spec.group_by
+    if g is not None:
+        for name, c in sorted(counts.items(), key=lambda kv: -kv[1].tokens):
+            if name in listed:
+                continue
+            out.append(Source(name=name, tokens=c.tokens, quality=quality(name, g.quality.get(name)),
+                              max_epochs=g.max_epochs.get(name, g.default_max_epochs), weight=g.weight.get(name),
+                              documents=c.documents, token_error=c.token_error))
+    return out
