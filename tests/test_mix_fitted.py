@@ -72,3 +72,17 @@ def test_proxy_lab_prefers_the_target_domain(tmp_path):
     assert result["weights"][0] > result["natural"][0] and abs(sum(result["weights"]) - 1) < 1e-9
     dr = lab.doremi()
     assert len(dr["weights"]) == 3 and abs(sum(dr["weights"]) - 1) < 1e-6 and dr["steps"] > 5
+
+
+def test_fitted_weights_respect_the_epoch_caps():
+    from textcurate.mix.regmix import clip_to_bounds
+
+    w = clip_to_bounds(np.array([0.9, 0.05, 0.05]), np.array([0.4, 1.0, 1.0]))
+    assert w[0] == pytest.approx(0.4) and w.sum() == pytest.approx(1) and w[1] == pytest.approx(w[2])
+    with pytest.raises(ValueError, match="no mixture"):
+        clip_to_bounds(np.array([0.5, 0.5]), np.array([0.3, 0.3]))
+    natural = np.array([0.8, 0.15, 0.05])
+    mixtures = sample_mixtures(natural, 20, seed=0)
+    reg = fit_regression(mixtures, 3 - mixtures[:, 2], kind="linear")  # more of the smallest: better
+    best, _ = search_simplex(reg, natural, upper=np.array([1.0, 1.0, 0.3]))
+    assert best[2] <= 0.3 + 1e-9 and best[2] > 0.2

@@ -204,6 +204,10 @@ def plan_mixture(sources: list[Source], budget_tokens: float | None = None, mode
         warnings.extend(f"{s.name}: {m}" for m in row.warnings)
         rows.append(row)
 
+    if not 1e7 <= model_params <= 1e10:
+        warnings.append(f"{model_params:,.0f} parameters is outside the 10M-9B range the law was fitted on: "
+                        f"read the predicted losses as an extrapolation (the epochs and effective tokens do not "
+                        f"depend on it)")
     effective = float(sum(r.effective_tokens for r in rows))
     unique_used = float(sum(min(r.train_tokens, r.tokens) for r in rows))
     # the law for a mixture: its total effective data D' (sum over sources) in the loss, and

@@ -22,7 +22,7 @@ import numpy as np
 
 from textcurate.io.records import stable_hash
 from textcurate.mix.materialise import _draws
-from textcurate.mix.regmix import fit_regression, sample_mixtures, search_simplex
+from textcurate.mix.regmix import clip_to_bounds, fit_regression, sample_mixtures, search_simplex
 
 
 @dataclass
@@ -114,22 +114,27 @@ class ProxyLab:
         return loss
 
     # --- RegMix ----------------------------------------------------------------------------
-    def regmix(self, runs: int = 12, seed: int = 0, kind: str = "auto", max_ratio: float | None = None) -> dict:
+    def regmix(self, runs: int | None = None, seed: int = 0, kind: str = "auto", max_ratio: float | None = None,
+               upper: np.ndarray | None = None) -> dict:
+        k = len(self.names)
+        if runs is None:  # enough runs for the quadratic model: 2 x (k + k(k+1)/2)
+            runs = max(12, 2 * (k + k * (k + 1) // 2))
         mixtures = sample_mixtures(self.natural, runs, seed=seed)
         losses = np.array([self.target_loss(w, seed) for w in mixtures])
         reg = fit_regression(mixtures, losses, kind=kind)
-        best, predicted = search_simplex(reg, self.natural, seed=seed, max_ratio=max_ratio)
+        best, predicted = search_simplex(reg, self.natural, seed=seed, max_ratio=max_ratio, upper=upper)
+        measured = self.target_loss(best, seed)  # one more proxy: does the chosen mixture deliver?
         return {"method": "regmix", "domains": self.names, "natural": self.natural.tolist(),
                 "runs": [{"weights": w.tolist(), "target_loss": float(l)} for w, l in zip(mixtures, losses)],
                 "regression": {"kind": reg.kind, "ridge_alpha": reg.alpha, "loo_spearman": reg.loo_spearman,
                                "loo_mae": reg.loo_mae},
-                "weights": best.tolist(), "predicted_loss": predicted,
+                "weights": best.tolist(), "predicted_loss": predicted, "measured_loss": measured,
                 "natural_loss": float(losses[0]), "best_sampled": mixtures[int(np.argmin(losses))].tolist(),
                 "best_sampled_loss": float(losses.min())}
 
     # --- DoReMi ----------------------------------------------------------------------------
     def doremi(self, reference_weights=None, eta: float = 1.0, smoothing: float = 1e-3, rows_per_domain: int = 4,
-               seed: int = 0) -> dict:
+               seed: int = 0, upper: np.ndarray | None = None) -> dict:
         import torch
 
         from textcurate.lm.data import training_batches
@@ -178,9 +183,17 @@ class ProxyLab:
             torch.nn.utils.clip_grad_norm_(proxy.parameters(), 1.0)
             opt.step()
         mean_alpha = np.mean(history, axis=0)
+        unclipped = mean_alpha.copy()
+        if upper is not None:  # the caps hold for the final mixture, not for the proxy's training
+            mean_alpha = clip_to_bounds(mean_alpha, upper)
+        # DoReMi optimises the worst-case excess loss over domains, not the target's loss; still,
+        # measure the target loss of its mixture and of the natural one, as RegMix does
+        measured, natural_loss = self.target_loss(mean_alpha, seed), self.target_loss(self.natural, seed)
         self.log(f"  doremi: {steps} proxy steps, weights " + ", ".join(f"{n} {a:.2f}" for n, a in
                                                                       zip(self.names, mean_alpha))
                  + f" ({time.time() - t0:.0f} s)")
         return {"method": "doremi", "domains": self.names, "natural": self.natural.tolist(),
                 "reference_weights": (ref_w / ref_w.sum()).tolist(), "eta": eta, "smoothing": smoothing,
-                "steps": steps, "weights": mean_alpha.tolist(), "final_alpha": alpha.tolist()}
+                "steps": steps, "weights": mean_alpha.tolist(), "unclipped_weights": unclipped.tolist(),
+                "measured_loss": measured, "natural_loss": natural_loss,
+                "final_alpha": alpha.tolist()}

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
+
 from textcurate.mix.planner import Plan, plan_mixture
 from textcurate.mix.sources import count, documents_of, planner_sources
 from textcurate.mix.spec import MixSpec
@@ -33,7 +35,7 @@ def bind_run(spec: MixSpec, run_dir: str) -> MixSpec:
     return spec.model_copy(update={"sources": sources, "group_by": group})
 
 
-def fit_weights(spec: MixSpec, out: str, log=print) -> dict:
+def fit_weights(spec: MixSpec, out: str, sources=None, log=print) -> dict:
     """RegMix or DoReMi weights per source, from proxy LMs trained on the sources' documents."""
     from textcurate.io.records import hash_share
     from textcurate.mix.proxy import ProxyConfig, ProxyLab
@@ -54,10 +56,17 @@ def fit_weights(spec: MixSpec, out: str, log=print) -> dict:
     lab = ProxyLab(domains, target, cfg, cache_dir=os.path.join(out, "runs"), log=log)
     log(f"fit ({f.method}): {len(domains)} domains, target {len(target)} documents ({f.target_expr!r}, "
         f"{f.target_share:.0%} held out), {f.budget_tokens:,} tokens per proxy")
+    upper = None
+    budget = spec.budget_tokens or (spec.model_params or 0) * spec.tokens_per_param
+    if sources is not None and budget:  # a source's epoch cap bounds its weight: w_i <= cap_i U_i / budget
+        caps = {s.name: s.max_epochs * s.tokens / budget if s.max_epochs is not None else 1.0 for s in sources}
+        upper = np.array([min(1.0, caps.get(n, 1.0)) for n in lab.names])
     if f.method == "regmix":
-        res = lab.regmix(runs=f.runs, seed=f.seed, max_ratio=f.max_ratio)
+        res = lab.regmix(runs=f.runs, seed=f.seed, max_ratio=f.max_ratio, upper=upper)
     else:
-        res = lab.doremi(eta=f.eta, smoothing=f.smoothing, seed=f.seed)
+        res = lab.doremi(eta=f.eta, smoothing=f.smoothing, seed=f.seed, upper=upper)
+    if upper is not None:
+        res["upper_bounds"] = dict(zip(lab.names, upper.tolist()))
     res["weights"] = dict(zip(res["domains"], res["weights"]))
     res["target_documents"] = len(target)
     _write_json(os.path.join(out, "fit.json"), res)
@@ -78,7 +87,7 @@ def run_plan(spec: MixSpec, out: str, default_path: str | None = None, materiali
     sources = planner_sources(spec, counts)
     fitted = None
     if spec.fit is not None:
-        fitted = fit_weights(spec, os.path.join(out, "fit"), log=log)
+        fitted = fit_weights(spec, os.path.join(out, "fit"), sources=sources, log=log)
         missing = [s.name for s in sources if s.name not in fitted["weights"]]
         if missing:
             raise ValueError(f"fit: sources without documents cannot be fitted: {missing}")
@@ -117,8 +126,11 @@ def fit_summary(fit: dict) -> str:
     if fit["method"] == "regmix":
         r = fit["regression"]
         line += (f"; {len(fit['runs'])} proxies, {r['kind']} regression, leave-one-out Spearman "
-                 f"{r['loo_spearman']:.2f}; target loss predicted {fit['predicted_loss']:.4f} vs natural mix "
-                 f"{fit['natural_loss']:.4f}, best sampled {fit['best_sampled_loss']:.4f}")
+                 f"{r['loo_spearman']:.2f}; target loss predicted {fit['predicted_loss']:.4f}, measured "
+                 f"{fit['measured_loss']:.4f} (a proxy trained on it) vs natural mix {fit['natural_loss']:.4f}, "
+                 f"best sampled {fit['best_sampled_loss']:.4f}")
     else:
-        line += f"; {fit['steps']} proxy steps against a reference on {fit['reference_weights']}"
+        ref = ", ".join(f"{x:.2f}" for x in fit["reference_weights"])
+        line += (f"; {fit['steps']} proxy steps against a reference trained on ({ref}); target loss of a proxy "
+                 f"trained on it {fit['measured_loss']:.4f} vs natural mix {fit['natural_loss']:.4f}")
     return line

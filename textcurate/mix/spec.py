@@ -63,7 +63,8 @@ class FitSpec(_Strict):
     method: str = "regmix"
     target_expr: str
     target_share: float = Field(0.3, gt=0, lt=1)
-    runs: int = Field(12, ge=4, description="RegMix: proxy runs on sampled mixtures")
+    runs: int | None = Field(None, ge=4, description="RegMix: proxy runs on sampled mixtures; default: enough for "
+                                                     "a quadratic regression (2 x its features, at least 12)")
     max_ratio: float | None = Field(None, description="RegMix: cap each weight at this multiple of its natural share")
     eta: float = Field(1.0, description="DoReMi: step size of the domain-weight update")
     smoothing: float = Field(1e-3, description="DoReMi: mix of uniform into the weights")
