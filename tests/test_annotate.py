@@ -8,6 +8,7 @@ from datatrove.data import Document
 
 from textcurate.engines.hf import TransformersEngine
 from textcurate.judge.annotate import annotate, sample_documents
+from textcurate.judge.prompt import PROMPT_VERSION
 
 
 @pytest.fixture(scope="module")
@@ -60,5 +61,5 @@ def test_annotate_records_everything_and_resumes(tiny_lm, tmp_path):
     assert sorted(r["id"] for r in rows) == sorted(d.id for d in docs)
     for r in rows:  # a random tiny model cannot answer the rubric: recorded, never guessed
         assert r["score"] is None and r["reason"] and r["raw"] is not None and r["engine"] == "transformers"
-        assert r["prompt_version"] == "edu-additive-v1" and r["text"].startswith("document")
+        assert r["prompt_version"] == PROMPT_VERSION and r["injection_suspected"] is False and r["text"].startswith("document")
     assert pq.read_table(out).num_rows == 10
