@@ -171,3 +171,20 @@ def test_pipeline_mix_block_plans_and_writes_the_kept_documents(tmp_path):
     again = json.loads((tmp_path / "run" / "run.json").read_text())
     assert again["ledger"] == record["ledger"]
     assert abs(again["mix"]["realised_tokens"] - 15000) < 1000  # the new plan was written, not the old one kept
+
+
+def test_bad_records_in_a_source_are_rejected_named_and_the_plan_goes_on(tmp_path):
+    _corpus(str(tmp_path / "c"))
+    with open(tmp_path / "c" / "00000.jsonl", "a") as fh:
+        fh.write('{"id": "broken", "text": "unterminated\n')
+        fh.write('{"id": "no-text", "metadata": {"language": "text"}}\n')
+        fh.write('{"id": "empty", "text": "", "metadata": {"language": "text"}}\n')
+    with open(tmp_path / "c" / "00001.jsonl", "ab") as fh:
+        fh.write(b'{"id": "latin1", "text": "caf\xe9 au lait", "metadata": {"language": "text"}}\n')
+    spec = _spec(str(tmp_path / "c"), 20000)
+    result = run_plan(spec, str(tmp_path / "out"), materialise=True)
+    assert result["rejected"]["count"] == 4
+    reasons = json.dumps(result["rejected"]["first"])
+    assert "00000.jsonl" in reasons and "00001.jsonl" in reasons and '"line"' in reasons
+    assert sum(c["documents"] for c in result["counts"].values()) == 102  # the good ones, all counted
+    assert result["mixture"]["within_tolerance"]

@@ -496,6 +496,11 @@ def plan(sources: str = typer.Argument(..., help="SOURCES.yaml: sources (path or
         if not c["exact"]:
             con.print(f"{name}: {c['tokens']:,.0f} tokens estimated from {c['sampled_documents']:,} of "
                       f"{c['documents']:,} documents, 95% interval \u00b1{1.96 * c['token_error']:.1%}")
+    if result["rejected"]["count"]:
+        first = result["rejected"]["first"][0]
+        con.print(f"[yellow]{result['rejected']['count']:,} records rejected[/] (not counted; in "
+                  f"{result['rejected']['folder']}), e.g. {first.get('file')}:{first.get('line')} "
+                  f"field {first.get('field')!r}: {first.get('reason')}", highlight=False)
     mix = result.get("mixture")
     if mix:
         con.print(f"materialised {mix['realised_tokens']:,} tokens in {mix['shards']} shard(s) at "

@@ -357,8 +357,9 @@ class FileTreeReader(_Validating, BaseReader):
             self._end_task()
 
 
-def read_documents(path: str, fmt: str | None = None):
-    """Documents from a run folder (its documents/), a JSONL or Parquet folder, or a file tree."""
+def read_documents(path: str, fmt: str | None = None, rejects_folder: str | None = None):
+    """Documents from a run folder (its documents/), a JSONL or Parquet folder, or a file tree.
+    Bad records are skipped with a warning, and written to ``rejects_folder`` when given."""
     if os.path.exists(os.path.join(path, "run.json")):
         path = os.path.join(path, "documents")
     if fmt is None:
@@ -366,5 +367,5 @@ def read_documents(path: str, fmt: str | None = None):
         fmt = "parquet" if names and all(n.endswith(".parquet") for n in names) else \
             "jsonl" if names and all(".jsonl" in n or n.endswith(".json") for n in names) else "file_tree"
     if fmt == "file_tree":
-        return FileTreeReader([path]).run()
-    return (ParquetReader if fmt == "parquet" else JsonlReader)(path).run()
+        return FileTreeReader([path], rejects_folder=rejects_folder).run()
+    return (ParquetReader if fmt == "parquet" else JsonlReader)(path, rejects_folder=rejects_folder).run()

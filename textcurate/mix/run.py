@@ -83,7 +83,11 @@ def run_plan(spec: MixSpec, out: str, default_path: str | None = None, materiali
     os.makedirs(out, exist_ok=True)
     tokenize = make_tokenize(spec.tokenizer) if (spec.group_by is not None or any(s.path for s in spec.sources)) \
         else None
-    counts = count(spec, default_path, tokenize)
+    from textcurate.io.rejects import read_rejects
+
+    rejects_dir = os.path.join(out, "rejects")
+    counts = count(spec, default_path, tokenize, rejects_dir)
+    rejected = read_rejects(rejects_dir)
     sources = planner_sources(spec, counts)
     fitted = None
     if spec.fit is not None:
@@ -95,7 +99,8 @@ def run_plan(spec: MixSpec, out: str, default_path: str | None = None, materiali
             s.weight = fitted["weights"][s.name]
     plan = plan_mixture(sources, spec.budget_tokens, spec.model_params, tokens_per_param=spec.tokens_per_param)
     result = {"plan": plan.to_dict(), "counts": {k: v.to_dict() for k, v in counts.items()},
-              "spec": spec.model_dump(mode="json"), "tokenizer": spec.tokenizer}
+              "spec": spec.model_dump(mode="json"), "tokenizer": spec.tokenizer,
+              "rejected": {"count": len(rejected), "folder": rejects_dir, "first": rejected[:5]}}
     if fitted is not None:
         result["fit"] = fitted
     _write_json(os.path.join(out, "plan.json"), result)

@@ -44,29 +44,35 @@ def iter_paths(spec: MixSpec, default_path: str | None = None) -> list[str | Non
     return list(dict.fromkeys(paths))
 
 
-def documents_of(spec: MixSpec, default_path: str | None = None) -> Iterator[tuple[str, object]]:
-    """(source, document) for every document of every counted source, one pass per path."""
+def documents_of(spec: MixSpec, default_path: str | None = None, rejects_folder: str | None = None
+                 ) -> Iterator[tuple[str, object]]:
+    """(source, document) for every document of every counted source, one pass per path; bad
+    records go to ``rejects_folder``/N/ (N: the path's position), named by file, line and field."""
+    import os
+
     from textcurate.io.readers import read_documents
 
-    for path in iter_paths(spec, default_path):
+    for i, path in enumerate(iter_paths(spec, default_path)):
         gspec = spec
         if spec.group_by is not None and spec.group_by.path is None:
             gspec = spec.model_copy(update={"group_by": spec.group_by.model_copy(update={"path": default_path})})
         source_of = assigner(gspec, path)
-        for doc in read_documents(path):
+        rejects = os.path.join(rejects_folder, f"{i:03d}") if rejects_folder else None
+        for doc in read_documents(path, rejects_folder=rejects):
             name = source_of(doc)
             if name is not None:
                 yield name, doc
 
 
-def count(spec: MixSpec, default_path: str | None = None, tokenize=None) -> dict[str, SourceCount]:
+def count(spec: MixSpec, default_path: str | None = None, tokenize=None, rejects_folder: str | None = None
+          ) -> dict[str, SourceCount]:
     """Counts of every source read from files (sources given by ``tokens`` are not counted)."""
     if spec.group_by is not None and spec.group_by.path is None and default_path is None:
         raise ValueError("group_by.path: missing (only a pipeline's mix block may leave it out)")
     if not iter_paths(spec, default_path):
         return {}
     tokenize = tokenize or make_tokenize(spec.tokenizer)
-    pairs = documents_of(spec, default_path)
+    pairs = documents_of(spec, default_path, rejects_folder)
     names: dict[int, str] = {}
 
     def docs():
