@@ -55,7 +55,8 @@ def _domain_docs():
 def test_proxy_lab_prefers_the_target_domain(tmp_path):
     """Real proxies: on a math target, more math in the mix gives a lower loss, RegMix's
     answer leans to math, and DoReMi returns a distribution over the domains."""
-    from textcurate.mix.proxy import ProxyConfig, ProxyLab
+    from textcurate.mix.proxy import ProxyLab
+    from textcurate.mix.spec import ProxyConfig
 
     domains, target = _domain_docs()
     lab = ProxyLab(domains, target, ProxyConfig(n_layer=1, n_embd=64, block_size=64, vocab_size=300,
@@ -86,3 +87,29 @@ def test_fitted_weights_respect_the_epoch_caps():
     reg = fit_regression(mixtures, 3 - mixtures[:, 2], kind="linear")  # more of the smallest: better
     best, _ = search_simplex(reg, natural, upper=np.array([1.0, 1.0, 0.3]))
     assert best[2] <= 0.3 + 1e-9 and best[2] > 0.2
+
+
+@pytest.mark.parametrize("method", ["regmix", "doremi"])
+def test_fitted_weights_feed_the_plan(tmp_path, method):
+    """`fit:` in a sources spec: proxies on the sources' documents, the target held out, the
+    fitted weights become the plan's (manual) weights, capped by max_epochs."""
+    from test_mix_materialise import _corpus
+
+    from textcurate.mix.run import run_plan
+    from textcurate.mix.spec import MixSpec
+
+    _corpus(str(tmp_path / "c"))
+    spec = MixSpec.model_validate({
+        "tokenizer": "minilm", "sample": 0, "budget_tokens": 30000,
+        "group_by": {"path": str(tmp_path / "c"), "field": "language", "max_epochs": {"text": 1.0}},
+        "fit": {"method": method, "target_expr": "language == 'markdown'", "runs": 6, "n_layer": 1, "n_embd": 32,
+                "block_size": 32, "vocab_size": 300, "budget_tokens": 4000, "batch_size": 8, "device": "cpu"}})
+    result = run_plan(spec, str(tmp_path / "out"), materialise=False, log=lambda *a: None)
+    fit, plan = result["fit"], result["plan"]
+    assert plan["method"] == "manual" and set(fit["weights"]) == {"markdown", "python", "text"}
+    for row in plan["rows"]:
+        assert row["weight"] == pytest.approx(fit["weights"][row["name"]])
+    text = next(r for r in plan["rows"] if r["name"] == "text")
+    assert text["epochs"] <= 1.0 + 1e-9  # the cap bounds the fitted weight
+    assert 0 < fit["target_documents"] < 60 and np.isfinite(fit["measured_loss"])
+    assert (tmp_path / "out" / "fit" / "fit.json").exists()

@@ -16,27 +16,13 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from textcurate.io.records import stable_hash
 from textcurate.mix.materialise import _draws
 from textcurate.mix.regmix import clip_to_bounds, fit_regression, sample_mixtures, search_simplex
-
-
-@dataclass
-class ProxyConfig:
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 128
-    vocab_size: int = 1024
-    max_doc_tokens: int = 256
-    budget_tokens: int = 100_000  # per proxy run
-    batch_size: int = 16
-    lr: float = 1e-3
-    device: str = "auto"
+from textcurate.mix.spec import ProxyConfig
 
 
 class ProxyLab:
@@ -91,7 +77,7 @@ class ProxyLab:
 
         w = np.asarray(weights, dtype=np.float64)
         w = w / w.sum()
-        key = hashlib.sha256(json.dumps([self.names, np.round(w, 6).tolist(), seed, self.cfg.__dict__],
+        key = hashlib.sha256(json.dumps([self.names, np.round(w, 6).tolist(), seed, self.cfg.model_dump()],
                                         sort_keys=True).encode()).hexdigest()[:16]
         path = os.path.join(self.cache_dir, f"run-{key}.json") if self.cache_dir else None
         if path and os.path.exists(path):

@@ -38,7 +38,8 @@ def bind_run(spec: MixSpec, run_dir: str) -> MixSpec:
 def fit_weights(spec: MixSpec, out: str, sources=None, log=print) -> dict:
     """RegMix or DoReMi weights per source, from proxy LMs trained on the sources' documents."""
     from textcurate.io.records import hash_share
-    from textcurate.mix.proxy import ProxyConfig, ProxyLab
+    from textcurate.mix.proxy import ProxyLab
+    from textcurate.mix.spec import ProxyConfig
     from textcurate.select.expr import Expr
 
     f = spec.fit
@@ -50,9 +51,7 @@ def fit_weights(spec: MixSpec, out: str, sources=None, log=print) -> dict:
             target.append(doc)
         else:
             domains.setdefault(name, []).append(doc)
-    cfg = ProxyConfig(n_layer=f.n_layer, n_head=f.n_head, n_embd=f.n_embd, block_size=f.block_size,
-                      vocab_size=f.vocab_size, max_doc_tokens=f.max_doc_tokens, budget_tokens=f.budget_tokens,
-                      lr=f.lr, device=f.device)
+    cfg = ProxyConfig(**{k: getattr(f, k) for k in ProxyConfig.model_fields})
     lab = ProxyLab(domains, target, cfg, cache_dir=os.path.join(out, "runs"), log=log)
     log(f"fit ({f.method}): {len(domains)} domains, target {len(target)} documents ({f.target_expr!r}, "
         f"{f.target_share:.0%} held out), {f.budget_tokens:,} tokens per proxy")

@@ -56,7 +56,21 @@ class GroupBySpec(_Strict):
     default_max_epochs: float | None = None
 
 
-class FitSpec(_Strict):
+class ProxyConfig(_Strict):
+    """The proxy LM of a fitted mixture: a small GPT from the kit on a BPE of the sources."""
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 128
+    vocab_size: int = 1024
+    max_doc_tokens: int = 256
+    budget_tokens: int = Field(100_000, ge=1000, description="training tokens per proxy run")
+    batch_size: int = 16
+    lr: float = 1e-3
+    device: str = "auto"
+
+
+class FitSpec(ProxyConfig):
     """Fit the weights with proxy LMs instead of the quality-weighted rule: RegMix or DoReMi.
     The target is the documents matching ``target_expr`` whose id-hash falls in the held-out
     ``target_share``: they are removed from every source's training pool."""
@@ -68,15 +82,6 @@ class FitSpec(_Strict):
     max_ratio: float | None = Field(None, description="RegMix: cap each weight at this multiple of its natural share")
     eta: float = Field(1.0, description="DoReMi: step size of the domain-weight update")
     smoothing: float = Field(1e-3, description="DoReMi: mix of uniform into the weights")
-    budget_tokens: int = Field(100_000, ge=1000, description="training tokens per proxy run")
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 128
-    vocab_size: int = 1024
-    max_doc_tokens: int = 256
-    lr: float = 1e-3
-    device: str = "auto"
     seed: int = 0
 
     @field_validator("method")
