@@ -117,3 +117,23 @@ def test_sigkill_in_every_phase_of_a_fitted_pipeline_then_resume(tmp_path):
     record = json.load(open(run / "run.json"))
     assert record["status"] == "complete" and record["ledger"]["totals"]["balanced"]
     assert record["ledger"]["totals"]["in"] == n_files * per_file
+
+
+def test_checkpoint_survives_another_task_removing_the_shared_folder(tmp_path, monkeypatch):
+    """close() of the last task removes the empty _checkpoints/; a task creating its own
+    checkpoint folder at that moment must not fail (seen once under Ray with 4 tasks on 2 CPUs)."""
+    from textcurate.io import attributes
+
+    store = attributes.AttributeWriter(str(tmp_path / "attrs" / "step"), 3, {"x": "int64"}, checkpoint_every=1)
+    real = os.makedirs
+    calls = {"n": 0}
+
+    def racing_makedirs(path, exist_ok=False, **kw):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the parent vanished between creating it and creating the child
+            raise FileNotFoundError(path)
+        return real(path, exist_ok=exist_ok, **kw)
+
+    monkeypatch.setattr(attributes.os, "makedirs", racing_makedirs)
+    store.add("a", {"x": 1}, new=True)
+    assert calls["n"] >= 2 and os.listdir(store.ckpt_dir)  # retried, and the part is written

@@ -69,7 +69,13 @@ class AttributeWriter:
     def checkpoint(self) -> None:
         if not self._new:
             return
-        os.makedirs(self.ckpt_dir, exist_ok=True)
+        for attempt in range(10):
+            try:
+                os.makedirs(self.ckpt_dir, exist_ok=True)
+                break
+            except FileNotFoundError:  # another task removed the empty _checkpoints/ between our two mkdirs
+                if attempt == 9:
+                    raise
         path = os.path.join(self.ckpt_dir, f"part-{self._n_parts:06d}.parquet")
         tmp = path + ".tmp"
         pq.write_table(pa.Table.from_pylist(self._new, schema=self.schema), tmp)
