@@ -144,3 +144,22 @@ def test_model_size_sets_the_budget_and_the_cost_of_repetition():
     assert plan.repetition_cost > 0
     fresh = plan_mixture([Source("a", 100e9)], model_params=1e9)
     assert fresh.repetition_cost == pytest.approx(0, abs=1e-12)
+
+
+def test_smollm2_tokenizer_without_converting_the_model(tmp_path, monkeypatch):
+    """Token counting with `tokenizer: smollm2` reads the tokenizer from the packaged GGUF once
+    and keeps it; it does not convert the 135M model."""
+    pytest.importorskip("gguf")
+    from textcurate.engines import smollm
+    from textcurate.mix.accounting import make_tokenize
+
+    monkeypatch.setenv("TEXTCURATE_CACHE", str(tmp_path / "model"))
+    try:
+        smollm.smollm2_gguf()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    tokenize = make_tokenize("smollm2")
+    ids = tokenize(["Photosynthesis turns light into sugar."])[0]
+    assert 4 <= len(ids) <= 12 and max(ids) < 49152
+    assert (tmp_path / "model-tokenizer" / "tokenizer_config.json").exists()
+    assert not (tmp_path / "model").exists()  # no model conversion

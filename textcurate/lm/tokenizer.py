@@ -29,9 +29,9 @@ class LMTokenizer:
         from transformers import AutoTokenizer
 
         if path == "smollm2":
-            from textcurate.engines.smollm import smollm2_dequantised
+            from textcurate.engines.smollm import smollm2_tokenizer
 
-            path = smollm2_dequantised()
+            path = smollm2_tokenizer()
         tok = AutoTokenizer.from_pretrained(path)
         eos = tok.eos_token_id if tok.eos_token_id is not None else 0
         return cls(tok, eos, len(tok), "hf")
