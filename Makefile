@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) bench/edu_score.py
 	$(PY) bench/kmeans.py
 	$(PY) bench/semdedup.py
+	$(PY) bench/mixture.py
 
 clean:
 	rm -rf runs .pytest_cache
