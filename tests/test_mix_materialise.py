@@ -46,8 +46,8 @@ def test_sampled_token_count_is_within_its_stated_error(tmp_path, tokenize):
 
     _corpus(str(tmp_path / "c"), (("markdown", 400),))
     docs = list(read_documents(str(tmp_path / "c")))
-    exact = count_sources(docs, lambda d: "all", tokenize, sample=0)["all"]
-    est = count_sources(docs, lambda d: "all", tokenize, sample=60)["all"]
+    exact = count_sources((("all", d) for d in docs), tokenize, sample=0)["all"]
+    est = count_sources((("all", d) for d in docs), tokenize, sample=60)["all"]
     assert exact.exact and exact.tokens == sum(len(t) for t in tokenize([d.text for d in docs]))
     assert not est.exact and est.sampled_documents == 60 and est.documents == exact.documents == 400
     assert est.chars == exact.chars

@@ -117,15 +117,12 @@ def make_tokenize(tokenizer: str, batch_size: int = 256):
     return tokenize
 
 
-def count_sources(docs, source_of, tokenize, sample: int = 2000, seed: int = 0,
+def count_sources(pairs, tokenize, sample: int = 2000, seed: int = 0,
                   attributes: list[str] = ("edu_score", "edu_int", "difficulty")) -> dict[str, SourceCount]:
-    """One pass over ``docs``; ``source_of(doc)`` names the document's source (None: not counted).
-    Returns {source: SourceCount}, in order of first appearance."""
+    """One pass over ``pairs`` of (source name, document). Returns {source: SourceCount}, in
+    order of first appearance."""
     counters: dict[str, _Counter] = {}
-    for doc in docs:
-        name = source_of(doc)
-        if name is None:
-            continue
+    for name, doc in pairs:
         if name not in counters:
             counters[name] = _Counter(name, sample, seed, list(attributes))
         counters[name].add(doc)

@@ -35,7 +35,7 @@ SCHEMA = pa.schema([("id", pa.string()), ("doc_id", pa.string()), ("source", pa.
 HASH_SPACE = 2 ** 64
 
 
-def _draws(ids: list[str], tokens: np.ndarray, target: float, seed: int) -> np.ndarray:
+def draw_copies(ids: list[str], tokens: np.ndarray, target: float, seed: int) -> np.ndarray:
     """Copies of each document so that their tokens reach ``target``: full passes, then a
     partial pass in seeded hash order until the running total crosses the target."""
     total = float(tokens.sum())
@@ -98,7 +98,7 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
     stats = {}
     for name, row in planned.items():
         t = np.asarray(toks[name], dtype=np.float64)
-        c = _draws(ids[name], t, row.train_tokens, seed)
+        c = draw_copies(ids[name], t, row.train_tokens, seed)
         copies[name] = {i: int(k) for i, k in zip(ids[name], c) if k}
         stats[name] = {"documents": len(ids[name]), "unique_tokens": int(t.sum()),
                        "planned_tokens": row.train_tokens, "realised_tokens": int((c * t).sum()),

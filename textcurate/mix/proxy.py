@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from textcurate.io.records import stable_hash
-from textcurate.mix.materialise import _draws
+from textcurate.mix.materialise import draw_copies
 from textcurate.mix.regmix import clip_to_bounds, fit_regression, sample_mixtures, search_simplex
 from textcurate.mix.spec import ProxyConfig
 
@@ -67,7 +67,7 @@ class ProxyLab:
         out = []
         for n, w in zip(self.names, weights):
             lengths = np.array([len(t) + 1 for t in self.docs[n]], dtype=np.float64)
-            copies = _draws(self.ids[n], lengths, w * self.cfg.budget_tokens, seed=0)
+            copies = draw_copies(self.ids[n], lengths, w * self.cfg.budget_tokens, seed=0)
             for doc, k in zip(self.docs[n], copies):
                 out.extend([doc] * int(k))
         return out

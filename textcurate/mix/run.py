@@ -77,7 +77,7 @@ def run_plan(spec: MixSpec, out: str, default_path: str | None = None, materiali
     from textcurate.mix.accounting import make_tokenize
 
     if default_path is not None:
-        spec, default_path = bind_run(spec, default_path), None
+        spec = bind_run(spec, default_path)
 
     os.makedirs(out, exist_ok=True)
     tokenize = make_tokenize(spec.tokenizer) if (spec.group_by is not None or any(s.path for s in spec.sources)) \
@@ -85,7 +85,7 @@ def run_plan(spec: MixSpec, out: str, default_path: str | None = None, materiali
     from textcurate.io.rejects import read_rejects
 
     rejects_dir = os.path.join(out, "rejects")
-    counts = count(spec, default_path, tokenize, rejects_dir)
+    counts = count(spec, tokenize, rejects_dir)
     rejected = read_rejects(rejects_dir)
     sources = planner_sources(spec, counts)
     fitted = None
@@ -112,7 +112,7 @@ def run_plan(spec: MixSpec, out: str, default_path: str | None = None, materiali
             raise ValueError("materialise needs sources read from files (a path or group_by), not only token counts")
         from textcurate.mix.materialise import materialise as write_mixture
 
-        result["mixture"] = write_mixture(plan, lambda: documents_of(spec, default_path), os.path.join(out, "mixture"),
+        result["mixture"] = write_mixture(plan, lambda: documents_of(spec), os.path.join(out, "mixture"),
                                           tokenize, seed=spec.seed, shard_bytes=spec.shard_bytes, progress=progress)
     return result
 

@@ -17,7 +17,7 @@ def group_value(doc, field: str) -> str:
     return MISSING if v is None else str(v)
 
 
-def assigner(spec: MixSpec, path: str | None) -> Callable:
+def assigner(spec: MixSpec, path: str) -> Callable:
     """doc -> source name (or None) for documents read from ``path``. A document goes to the
     first listed source whose path and ``where`` match, else to its group_by value."""
     from textcurate.select.expr import Expr
@@ -37,26 +37,24 @@ def assigner(spec: MixSpec, path: str | None) -> Callable:
     return source_of
 
 
-def iter_paths(spec: MixSpec, default_path: str | None = None) -> list[str | None]:
+def iter_paths(spec: MixSpec) -> list[str]:
     paths = [s.path for s in spec.sources if s.path is not None]
     if spec.group_by is not None:
-        paths.append(spec.group_by.path if spec.group_by.path is not None else default_path)
+        if spec.group_by.path is None:
+            raise ValueError("group_by.path: missing (only a pipeline's mix block may leave it out)")
+        paths.append(spec.group_by.path)
     return list(dict.fromkeys(paths))
 
 
-def documents_of(spec: MixSpec, default_path: str | None = None, rejects_folder: str | None = None
-                 ) -> Iterator[tuple[str, object]]:
+def documents_of(spec: MixSpec, rejects_folder: str | None = None) -> Iterator[tuple[str, object]]:
     """(source, document) for every document of every counted source, one pass per path; bad
     records go to ``rejects_folder``/N/ (N: the path's position), named by file, line and field."""
     import os
 
     from textcurate.io.readers import read_documents
 
-    for i, path in enumerate(iter_paths(spec, default_path)):
-        gspec = spec
-        if spec.group_by is not None and spec.group_by.path is None:
-            gspec = spec.model_copy(update={"group_by": spec.group_by.model_copy(update={"path": default_path})})
-        source_of = assigner(gspec, path)
+    for i, path in enumerate(iter_paths(spec)):
+        source_of = assigner(spec, path)
         rejects = os.path.join(rejects_folder, f"{i:03d}") if rejects_folder else None
         for doc in read_documents(path, rejects_folder=rejects):
             name = source_of(doc)
@@ -64,28 +62,14 @@ def documents_of(spec: MixSpec, default_path: str | None = None, rejects_folder:
                 yield name, doc
 
 
-def count(spec: MixSpec, default_path: str | None = None, tokenize=None, rejects_folder: str | None = None
-          ) -> dict[str, SourceCount]:
+def count(spec: MixSpec, tokenize=None, rejects_folder: str | None = None) -> dict[str, SourceCount]:
     """Counts of every source read from files (sources given by ``tokens`` are not counted)."""
-    if spec.group_by is not None and spec.group_by.path is None and default_path is None:
-        raise ValueError("group_by.path: missing (only a pipeline's mix block may leave it out)")
-    if not iter_paths(spec, default_path):
+    if not iter_paths(spec):
         return {}
     tokenize = tokenize or make_tokenize(spec.tokenizer)
-    pairs = documents_of(spec, default_path, rejects_folder)
-    names: dict[int, str] = {}
-
-    def docs():
-        for name, doc in pairs:
-            names[id(doc)] = name
-            yield doc
-
-    def source_of(doc):
-        return names.pop(id(doc))
-
-    return count_sources(docs(), source_of, tokenize, sample=spec.sample, seed=spec.seed,
-                         attributes=list(dict.fromkeys(spec.attributes + ([spec.quality_from] if spec.quality_from
-                                                                           else []))))
+    attributes = list(dict.fromkeys(spec.attributes + ([spec.quality_from] if spec.quality_from else [])))
+    return count_sources(documents_of(spec, rejects_folder), tokenize, sample=spec.sample,
+                         seed=spec.seed, attributes=attributes)
 
 
 def planner_sources(spec: MixSpec, counts: dict[str, SourceCount]) -> list[Source]:
