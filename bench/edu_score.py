@@ -56,6 +56,39 @@ def plain_loop(texts: list[str], head, max_tokens: int, batch_size: int = 32) ->
     return np.concatenate(out)
 
 
+def padded_tokens(lengths: list[int], batches: list[list[int]]) -> int:
+    """Token positions a forward pass computes: each batch is padded to its longest member."""
+    return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
+
+def flops_per_position(config, seq: int) -> float:
+    """Matmul FLOPs of one BERT position at padded length ``seq``: the four attention
+    projections, the two FFN layers, and the two attention products (scores and mixing)."""
+    h, i = config.hidden_size, config.intermediate_size
+    return config.num_hidden_layers * 2 * (4 * h * h + 2 * h * i + 2 * seq * h)
+
+
+def work(lengths: list[int], batches: list[list[int]], config) -> float:
+    return sum(len(b) * (s := max(lengths[i] for i in b)) * flops_per_position(config, s) for b in batches)
+
+
+def gemm_ceiling(config) -> float:
+    """This CPU's fp32 matmul rate (GFLOP/s) on the model's own layer shapes, at 8,192 rows."""
+    import torch
+
+    h, i = config.hidden_size, config.intermediate_size
+    x = {k: torch.randn(8192, k) for k in (h, i)}
+    rates = []
+    for k, n in ((h, h), (h, i), (i, h)):
+        w = torch.randn(k, n)
+        x[k] @ w
+        t0 = time.perf_counter()
+        for _ in range(10):
+            x[k] @ w
+        rates.append(2 * 8192 * k * n * 10 / (time.perf_counter() - t0) / 1e9)
+    return float(np.mean(rates))
+
+
 def main() -> None:
     from datatrove.data import Document
 
@@ -91,6 +124,20 @@ def main() -> None:
     cs = np.array([r["edu_score"] for r in rows])
     to_head = np.mean([r["edu_path"] == "head" for r in rows])
 
+    # Where the time goes: the matmul FLOPs each loop computes (padding included) against
+    # this CPU's fp32 matmul ceiling, measured now on the model's own layer shapes.
+    model = exact._embedder.load()
+    config = model[0].auto_model.config
+    budget = max_tokens * 12
+    lengths = [len(x) for x in model.tokenizer([t[:budget] for t in texts], truncation=True,
+                                               max_length=max_tokens)["input_ids"]]
+    arrival = [list(range(i, min(i + 32, len(texts)))) for i in range(0, len(texts), 32)]
+    order = list(np.argsort(-np.array(lengths), kind="stable"))
+    bs = exact._embedder.batch_size
+    by_length = [order[i:i + bs] for i in range(0, len(order), bs)]
+    peak = gemm_ceiling(config)
+    w_peer, w_ours = work(lengths, arrival, config) / 1e9, work(lengths, by_length, config) / 1e9
+
     n = len(texts)
     print(f"\n{n} documents from the local file tree, MiniLM truncated to {max_tokens} tokens, head {args.classifier}")
     print(f"peer: transformers loop, arrival order, fp32     : {n / t_peer:8.1f} docs/s")
@@ -100,6 +147,14 @@ def main() -> None:
     print(f"textcurate edu_score (cascade, band 1.5-3.5)     : {n / t_casc:8.1f} docs/s   "
           f"ratio {t_peer / t_casc:.2f}x   to head {to_head:.1%}   spearman vs exact {spearman(cs, ours):.4f}   "
           f"same edu_int {np.mean(np.clip(np.round(cs), 0, 5) == np.clip(np.round(ours), 0, 5)):.1%}")
+    print(f"\nroofline: fp32 matmul ceiling of this CPU on MiniLM's layer shapes {peak:.0f} GFLOP/s")
+    print(f"  peer computes {padded_tokens(lengths, arrival):,} token positions ({w_peer:.0f} GFLOP): "
+          f"{w_peer / t_peer:.0f} GFLOP/s = {w_peer / t_peer / peak:.0%} of the ceiling")
+    print(f"  exact path computes {padded_tokens(lengths, by_length):,} ({w_ours:.0f} GFLOP): "
+          f"{w_ours / t_ours:.0f} GFLOP/s = {w_ours / t_ours / peak:.0%} of the ceiling")
+    print(f"  best an exact fp32 path can do here: {w_peer / w_ours:.2f}x (less padding) x "
+          f"{peak * t_peer / w_peer:.2f}x (peer's distance to the ceiling) = "
+          f"{w_peer / w_ours * peak * t_peer / w_peer:.2f}x")
 
 
 if __name__ == "__main__":
