@@ -6,6 +6,17 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# Python's own module docstrings: real, distinct prose (none is a paraphrase of another)
+STDLIB_MODULES = [
+    "argparse", "logging", "json", "csv", "sqlite3", "asyncio", "unittest", "pathlib", "subprocess",
+    "threading", "collections", "itertools", "functools", "datetime", "decimal", "fractions", "statistics",
+    "random", "heapq", "bisect", "difflib", "textwrap", "string", "re", "struct", "zipfile", "tarfile",
+    "shutil", "tempfile", "pickle", "copy", "pprint", "enum", "typing", "dataclasses", "contextlib", "abc",
+    "io", "os", "calendar", "hashlib", "hmac", "base64", "uuid", "socket", "ssl", "http.client",
+    "urllib.parse", "email", "configparser", "queue", "multiprocessing", "inspect", "ast", "dis", "tokenize",
+    "timeit", "pdb", "doctest", "warnings", "locale", "gettext", "codecs", "operator", "ipaddress", "shlex",
+    "optparse", "webbrowser", "runpy", "pkgutil", "lzma", "zlib", "traceback", "tracemalloc"]
+
 
 def write_jsonl(path, records, compress=None):
     """records: dicts (dumped as JSON) or raw bytes lines (written as they are)."""

@@ -13,21 +13,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import STDLIB_MODULES as MODULES
 from conftest import read_output_docs, write_jsonl
 from textcurate.cluster.kmeans import SphericalKMeans, partition_inertia
 from textcurate.cluster.prune import allocate, paper_rule
 from textcurate.cluster.semdedup import dedup_cluster, keep_order
 
 DATA = Path(__file__).parent / "data"
-# Python's own module docstrings: real, distinct prose (none is a paraphrase of another)
-MODULES = ["argparse", "logging", "json", "csv", "sqlite3", "asyncio", "unittest", "pathlib", "subprocess",
-           "threading", "collections", "itertools", "functools", "datetime", "decimal", "fractions", "statistics",
-           "random", "heapq", "bisect", "difflib", "textwrap", "string", "re", "struct", "zipfile", "tarfile",
-           "shutil", "tempfile", "pickle", "copy", "pprint", "enum", "typing", "dataclasses", "contextlib", "abc",
-           "io", "os", "calendar", "hashlib", "hmac", "base64", "uuid", "socket", "ssl", "http.client",
-           "urllib.parse", "email", "configparser", "queue", "multiprocessing", "inspect", "ast", "dis", "tokenize",
-           "timeit", "pdb", "doctest", "warnings", "locale", "gettext", "codecs", "operator", "ipaddress", "shlex",
-           "optparse", "webbrowser", "runpy", "pkgutil", "lzma", "zlib", "traceback", "tracemalloc"]
 DOCUMENTED_EPS = 0.25  # MiniLM: paraphrases 0.80-0.94 cosine, distinct texts here <= 0.64 (README)
 
 

@@ -129,6 +129,20 @@ def _water_fill(u: np.ndarray, q: np.ndarray, cap: np.ndarray, budget: float, rd
     return solve_between(lowest * math.exp(-1e4 / rd_star), lowest)
 
 
+def resolve_budget(budget_tokens: float | None, model_params: float | None,
+                   tokens_per_param: float = CHINCHILLA_TOKENS_PER_PARAM) -> tuple[float, float, str]:
+    """(budget, model size, where the size came from): the one not given follows from the
+    other by ``tokens_per_param``."""
+    if budget_tokens is None and model_params is None:
+        raise PlanError("give a token budget, a model size, or both")
+    params_source = "given"
+    if budget_tokens is None:
+        budget_tokens = model_params * tokens_per_param
+    if model_params is None:
+        model_params, params_source = budget_tokens / tokens_per_param, "chinchilla"
+    return budget_tokens, model_params, params_source
+
+
 def plan_mixture(sources: list[Source], budget_tokens: float | None = None, model_params: float | None = None,
                  law: DataConstrainedLaw = LAW, tokens_per_param: float = CHINCHILLA_TOKENS_PER_PARAM) -> Plan:
     """Weights and epochs per source. Give the budget, the model size, or both; with only the
@@ -141,13 +155,7 @@ def plan_mixture(sources: list[Source], budget_tokens: float | None = None, mode
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise PlanError(f"source names must be unique: {names}")
-    if budget_tokens is None and model_params is None:
-        raise PlanError("give a token budget, a model size, or both")
-    params_source = "given"
-    if budget_tokens is None:
-        budget_tokens = model_params * tokens_per_param
-    if model_params is None:
-        model_params, params_source = budget_tokens / tokens_per_param, "chinchilla"
+    budget_tokens, model_params, params_source = resolve_budget(budget_tokens, model_params, tokens_per_param)
     if budget_tokens <= 0:
         raise PlanError(f"the token budget must be positive, got {budget_tokens}")
     for s in sources:

@@ -12,15 +12,10 @@ import os
 
 import numpy as np
 
-from textcurate.mix.planner import Plan, plan_mixture
+from textcurate.io.records import write_json_atomic
+from textcurate.mix.planner import Plan, plan_mixture, resolve_budget
 from textcurate.mix.sources import count, documents_of, planner_sources
 from textcurate.mix.spec import MixSpec
-
-
-def _write_json(path: str, data: dict) -> None:
-    with open(path + ".tmp", "w") as fh:
-        json.dump(data, fh, indent=1, default=str)
-    os.replace(path + ".tmp", path)
 
 
 RUN = "@run"  # in a pipeline's mix block: the documents that run kept
@@ -56,8 +51,8 @@ def fit_weights(spec: MixSpec, out: str, sources=None, log=print) -> dict:
     log(f"fit ({f.method}): {len(domains)} domains, target {len(target)} documents ({f.target_expr!r}, "
         f"{f.target_share:.0%} held out), {f.budget_tokens:,} tokens per proxy")
     upper = None
-    budget = spec.budget_tokens or (spec.model_params or 0) * spec.tokens_per_param
-    if sources is not None and budget:  # a source's epoch cap bounds its weight: w_i <= cap_i U_i / budget
+    if sources is not None and (spec.budget_tokens or spec.model_params):
+        budget = resolve_budget(spec.budget_tokens, spec.model_params, spec.tokens_per_param)[0]  # a source's epoch cap bounds its weight: w_i <= cap_i U_i / budget
         caps = {s.name: s.max_epochs * s.tokens / budget if s.max_epochs is not None else 1.0 for s in sources}
         upper = np.array([min(1.0, caps.get(n, 1.0)) for n in lab.names])
     if f.method == "regmix":
@@ -68,7 +63,7 @@ def fit_weights(spec: MixSpec, out: str, sources=None, log=print) -> dict:
         res["upper_bounds"] = dict(zip(lab.names, upper.tolist()))
     res["weights"] = dict(zip(res["domains"], res["weights"]))
     res["target_documents"] = len(target)
-    _write_json(os.path.join(out, "fit.json"), res)
+    write_json_atomic(os.path.join(out, "fit.json"), res)
     return res
 
 
@@ -102,8 +97,8 @@ def run_plan(spec: MixSpec, out: str, default_path: str | None = None, materiali
               "rejected": {"count": len(rejected), "folder": rejects_dir, "first": rejected[:5]}}
     if fitted is not None:
         result["fit"] = fitted
-    _write_json(os.path.join(out, "plan.json"), result)
-    _write_json(os.path.join(out, "card.json"), {"kind": "mixture_plan", "method": plan.method,
+    write_json_atomic(os.path.join(out, "plan.json"), result)
+    write_json_atomic(os.path.join(out, "card.json"), {"kind": "mixture_plan", "method": plan.method,
                                                  "budget_tokens": plan.budget_tokens,
                                                  "sources": [r.name for r in plan.rows]})
     do_mix = spec.materialise if materialise is None else materialise

@@ -23,6 +23,7 @@ from datatrove.pipeline.base import PipelineStep
 from textcurate import __version__
 from textcurate.config import ConfigError, PipelineConfig
 from textcurate.io.readers import FileTreeReader, HFDatasetReader, JsonlReader, ParquetReader
+from textcurate.io.records import write_json_atomic
 from textcurate.io.rejects import read_rejects, reject_kind
 from textcurate.io.writers import make_writer
 from textcurate.registry import STAGES, RunPaths
@@ -112,13 +113,6 @@ def _versions() -> dict:
             else "", "python": platform.python_version()}
 
 
-def _write_json(path: str, data: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, default=str)
-    os.replace(tmp, path)
-
-
 def prepare_run_dir(cfg: PipelineConfig, overwrite: bool = False) -> str:
     run_dir = os.path.abspath(cfg.output.path)
     record_path = os.path.join(run_dir, "run.json")
@@ -149,7 +143,7 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
     record = {"name": cfg.name, "status": "running", "fingerprint": cfg.fingerprint(),
               "config": cfg.model_dump(mode="json"), "versions": _versions(),
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    _write_json(record_path, record)
+    write_json_atomic(record_path, record)
 
     reader = build_reader(cfg, paths)
     stages = build_stages(cfg, paths)
@@ -167,7 +161,7 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
         if tasks_done(fit_dir) < cfg.executor.tasks:  # slurm returns once the jobs are submitted
             record.update(status="incomplete", waiting_for=f"fit-{name}",
                           ledger={"tasks": tasks_done(fit_dir), "steps": [], "totals": {}})
-            _write_json(record_path, record)
+            write_json_atomic(record_path, record)
             return record
         artifacts = os.path.join(run_dir, "artifacts", name)
         os.makedirs(artifacts, exist_ok=True)
@@ -193,7 +187,7 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
     ledger = aggregate(logs)
     if ledger["tasks"] < cfg.executor.tasks:
         record.update(status="incomplete", ledger=ledger)
-        _write_json(record_path, record)
+        write_json_atomic(record_path, record)
         return record
     rejects = read_rejects(paths.rejects)
     by_reason: dict[str, int] = {}
@@ -204,7 +198,7 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
                   rejects={"count": len(rejects), "by_reason": by_reason},
                   finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   wall_seconds=round(time.time() - started, 2))
-    _write_json(record_path, record)
+    write_json_atomic(record_path, record)
     if cfg.evaluate is not None:
         if not cfg.output.write_documents:
             raise ConfigError("evaluate needs output.write_documents: it trains on the documents the run wrote")
@@ -216,7 +210,7 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
         record["evaluate"] = {"file": os.path.join(run_dir, "evaluate", "evaluate.json"),
                               "selections": [{k: s[k] for k in ("name", "requested", "fraction", "multiplier")}
                                              for s in result["selections"]]}
-        _write_json(record_path, record)
+        write_json_atomic(record_path, record)
     if cfg.mix is not None:
         if not cfg.output.write_documents:
             raise ConfigError("mix needs output.write_documents: it plans the documents the run wrote")
@@ -233,7 +227,7 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
                          "epochs": {r["name"]: r["epochs"] for r in result["plan"]["rows"]},
                          "realised_tokens": mixture.get("realised_tokens"),
                          "within_tolerance": mixture.get("within_tolerance")}
-        _write_json(record_path, record)
+        write_json_atomic(record_path, record)
     if report:
         from textcurate.report.html import write_report
 
