@@ -73,6 +73,36 @@ def test_projection_is_batch_invariant_and_seeded(real_grads):
         assert not torch.allclose(other, whole)
 
 
+@pytest.mark.parametrize("kind", ["rademacher", "gaussian", "sparse"])
+def test_projection_matrix_is_a_function_of_seed_row_and_column(kind):
+    # entries come from a counter-based hash, not a device's generator stream: the block size
+    # (and so how the matrix is cut) changes nothing, and the entries have the stated law
+    eye = torch.eye(3000)
+    whole = Projector(3000, 96, kind, seed=3, block=3000).project(eye)
+    cut = Projector(3000, 96, kind, seed=3, block=77, cache_bytes=0).project(eye)
+    assert torch.equal(whole, cut)
+    r = whole * (96 ** 0.5 if kind != "sparse" else 1)  # rows of R itself
+    if kind == "rademacher":
+        assert set(r.unique().tolist()) == {-1.0, 1.0}
+    if kind == "sparse":
+        assert torch.equal((r != 0).sum(1), torch.ones(3000, dtype=torch.long))  # one bucket per coordinate
+    assert abs(float(r.mean())) < 0.02 * (1 if kind != "sparse" else 1 / 96 ** 0.5)
+    if kind != "sparse":
+        assert abs(float(r.pow(2).mean()) - 1) < 0.02
+        corr = torch.corrcoef(r.T)  # columns are independent
+        assert float((corr - torch.eye(96)).abs().max()) < 0.1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kind", ["rademacher", "gaussian", "sparse"])
+def test_projection_is_the_same_on_cpu_and_cuda(kind):
+    g = torch.randn(8, 50_000, generator=torch.Generator().manual_seed(0))
+    cpu = Projector(50_000, 512, kind, seed=5).project(g)
+    gpu = Projector(50_000, 512, kind, seed=5).project(g.cuda()).cpu()
+    torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-3)
+
+
 def test_parameter_choice(real_grads):
     _, pg, _, _ = real_grads
     model = GPT(GPTConfig(vocab_size=100, block_size=16, n_layer=3, n_head=2, n_embd=16))

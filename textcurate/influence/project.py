@@ -2,13 +2,21 @@
 
 ``Projector(dim_in, k, kind, seed)`` maps [batch, dim_in] to [batch, k]:
 - ``rademacher`` (TRAK's default) and ``gaussian``: R has i.i.d. +-1 or N(0, 1) entries and
-  the projection is g R / sqrt(k). R is generated block by block (rows ``[i, i + block)`` of R
-  from a generator seeded by ``(seed, i / block)``) on the gradient's device, so any batch
-  sees the very same matrix and the whole of it never exists at once. When it fits in
-  ``cache_bytes`` it is generated once and kept.
+  the projection is g R / sqrt(k). R is generated block by block on the gradient's device, so
+  any batch sees the very same matrix and the whole of it never exists at once. When it fits
+  in ``cache_bytes`` it is generated once and kept.
 - ``sparse``: a count sketch: every input coordinate goes to one of k buckets with a random
-  sign (both drawn from the seed, block by block). One pass, no multiplications; inner
-  products are preserved in expectation with the same 1/sqrt(k) error scale.
+  sign. One pass, no multiplications; inner products are preserved in expectation with the
+  same 1/sqrt(k) error scale.
+
+Entries are not drawn from torch's generators, whose streams differ between the CPU and
+CUDA (features projected on a GPU would not be comparable with features projected on a
+CPU). Each entry comes from a counter-based hash of (seed, row, column) in exact int64
+arithmetic, as TRAK's CUDA kernel derives its entries from a counter: the same matrix on
+every device and for every block size. One 32-bit hash gives 32 Rademacher signs (its bits)
+or four ``gaussian`` entries: a 256-level discretised normal of unit variance, one table
+lookup per byte (a random projection needs only i.i.d. zero-mean, unit-variance,
+sub-Gaussian entries, which these are).
 """
 
 from __future__ import annotations
@@ -18,6 +26,43 @@ import math
 import torch
 
 KINDS = ("rademacher", "gaussian", "sparse")
+_M32 = 0xFFFFFFFF
+_MUL = 0x45D9F3B  # below 2^27, so a 32-bit value times it stays below 2^63: no overflow anywhere
+
+
+def mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash (two xor-shift-multiply rounds) of int64 values: exact integer
+    arithmetic, so the same bits on the CPU and on CUDA. Returns int64 in [0, 2^32)."""
+    x = x & _M32
+    x = ((x >> 16) ^ x) * _MUL & _M32
+    x = ((x >> 16) ^ x) * _MUL & _M32
+    return (x >> 16) ^ x
+
+
+def _mix32_int(v: int) -> int:
+    """mix32 of a Python int (a seed's salt)."""
+    v &= _M32
+    v = ((v >> 16) ^ v) * _MUL & _M32
+    v = ((v >> 16) ^ v) * _MUL & _M32
+    return (v >> 16) ^ v
+
+
+_TABLES: dict[tuple[str, str], torch.Tensor] = {}
+
+
+def _table(kind: str, device) -> torch.Tensor:
+    """rademacher: byte -> its 8 bits as +-1 (low bit first), [256, 8]. gaussian: byte -> the
+    standard normal quantile at its midpoint, scaled to unit variance, [256, 1]."""
+    key = (kind, str(device))
+    if key not in _TABLES:
+        if kind == "rademacher":
+            t = ((torch.arange(256).unsqueeze(1) >> torch.arange(8)) & 1).float() * 2 - 1
+        else:
+            u = (torch.arange(256, dtype=torch.float64) + 0.5) / 256
+            z = math.sqrt(2) * torch.erfinv(2 * u - 1)
+            t = (z / z.pow(2).mean().sqrt()).float().unsqueeze(1)
+        _TABLES[key] = t.to(device)
+    return _TABLES[key]
 
 
 class Projector:
@@ -31,21 +76,24 @@ class Projector:
         self.cache_bytes = cache_bytes
         self._cache: dict[str, list[torch.Tensor]] = {}
 
-    def _generator(self, index: int, device) -> torch.Generator:
-        g = torch.Generator(device=device)
-        g.manual_seed((self.seed * 1_000_003 + index) % (2 ** 63))
-        return g
+    def _rows(self, start: int, rows: int, device) -> torch.Tensor:
+        """One 32-bit key per row of R, from the seed and the row's index."""
+        r = torch.arange(start, start + rows, device=device, dtype=torch.int64)
+        return mix32(mix32((r & _M32) ^ _mix32_int(self.seed)) + (r >> 32))
 
-    def _dense_block(self, index: int, rows: int, device) -> torch.Tensor:
-        g = self._generator(index, device)
-        if self.kind == "gaussian":
-            return torch.randn(rows, self.k, generator=g, device=device)
-        return torch.randint(0, 2, (rows, self.k), generator=g, device=device, dtype=torch.int8).float().mul_(2).sub_(1)
+    def _dense_block(self, start: int, rows: int, device) -> torch.Tensor:
+        """Rows of R: 32-bit hash words per (row, word column), split into bytes and unpacked
+        through a table: 8 Rademacher signs or one normal quantile per byte."""
+        hr = self._rows(start, rows, device).unsqueeze(1)
+        words = -(-self.k // (32 if self.kind == "rademacher" else 4))
+        w = mix32(hr ^ mix32(torch.arange(words, device=device) ^ _mix32_int(self.seed + 2)))
+        parts = (w.unsqueeze(-1) >> torch.arange(0, 32, 8, device=device)) & 255
+        return _table(self.kind, device)[parts].view(rows, -1)[:, :self.k]
 
-    def _sparse_block(self, index: int, rows: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        g = self._generator(index, device)
-        buckets = torch.randint(0, self.k, (rows,), generator=g, device=device)
-        signs = torch.randint(0, 2, (rows,), generator=g, device=device, dtype=torch.int8).float().mul_(2).sub_(1)
+    def _sparse_block(self, start: int, rows: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        hr = self._rows(start, rows, device)
+        buckets = mix32(hr ^ _mix32_int(self.seed + 3)) % self.k
+        signs = (mix32(hr ^ _mix32_int(self.seed + 4)) & 1).float().mul_(2).sub_(1)
         return buckets, signs
 
     def _blocks(self, device):
@@ -56,10 +104,10 @@ class Projector:
         per_block = self.block * (self.k if self.kind != "sparse" else 2) * 4
         keep = per_block * math.ceil(self.dim_in / self.block) <= self.cache_bytes
         made = []
-        for index, start in enumerate(range(0, self.dim_in, self.block)):
+        for start in range(0, self.dim_in, self.block):
             rows = min(self.block, self.dim_in - start)
-            blk = (self._sparse_block(index, rows, device) if self.kind == "sparse"
-                   else self._dense_block(index, rows, device))
+            blk = (self._sparse_block(start, rows, device) if self.kind == "sparse"
+                   else self._dense_block(start, rows, device))
             if keep:
                 made.append((start, rows, blk))
             yield start, rows, blk
