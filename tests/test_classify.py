@@ -139,3 +139,25 @@ def test_hf_sequence_classification_model_loads_as_scorer(tmp_path):
         want = [model.eval()(**tok(d.text, return_tensors="pt")).logits.item() for d in docs]
     assert [r["edu_score"] for r in rows] == pytest.approx(want, abs=1e-4)
     assert {r["edu_path"] for r in rows} == {"hf"}
+
+
+def test_embedder_computes_in_fp32_on_cpu_whatever_the_checkpoint_stores(tmp_path):
+    # a half-precision copy of MiniLM (what bench/gpu/pack.py carries to a GPU machine) gives
+    # fp32 weights on the CPU, and the same vectors as the original up to fp16 rounding
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from textcurate.embed.embedder import Embedder, resolve_model
+
+    src = resolve_model("minilm")
+    half = tmp_path / "minilm-fp16"
+    shutil.copytree(src, half, ignore=shutil.ignore_patterns("model.safetensors"))
+    save_file({k: v.half() for k, v in load_file(os.path.join(src, "model.safetensors")).items()},
+              str(half / "model.safetensors"), metadata={"format": "pt"})
+    texts = ["Photosynthesis turns light into chemical energy.", "def add(a, b):\n    return a + b"]
+    e_half = Embedder(str(half), device="cpu")
+    got = e_half.encode(texts)
+    assert {p.dtype for p in e_half.load().parameters()} == {torch.float32}
+    ref = Embedder("minilm", device="cpu").encode(texts)
+    assert float((got * ref).sum(1).min()) > 0.999

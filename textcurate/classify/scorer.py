@@ -36,13 +36,15 @@ class EduScore(Scorer):
     default_checkpoint_every = 1024
 
     def __init__(self, classifier: str, cascade: bool = False, band: tuple[float, float] = (1.5, 3.5),
-                 device: str = "auto", max_tokens: int | None = None, trust_remote_code: bool = False, **kwargs):
+                 device: str = "auto", max_tokens: int | None = None, model: str | None = None,
+                 trust_remote_code: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier
         self.cascade = cascade
         self.band = tuple(band)
         self.device = device
         self.max_tokens = max_tokens
+        self.model = model  # the card's embedder from another place (a local copy of the same model)
         self.trust_remote_code = trust_remote_code
         self._loaded = False
 
@@ -67,7 +69,8 @@ class EduScore(Scorer):
             if self.cascade and self._ngram is None:
                 raise ValueError(f"{self.classifier}: cascade needs ngram.safetensors, which this classifier lacks")
             emb = self.card["embedder"]
-            self._embedder = Embedder(emb["model"], max_tokens=self.max_tokens or emb["max_tokens"], device=self.device)
+            self._embedder = Embedder(self.model or emb["model"], max_tokens=self.max_tokens or emb["max_tokens"],
+                                      device=self.device)
             self._mode = "head"
         self._loaded = True
 

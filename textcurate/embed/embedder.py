@@ -49,11 +49,11 @@ def pick_device(device: str = "auto") -> str:
 
 
 class Embedder:
-    def __init__(self, model: str = "minilm", max_tokens: int = 256, batch_size: int = 32, device: str = "auto",
+    def __init__(self, model: str = "minilm", max_tokens: int = 256, batch_size: int | None = None, device: str = "auto",
                  dtype: str = "auto", normalize: bool = True, trust_remote_code: bool = False):
         self.model_name = model
         self.max_tokens = max_tokens
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # None: 32 on a CPU (more buys nothing there), 512 on a GPU
         self.device = device
         self.dtype = dtype
         self.normalize = normalize
@@ -62,7 +62,9 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        return self.load().get_embedding_dimension()
+        model = self.load()
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension  # ST < 6.2
+        return get()
 
     def load(self):
         if self._model is None:
@@ -74,9 +76,14 @@ class Embedder:
                                               trust_remote_code=self.trust_remote_code)
             self._model.max_seq_length = self.max_tokens
             self._model.eval()
-            if device.startswith("cuda") and self.dtype in ("auto", "float16", "bfloat16"):
-                self._model.to(torch.bfloat16 if self.dtype in ("auto", "bfloat16") else torch.float16)
+            # weights in the dtype the path computes in, whatever the checkpoint stores: a
+            # half-precision checkpoint on a CPU would otherwise run 5x slower (MiniLM here) and
+            # not in the fp32 this path promises; bf16 on a CPU comes from autocast instead
+            want = {"auto": torch.bfloat16, "bfloat16": torch.bfloat16, "float16": torch.float16}
+            self._model.to(want.get(self.dtype, torch.float32) if device.startswith("cuda") else torch.float32)
             self._device = device
+            if self.batch_size is None:
+                self.batch_size = 512 if device.startswith("cuda") else 32
         return self._model
 
     def _autocast(self):

@@ -27,7 +27,7 @@ class Embed(Scorer):
     default_batch_size = 256
     default_checkpoint_every = 1024
 
-    def __init__(self, model: str = "minilm", max_tokens: int = 256, encode_batch_size: int = 32,
+    def __init__(self, model: str = "minilm", max_tokens: int = 256, encode_batch_size: int | None = None,
                  device: str = "auto", dtype: str = "auto", features_folder: str | None = None, **kwargs):
         super().__init__(attributes_folder=features_folder, **kwargs)
         self.embedder = Embedder(model, max_tokens=max_tokens, batch_size=encode_batch_size, device=device,
