@@ -41,6 +41,7 @@ class TransformersEngine(Engine):
         self.trust_remote_code = trust_remote_code
         self.max_input_tokens = max_input_tokens
         self._lm = self._tok = None
+        self.tokens_generated = 0  # new tokens written so far (padding after an early stop not counted)
 
     def _load(self):
         if self._lm is None:
@@ -85,7 +86,9 @@ class TransformersEngine(Engine):
                 kwargs["tokenizer"] = tok
             with torch.inference_mode():
                 gen = lm.generate(**enc, **kwargs)
-            for row in gen[:, enc["input_ids"].shape[1]:]:
+            new = gen[:, enc["input_ids"].shape[1]:]
+            self.tokens_generated += int((new != tok.pad_token_id).sum())
+            for row in new:
                 text = tok.decode(row, skip_special_tokens=True)
                 for s in params.stop:  # stop strings are not part of the answer
                     text = text.split(s)[0]

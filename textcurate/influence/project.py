@@ -71,8 +71,7 @@ class Projector:
         if kind not in KINDS:
             raise ValueError(f"projection kind must be one of {KINDS}, got {kind!r}")
         self.dim_in, self.k, self.kind, self.seed = dim_in, k, kind, seed
-        # rows of R per block: about 32 MB of float32 at a time
-        self.block = block or max(1, min(dim_in, (32 << 20) // (4 * k)))
+        self.block = block  # rows of R per block; None: by device and kind (see _rows_per_block)
         self.cache_bytes = cache_bytes
         self._cache: dict[str, list[torch.Tensor]] = {}
 
@@ -96,16 +95,25 @@ class Projector:
         signs = (mix32(hr ^ _mix32_int(self.seed + 4)) & 1).float().mul_(2).sub_(1)
         return buckets, signs
 
+    def _rows_per_block(self, device) -> int:
+        """Rows of R generated at a time: about 32 MB of float32 on a CPU, 512 MB on a GPU (fewer,
+        larger kernels); a count sketch's row is 2 numbers, not k. The entries do not depend
+        on it (they are a function of seed, row and column)."""
+        if self.block:
+            return self.block
+        budget = (512 << 20) if torch.device(device).type == "cuda" else (32 << 20)
+        return max(1, min(self.dim_in, budget // (4 * (2 if self.kind == "sparse" else self.k))))
+
     def _blocks(self, device):
         key = str(device)
         if key in self._cache:
             yield from self._cache[key]
             return
-        per_block = self.block * (self.k if self.kind != "sparse" else 2) * 4
-        keep = per_block * math.ceil(self.dim_in / self.block) <= self.cache_bytes
+        block = self._rows_per_block(device)
+        keep = self.dim_in * (self.k if self.kind != "sparse" else 2) * 4 <= self.cache_bytes
         made = []
-        for start in range(0, self.dim_in, self.block):
-            rows = min(self.block, self.dim_in - start)
+        for start in range(0, self.dim_in, block):
+            rows = min(block, self.dim_in - start)
             blk = (self._sparse_block(start, rows, device) if self.kind == "sparse"
                    else self._dense_block(start, rows, device))
             if keep:
