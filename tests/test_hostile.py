@@ -2,7 +2,6 @@
 
 import os
 
-import orjson
 
 from conftest import read_output_docs, write_jsonl
 from textcurate.io.readers import FileTreeReader

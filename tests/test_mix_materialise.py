@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from textcurate.mix.accounting import count_sources, make_tokenize

@@ -73,7 +73,7 @@ class SelectParams(_Params):
 class EmbedParams(ScorerParams):
     model: str = Field("minilm", description="sentence-transformers id or path; 'minilm' = the packaged MiniLM")
     max_tokens: int = 256
-    encode_batch_size: int = 32
+    encode_batch_size: int | None = Field(None, description="texts per forward pass; None: 32 on a CPU, 512 on a GPU")
     device: str = "auto"
     dtype: str = "auto"
 

@@ -67,6 +67,7 @@ class SphericalKMeans:
         self.centroids: np.ndarray | None = None
         self.sim_quantiles: np.ndarray | None = None
         self.card: dict = {}
+        self.lloyd: dict = {}
 
     # --- fitting ---------------------------------------------------------------------------------
     def _backend(self) -> str:
@@ -96,6 +97,7 @@ class SphericalKMeans:
                      "init": self.init, "seed": self.seed, "backend": backend, "device": resolve_device(self.device),
                      "inertia": partition_inertia(x, labels), "mean_cosine": float(sims.mean()),
                      "empty_clusters": int((sizes == 0).sum()), "fit_seconds": round(fit_s, 3),
+                     "lloyd_seconds": round(self.lloyd["seconds"], 3) if backend == "torch" else None,
                      "textcurate": __version__}
         return self
 
@@ -148,6 +150,7 @@ class SphericalKMeans:
             c = torch.from_numpy(self._init_centroids(x)).to(device)
         else:
             c = xt[torch.from_numpy(rng.choice(n, self.k, replace=False)).to(device)].clone()
+        t0 = time.perf_counter()  # Lloyd's iterations alone (the seeding above is sequential work)
         for _ in range(self.niter):
             labels, sims = _assign_torch(xt, c)
             sums = torch.zeros_like(c).index_add_(0, labels, xt)
@@ -157,7 +160,9 @@ class SphericalKMeans:
                 far = torch.argsort(sims)[: len(empty)]
                 sums[empty] = xt[far]
             c = torch.nn.functional.normalize(sums, dim=1)
-        return c.float().cpu().numpy()
+        out = c.float().cpu().numpy()  # (waits for the device)
+        self.lloyd = {"points": n, "seconds": time.perf_counter() - t0}
+        return out
 
     # --- applying ----------------------------------------------------------------------------------
     def assign(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -59,6 +59,7 @@ class Embedder:
         self.normalize = normalize
         self.trust_remote_code = trust_remote_code
         self._model = None
+        self.tokens_encoded = 0
 
     @property
     def dim(self) -> int:
@@ -106,6 +107,7 @@ class Embedder:
         tok = model.tokenizer
         enc = tok([t[:budget] for t in texts], truncation=True, max_length=self.max_tokens, padding=False)
         lengths = np.array([len(ids) for ids in enc["input_ids"]])
+        self.tokens_encoded += int(lengths.sum())  # what the model saw, after truncation
         order = np.argsort(-lengths, kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         with torch.inference_mode(), self._autocast():

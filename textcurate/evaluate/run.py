@@ -25,7 +25,7 @@ import numpy as np
 
 from textcurate.evaluate.curves import RandomCurve, multiplier, summarize
 from textcurate.evaluate.spec import EvaluateSpec
-from textcurate.io.records import hash_share, stable_hash
+from textcurate.io.records import hash_share, stable_hash, write_json_atomic
 
 
 
@@ -192,9 +192,7 @@ def evaluate(docs: list, spec: EvaluateSpec, out_dir: str, target_docs: list | N
         if domains is not None:
             row["target_loss_by_domain"] = {str(v): float(ts[domains == v].sum() / tc[domains == v].sum())
                                             for v in sorted(set(domains)) if tc[domains == v].sum()}
-        with open(path + ".tmp", "w") as fh:
-            json.dump(row, fh, indent=1)
-        os.replace(path + ".tmp", path)
+        write_json_atomic(path, row, indent=1)
         log(f"  {key:34s} fraction {row['fraction']:.3f}  epochs {row['epochs']:6.2f}  target loss "
             f"{row['target_loss']:.4f}  ({res.seconds:.0f} s)")
         return row

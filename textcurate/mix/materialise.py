@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from textcurate.io.records import stable_hash
+from textcurate.io.records import stable_hash, write_json_atomic
 from textcurate.mix.planner import Plan
 
 SCHEMA = pa.schema([("id", pa.string()), ("doc_id", pa.string()), ("source", pa.string()), ("epoch", pa.int32()),
@@ -126,13 +126,15 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
 
     for name, doc in documents():
         k = copies.get(name, {}).get(doc.id, 0)
+        if not k:
+            continue
+        meta = json.dumps({k2: v for k2, v in doc.metadata.items() if not k2.startswith("__")}, default=str)
+        n_tokens = tok_index[name][doc.id]
         for epoch in range(k):
             key = stable_hash(f"{name}\x00{doc.id}\x00{epoch}", seed)
             b = key * buckets // HASH_SPACE
-            meta = {k2: v for k2, v in doc.metadata.items() if not k2.startswith("__")}
             pending[b].append({"id": f"{doc.id}#{epoch}", "doc_id": doc.id, "source": name, "epoch": epoch,
-                               "text": doc.text, "tokens": tok_index[name][doc.id],
-                               "metadata": json.dumps(meta, default=str), "key": key})
+                               "text": doc.text, "tokens": n_tokens, "metadata": meta, "key": key})
             if len(pending[b]) >= 1024:
                 write(b)
     for b in range(buckets):
@@ -155,9 +157,7 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
               "sources": stats, "shards": buckets, "seed": seed, "within_tolerance": bool(ok),
               "documents_outside_the_plan": unplanned,
               "tolerance": "per source, |realised - planned| <= its largest document's tokens"}
-    with open(ledger_path + ".tmp", "w") as fh:
-        json.dump(result, fh, indent=1)
-    os.replace(ledger_path + ".tmp", ledger_path)
+    write_json_atomic(ledger_path, result, indent=1)
     return result
 
 

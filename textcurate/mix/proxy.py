@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from textcurate.io.records import stable_hash
+from textcurate.io.records import stable_hash, write_json_atomic
 from textcurate.mix.materialise import draw_copies
 from textcurate.mix.regmix import clip_to_bounds, fit_regression, sample_mixtures, search_simplex
 from textcurate.mix.spec import ProxyConfig
@@ -92,9 +92,8 @@ class ProxyLab:
         s, n = heldout_loss(model, self.target, self.tok.eos_id, c.block_size, device=c.device)
         loss = float(s.sum() / n.sum())
         if path:
-            with open(path + ".tmp", "w") as fh:
-                json.dump({"weights": dict(zip(self.names, w.tolist())), "seed": seed, "target_loss": loss}, fh)
-            os.replace(path + ".tmp", path)
+            write_json_atomic(path, {"weights": dict(zip(self.names, w.tolist())), "seed": seed,
+                                     "target_loss": loss}, indent=None)
         self.log(f"  proxy {', '.join(f'{n} {x:.2f}' for n, x in zip(self.names, w))}: target loss {loss:.4f} "
                  f"({time.time() - t0:.0f} s)")
         return loss

@@ -52,7 +52,8 @@ def fit_weights(spec: MixSpec, out: str, sources=None, log=print) -> dict:
         f"{f.target_share:.0%} held out), {f.budget_tokens:,} tokens per proxy")
     upper = None
     if sources is not None and (spec.budget_tokens or spec.model_params):
-        budget = resolve_budget(spec.budget_tokens, spec.model_params, spec.tokens_per_param)[0]  # a source's epoch cap bounds its weight: w_i <= cap_i U_i / budget
+        # a source's epoch cap bounds its weight: w_i <= cap_i U_i / budget
+        budget = resolve_budget(spec.budget_tokens or None, spec.model_params, spec.tokens_per_param)[0]
         caps = {s.name: s.max_epochs * s.tokens / budget if s.max_epochs is not None else 1.0 for s in sources}
         upper = np.array([min(1.0, caps.get(n, 1.0)) for n in lab.names])
     if f.method == "regmix":

@@ -20,6 +20,8 @@ from typing import Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from textcurate.io.records import write_json_atomic
+
 
 class Fitted:
     needs_fit = True
@@ -62,9 +64,7 @@ class Fitted:
 
     def save_decision(self, path: str) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path + ".tmp", "w") as fh:  # the file marks a finished fit: never leave half of one
-            json.dump(self.decision, fh, indent=2, default=str)
-        os.replace(path + ".tmp", path)
+        write_json_atomic(path, self.decision)  # the file marks a finished fit: never leave half of one
 
 
 def _chunks(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
