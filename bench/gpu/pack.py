@@ -36,6 +36,7 @@ def minilm_fp16(target: str) -> None:
     weights = load_file(os.path.join(source, "model.safetensors"))
     save_file({k: v.half().contiguous() for k, v in weights.items()}, os.path.join(tmp, "model.safetensors"),
               metadata={"format": "pt"})
+    os.chmod(os.path.join(tmp, "model.safetensors"), 0o644)
     os.replace(tmp, target)
 
 

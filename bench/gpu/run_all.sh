@@ -17,7 +17,7 @@ rows="$out/rows.jsonl"
 log="$out/log.txt"
 : >"$rows"
 : >"$log"
-export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=true
 
 if [ "${1:-}" = "--smoke" ]; then
   # the same scripts on the CPU, and only the imports the H200 image (plus the wheels) allows
@@ -36,17 +36,20 @@ else
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
   fi
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$log"
-  limit=110  # 5 stages: at most 550 s, inside one call of 600
+  limit=100  # 5 stages: at most 525 s with the kills, inside one call of 600
 fi
 "$PY" -c "import torch, transformers, sentence_transformers as st; print('torch', torch.__version__, \
 'transformers', transformers.__version__, 'sentence-transformers', st.__version__)" | tee -a "$log"
+
+finish() { "$PY" bench/gpu/table.py "$rows" --expect edu_score,kmeans,semdedup,influence,generate | tee "$out/table.md"; }
+trap 'finish; exit 1' INT TERM  # killed from outside: still leave the table of what finished
 
 stage() {  # stage NAME SCRIPT ARGS...: run one script under a time limit; a crash is a failed row
   local name=$1 script=$2
   shift 2
   echo "== $name" | tee -a "$log"
   local t0=$SECONDS
-  timeout "$limit" "$PY" "bench/gpu/$script" "${sizes[@]}" --json "$rows" "$@" >>"$log" 2>&1
+  timeout -k 5 "$limit" "$PY" "bench/gpu/$script" "${sizes[@]}" --json "$rows" "$@" >>"$log" 2>&1
   local rc=$?
   grep "^RESULT $name" "$log" | tail -1
   if ! grep -q "\"stage\": \"$name\"" "$rows"; then
@@ -61,4 +64,5 @@ stage semdedup semdedup.py
 stage influence influence.py
 stage generate generate.py --tokenizer "$assets/smollm2-tok"
 
-"$PY" bench/gpu/table.py "$rows" --expect edu_score,kmeans,semdedup,influence,generate | tee "$out/table.md"
+trap - INT TERM
+finish
