@@ -26,9 +26,9 @@ def minilm_fp16(target: str) -> None:
 
     from textcurate.embed.embedder import resolve_model
 
-    source = resolve_model("minilm")
     if os.path.exists(os.path.join(target, "model.safetensors")):
         return
+    source = resolve_model("minilm")
     tmp = target + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("model.safetensors", "*.onnx", "onnx", "openvino",
@@ -41,12 +41,13 @@ def minilm_fp16(target: str) -> None:
 
 
 def smollm2_tokenizer(target: str) -> None:
+    if os.path.exists(os.path.join(target, "tokenizer_config.json")):
+        return
     from transformers import AutoTokenizer
 
     from textcurate.engines.smollm import smollm2_tokenizer as cached
 
-    if not os.path.exists(os.path.join(target, "tokenizer_config.json")):
-        AutoTokenizer.from_pretrained(cached()).save_pretrained(target)
+    AutoTokenizer.from_pretrained(cached()).save_pretrained(target)
 
 
 # files no GPU stage reads, dropped from a carried wheel to fit the 64 MiB a call carries
