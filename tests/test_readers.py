@@ -118,3 +118,19 @@ def test_skip_and_limit_count_every_record(run_cfg, tmp_path):
     read = record["ledger"]["steps"][0]
     assert read["kept"] == 12 and read["dropped"] == 4 and read["in"] == 16  # nothing read past the limit
     assert record["ledger"]["totals"]["balanced"]
+
+
+def test_read_documents_takes_a_single_jsonl_or_parquet_file(tmp_path):
+    # a path to one data file is read as that format, not as a file tree whose one document
+    # is the whole file (what os.walk of a file path, which lists nothing, used to lead to)
+    from textcurate.io.readers import read_documents
+
+    lines = b'{"id": "a", "text": "first"}\n{"id": "b", "text": "second"}\n'
+    (tmp_path / "x.jsonl").write_bytes(lines)
+    (tmp_path / "x.jsonl.gz").write_bytes(gzip.compress(lines))
+    pq.write_table(pa.table({"id": ["p", "q"], "text": ["one", "two"]}), tmp_path / "y.parquet")
+    for name, ids in (("x.jsonl", ["a", "b"]), ("x.jsonl.gz", ["a", "b"]), ("y.parquet", ["p", "q"])):
+        assert [d.id for d in read_documents(str(tmp_path / name))] == ids, name
+    notes = tmp_path / "notes.txt"
+    notes.write_text("plain prose is a file tree of one document")
+    assert [d.text for d in read_documents(str(notes))] == ["plain prose is a file tree of one document"]

@@ -358,12 +358,14 @@ class FileTreeReader(_Validating, BaseReader):
 
 
 def read_documents(path: str, fmt: str | None = None, rejects_folder: str | None = None):
-    """Documents from a run folder (its documents/), a JSONL or Parquet folder, or a file tree.
-    Bad records are skipped with a warning, and written to ``rejects_folder`` when given."""
+    """Documents from a run folder (its documents/), a JSONL or Parquet folder or file, or a file
+    tree. Bad records are skipped with a warning, and written to ``rejects_folder`` when given."""
     if os.path.exists(os.path.join(path, "run.json")):
         path = os.path.join(path, "documents")
     if fmt is None:
-        names = [n for _, _, files in os.walk(path) for n in files]
+        # a single file is judged by its own name (os.walk of a file lists nothing)
+        names = [os.path.basename(path)] if os.path.isfile(path) else \
+            [n for _, _, files in os.walk(path) for n in files]
         fmt = "parquet" if names and all(n.endswith(".parquet") for n in names) else \
             "jsonl" if names and all(".jsonl" in n or n.endswith(".json") for n in names) else "file_tree"
     if fmt == "file_tree":
