@@ -187,3 +187,32 @@ def test_bad_records_in_a_source_are_rejected_named_and_the_plan_goes_on(tmp_pat
     assert "00000.jsonl" in reasons and "00001.jsonl" in reasons and '"line"' in reasons
     assert sum(c["documents"] for c in result["counts"].values()) == 102  # the good ones, all counted
     assert result["mixture"]["within_tolerance"]
+
+
+def test_exact_accounting_hands_its_counts_to_materialising(tmp_path, monkeypatch):
+    from conftest import write_jsonl
+
+    # with exact counts (sample 0) every document is tokenised once in all, not once to count
+    # and again to materialise; the mixture is the same either way
+    from textcurate.mix.run import run_plan
+    from textcurate.mix.spec import MixSpec
+
+    src = tmp_path / "in"
+    for name, n in (("a", 40), ("b", 25)):
+        write_jsonl(src / f"{name}.jsonl", [{"id": f"{name}{i}", "text": f"{name} lesson {i} " * (3 + i % 7)}
+                                           for i in range(n)])
+    calls = []
+    base = make_tokenize("minilm")
+
+    def counting(texts):
+        calls.extend(texts)
+        return base(texts)
+
+    spec = {"sources": [{"name": "a", "path": str(src / "a.jsonl")}, {"name": "b", "path": str(src / "b.jsonl")}],
+            "budget_tokens": 3000, "tokenizer": "minilm", "sample": 0, "materialise": True}
+    monkeypatch.setattr("textcurate.mix.accounting.make_tokenize", lambda _name: counting)
+    once = run_plan(MixSpec(**spec), str(tmp_path / "once"))
+    assert len(calls) == 65  # each document exactly once
+    assert once["mixture"]["within_tolerance"]
+    rows = read_mixture(str(tmp_path / "once" / "mixture")).to_pylist()
+    assert rows and all(r["tokens"] == len(ids) for r, ids in zip(rows, base([r["text"] for r in rows])))

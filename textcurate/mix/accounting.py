@@ -47,14 +47,31 @@ class SourceCount:
 
 
 class _Counter:
-    """Streaming counts of one source: exact docs and chars, a bottom-k sample for tokens."""
+    """Streaming counts of one source: exact docs and chars; tokens of every document (sample
+    0: tokenised in batches as they stream past, never held) or of a bottom-k sample.
+    ``doc_tokens``, when given, receives {(source, id): tokens} of every document tokenised
+    while the count is exact, so that materialising does not tokenise them again."""
 
-    def __init__(self, name: str, sample: int, seed: int, attributes: list[str]):
+    FLUSH = 512
+
+    def __init__(self, name: str, sample: int, seed: int, attributes: list[str], tokenize=None,
+                 doc_tokens: dict | None = None):
         self.count = SourceCount(name)
         self.sample, self.seed = sample, seed
+        self.tokenize, self.doc_tokens = tokenize, doc_tokens
         self._heap: list = []  # (-hash, id, text): the `sample` smallest hashes
-        self._all: list[str] | None = [] if sample == 0 else None
+        self._pending: list = [] if sample == 0 else None  # (id, text) waiting for a tokenizer batch
+        self._exact_tokens = 0.0
         self._attrs = {a: [] for a in attributes}
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        for (doc_id, _), ids in zip(self._pending, self.tokenize([t for _, t in self._pending])):
+            self._exact_tokens += len(ids)
+            if self.doc_tokens is not None:
+                self.doc_tokens[(self.count.name, doc_id)] = len(ids)
+        self._pending.clear()
 
     def add(self, doc) -> None:
         c = self.count
@@ -64,8 +81,10 @@ class _Counter:
             v = doc.metadata.get(a)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                 values.append(float(v))
-        if self._all is not None:
-            self._all.append(doc.text)
+        if self._pending is not None:
+            self._pending.append((doc.id, doc.text))
+            if len(self._pending) >= self.FLUSH:
+                self._flush()
             return
         key = -stable_hash(doc.id, self.seed)
         if len(self._heap) < self.sample:
@@ -73,14 +92,22 @@ class _Counter:
         elif key > self._heap[0][0]:
             heapq.heapreplace(self._heap, (key, doc.id, doc.text))
 
-    def finish(self, tokenize) -> SourceCount:
+    def finish(self) -> SourceCount:
         c = self.count
-        texts = self._all if self._all is not None else [t for _, _, t in self._heap]
+        if self._pending is not None:  # sample 0: every document was tokenised on the way
+            self._flush()
+            c.sampled_documents, c.tokens, c.exact, c.token_error = c.documents, self._exact_tokens, True, 0.0
+            self._summarise_attributes()
+            return c
+        texts = [t for _, _, t in self._heap]
         lengths = np.array([len(t) for t in texts], dtype=np.float64)
-        tokens = np.array([len(ids) for ids in tokenize(texts)], dtype=np.float64) if texts else np.zeros(0)
+        tokens = np.array([len(ids) for ids in self.tokenize(texts)], dtype=np.float64) if texts else np.zeros(0)
         c.sampled_documents = len(texts)
         if len(texts) == c.documents:  # every document tokenised: exact
             c.tokens, c.exact, c.token_error = float(tokens.sum()), True, 0.0
+            if self.doc_tokens is not None:
+                for (_, doc_id, _), n in zip(self._heap, tokens):
+                    self.doc_tokens[(c.name, doc_id)] = int(n)
         else:
             ratio = tokens.sum() / max(lengths.sum(), 1.0)
             n, big_n = len(texts), c.documents
@@ -88,12 +115,16 @@ class _Counter:
             var_ratio = (1 - n / big_n) * resid.var(ddof=1) / (n * lengths.mean() ** 2) if n > 1 else float("inf")
             c.tokens, c.exact = float(ratio * c.chars), False
             c.token_error = float(math.sqrt(var_ratio) / ratio) if ratio > 0 else float("inf")
+        self._summarise_attributes()
+        return c
+
+    def _summarise_attributes(self) -> None:
+        c = self.count
         for a, values in self._attrs.items():
             if values:
                 v = np.asarray(values)
                 c.attributes[a] = {"mean": float(v.mean()), "n": len(v),
                                    **{f"p{int(q * 100)}": float(np.quantile(v, q)) for q in QUANTILES}}
-        return c
 
 
 def make_tokenize(tokenizer: str, batch_size: int = 256):
@@ -118,12 +149,13 @@ def make_tokenize(tokenizer: str, batch_size: int = 256):
 
 
 def count_sources(pairs, tokenize, sample: int = 2000, seed: int = 0,
-                  attributes: list[str] = ("edu_score", "edu_int", "difficulty")) -> dict[str, SourceCount]:
+                  attributes: list[str] = ("edu_score", "edu_int", "difficulty"),
+                  doc_tokens: dict | None = None) -> dict[str, SourceCount]:
     """One pass over ``pairs`` of (source name, document). Returns {source: SourceCount}, in
-    order of first appearance."""
+    order of first appearance. ``doc_tokens``: see ``_Counter``."""
     counters: dict[str, _Counter] = {}
     for name, doc in pairs:
         if name not in counters:
-            counters[name] = _Counter(name, sample, seed, list(attributes))
+            counters[name] = _Counter(name, sample, seed, list(attributes), tokenize, doc_tokens)
         counters[name].add(doc)
-    return {name: c.finish(tokenize) for name, c in counters.items()}
+    return {name: c.finish() for name, c in counters.items()}

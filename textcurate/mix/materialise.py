@@ -57,9 +57,11 @@ def draw_copies(ids: list[str], tokens: np.ndarray, target: float, seed: int) ->
 
 
 def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_bytes: int = 256 * 2**20,
-                progress=None) -> dict:
+                progress=None, known_tokens: dict | None = None) -> dict:
     """``documents``: a callable returning a fresh iterator of (source, Document); it is called
-    twice. Writes OUT/part-NNNNN.parquet and OUT/mixture.json (the realised ledger)."""
+    twice. ``known_tokens``: {(source, id): tokens} already counted (by exact accounting); only
+    the other documents are tokenised. Writes OUT/part-NNNNN.parquet and OUT/mixture.json (the
+    realised ledger)."""
     ledger_path = os.path.join(out, "mixture.json")
     fingerprint = hashlib.sha256(json.dumps([[r.name, r.train_tokens] for r in plan.rows] + [seed],
                                             sort_keys=True).encode()).hexdigest()[:16]
@@ -85,12 +87,18 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
             toks[name].append(len(ids_))
         batch.clear()
 
+    known = known_tokens or {}
     for name, doc in documents():
         if name not in planned:
             unplanned += 1
             continue
-        batch.append((name, doc))
         nbytes += len(doc.text)
+        n = known.get((name, doc.id))
+        if n is not None:
+            ids[name].append(doc.id)
+            toks[name].append(n)
+            continue
+        batch.append((name, doc))
         if len(batch) >= 512:
             flush()
     flush()

@@ -81,7 +81,9 @@ def run_plan(spec: MixSpec, out: str, default_path: str | None = None, materiali
     from textcurate.io.rejects import read_rejects
 
     rejects_dir = os.path.join(out, "rejects")
-    counts = count(spec, tokenize, rejects_dir)
+    do_mix = spec.materialise if materialise is None else materialise
+    doc_tokens: dict = {}  # exact per-document counts, handed to materialising
+    counts = count(spec, tokenize, rejects_dir, doc_tokens if do_mix else None)
     rejected = read_rejects(rejects_dir)
     sources = planner_sources(spec, counts)
     fitted = None
@@ -102,14 +104,14 @@ def run_plan(spec: MixSpec, out: str, default_path: str | None = None, materiali
     write_json_atomic(os.path.join(out, "card.json"), {"kind": "mixture_plan", "method": plan.method,
                                                  "budget_tokens": plan.budget_tokens,
                                                  "sources": [r.name for r in plan.rows]})
-    do_mix = spec.materialise if materialise is None else materialise
     if do_mix:
         if tokenize is None:
             raise ValueError("materialise needs sources read from files (a path or group_by), not only token counts")
         from textcurate.mix.materialise import materialise as write_mixture
 
         result["mixture"] = write_mixture(plan, lambda: documents_of(spec), os.path.join(out, "mixture"),
-                                          tokenize, seed=spec.seed, shard_bytes=spec.shard_bytes, progress=progress)
+                                          tokenize, seed=spec.seed, shard_bytes=spec.shard_bytes, progress=progress,
+                                          known_tokens=doc_tokens)
     return result
 
 
