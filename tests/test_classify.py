@@ -131,12 +131,17 @@ def test_hf_sequence_classification_model_loads_as_scorer(tmp_path):
     model.save_pretrained(tmp_path / "hf")
     tok.save_pretrained(tmp_path / "hf")
     assert json.load(open(tmp_path / "hf" / "config.json"))["architectures"] == ["BertForSequenceClassification"]
-    docs = [Document(text=t, id=str(i)) for i, t in enumerate(["one text", "another, longer text here"])]
+    # lengths from two words to far past the 512-token limit, in no order: scored in
+    # length-sorted batches, each must equal the model on that text alone (truncated at 512)
+    texts = ["one text", "another, longer text here"] + [" ".join(["word"] * n) + f" {n}" for n in
+                                                         (700, 3, 90, 5000, 40, 1, 260)] + ["mixed " * 33]
+    docs = [Document(text=t, id=str(i)) for i, t in enumerate(texts)]
     scorer = EduScore(str(tmp_path / "hf"))
     scorer.setup(0)
     rows = scorer.score(docs)
     with torch.no_grad():
-        want = [model.eval()(**tok(d.text, return_tensors="pt")).logits.item() for d in docs]
+        want = [model.eval()(**tok(d.text, return_tensors="pt", truncation=True, max_length=512)).logits.item()
+                for d in docs]
     assert [r["edu_score"] for r in rows] == pytest.approx(want, abs=1e-4)
     assert {r["edu_path"] for r in rows} == {"hf"}
 

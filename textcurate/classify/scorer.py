@@ -56,10 +56,13 @@ class EduScore(Scorer):
 
             from textcurate.embed.embedder import pick_device
 
+            import torch
+
             self._device = pick_device(self.device)
             self._tok = AutoTokenizer.from_pretrained(self.classifier, trust_remote_code=self.trust_remote_code)
+            dtype = torch.bfloat16 if self._device.startswith("cuda") else torch.float32
             self._hf = AutoModelForSequenceClassification.from_pretrained(
-                self.classifier, trust_remote_code=self.trust_remote_code).to(self._device).eval()
+                self.classifier, dtype=dtype, trust_remote_code=self.trust_remote_code).to(self._device).eval()
             self._mode = "hf"
         else:
             from textcurate.classify.heads import load_artifact
@@ -75,15 +78,24 @@ class EduScore(Scorer):
         self._loaded = True
 
     def _hf_scores(self, texts: list[str]) -> np.ndarray:
+        """As the embedder does: texts cut to a character budget before tokenising, batches
+        formed by token length (little padding), bf16 on a GPU; scores in input order."""
         import torch
 
-        out = []
-        for i in range(0, len(texts), 32):
-            enc = self._tok(texts[i:i + 32], truncation=True, max_length=self.max_tokens or 512, padding=True,
-                            return_tensors="pt").to(self._device)
+        out = np.zeros(len(texts), np.float32)
+        if not texts:
+            return out
+        limit = self.max_tokens or 512
+        enc = self._tok([t[:limit * 12] for t in texts], truncation=True, max_length=limit, padding=False)
+        order = np.argsort(-np.array([len(ids) for ids in enc["input_ids"]]), kind="stable")
+        size = 256 if self._device.startswith("cuda") else 32
+        for start in range(0, len(order), size):
+            idx = order[start:start + size]
+            batch = self._tok.pad({k: [enc[k][i] for i in idx] for k in enc.keys()}, return_tensors="pt")
             with torch.inference_mode():
-                out.append(self._hf(**enc).logits.float().squeeze(-1).cpu().numpy().reshape(-1))
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+                logits = self._hf(**batch.to(self._device)).logits
+            out[idx] = logits.float().squeeze(-1).cpu().numpy().reshape(-1)
+        return out
 
     def head_scores(self, docs: list[Document]) -> np.ndarray:
         import torch
