@@ -82,16 +82,13 @@ class EduScore(Scorer):
         formed by token length (little padding), bf16 on a GPU; scores in input order."""
         import torch
 
+        from textcurate.embed.embedder import length_batches
+
         out = np.zeros(len(texts), np.float32)
         if not texts:
             return out
-        limit = self.max_tokens or 512
-        enc = self._tok([t[:limit * 12] for t in texts], truncation=True, max_length=limit, padding=False)
-        order = np.argsort(-np.array([len(ids) for ids in enc["input_ids"]]), kind="stable")
         size = 256 if self._device.startswith("cuda") else 32
-        for start in range(0, len(order), size):
-            idx = order[start:start + size]
-            batch = self._tok.pad({k: [enc[k][i] for i in idx] for k in enc.keys()}, return_tensors="pt")
+        for idx, batch in length_batches(self._tok, texts, self.max_tokens or 512, size):
             with torch.inference_mode():
                 logits = self._hf(**batch.to(self._device)).logits
             out[idx] = logits.float().squeeze(-1).cpu().numpy().reshape(-1)

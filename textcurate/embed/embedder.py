@@ -31,6 +31,22 @@ def resolve_model(model: str) -> str:
     return model
 
 
+CHARS_PER_TOKEN = 12  # a text is cut to max_tokens x this many characters before tokenising: generous for
+# any tokenizer, and a 100 kB document is not tokenised whole to keep its first few hundred tokens
+
+
+def length_batches(tokenizer, texts: list[str], max_tokens: int, batch_size: int):
+    """Yields (indices into ``texts``, padded batch of tensors): texts cut to a character budget,
+    tokenised and truncated to ``max_tokens``, grouped longest first so that little padding is
+    computed."""
+    enc = tokenizer([t[:max_tokens * CHARS_PER_TOKEN] for t in texts], truncation=True, max_length=max_tokens,
+                    padding=False)
+    order = np.argsort(-np.array([len(ids) for ids in enc["input_ids"]]), kind="stable")
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        yield idx, tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc.keys()}, return_tensors="pt")
+
+
 def cpu_has_bf16() -> bool:
     try:
         with open("/proc/cpuinfo") as fh:
@@ -103,17 +119,10 @@ class Embedder:
         model = self.load()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        budget = self.max_tokens * 12  # characters: generous for any tokenizer, far below huge documents
-        tok = model.tokenizer
-        enc = tok([t[:budget] for t in texts], truncation=True, max_length=self.max_tokens, padding=False)
-        lengths = np.array([len(ids) for ids in enc["input_ids"]])
-        self.tokens_encoded += int(lengths.sum())  # what the model saw, after truncation
-        order = np.argsort(-lengths, kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         with torch.inference_mode(), self._autocast():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start:start + self.batch_size]
-                batch = tok.pad({k: [enc[k][i] for i in idx] for k in enc.keys()}, return_tensors="pt")
+            for idx, batch in length_batches(model.tokenizer, texts, self.max_tokens, self.batch_size):
+                self.tokens_encoded += int(batch["attention_mask"].sum())  # what the model saw, after truncation
                 batch = {k: v.to(self._device) for k, v in batch.items()}
                 emb = model(batch)["sentence_embedding"].float()
                 if self.normalize:

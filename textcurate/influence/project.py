@@ -41,10 +41,7 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
 
 def _mix32_int(v: int) -> int:
     """mix32 of a Python int (a seed's salt)."""
-    v &= _M32
-    v = ((v >> 16) ^ v) * _MUL & _M32
-    v = ((v >> 16) ^ v) * _MUL & _M32
-    return (v >> 16) ^ v
+    return int(mix32(torch.tensor(v & _M32, dtype=torch.int64)))
 
 
 _TABLES: dict[tuple[str, str], torch.Tensor] = {}
