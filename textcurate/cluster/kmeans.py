@@ -67,7 +67,7 @@ class SphericalKMeans:
         self.centroids: np.ndarray | None = None
         self.sim_quantiles: np.ndarray | None = None
         self.card: dict = {}
-        self.lloyd: dict = {}
+        self._lloyd_seconds: float | None = None
 
     # --- fitting ---------------------------------------------------------------------------------
     def _backend(self) -> str:
@@ -97,7 +97,7 @@ class SphericalKMeans:
                      "init": self.init, "seed": self.seed, "backend": backend, "device": resolve_device(self.device),
                      "inertia": partition_inertia(x, labels), "mean_cosine": float(sims.mean()),
                      "empty_clusters": int((sizes == 0).sum()), "fit_seconds": round(fit_s, 3),
-                     "lloyd_seconds": round(self.lloyd["seconds"], 3) if backend == "torch" else None,
+                     "lloyd_seconds": round(self._lloyd_seconds, 3) if backend == "torch" else None,
                      "textcurate": __version__}
         return self
 
@@ -161,7 +161,7 @@ class SphericalKMeans:
                 sums[empty] = xt[far]
             c = torch.nn.functional.normalize(sums, dim=1)
         out = c.float().cpu().numpy()  # (waits for the device)
-        self.lloyd = {"points": n, "seconds": time.perf_counter() - t0}
+        self._lloyd_seconds = time.perf_counter() - t0
         return out
 
     # --- applying ----------------------------------------------------------------------------------
