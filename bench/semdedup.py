@@ -38,7 +38,7 @@ def make_store(folder: str, n: int, dim: int, seed: int = 0) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from textcurate.cluster.stage import vectors_column
+    from textcurate.io.files import vectors_column
 
     rng = np.random.default_rng(seed)
     base_n = int(n * 0.7)

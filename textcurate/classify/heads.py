@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from textcurate import __version__
 from textcurate.classify.metrics import macro_f1, regression_report
+from textcurate.io.files import write_json_atomic
 
 
 def make_head(kind: str, dim: int, hidden: int = 256) -> torch.nn.Module:
@@ -71,8 +72,7 @@ def save_artifact(folder: str, head: torch.nn.Module, card: dict, ngram=None) ->
         save_file({k: v.contiguous() for k, v in ngram.state_dict().items()}, os.path.join(folder, "ngram.safetensors"))
     card = {**card, "textcurate_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    with open(os.path.join(folder, "card.json"), "w") as fh:
-        json.dump(card, fh, indent=2)
+    write_json_atomic(os.path.join(folder, "card.json"), card)
 
 
 def load_artifact(folder: str):

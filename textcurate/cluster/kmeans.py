@@ -24,6 +24,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from textcurate import __version__
+from textcurate.io.files import pick_device, write_json_atomic
 
 PLUSPLUS_PER_CLUSTER = 20  # k-means++ seeds from 20 points per cluster (at least 2,000, at most 50,000)
 N_QUANTILES = 101  # sim quantiles per cluster, to place a document's difficulty in its cluster
@@ -34,12 +35,6 @@ def normalize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.maximum(norms, 1e-12)
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def partition_inertia(x: np.ndarray, labels: np.ndarray) -> float:
@@ -73,7 +68,7 @@ class SphericalKMeans:
     def _backend(self) -> str:
         if self.backend != "auto":
             return self.backend
-        return "torch" if resolve_device(self.device) == "cuda" else "faiss"
+        return "torch" if pick_device(self.device) == "cuda" else "faiss"
 
     def fit(self, x: np.ndarray) -> "SphericalKMeans":
         x = normalize(x)
@@ -94,7 +89,7 @@ class SphericalKMeans:
         sizes = np.bincount(labels, minlength=self.k)
         self.card = {"kind": "kmeans", "k": self.k, "dim": d, "sample_size": n,
                      "fit_points": min(n, self.max_points_per_centroid * self.k), "niter": self.niter,
-                     "init": self.init, "seed": self.seed, "backend": backend, "device": resolve_device(self.device),
+                     "init": self.init, "seed": self.seed, "backend": backend, "device": pick_device(self.device),
                      "inertia": partition_inertia(x, labels), "mean_cosine": float(sims.mean()),
                      "empty_clusters": int((sizes == 0).sum()), "fit_seconds": round(fit_s, 3),
                      "lloyd_seconds": round(self._lloyd_seconds, 3) if backend == "torch" else None,
@@ -120,7 +115,7 @@ class SphericalKMeans:
             x = x[np.sort(rng.choice(len(x), m, replace=False))]
         n = len(x)
         trials = 2 + int(np.log(self.k))
-        device = resolve_device(self.device)
+        device = pick_device(self.device)
         xt = torch.from_numpy(np.ascontiguousarray(x)).to(device)
         chosen = [int(rng.integers(n))]
         d2 = (2 - 2 * (xt @ xt[chosen[0]])).clamp_(min=0)
@@ -138,7 +133,7 @@ class SphericalKMeans:
     def _fit_torch(self, x: np.ndarray) -> np.ndarray:
         """Lloyd's iterations on cosine similarity; an empty cluster takes the point that is
         farthest from its own centroid, so k clusters stay k."""
-        device = resolve_device(self.device)
+        device = pick_device(self.device)
         rng = np.random.default_rng(self.seed)
         n = x.shape[0]
         cap = self.max_points_per_centroid * self.k
@@ -169,7 +164,7 @@ class SphericalKMeans:
         """(cluster id, cosine to that centroid) of each vector."""
         if self.centroids is None:
             raise RuntimeError("k-means is not fitted")
-        device = resolve_device(self.device)
+        device = pick_device(self.device)
         c = torch.from_numpy(self.centroids).to(device)
         labels, sims = [], []
         for start in range(0, len(x), ASSIGN_BLOCK):
@@ -198,8 +193,7 @@ class SphericalKMeans:
         save_file({"centroids": self.centroids.astype(np.float32),
                    "sim_quantiles": self.sim_quantiles.astype(np.float32)},
                   os.path.join(folder, "centroids.safetensors"))
-        with open(os.path.join(folder, "card.json"), "w") as fh:
-            json.dump({**self.card, **provenance}, fh, indent=2)
+        write_json_atomic(os.path.join(folder, "card.json"), {**self.card, **provenance})
 
     @classmethod
     def load(cls, folder: str, device: str = "auto") -> "SphericalKMeans":

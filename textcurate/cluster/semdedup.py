@@ -30,6 +30,7 @@ import torch
 
 from textcurate import __version__
 from textcurate.cluster.kmeans import normalize
+from textcurate.io.files import write_json_atomic
 
 DEFAULT_EPS_TABLE = (0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)
 KEEP_CHOICES = ("farthest", "nearest", "random")
@@ -132,7 +133,7 @@ def fit_schema(dim: int | None = None) -> pa.Schema:
 
 
 def rows_table(ids, hashes, centroid_sim, keep_value, previews, vectors: np.ndarray) -> pa.Table:
-    from textcurate.cluster.stage import vectors_column
+    from textcurate.io.files import vectors_column
 
     return pa.table({"id": pa.array(ids, pa.string()), "hash": pa.array(hashes, pa.uint64()),
                      "centroid_sim": pa.array(centroid_sim, pa.float32()),
@@ -193,7 +194,7 @@ def semdedup_partitions(folder: str, eps: float, keep: str, out_dir: str, eps_ta
                         device: str = "cpu", examples: int = 6) -> dict:
     """Decide duplicates cluster by cluster; writes ``duplicates.parquet`` (id, dup_of, similarity,
     cluster) and ``card.json`` (eps table, counts, example pairs) to ``out_dir``; returns the card."""
-    from textcurate.cluster.stage import column_vectors
+    from textcurate.io.files import column_vectors
 
     eps_values = sorted(set(eps_table) | {eps})
     main = eps_values.index(eps)
@@ -235,8 +236,7 @@ def semdedup_partitions(folder: str, eps: float, keep: str, out_dir: str, eps_ta
             "eps_table": [{"eps": e, "removed": int(r), "fraction_removed": float(r / n_docs) if n_docs else 0.0}
                           for e, r in zip(eps_values, removed)],
             "examples": _spread(pairs, examples), "textcurate": __version__}
-    with open(os.path.join(out_dir, "card.json"), "w") as fh:
-        json.dump(card, fh, indent=2)
+    write_json_atomic(os.path.join(out_dir, "card.json"), card)
     return card
 
 

@@ -15,6 +15,8 @@ import os
 
 import numpy as np
 
+from textcurate.io.files import pick_device
+
 MODEL_ALIASES = {"minilm": "all-MiniLM-L6-v2", "all-MiniLM-L6-v2": "all-MiniLM-L6-v2",
                  "sentence-transformers/all-MiniLM-L6-v2": "all-MiniLM-L6-v2"}
 
@@ -54,14 +56,6 @@ def cpu_has_bf16() -> bool:
     except OSError:
         return False
     return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def pick_device(device: str = "auto") -> str:
-    import torch
-
-    if device != "auto":
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class Embedder:

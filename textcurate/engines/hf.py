@@ -47,7 +47,7 @@ class TransformersEngine(Engine):
         if self._lm is None:
             import torch
 
-            from textcurate.embed.embedder import pick_device
+            from textcurate.io.files import pick_device
 
             device = pick_device(self.device)
             dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32

@@ -15,6 +15,8 @@ import shutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from textcurate.io.files import commit, temp_path, write_parquet_atomic
+
 
 def arrow_schema(columns: dict) -> pa.Schema:
     """``{"edu_score": "float32", "is_dup": "bool"}`` -> an Arrow schema with ``id`` first.
@@ -77,16 +79,15 @@ class AttributeWriter:
                 if attempt == 9:
                     raise
         path = os.path.join(self.ckpt_dir, f"part-{self._n_parts:06d}.parquet")
-        tmp = path + ".tmp"
-        pq.write_table(pa.Table.from_pylist(self._new, schema=self.schema), tmp)
-        os.replace(tmp, path)  # a part is either whole or absent
+        write_parquet_atomic(path, pa.Table.from_pylist(self._new, schema=self.schema))  # whole or absent
         self._n_parts += 1
         self._new = []
 
     def _flush(self) -> None:
         if self._writer is None:
             os.makedirs(self.folder, exist_ok=True)
-            self._writer = pq.ParquetWriter(self.final_path + ".tmp", self.schema)
+            self._tmp = temp_path(self.final_path)
+            self._writer = pq.ParquetWriter(self._tmp, self.schema)
         if self._rows:
             self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self.schema))
         self._rows = []
@@ -95,7 +96,7 @@ class AttributeWriter:
         self.checkpoint()
         self._flush()
         self._writer.close()
-        os.replace(self.final_path + ".tmp", self.final_path)
+        commit(self._tmp, self.final_path)
         shutil.rmtree(self.ckpt_dir, ignore_errors=True)
         try:
             os.rmdir(os.path.dirname(self.ckpt_dir))  # the last task to finish removes _checkpoints/

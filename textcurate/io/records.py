@@ -36,16 +36,6 @@ def hash_share(text: str, salt: int = 0) -> float:
     return stable_hash(text, salt) / 2**64
 
 
-def write_json_atomic(path: str, data, indent: int = 2) -> None:
-    """Write JSON through a temporary file and a rename, so a killed run never leaves half a file."""
-    import json
-    import os
-
-    with open(path + ".tmp", "w") as fh:
-        json.dump(data, fh, indent=indent, default=str)
-    os.replace(path + ".tmp", path)
-
-
 def utf8_len(text: str) -> int:
     # isascii() is a fast C scan; encoding is only needed for non-ASCII text
     return len(text) if text.isascii() else len(text.encode("utf-8", errors="surrogatepass"))

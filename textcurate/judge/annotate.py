@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from textcurate.engines.base import Engine, GenerationParams
+from textcurate.io.files import write_parquet_atomic
 from textcurate.io.records import stable_hash
 from textcurate.judge.prompt import ANSWER_PREFIX, PROMPT_VERSION, build_prompt, parse_score, suspected_injection
 
@@ -65,14 +66,12 @@ def annotate(docs, engine: Engine, out: str, batch_size: int = 16, max_chars: in
                          "judged_chars": min(len(doc.text), max_chars),
                          "injection_suspected": suspected_injection(doc.text, max_chars)})
         path = os.path.join(parts_dir, f"part-{n_parts:06d}.parquet")
-        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path + ".tmp")
-        os.replace(path + ".tmp", path)
+        write_parquet_atomic(path, pa.Table.from_pylist(rows, schema=SCHEMA))
         n_parts += 1
         if progress:
             progress(len(done) + start + len(batch), len(done) + len(todo))
     parts = sorted(glob.glob(os.path.join(parts_dir, "*.parquet")))
     table = pa.concat_tables([pq.read_table(p) for p in parts]) if parts else SCHEMA.empty_table()
-    pq.write_table(table, out + ".tmp")
-    os.replace(out + ".tmp", out)
+    write_parquet_atomic(out, table)
     shutil.rmtree(parts_dir, ignore_errors=True)
     return table

@@ -27,7 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from textcurate.io.records import stable_hash, write_json_atomic
+from textcurate.io.files import write_json_atomic
+from textcurate.io.records import stable_hash
 from textcurate.mix.planner import Plan
 
 SCHEMA = pa.schema([("id", pa.string()), ("doc_id", pa.string()), ("source", pa.string()), ("epoch", pa.int32()),

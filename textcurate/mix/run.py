@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from textcurate.io.records import write_json_atomic
+from textcurate.io.files import write_json_atomic
 from textcurate.mix.planner import Plan, plan_mixture, resolve_budget
 from textcurate.mix.sources import count, documents_of, planner_sources
 from textcurate.mix.spec import MixSpec
@@ -32,7 +32,7 @@ def bind_run(spec: MixSpec, run_dir: str) -> MixSpec:
 
 def fit_weights(spec: MixSpec, out: str, sources=None, log=print) -> dict:
     """RegMix or DoReMi weights per source, from proxy LMs trained on the sources' documents."""
-    from textcurate.io.records import hash_share
+    from textcurate.lm.experiment import MIX_TARGET_SALT, in_share
     from textcurate.mix.proxy import ProxyLab
     from textcurate.mix.spec import ProxyConfig
     from textcurate.select.expr import Expr
@@ -42,7 +42,7 @@ def fit_weights(spec: MixSpec, out: str, sources=None, log=print) -> dict:
     domains: dict[str, list] = {}
     target = []
     for name, doc in documents_of(spec):
-        if target_expr.keep(doc.metadata) and hash_share(doc.id, 505) < f.target_share:
+        if target_expr.keep(doc.metadata) and in_share(doc.id, f.target_share, MIX_TARGET_SALT):
             target.append(doc)
         else:
             domains.setdefault(name, []).append(doc)
