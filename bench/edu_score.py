@@ -100,7 +100,7 @@ def main() -> None:
     from datatrove.data import Document
 
     from textcurate.classify.metrics import spearman
-    from textcurate.classify.scorer import EduScore
+    from textcurate.classify.scorer import EduScoreParams
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=512)
@@ -109,7 +109,7 @@ def main() -> None:
     docs = corpus(args.docs)
     texts = [d.text for d in docs]
 
-    exact = EduScore(args.classifier)
+    exact = EduScoreParams(classifier=args.classifier).make()
     exact.setup(0)
     max_tokens = exact.card["embedder"]["max_tokens"]
     exact._embedder.encode(texts[:8])  # load and warm up, outside the timing (as for the peer)
@@ -122,7 +122,7 @@ def main() -> None:
     peer = plain_loop(texts, exact._head, max_tokens)
     t_peer = time.perf_counter() - t0
 
-    casc = EduScore(args.classifier, cascade=True)
+    casc = EduScoreParams(classifier=args.classifier, cascade=True).make()
     casc.setup(0)
     casc._embedder.encode(texts[:8])
     t0 = time.perf_counter()

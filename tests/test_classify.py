@@ -72,16 +72,16 @@ def _real_classifier(tmp_path, n=60):
 def test_edu_score_head_cascade_and_stream(tmp_path):
     from datatrove.data import Document
 
-    from textcurate.classify.scorer import EduScore
+    from textcurate.classify.scorer import EduScoreParams
 
     clf, _ = _real_classifier(tmp_path)
     docs = [Document(text=t, id=str(i)) for i, t in enumerate(
         ["Lesson: how plants make sugar from light.", "cheap watches click here", "The water cycle explained",
          "discount free shipping buy buy buy", "a"])]
-    full = EduScore(clf)
+    full = EduScoreParams(classifier=clf).make()
     full.setup(0)
     exact = {r["edu_score"] for r in full.score(docs)}
-    casc = EduScore(clf, cascade=True, band=(1.0, 3.0))
+    casc = EduScoreParams(classifier=clf, cascade=True, band=(1.0, 3.0)).make()
     casc.setup(0)
     rows = casc.score(docs)
     ng = casc._ngram.predict([d.text for d in docs])
@@ -120,7 +120,7 @@ def test_hf_sequence_classification_model_loads_as_scorer(tmp_path):
     from datatrove.data import Document
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from textcurate.classify.scorer import EduScore
+    from textcurate.classify.scorer import EduScoreParams
     from textcurate.embed.embedder import resolve_model
 
     tok = AutoTokenizer.from_pretrained(resolve_model("minilm"))
@@ -136,7 +136,7 @@ def test_hf_sequence_classification_model_loads_as_scorer(tmp_path):
     texts = ["one text", "another, longer text here"] + [" ".join(["word"] * n) + f" {n}" for n in
                                                          (700, 3, 90, 5000, 40, 1, 260)] + ["mixed " * 33]
     docs = [Document(text=t, id=str(i)) for i, t in enumerate(texts)]
-    scorer = EduScore(str(tmp_path / "hf"))
+    scorer = EduScoreParams(classifier=str(tmp_path / "hf")).make()
     scorer.setup(0)
     rows = scorer.score(docs)
     with torch.no_grad():

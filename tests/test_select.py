@@ -14,7 +14,7 @@ from conftest import make_corpus, read_output_docs
 from textcurate.io.attributes import read_attributes
 from textcurate.runner.run import run_pipeline
 from textcurate.select.expr import Expr, ExprError, MissingField
-from textcurate.select.step import Select
+from textcurate.select.step import SelectParams
 
 
 def _total(metric):
@@ -83,11 +83,11 @@ def test_per_group_quota_and_random_sample(run_cfg, tmp_path):
     assert counts == {"s0": 5, "s1": 30}
 
 
-def test_fit_logic_on_a_table():
+def test_fit_logic_on_a_table(tmp_path):
     ids = [f"d{i}" for i in range(10)]
     table = pa.table({"id": ids, "score": [1.0, 2, 2, 2, 3, 3, float("nan"), 0, 5, 2], "group": ["all"] * 10})
-    sel = Select(by="s", top_k=4)
-    decision = sel.fit(table)
+    sel = SelectParams(by="s", top_k=4).make()
+    decision = sel.fit(table, str(tmp_path))
     assert decision["groups"]["all"]["kept"] == 4 and decision["groups"]["all"]["eligible"] == 9
     from datatrove.data import Document
 

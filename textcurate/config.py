@@ -106,7 +106,9 @@ class PipelineConfig(_Strict):
 
     def stage_params(self) -> list[tuple[str, BaseModel]]:
         """Validate each stage against its registered parameter model."""
-        from textcurate.registry import STAGES
+        from textcurate.registry import discover
+
+        STAGES = discover()
 
         out, errors = [], []
         for i, raw in enumerate(self.stages):
@@ -122,9 +124,9 @@ class PipelineConfig(_Strict):
                 continue
             params = {k: v for k, v in raw.items() if k != "type"}
             try:
-                out.append((kind, STAGES[kind].params.model_validate(params)))
+                out.append((kind, STAGES[kind].model_validate(params)))
             except ValidationError as e:
-                errors.extend(_format_errors(e, f"{where} ({kind})", STAGES[kind].params))
+                errors.extend(_format_errors(e, f"{where} ({kind})", STAGES[kind]))
         errors += _check_order(out)
         if errors:
             raise ConfigError("\n".join(errors))
@@ -205,23 +207,16 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-# what a stage reads from an earlier one, when it reads the default field
-_NEEDS = {"cluster": ("embedding_field", "__embedding__", ("embed",)),
-          "semdedup": ("cluster_field", "cluster_id", ("cluster",))}
-# (prune is left out: its cluster_id and difficulty may come with the input, precomputed)
-
-
 def _check_order(stages: list[tuple[str, BaseModel]]) -> list[str]:
+    """Each stage's declared ``needs``: a field read at its default must come from an earlier stage."""
     errors = []
     seen: set[str] = set()
     for i, (kind, params) in enumerate(stages):
-        if kind in _NEEDS:
-            field, default, before = _NEEDS[kind]
-            if getattr(params, field) == default and not seen & set(before):
-                errors.append(f"stages[{i}] ({kind}): needs a {' or '.join(before)} stage before it (it reads "
-                              f"{default!r}), or set {field} to a field your documents carry")
-        if kind == "semdedup" and params.embedding_field == "__embedding__" and "embed" not in seen:
-            errors.append(f"stages[{i}] (semdedup): needs an embed stage before it (it compares embeddings)")
+        for need in type(params).needs:
+            if getattr(params, need.param) == need.default and not seen & set(need.stages):
+                why = f" ({need.why})" if need.why else ""
+                errors.append(f"stages[{i}] ({kind}): needs a {' or '.join(need.stages)} stage before it{why}: it "
+                              f"reads {need.default!r}; or set {need.param} to a field your documents carry")
         seen.add(kind)
     return errors
 

@@ -33,7 +33,7 @@ def documents(n: int) -> list:
 
 def main() -> None:
     from textcurate.classify.metrics import spearman
-    from textcurate.classify.scorer import EduScore
+    from textcurate.classify.scorer import EduScoreParams
 
     ap = parser(__doc__)
     ap.add_argument("--docs", type=int, default=30_000)
@@ -47,7 +47,8 @@ def main() -> None:
     check_device(args.device)
     docs = documents(args.docs)
 
-    gpu = EduScore(args.classifier, device=args.device, max_tokens=args.max_tokens, model=args.model)
+    gpu = EduScoreParams(classifier=args.classifier, device=args.device, max_tokens=args.max_tokens,
+                         model=args.model).make()
     gpu.setup(0)
     gpu.score(docs[:1024])  # load, warm up the kernels
     emb = gpu._embedder
@@ -56,7 +57,8 @@ def main() -> None:
         scores = np.array([r["edu_score"] for r in gpu.score(docs)])
     tokens = emb.tokens_encoded
 
-    cpu = EduScore(args.classifier, device="cpu", max_tokens=args.max_tokens, model=args.model)
+    cpu = EduScoreParams(classifier=args.classifier, device="cpu", max_tokens=args.max_tokens,
+                         model=args.model).make()
     cpu.setup(0)
     cpu._embedder.dtype = "float32"  # no bf16 autocast on a CPU that has bf16: the reference is fp32
     sample = docs[:args.sample]

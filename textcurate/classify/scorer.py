@@ -17,7 +17,9 @@ import os
 
 import numpy as np
 from datatrove.data import Document
+from pydantic import Field
 
+from textcurate.registry import RunPaths, ScorerParams, stage
 from textcurate.steps.base import Scorer
 
 
@@ -35,9 +37,8 @@ class EduScore(Scorer):
     default_batch_size = 256
     default_checkpoint_every = 1024
 
-    def __init__(self, classifier: str, cascade: bool = False, band: tuple[float, float] = (1.5, 3.5),
-                 device: str = "auto", max_tokens: int | None = None, model: str | None = None,
-                 trust_remote_code: bool = False, **kwargs):
+    def __init__(self, *, classifier: str, cascade: bool, band: tuple[float, float], device: str,
+                 max_tokens: int | None, model: str | None, trust_remote_code: bool, **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier
         self.cascade = cascade
@@ -54,7 +55,7 @@ class EduScore(Scorer):
         if _is_hf_classifier(self.classifier):
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-            from textcurate.embed.embedder import pick_device
+            from textcurate.io.files import pick_device
 
             import torch
 
@@ -125,3 +126,18 @@ class EduScore(Scorer):
             scores, paths = self.head_scores(docs), ["head"] * len(docs)
         return [{"edu_score": float(s), "edu_int": int(np.clip(np.round(s), 0, 5)), "edu_path": p}
                 for s, p in zip(scores, paths)]
+
+
+@stage("edu_score")
+class EduScoreParams(ScorerParams):
+    """Educational value 0-5 from a classifier head (cascade optional) or a HF regression model."""
+    classifier: str = Field(..., description="a textcurate classifier folder or a HF sequence-classification model")
+    cascade: bool = Field(False, description="n-gram model first; only documents inside band go to the head")
+    band: tuple[float, float] = Field((1.5, 3.5), description="the cascade's uncertain band [low, high]")
+    device: str = Field("auto", description="auto | cpu | cuda[:N]")
+    max_tokens: int | None = Field(None, ge=1, description="tokens per document (default: the card's / the model's)")
+    model: str | None = Field(None, description="the card's embedder from a local copy (a path) instead of its id")
+    trust_remote_code: bool = Field(False, description="let a HF model's repository run its own code")
+
+    def build(self, paths: RunPaths, name: str):
+        return EduScore(**self.step_kwargs(), **self.scorer_kwargs(paths, name))

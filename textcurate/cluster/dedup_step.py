@@ -11,29 +11,32 @@ Apply: ``is_dup``, ``dup_of``, ``dup_group`` and ``dup_sim`` into the metadata a
 from __future__ import annotations
 
 import math
+import os
 from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 from datatrove.data import Document
+from pydantic import Field, model_validator
 
 from textcurate.cluster.semdedup import (DEFAULT_EPS_TABLE, PREVIEW_CHARS, PartitionWriter, check_keep, fit_schema,
                                          keep_field, load_duplicates, rows_table, semdedup_partitions)
 from textcurate.cluster.stage import doc_vector
 from textcurate.embed.step import EMBEDDING_KEY
 from textcurate.io.records import stable_hash
+from textcurate.io.files import batched, pick_device
 from textcurate.io.rejects import Reject
+from textcurate.registry import Needs, RunPaths, ScorerParams, stage
 from textcurate.steps.base import Scorer
-from textcurate.steps.fitted import Fitted, _chunks
+from textcurate.steps.fitted import RowFittedStage
 
 
-class SemDeDup(Fitted, Scorer):
+class SemDeDup(RowFittedStage, Scorer):
     name = "semdedup"
     default_batch_size = 1024
 
-    def __init__(self, eps: float = 0.05, keep: str = "farthest", drop: bool = True, eps_table=DEFAULT_EPS_TABLE,
-                 cluster_field: str = "cluster_id", embedding_field: str = EMBEDDING_KEY, seed: int = 0,
-                 device: str = "cpu", **kwargs):
+    def __init__(self, *, eps: float, keep: str, drop: bool, eps_table, cluster_field: str, embedding_field: str,
+                 seed: int, device: str, **kwargs):
         super().__init__(**kwargs)
         if not 0 < eps < 1:
             raise ValueError(f"semdedup: eps must be in (0, 1), got {eps}")
@@ -48,7 +51,7 @@ class SemDeDup(Fitted, Scorer):
     def fit_schema(self) -> pa.Schema:
         return fit_schema()
 
-    def record(self, doc: Document) -> dict | None:
+    def fit_row(self, doc: Document) -> dict | None:
         try:
             vec = doc_vector(doc, self.embedding_field)
             cluster = int(doc.metadata[self.cluster_field])
@@ -64,17 +67,26 @@ class SemDeDup(Fitted, Scorer):
                 "centroid_sim": float(doc.metadata.get("centroid_sim", 0.0)), "keep_value": value,
                 "preview": doc.text[:PREVIEW_CHARS], "vector": vec}
 
-    def write_records(self, rows: Iterator[dict], folder: str, rank: int) -> None:
+    def write_fit_rows(self, rows: Iterator[dict], folder: str, rank: int) -> None:
         writer = PartitionWriter(folder, rank)
-        for chunk in _chunks(rows, 4096):
+        for chunk in batched(rows, 4096):
             cols = {k: [r[k] for r in chunk] for k in chunk[0]}
             writer.add(np.array(cols["cluster"]), rows_table(cols["id"], cols["hash"], cols["centroid_sim"],
                                                              cols["keep_value"], cols["preview"],
                                                              np.stack(cols["vector"])))
         writer.flush()
 
+    def fit(self, table: pa.Table, artifacts: str) -> dict:
+        """Fit on rows in memory (from Python); the runner streams partitions through ``fit_folder``."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(dir=artifacts if os.path.isdir(artifacts) else None) as parts:
+            self.write_fit_rows(iter(table.to_pylist()), parts, 0)
+            return self.fit_folder(parts, artifacts)
+
     def fit_folder(self, folder: str, artifacts: str) -> dict:
-        card = semdedup_partitions(folder, self.eps, self.keep, artifacts, self.eps_table, self.device)
+        card = semdedup_partitions(folder, self.eps, self.keep, artifacts, self.eps_table,
+                                   pick_device(self.device))
         self.artifact = artifacts
         self.decision = {k: v for k, v in card.items() if k != "examples"}
         return self.decision
@@ -91,8 +103,8 @@ class SemDeDup(Fitted, Scorer):
         for doc in docs:
             missing = [f for f in (self.embedding_field, self.cluster_field) if doc.metadata.get(f) is None]
             if missing:
-                out.append(Reject(str(doc.metadata.get("source_file", "")), None, missing[0],
-                                  "semdedup needs an embedding and a cluster: put embed and cluster before it"))
+                out.append(Reject.for_doc(doc, missing[0], "semdedup needs an embedding and a cluster: put embed "
+                                                           "and cluster before it"))
                 continue
             dup = self._dups.get(doc.id)
             out.append({"is_dup": dup is not None, "dup_of": dup[0] if dup else None,
@@ -100,10 +112,31 @@ class SemDeDup(Fitted, Scorer):
         return out
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        if self.artifact is None:
-            raise RuntimeError("semdedup must be fitted first (the runner does this)")
         for doc in super().run(data, rank, world_size):
             if self.drop and doc.metadata["is_dup"]:
                 self.stat_update("dropped")
                 continue
             yield doc
+
+
+@stage("semdedup", needs=[Needs("embedding_field", EMBEDDING_KEY, ("embed",), "it compares embeddings"),
+                          Needs("cluster_field", "cluster_id", ("cluster",), "it compares inside each cluster")])
+class SemDeDupParams(ScorerParams):
+    """Semantic duplicates inside each cluster (SemDeDup, fitted)."""
+    eps: float = Field(0.07, gt=0, lt=1, description="duplicate when cosine to a kept document > 1 - eps")
+    keep: str = Field("farthest", description="of a duplicate group keep: farthest | nearest | random | "
+                                              "highest:FIELD | lowest:FIELD")
+    drop: bool = Field(True, description="drop duplicates (false: only mark them with is_dup)")
+    eps_table: list[float] = Field(list(DEFAULT_EPS_TABLE), description="eps values counted for the report")
+    cluster_field: str = "cluster_id"
+    embedding_field: str = EMBEDDING_KEY
+    seed: int = 0
+    device: str = Field("auto", description="auto | cpu | cuda[:N]")
+
+    @model_validator(mode="after")
+    def _check(self):
+        check_keep(self.keep)
+        return self
+
+    def build(self, paths: RunPaths, name: str):
+        return SemDeDup(**self.step_kwargs(), **self.scorer_kwargs(paths, name))

@@ -20,15 +20,18 @@ from datatrove.utils.hashing import HashConfig
 from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
                                               MinhashDedupFilter, MinhashDedupSignature)
 
-from textcurate.steps.fitted import Fitted
+from pydantic import Field
+
+from textcurate.registry import RunPaths, StageParams, stage
+from textcurate.steps.fitted import FittedStage
 
 
-class MinHashDedup(Fitted, PipelineStep):
+class MinHashDedup(FittedStage, PipelineStep):
     type = "🫂 - DEDUP"
     name = "minhash"
 
-    def __init__(self, n_grams: int = 5, num_buckets: int = 14, hashes_per_bucket: int = 8, seed: int = 1,
-                 language: str = "en", hash_fc: str = "sha1", step_name: str = "minhash"):
+    def __init__(self, *, n_grams: int, num_buckets: int, hashes_per_bucket: int, seed: int, language: str,
+                 hash_fc: str, step_name: str = "minhash"):
         super().__init__()
         # sha1 by default: datatrove 0.10.1's xxhash path passes str, which xxhash>=4 (what
         # `datasets` pulls in) refuses
@@ -38,7 +41,7 @@ class MinHashDedup(Fitted, PipelineStep):
         self.step_name = step_name
         self.remove_folder: str | None = None
 
-    def record_stream(self, data, folder: str, rank: int, world_size: int) -> None:
+    def write_fit_stream(self, data, folder: str, rank: int, world_size: int) -> None:
         MinhashDedupSignature(os.path.join(folder, "signatures"), self.config, self.language).run(
             data, rank, world_size)
 
@@ -63,10 +66,23 @@ class MinHashDedup(Fitted, PipelineStep):
         return decision
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        if self.remove_folder is None:
-            raise RuntimeError("minhash must be fitted first (the runner does this)")
+        self.require_fitted()
         step = MinhashDedupFilter(self.remove_folder, load_cluster_ids=True, load_cluster_sizes=True)
         for doc in step.run(data, rank, world_size):
             yield doc
         for key, metric in step.stats.stats.items():
             self.stats[key] = metric
+
+
+@stage("minhash")
+class MinHashParams(StageParams):
+    """datatrove's MinHash deduplication as one stage (fitted)."""
+    n_grams: int = Field(5, ge=1)
+    num_buckets: int = Field(14, ge=1)
+    hashes_per_bucket: int = Field(8, ge=1)
+    seed: int = 1
+    language: str = "en"
+    hash_fc: str = Field("sha1", pattern="^(sha1|xxhash)$")
+
+    def build(self, paths: RunPaths, name: str):
+        return MinHashDedup(**self.step_kwargs(), step_name=name)

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field, model_validator
 
+from textcurate.registry import RunPaths, StageParams, stage
 from textcurate.select.step import Select
 
 CHARS_PER_TOKEN = 4.0
@@ -65,9 +67,8 @@ def allocate(target: int, sizes: np.ndarray, weights: np.ndarray) -> np.ndarray:
 class PrototypePrune(Select):
     name = "prune"
 
-    def __init__(self, fraction: float, keep: str = "hard", allocation: str = "size",
-                 budget_tokens: float | None = None, difficulty_field: str = "difficulty",
-                 cluster_field: str = "cluster_id", seed: int = 0, rejects_folder: str | None = None,
+    def __init__(self, *, fraction: float, keep: str, allocation: str, budget_tokens: float | None,
+                 difficulty_field: str, cluster_field: str, seed: int, rejects_folder: str | None = None,
                  step_name: str = "prune"):
         if keep not in ("hard", "easy", "auto"):
             raise ValueError(f"prune: keep must be hard, easy or auto, got {keep!r}")
@@ -77,20 +78,21 @@ class PrototypePrune(Select):
             raise ValueError(f"prune: allocation must be size or spread, got {allocation!r}")
         if not 0 <= fraction <= 1:
             raise ValueError(f"prune: fraction must be in [0, 1], got {fraction}")
-        super().__init__(by=difficulty_field, ascending=(keep == "easy"), group_by=cluster_field, per_group={},
-                         seed=seed, rejects_folder=rejects_folder, step_name=step_name)
+        super().__init__(expr=None, by=difficulty_field, top_k=None, fraction=None, ascending=(keep == "easy"),
+                         group_by=cluster_field, per_group={}, seed=seed, rejects_folder=rejects_folder,
+                         step_name=step_name)
         self.keep_fraction, self.keep, self.allocation, self.budget_tokens = fraction, keep, allocation, budget_tokens
 
     def fit_schema(self) -> pa.Schema:
         return super().fit_schema().append(pa.field("chars", pa.int64()))
 
-    def record(self, doc) -> dict | None:
-        row = super().record(doc)
+    def fit_row(self, doc) -> dict | None:
+        row = super().fit_row(doc)
         if row is not None:
             row["chars"] = len(doc.text)
         return row
 
-    def fit(self, table: pa.Table) -> dict:
+    def fit(self, table: pa.Table, artifacts: str | None = None) -> dict:
         scores = table.column("score").to_numpy(zero_copy_only=False).astype(np.float64)
         valid = ~np.isnan(scores)
         groups = np.array(table.column("group").to_pylist(), dtype=object)[valid]
@@ -106,9 +108,31 @@ class PrototypePrune(Select):
         weights = sizes * mean_difficulty if self.allocation == "spread" else sizes.astype(np.float64)
         quotas = allocate(int(round(self.keep_fraction * len(scores))), sizes, weights)
         self.per_group = {str(g): int(q) for g, q in zip(names, quotas)}
-        decision = super().fit(table)
+        decision = super().fit(table, artifacts)
         decision.update(kind="prune", keep=keep, keep_requested=self.keep, allocation=self.allocation,
                         fraction=self.keep_fraction, corpus_tokens=round(corpus_tokens),
                         budget_tokens=self.budget_tokens, eligible=int(len(scores)), kept=int(quotas.sum()))
         self.decision = decision
         return decision
+
+
+@stage("prune")
+class PruneParams(StageParams):
+    """Prototype pruning: keep a fraction of each cluster, hard or easy."""
+    # no needs: cluster_id and difficulty may come with the input, precomputed
+    fraction: float = Field(..., ge=0, le=1, description="share of the documents to keep")
+    keep: str = Field("hard", pattern="^(hard|easy|auto)$", description="hard | easy | auto (the paper's rule)")
+    allocation: str = Field("size", pattern="^(size|spread)$", description="quota per cluster: size | spread")
+    budget_tokens: float | None = Field(None, gt=0, description="training tokens; keep: auto needs it")
+    difficulty_field: str = "difficulty"
+    cluster_field: str = "cluster_id"
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.keep == "auto" and not self.budget_tokens:
+            raise ValueError("keep: auto needs budget_tokens")
+        return self
+
+    def build(self, paths: RunPaths, name: str):
+        return PrototypePrune(**self.step_kwargs(), rejects_folder=paths.rejects, step_name=name)

@@ -24,32 +24,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import Document
+from pydantic import Field
 
 from textcurate.cluster.kmeans import SphericalKMeans, pca_2d
 from textcurate.embed.step import EMBEDDING_KEY
+from textcurate.io.files import column_vectors, vectors_column, write_parquet_atomic
 from textcurate.io.records import stable_hash
 from textcurate.io.rejects import Reject
+from textcurate.registry import Needs, RunPaths, ScorerParams, stage
 from textcurate.steps.base import Scorer
-from textcurate.steps.fitted import Fitted
+from textcurate.steps.fitted import RowFittedStage
 
 MAP_POINTS = 2000
-
-
-def vectors_column(vectors: np.ndarray, dtype=pa.float32()) -> pa.Array:
-    """An [n, d] array as an Arrow fixed-size-list column."""
-    n, d = vectors.shape
-    flat = pa.array(np.ascontiguousarray(vectors).reshape(-1), type=dtype)
-    return pa.FixedSizeListArray.from_arrays(flat, d)
-
-
-def column_vectors(col) -> np.ndarray:
-    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-    if len(col) == 0:
-        return flat.reshape(0, getattr(col.type, "list_size", 0) or 1)
-    if len(flat) % len(col):
-        raise ValueError("vectors of different lengths in one column")
-    return flat.reshape(len(col), -1)
 
 
 def doc_vector(doc: Document, field: str) -> np.ndarray:
@@ -59,12 +45,12 @@ def doc_vector(doc: Document, field: str) -> np.ndarray:
     return np.asarray(value, dtype=np.float32)
 
 
-class Cluster(Fitted, Scorer):
+class Cluster(RowFittedStage, Scorer):
     name = "cluster"
     default_batch_size = 1024
 
-    def __init__(self, k: int = 100, sample: int = 100_000, niter: int = 20, seed: int = 0, device: str = "auto",
-                 embedding_field: str = EMBEDDING_KEY, artifact: str | None = None, **kwargs):
+    def __init__(self, *, k: int, sample: int, niter: int, seed: int, device: str, embedding_field: str,
+                 artifact: str | None, **kwargs):
         super().__init__(**kwargs)
         self.k, self.sample, self.niter, self.seed, self.device = k, sample, niter, seed, device
         self.embedding_field = embedding_field
@@ -80,7 +66,7 @@ class Cluster(Fitted, Scorer):
         return self.kmeans is None
 
     # --- fit: a bounded, shard-independent sample ------------------------------------------------------
-    def record(self, doc: Document) -> dict | None:
+    def fit_row(self, doc: Document) -> dict | None:
         try:
             vec = doc_vector(doc, self.embedding_field)
         except KeyError:
@@ -90,7 +76,7 @@ class Cluster(Fitted, Scorer):
     def fit_schema(self) -> pa.Schema:
         return pa.schema([("id", pa.string()), ("hash", pa.uint64()), ("vector", pa.list_(pa.float32()))])
 
-    def write_records(self, rows: Iterator[dict], folder: str, rank: int) -> None:
+    def write_fit_rows(self, rows: Iterator[dict], folder: str, rank: int) -> None:
         heap: list[tuple[int, str, int, np.ndarray]] = []  # max-heap on hash (negated) of the smallest hashes
         for n, row in enumerate(rows):
             item = (-row["hash"], row["id"], -n, row["vector"])  # n: equal ids never compare the vectors
@@ -100,8 +86,14 @@ class Cluster(Fitted, Scorer):
                 heapq.heapreplace(heap, item)
         _write_sample(heap, folder, rank)
 
-    def fit_folder(self, folder: str, artifacts: str) -> dict:
+    def read_fit_rows(self, folder: str) -> pa.Table:
         ids, hashes, x = _read_sample(folder)
+        return pa.table({"id": pa.array(ids, pa.string()), "hash": pa.array(hashes, pa.uint64()),
+                         "vector": vectors_column(x)})
+
+    def fit(self, table: pa.Table, artifacts: str) -> dict:
+        ids, hashes = table.column("id").to_pylist(), table.column("hash").to_numpy()
+        x = column_vectors(table.column("vector"))
         order = np.lexsort((np.array(ids, dtype=object).astype(str), hashes))[: self.sample]
         x = x[order]
         if len(x) < self.k:
@@ -126,8 +118,8 @@ class Cluster(Fitted, Scorer):
                 vecs.append(doc_vector(doc, self.embedding_field))
                 where.append(i)
             except KeyError:
-                out[i] = Reject(str(doc.metadata.get("source_file", "")), None, self.embedding_field,
-                                "no embedding on this document: put an embed step before cluster")
+                out[i] = Reject.for_doc(doc, self.embedding_field,
+                                        "no embedding on this document: put an embed step before cluster")
         if vecs:
             dims = {v.shape[-1] for v in vecs}
             if dims != {self.kmeans.centroids.shape[1]}:
@@ -140,11 +132,6 @@ class Cluster(Fitted, Scorer):
                           "difficulty_pct": float(p)}
         return out
 
-    def run(self, data, rank: int = 0, world_size: int = 1):
-        if self.kmeans is None:
-            raise RuntimeError("cluster must be fitted first (the runner does this)")
-        yield from super().run(data, rank, world_size)
-
 
 def _write_sample(heap: list, folder: str, rank: int) -> None:
     os.makedirs(folder, exist_ok=True)
@@ -154,8 +141,7 @@ def _write_sample(heap: list, folder: str, rank: int) -> None:
                       "hash": pa.array([-t[0] for t in heap], pa.uint64()),
                       "vector": vectors_column(vecs)})
     path = os.path.join(folder, f"{rank:05d}.parquet")
-    pq.write_table(table, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    write_parquet_atomic(path, table)
 
 
 def _read_sample(folder: str) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -180,3 +166,18 @@ def write_map(x: np.ndarray, km: SphericalKMeans, path: str, points: int = MAP_P
     labels, _ = km.assign(x[idx])
     xy = pca_2d(x[idx])
     pq.write_table(pa.table({"x": xy[:, 0], "y": xy[:, 1], "cluster_id": labels.astype(np.int32)}), path)
+
+
+@stage("cluster", needs=[Needs("embedding_field", EMBEDDING_KEY, ("embed",), "it clusters the embeddings")])
+class ClusterParams(ScorerParams):
+    """Spherical k-means on the embeddings: cluster_id, centroid_sim, difficulty (fitted)."""
+    k: int = Field(100, ge=1, description="number of clusters")
+    sample: int = Field(100_000, ge=1, description="documents (smallest id-hashes) the centroids are fitted on")
+    niter: int = Field(20, ge=1, description="Lloyd iterations")
+    seed: int = Field(0, description="seeds the sample's id-hash and k-means++")
+    device: str = Field("auto", description="auto | cpu | cuda[:N]")
+    embedding_field: str = Field(EMBEDDING_KEY, description="metadata field holding the vector")
+    artifact: str | None = Field(None, description="apply centroids fitted elsewhere instead of fitting")
+
+    def build(self, paths: RunPaths, name: str):
+        return Cluster(**self.step_kwargs(), **self.scorer_kwargs(paths, name))

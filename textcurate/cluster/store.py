@@ -18,8 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from textcurate.cluster.kmeans import SphericalKMeans
-from textcurate.cluster.semdedup import PREVIEW_CHARS, PartitionWriter, clear, rows_table, semdedup_partitions
-from textcurate.cluster.stage import column_vectors, write_map
+from textcurate.cluster.semdedup import DEFAULT_EPS_TABLE, PREVIEW_CHARS, PartitionWriter, clear, rows_table, semdedup_partitions
+from textcurate.cluster.stage import write_map
+from textcurate.io.files import column_vectors
 from textcurate.io.records import stable_hash
 
 
@@ -91,7 +92,7 @@ def assign_store(km: SphericalKMeans, path: str, out_file: str, column: str | No
 
 def dedup_store(km: SphericalKMeans, path: str, out: str, eps: float, keep: str = "farthest",
                 values: dict[str, float] | None = None, texts: dict[str, str] | None = None, seed: int = 0,
-                device: str = "cpu", column: str | None = None) -> dict:
+                device: str = "cpu", column: str | None = None, eps_table=DEFAULT_EPS_TABLE) -> dict:
     """SemDeDup over a feature store: assign, partition by cluster, decide cluster by cluster."""
     parts = os.path.join(out, "_partitions")
     clear(parts)
@@ -103,6 +104,6 @@ def dedup_store(km: SphericalKMeans, path: str, out: str, eps: float, keep: str 
         previews = [(texts or {}).get(i, "")[:PREVIEW_CHARS] for i in ids]
         writer.add(labels, rows_table(ids, hashes, sims, vals, previews, vecs))
     writer.flush()
-    card = semdedup_partitions(parts, eps, keep, out, device=device)
+    card = semdedup_partitions(parts, eps, keep, out, eps_table, device=device)
     clear(parts)
     return card

@@ -14,9 +14,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import Document
+from pydantic import Field
 
 from textcurate.embed.embedder import Embedder
 from textcurate.io.rejects import Reject
+from textcurate.registry import RunPaths, ScorerParams, stage
 from textcurate.steps.base import Scorer
 
 EMBEDDING_KEY = "__embedding__"
@@ -27,11 +29,11 @@ class Embed(Scorer):
     default_batch_size = 256
     default_checkpoint_every = 1024
 
-    def __init__(self, model: str = "minilm", max_tokens: int = 256, encode_batch_size: int | None = None,
-                 device: str = "auto", dtype: str = "auto", features_folder: str | None = None, **kwargs):
+    def __init__(self, *, model: str, max_tokens: int, encode_batch_size: int | None, device: str, dtype: str,
+                 trust_remote_code: bool, features_folder: str | None = None, **kwargs):
         super().__init__(attributes_folder=features_folder, **kwargs)
         self.embedder = Embedder(model, max_tokens=max_tokens, batch_size=encode_batch_size, device=device,
-                                 dtype=dtype)
+                                 dtype=dtype, trust_remote_code=trust_remote_code)
 
     def setup(self, rank: int) -> None:
         # a later pass over a finished shard (a fit phase, a resume) answers from the store: take
@@ -53,6 +55,23 @@ class Embed(Scorer):
 
     def to_metadata(self, row: dict) -> dict:
         return {EMBEDDING_KEY: np.asarray(row["embedding"], dtype=np.float32)}
+
+
+@stage("embed")
+class EmbedParams(ScorerParams):
+    """Sentence embeddings into the feature store (features/NAME/)."""
+    model: str = Field("minilm", description="sentence-transformers id or path; 'minilm' = the packaged MiniLM")
+    max_tokens: int = Field(256, ge=1, description="tokens of each document the embedder sees")
+    encode_batch_size: int | None = Field(None, ge=1, description="texts per forward pass; None: 32 on a CPU, "
+                                                                  "512 on a GPU")
+    device: str = Field("auto", description="auto | cpu | cuda[:N]")
+    dtype: str = Field("auto", description="auto (bf16 where the hardware has it) | float32 | bfloat16 | float16")
+    trust_remote_code: bool = Field(False, description="let the model's repository run its own code")
+
+    def build(self, paths: RunPaths, name: str):
+        kw = self.scorer_kwargs(paths, name)
+        kw.pop("attributes_folder")
+        return Embed(**self.step_kwargs(), features_folder=paths.features, **kw)
 
 
 def read_features(folder: str) -> tuple[list[str], np.ndarray]:

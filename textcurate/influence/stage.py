@@ -12,21 +12,24 @@ from __future__ import annotations
 
 import os
 import math
+from typing import ClassVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import Document
+from pydantic import Field, model_validator
 
 from textcurate.influence.run import InfluenceSpec, compute_influence, split_target
+from textcurate.registry import RunPaths, StageParams, stage
 from textcurate.steps.base import Scorer
-from textcurate.steps.fitted import Fitted
+from textcurate.steps.fitted import RowFittedStage
 
 
-class Influence(Fitted, Scorer):
+class Influence(RowFittedStage, Scorer):
     name = "influence"
     default_batch_size = 1024
 
-    def __init__(self, spec: InfluenceSpec, target_expr: str, holdout: float = 0.3, max_chars: int = 4000, **kwargs):
+    def __init__(self, *, spec: InfluenceSpec, target_expr: str, holdout: float, max_chars: int = 4000, **kwargs):
         super().__init__(**kwargs)
         self.spec, self.target_expr, self.holdout, self.max_chars = spec, target_expr, holdout, max_chars
         self.artifact: str | None = None
@@ -36,29 +39,25 @@ class Influence(Fitted, Scorer):
     def fit_schema(self) -> pa.Schema:
         return pa.schema([("id", pa.string()), ("text", pa.string()), ("metadata", pa.string())])
 
-    def record(self, doc: Document) -> dict | None:
+    def fit_row(self, doc: Document) -> dict | None:
         import orjson
 
         meta = {k: v for k, v in doc.metadata.items() if not k.startswith("__")}
         return {"id": doc.id, "text": doc.text[: self.max_chars],
                 "metadata": orjson.dumps(meta, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode()}
 
-    def fit(self, table: pa.Table) -> dict:
+    def fit(self, table: pa.Table, artifacts: str) -> dict:
         import orjson
 
         docs = [Document(text=t, id=i, metadata=orjson.loads(m)) for i, t, m in
                 zip(table.column("id").to_pylist(), table.column("text").to_pylist(),
                     table.column("metadata").to_pylist())]
         pool, target = split_target(docs, self.target_expr, self.holdout)
-        card = compute_influence(pool, target, self.spec, self._artifacts)
+        card = compute_influence(pool, target, self.spec, artifacts)
         card.pop("scores")
-        self.artifact = self._artifacts
+        self.artifact = artifacts
         self.decision = {k: v for k, v in card.items() if k not in ("top", "bottom")}
         return self.decision
-
-    def fit_folder(self, folder: str, artifacts: str) -> dict:
-        self._artifacts = artifacts
-        return super().fit_folder(folder, artifacts)
 
     def restore(self, artifacts: str) -> dict:
         self.artifact = artifacts
@@ -70,7 +69,30 @@ class Influence(Fitted, Scorer):
             self._scores = dict(zip(t.column("id").to_pylist(), t.column("influence").to_pylist()))
         return [{"influence": self._scores.get(d.id, math.nan)} for d in docs]
 
-    def run(self, data, rank: int = 0, world_size: int = 1):
-        if self.artifact is None:
-            raise RuntimeError("influence must be fitted first (the runner does this)")
-        yield from super().run(data, rank, world_size)
+
+@stage("influence")
+class InfluenceParams(InfluenceSpec, StageParams):
+    """TRAK / LESS influence of each document on a held-out target (fitted)."""
+    # InfluenceSpec's options (method, proj_dim, ..., batch_size = documents per batch of per-example
+    # gradients) plus the target and the stage's own keys
+    stage_keys: ClassVar[frozenset[str]] = frozenset({"name", "target_expr", "holdout", "checkpoint_every"})
+
+    name: str | None = Field(None, description="step name in the ledger and attributes/ (default: the type)")
+    target_expr: str = Field(..., description="documents of the target domain; a held-out share of them is the target")
+    holdout: float = Field(0.3, gt=0, le=1, description="share of the target's documents held out as the target")
+    checkpoint_every: int | None = Field(None, ge=1, description="new attribute rows between checkpoints")
+
+    @model_validator(mode="after")
+    def _check(self):
+        from textcurate.select.expr import Expr
+
+        Expr(self.target_expr)
+        return self
+
+    def spec(self) -> InfluenceSpec:
+        return InfluenceSpec(**self.step_kwargs())
+
+    def build(self, paths: RunPaths, name: str):
+        return Influence(spec=self.spec(), target_expr=self.target_expr, holdout=self.holdout,
+                         attributes_folder=paths.attributes, rejects_folder=paths.rejects,
+                         checkpoint_every=self.checkpoint_every, step_name=name)

@@ -357,17 +357,26 @@ class FileTreeReader(_Validating, BaseReader):
             self._end_task()
 
 
+def detect_input(path: str) -> tuple[str, str]:
+    """(path to read, format) of a run folder (its documents/), a JSONL or Parquet file or folder,
+    or anything else (a file tree)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if os.path.exists(os.path.join(path, "run.json")):
+        path = os.path.join(path, "documents")
+    # a single file is judged by its own name (os.walk of a file lists nothing)
+    names = [os.path.basename(path)] if os.path.isfile(path) else \
+        [n for _, _, files in os.walk(path) for n in files]
+    fmt = "parquet" if names and all(n.endswith(".parquet") for n in names) else \
+        "jsonl" if names and all(".jsonl" in n or n.endswith(".json") for n in names) else "file_tree"
+    return path, fmt
+
+
 def read_documents(path: str, fmt: str | None = None, rejects_folder: str | None = None):
     """Documents from a run folder (its documents/), a JSONL or Parquet folder or file, or a file
     tree. Bad records are skipped with a warning, and written to ``rejects_folder`` when given."""
-    if os.path.exists(os.path.join(path, "run.json")):
-        path = os.path.join(path, "documents")
-    if fmt is None:
-        # a single file is judged by its own name (os.walk of a file lists nothing)
-        names = [os.path.basename(path)] if os.path.isfile(path) else \
-            [n for _, _, files in os.walk(path) for n in files]
-        fmt = "parquet" if names and all(n.endswith(".parquet") for n in names) else \
-            "jsonl" if names and all(".jsonl" in n or n.endswith(".json") for n in names) else "file_tree"
+    path, detected = detect_input(path)
+    fmt = fmt or detected
     if fmt == "file_tree":
         return FileTreeReader([path], rejects_folder=rejects_folder).run()
     return (ParquetReader if fmt == "parquet" else JsonlReader)(path, rejects_folder=rejects_folder).run()

@@ -29,6 +29,12 @@ class Reject:
     preview: str = ""
     size_bytes: int | None = None
 
+    @classmethod
+    def for_doc(cls, doc, field: str, reason: str) -> "Reject":
+        """A document a stage cannot process, by its source file and id (documents carry no line
+        number past the reader; the id finds them)."""
+        return cls(str(doc.metadata.get("source_file", "")), None, field, reason, id=doc.id)
+
     def one_line(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
         return f"rejected {where} field '{self.field}': {self.reason}"

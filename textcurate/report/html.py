@@ -1,8 +1,9 @@
 """``textcurate report RUN_DIR``: one self-contained HTML page (plots inlined as SVG).
 
 A report is a list of sections; each is a function ``(run_dir, record) -> html | None``.
-Later stages add theirs with ``@section``; a section that finds nothing of its own
-returns None and is left out.
+A stage adds its own with ``@section`` at the top level of any module of the package (the
+report imports every module that declares one; no list to edit); a section that finds
+nothing of its own returns None and is left out.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
+from textcurate.io.files import write_text_atomic
 from textcurate.io.attributes import attribute_columns, list_attribute_steps, read_attributes
 from textcurate.io.rejects import read_rejects, reject_kind
 
@@ -161,11 +163,9 @@ figure{margin:0}figcaption{font-size:11px;color:#555}pre{background:#f6f6f6;padd
 
 
 def write_report(run_dir: str, out: str | None = None) -> str:
-    import textcurate.report.cluster  # noqa: F401  (these register their sections on import)
-    import textcurate.report.embed  # noqa: F401
-    import textcurate.report.evaluate  # noqa: F401
-    import textcurate.report.influence  # noqa: F401
-    import textcurate.report.mix  # noqa: F401
+    from textcurate.registry import import_declaring
+
+    import_declaring("@section(")  # every module that declares a section registers it on import
 
     with open(os.path.join(run_dir, "run.json")) as fh:
         record = json.load(fh)
@@ -179,6 +179,5 @@ def write_report(run_dir: str, out: str | None = None) -> str:
             f"<p>status {_esc(record.get('status'))}, started {_esc(record.get('started'))}, "
             f"{_esc(record.get('wall_seconds', '?'))} s, {_esc(run_dir)}</p>{''.join(body)}</body></html>")
     out = out or os.path.join(run_dir, "report.html")
-    with open(out, "w") as fh:
-        fh.write(page)
+    write_text_atomic(out, page)
     return out

@@ -23,12 +23,12 @@ from datatrove.pipeline.base import PipelineStep
 from textcurate import __version__
 from textcurate.config import ConfigError, PipelineConfig
 from textcurate.io.readers import FileTreeReader, HFDatasetReader, JsonlReader, ParquetReader
-from textcurate.io.records import write_json_atomic
+from textcurate.io.files import write_json_atomic
 from textcurate.io.rejects import read_rejects, reject_kind
 from textcurate.io.writers import make_writer
-from textcurate.registry import STAGES, RunPaths
+from textcurate.registry import RunPaths
 from textcurate.runner.ledger import aggregate, check_balance, ledgered
-from textcurate.steps.fitted import mark_done, tasks_done
+from textcurate.steps.fitted import FittedStage, mark_done, tasks_done
 
 
 def build_reader(cfg: PipelineConfig, paths: RunPaths) -> PipelineStep:
@@ -56,7 +56,7 @@ def build_stages(cfg: PipelineConfig, paths: RunPaths) -> list[tuple[str, Pipeli
             n += 1
             name = f"{base}-{n}"
         used.add(name)
-        steps.append((name, STAGES[kind].build(params, paths, name)))
+        steps.append((name, params.build(paths, name)))
     return steps
 
 
@@ -86,22 +86,18 @@ def make_executor(cfg: PipelineConfig, pipeline: list, logging_dir: str):
 
 
 class FitRecorder(PipelineStep):
-    """The sink of a fit phase: hands each document to the fitted stage's ``record`` and lets
-    the stage store the rows of this task (see ``textcurate.steps.fitted``)."""
+    """The sink of a fit phase: hands this task's documents to the fitted stage, which stores
+    what its fit needs (see ``textcurate.steps.fitted``), then marks the task done."""
 
     type = "📝"
     name = "fit-recorder"
 
-    def __init__(self, stage: PipelineStep, folder: str):
+    def __init__(self, stage: FittedStage, folder: str):
         super().__init__()
         self.stage, self.folder = stage, folder
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        if hasattr(self.stage, "record_stream"):  # a stage that runs its own recorder (MinHash signatures)
-            self.stage.record_stream(data, self.folder, rank, world_size)
-        else:
-            rows = (row for doc in data if (row := self.stage.record(doc)) is not None)
-            self.stage.write_records(rows, self.folder, rank)
+        self.stage.write_fit_stream(data, self.folder, rank, world_size)
         mark_done(self.folder, rank)
         return iter(())
 
@@ -113,12 +109,25 @@ def _versions() -> dict:
             else "", "python": platform.python_version()}
 
 
+def _run_record(path: str) -> dict | None:
+    """The run record in ``path/run.json`` when it is a textcurate run's, else None."""
+    try:
+        with open(os.path.join(path, "run.json")) as fh:
+            record = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "fingerprint" in record and "config" in record else None
+
+
 def prepare_run_dir(cfg: PipelineConfig, overwrite: bool = False) -> str:
+    """The run folder, ready: resumed when it holds this pipeline's run; replaced with ``overwrite``
+    only when it holds another textcurate run (or nothing). A folder textcurate did not make is
+    never deleted."""
     run_dir = os.path.abspath(cfg.output.path)
-    record_path = os.path.join(run_dir, "run.json")
-    if os.path.exists(record_path):
-        with open(record_path) as fh:
-            old = json.load(fh)
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise ConfigError(f"output.path {run_dir} is a file, not a folder; pick another output.path")
+    old = _run_record(run_dir) if os.path.isdir(run_dir) else None
+    if old is not None:
         if old.get("fingerprint") != cfg.fingerprint():
             if not overwrite:
                 raise ConfigError(f"{run_dir} holds a run of a different pipeline (fingerprint "
@@ -126,16 +135,19 @@ def prepare_run_dir(cfg: PipelineConfig, overwrite: bool = False) -> str:
                                   f"it, or set output.path to a new folder")
             shutil.rmtree(run_dir)
     elif os.path.isdir(run_dir) and os.listdir(run_dir):
-        if not overwrite:
-            raise ConfigError(f"{run_dir} exists and is not a textcurate run; pass --overwrite or pick another "
-                              f"output.path")
-        shutil.rmtree(run_dir)
+        # not ours: --overwrite does not apply, whatever is in it stays
+        raise ConfigError(f"{run_dir} exists, is not empty and holds no textcurate run (no run.json of one); "
+                          f"textcurate will not write into or delete it, even with --overwrite: set output.path "
+                          f"to a new or empty folder")
     os.makedirs(run_dir, exist_ok=True)
     return run_dir
 
 
 def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = True) -> dict:
     """Run (or resume) a pipeline; returns the run record also written to RUN/run.json."""
+    from textcurate.runner.console import run_phase, setup as setup_terminal
+
+    setup_terminal()  # quiet unless TEXTCURATE_VERBOSE=1 (textcurate run --verbose): runner/console.py
     run_dir = prepare_run_dir(cfg, overwrite)
     paths = RunPaths(run_dir)
     record_path = os.path.join(run_dir, "run.json")
@@ -152,12 +164,12 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
     record["phases"] = {}
 
     for i, (name, step) in enumerate(stages, start=1):
-        if not getattr(step, "needs_fit", False):
+        if not (isinstance(step, FittedStage) and step.needs_fit):
             continue
         fit_dir = os.path.join(run_dir, "fit", name)
         logs = os.path.join(run_dir, "logs", f"fit-{name}")
         pipeline = ledgered(steps[:i], labels[:i]) + [FitRecorder(step, fit_dir)]
-        make_executor(cfg, pipeline, logs).run()
+        run_phase(make_executor(cfg, pipeline, logs))
         if tasks_done(fit_dir) < cfg.executor.tasks:  # slurm returns once the jobs are submitted
             record.update(status="incomplete", waiting_for=f"fit-{name}",
                           ledger={"tasks": tasks_done(fit_dir), "steps": [], "totals": {}})
@@ -182,7 +194,7 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
         writer = make_writer(os.path.join(run_dir, "documents"), cfg.output.format, cfg.output.compression)
         pipeline.append(Ledgered(writer, len(pipeline), "write"))
     logs = os.path.join(run_dir, "logs", "main")
-    make_executor(cfg, pipeline, logs).run()
+    run_phase(make_executor(cfg, pipeline, logs))
 
     ledger = aggregate(logs)
     if ledger["tasks"] < cfg.executor.tasks:

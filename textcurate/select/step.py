@@ -17,23 +17,24 @@ import numpy as np
 import pyarrow as pa
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
+from pydantic import Field, model_validator
 
 from textcurate.io.records import stable_hash
 from textcurate.io.rejects import Reject, RejectSink
+from textcurate.registry import RunPaths, StageParams, stage
 from textcurate.select.expr import Expr, ExprError, MissingField
-from textcurate.steps.fitted import Fitted
+from textcurate.steps.fitted import RowFittedStage
 
 ALL = "all"
 
 
-class Select(Fitted, PipelineStep):
+class Select(RowFittedStage, PipelineStep):
     type = "⚖️ - SELECT"
     name = "select"
 
-    def __init__(self, expr: str | None = None, by: str | None = None, top_k: int | None = None,
-                 fraction: float | None = None, ascending: bool = False, group_by: str | None = None,
-                 per_group: int | float | dict | None = None, seed: int = 0, rejects_folder: str | None = None,
-                 step_name: str = "select"):
+    def __init__(self, *, expr: str | None, by: str | None, top_k: int | None, fraction: float | None,
+                 ascending: bool, group_by: str | None, per_group: int | float | dict | None, seed: int,
+                 rejects_folder: str | None = None, step_name: str = "select"):
         super().__init__()
         if top_k is not None and fraction is not None:
             raise ValueError("select: give top_k or fraction, not both")
@@ -74,7 +75,7 @@ class Select(Fitted, PipelineStep):
     def _group(self, metadata: dict) -> str:
         return ALL if self.group_by is None else str(metadata[self.group_by])
 
-    def record(self, doc: Document) -> dict | None:
+    def fit_row(self, doc: Document) -> dict | None:
         """The row the fit needs from one document, or None when the document will not be kept anyway."""
         try:
             if self.expr is not None and not self.expr.keep(doc.metadata):
@@ -91,7 +92,7 @@ class Select(Fitted, PipelineStep):
             return int(round(q * n))
         return min(n, int(q))
 
-    def fit(self, table: pa.Table) -> dict:
+    def fit(self, table: pa.Table, artifacts: str | None = None) -> dict:
         ids = table.column("id").to_pylist()
         scores = np.asarray(table.column("score").to_numpy(zero_copy_only=False), dtype=np.float64)
         groups = table.column("group").to_pylist()
@@ -133,8 +134,7 @@ class Select(Fitted, PipelineStep):
 
     # --- applying ------------------------------------------------------------------------------------
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        if self.needs_fit and self.decision is None:
-            raise RuntimeError("select with top_k/fraction/per_group must be fitted first (the runner does this)")
+        self.require_fitted()
         rejects = RejectSink(self.rejects_folder, self.step_name, rank)
         try:
             for doc in data:
@@ -162,4 +162,28 @@ class Select(Fitted, PipelineStep):
 
     def _reject(self, doc: Document, field: str, reason: str) -> Reject:
         self.stat_update("rejected")
-        return Reject(str(doc.metadata.get("source_file", "")), None, field, reason, id=doc.id)
+        return Reject.for_doc(doc, field, reason)
+
+
+@stage("select")
+class SelectParams(StageParams):
+    """Keep by expression, top-k / fraction of a score, per-group quota."""
+    expr: str | None = Field(None, description="keep documents for which it is true, e.g. 'n_words >= 50'")
+    by: str | None = Field(None, description="score to rank by, for top_k / fraction / per_group")
+    top_k: int | None = Field(None, ge=0, description="keep the k best documents (of each group)")
+    fraction: float | None = Field(None, ge=0, le=1, description="keep this share of the documents, best first")
+    ascending: bool = Field(False, description="keep the lowest scores instead of the highest")
+    group_by: str | None = Field(None, description="attribute whose values are the groups of per_group")
+    per_group: int | float | dict[str, int | float] | None = Field(
+        None, description="k per group, a fraction <= 1 of each group, or {group: k or fraction}")
+    seed: int = Field(0, description="salt of the id-hash that breaks ties")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not (self.expr or self.top_k is not None or self.fraction is not None or self.per_group is not None):
+            raise ValueError("select needs expr, top_k, fraction or per_group")
+        Select(**self.step_kwargs())  # the step's own checks (and the expression's syntax) at load time
+        return self
+
+    def build(self, paths: RunPaths, name: str):
+        return Select(**self.step_kwargs(), rejects_folder=paths.rejects, step_name=name)

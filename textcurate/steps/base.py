@@ -28,7 +28,7 @@ class Scorer(PipelineStep):
     default_batch_size = 256
     default_checkpoint_every = 1024
 
-    def __init__(self, attributes_folder: str | None = None, rejects_folder: str | None = None,
+    def __init__(self, *, attributes_folder: str | None = None, rejects_folder: str | None = None,
                  batch_size: int | None = None, checkpoint_every: int | None = None, step_name: str | None = None):
         super().__init__()
         self.step_name = step_name or self.name

@@ -6,6 +6,7 @@ import string
 
 from datatrove.data import Document
 
+from textcurate.registry import RunPaths, ScorerParams, stage
 from textcurate.steps.base import Scorer
 
 _ALPHA, _DIGIT, _SPACE = (string.ascii_letters.encode(), string.digits.encode(), string.whitespace.encode())
@@ -62,3 +63,19 @@ class NoOpScorer(Scorer):
 
     def score(self, docs: list[Document]) -> list[dict]:
         return [{} for _ in docs]
+
+
+@stage("text_stats")
+class TextStatsParams(ScorerParams):
+    """Characters, words, lines, character-class fractions, duplicate lines."""
+
+    def build(self, paths: RunPaths, name: str):
+        return TextStats(**self.scorer_kwargs(paths, name))
+
+
+@stage("noop")
+class NoOpParams(ScorerParams):
+    """Writes only the id column (benchmarks the scoring machinery)."""
+
+    def build(self, paths: RunPaths, name: str):
+        return NoOpScorer(**self.scorer_kwargs(paths, name))
