@@ -34,7 +34,7 @@ def worker(which: str, args) -> dict:
 
     from textcurate.lm.data import training_batches
     from textcurate.lm.model import GPT, GPTConfig
-    from textcurate.lm.train import TrainConfig, _lr_at, make_optimizer, train_lm
+    from textcurate.lm.train import TrainConfig, lr_at, make_optimizer, train_lm
 
     rng = np.random.default_rng(0)
     docs = [rng.integers(1, args.vocab, int(rng.integers(50, 800))).astype(np.int32) for _ in range(2000)]
@@ -53,7 +53,7 @@ def worker(which: str, args) -> dict:
     t0 = time.perf_counter()
     for x, y, _ in training_batches(docs, 0, args.block, args.batch, total_steps * args.batch * args.block, 0):
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, total_steps, cfg)
+            g["lr"] = lr_at(step, total_steps, cfg)
         _, loss = model(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
+from textcurate.lm.data import pad_batch
+
 _BLOCK = re.compile(r"(?:^|\.)(?:blocks|layers|h|layer)\.(\d+)\.")
 
 
@@ -74,10 +76,5 @@ def document_batches(docs: list[np.ndarray], eos_id: int, context: int, batch_si
     for start in range(0, len(docs), batch_size):
         idx = list(range(start, min(start + batch_size, len(docs))))
         seqs = [np.concatenate([[eos_id], docs[i][:context]]).astype(np.int64) for i in idx]
-        t = max(2, max(len(s) for s in seqs)) - 1
-        x = torch.full((len(idx), t), eos_id, dtype=torch.long)
-        y = torch.full((len(idx), t), -100, dtype=torch.long)
-        for r, s in enumerate(seqs):
-            x[r, : len(s) - 1] = torch.from_numpy(s[:-1])
-            y[r, : len(s) - 1] = torch.from_numpy(s[1:])
+        x, y = pad_batch([(s[:-1], s[1:]) for s in seqs], eos_id)
         yield idx, x, y

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -24,8 +23,14 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from textcurate import __version__
+from textcurate.io.files import pick_device, write_json_atomic
+from textcurate.lm.experiment import WARMUP_SALT, LMSpec, build_model, make_tokenizer
+from textcurate.lm.experiment import split_target as _split_target
 
 PROJECT_BYTES = 512 << 20  # gradients held for one projection call
+
+
+_LM = LMSpec.model_fields  # the model's defaults are the experiment's (one default per parameter)
 
 
 class InfluenceSpec(BaseModel):
@@ -34,43 +39,30 @@ class InfluenceSpec(BaseModel):
     proj_dim: int = Field(2048, ge=8)
     proj_kind: str = Field("rademacher", pattern="^(rademacher|gaussian|sparse)$")
     params: str = Field("all", description="all | last:K | lora")
-    context: int = Field(128, ge=8, description="tokens of each document the gradient sees")
+    context: int = Field(_LM["block_size"].default, ge=8, description="tokens of each document the gradient sees")
     batch_size: int = Field(16, ge=1)
     warmup_fraction: float = Field(0.05, gt=0, le=1)
     warmup_tokens: int = Field(100_000, ge=1000)
     checkpoints: int = Field(4, ge=1)
     lam: float = Field(1e-2, gt=0, description="TRAK ridge, relative to the mean diagonal of Phi^T Phi")
     model: str | None = Field(None, description="a local causal LM (or smollm2) instead of a fresh small GPT")
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 128
-    vocab_size: int = 2048
+    n_layer: int = _LM["n_layer"].default
+    n_head: int = _LM["n_head"].default
+    n_embd: int = _LM["n_embd"].default
+    vocab_size: int = _LM["vocab_size"].default
     seed: int = 0
     device: str = "auto"
 
-
-def split_target(docs: list, expr: str, holdout: float) -> tuple[list, list]:
-    """(pool, target): the documents matching ``expr`` whose id-hash falls in the ``holdout`` share
-    are the target; the same rule (and salt) as the evaluation's, so an evaluation of the
-    selection scores it on exactly these held-out documents."""
-    from textcurate.io.records import hash_share
-    from textcurate.select.expr import Expr
-
-    e = Expr(expr)
-    pool, target = [], []
-    for d in docs:
-        try:
-            hit = e.keep(d.metadata)
-        except Exception:
-            hit = False
-        (target if hit and hash_share(d.id, 101) < holdout else pool).append(d)
-    if not target:
-        raise ValueError(f"no document matches the target expression {expr!r}")
-    return pool, target
+    def lm_spec(self) -> LMSpec:
+        """The experiment's model spec: the GPT's shape, its context, and a local model's tokenizer."""
+        return LMSpec(n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd, block_size=self.context,
+                      vocab_size=self.vocab_size, tokenizer=self.model)
 
 
-def _device(device: str) -> str:
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+def split_target(docs: list, expr: str, holdout: float, log=print) -> tuple[list, list]:
+    """(pool, target): the experiment's one rule (``lm.experiment.split_target``, ``TARGET_SALT``),
+    so an evaluation of the selection scores it on exactly these held-out documents."""
+    return _split_target(docs, expr, holdout, log=log)
 
 
 def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: str, log=print) -> dict:
@@ -78,30 +70,23 @@ def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: st
     from textcurate.influence.project import Projector
     from textcurate.influence.scores import adam_direction, less_scores, trak_scores
     from textcurate.lm.data import tokenize_documents
-    from textcurate.lm.model import GPT, GPTConfig, load_causal_lm
-    from textcurate.lm.tokenizer import LMTokenizer
     from textcurate.lm.train import TrainConfig, train_lm
 
     if not pool or not target:
         raise ValueError(f"influence needs a pool and a target: got {len(pool)} and {len(target)} documents")
-    device = _device(spec.device)
+    device = pick_device(spec.device)
     started = time.time()
     os.makedirs(out_dir, exist_ok=True)
-    if spec.model:
-        tok = LMTokenizer.from_model(spec.model)
-        model = load_causal_lm(spec.model)
-    else:
-        tok = LMTokenizer.train([d.text for d in pool], vocab_size=spec.vocab_size)
-        torch.manual_seed(spec.seed)
-        model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=spec.context, n_layer=spec.n_layer,
-                              n_head=spec.n_head, n_embd=spec.n_embd))
+    lm = spec.lm_spec()
+    tok = make_tokenizer(lm, [d.text for d in pool])
+    model = build_model(lm, tok.vocab_size, spec.seed, local=spec.model)
     tok.save(os.path.join(out_dir, "tokenizer"))
     pool_tok = tokenize_documents(tok, [d.text for d in pool], spec.context)
     target_tok = tokenize_documents(tok, [d.text for d in target], spec.context)
     names = select_parameters(model, spec.params)
 
     # --- warm-up with snapshots ------------------------------------------------------------------------
-    rng = np.random.default_rng([spec.seed, 11])
+    rng = np.random.default_rng([spec.seed, WARMUP_SALT])
     warm = rng.permutation(len(pool))[: max(1, int(round(spec.warmup_fraction * len(pool))))]
     snapshots: list[dict] = []
 
@@ -186,14 +171,13 @@ def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: st
             "bottom": [{"id": pool[i].id, "influence": float(score[i]), "text": pool[i].text[:300]}
                        for i in order[::-1][:5]],
             "seconds": round(time.time() - started, 1), "textcurate": __version__}
-    with open(os.path.join(out_dir, "card.json"), "w") as fh:
-        json.dump(card, fh, indent=2)
+    write_json_atomic(os.path.join(out_dir, "card.json"), card)
     card["scores"] = {d.id: float(v) for d, v in zip(pool, score)}
     return card
 
 
 def _write_features(folder: str, ids: list[str], x: np.ndarray) -> None:
-    from textcurate.cluster.stage import vectors_column
+    from textcurate.io.files import vectors_column
 
     os.makedirs(folder, exist_ok=True)
     pq.write_table(pa.table({"id": ids, "embedding": vectors_column(x.astype(np.float16), pa.float16())}),

@@ -50,6 +50,18 @@ def training_batches(docs: list[np.ndarray], eos_id: int, block_size: int, batch
         epoch += 1
 
 
+def pad_batch(pairs: list[tuple[np.ndarray, np.ndarray]], eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets) of equal length: inputs right-padded with end-of-text, targets with
+    -100 (ignored by the loss). The one padding helper of the kit (held-out loss, gradients)."""
+    t = max(1, max(len(y) for _, y in pairs))
+    x = torch.full((len(pairs), t), eos_id, dtype=torch.long)
+    y = torch.full((len(pairs), t), -100, dtype=torch.long)
+    for r, (xi, yi) in enumerate(pairs):
+        x[r, : len(xi)] = torch.as_tensor(xi, dtype=torch.long)
+        y[r, : len(yi)] = torch.as_tensor(yi, dtype=torch.long)
+    return x, y
+
+
 def eval_windows(docs: list[np.ndarray], eos_id: int, block_size: int
                  ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(document index, inputs, targets) windows covering every token of every document once."""

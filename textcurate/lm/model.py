@@ -121,13 +121,20 @@ def token_losses(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor) -> 
     return loss.view(targets.shape)
 
 
-def load_causal_lm(path: str, trust_remote_code: bool = False):
-    """Any local causal LM folder for transformers, or ``smollm2`` for the packaged SmolLM2-135M
-    (dequantised from its GGUF once)."""
+def load_causal_lm(path: str, trust_remote_code: bool = False, device: str = "cpu", dtype=torch.float32):
+    """The weights of a local causal LM: a folder transformers loads, a ``.gguf`` file
+    (dequantised on load), or ``smollm2`` for the packaged SmolLM2-135M (its bf16 copy,
+    converted from the GGUF once). fp32 on the CPU unless told otherwise: the kit trains it.
+    The tokenizer is ``LMTokenizer.from_model`` (a folder need not hold one)."""
+    import os
+
     from transformers import AutoModelForCausalLM
 
     if path == "smollm2":
         from textcurate.engines.smollm import smollm2_dequantised
 
         path = smollm2_dequantised()
-    return AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code, torch_dtype=torch.float32)
+    kwargs = {"trust_remote_code": trust_remote_code}
+    if path.endswith(".gguf"):
+        path, kwargs["gguf_file"] = os.path.split(os.path.abspath(path))
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs).to(device)

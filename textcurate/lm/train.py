@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from textcurate.lm.data import eval_windows, training_batches
+from textcurate.io.files import pick_device
+from textcurate.lm.data import eval_windows, pad_batch, training_batches
 from textcurate.lm.model import lm_loss
 
 
@@ -56,11 +57,8 @@ class TrainResult:
         return asdict(self)
 
 
-def pick_device(device: str) -> str:
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-
-
-def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """The learning rate of optimizer step ``step`` of ``total``: linear warmup, then cosine decay."""
     warmup = max(1, int(cfg.warmup_frac * total))
     if step < warmup:
         return cfg.lr * (step + 1) / warmup
@@ -79,10 +77,15 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
                              foreach=True)
 
 
-def train_lm(model: torch.nn.Module, docs: list[np.ndarray], eos_id: int, block_size: int,
-             cfg: TrainConfig, on_step=None) -> TrainResult:
+def train_lm(model: torch.nn.Module, docs: list[np.ndarray] | None, eos_id: int, block_size: int,
+             cfg: TrainConfig, on_step=None, batches=None, loss_fn=None) -> TrainResult:
     """Train for ``cfg.budget_tokens``; ``on_step(step, total_steps, model, optimizer, lr)``, when
-    given, is called after every optimizer step (LESS snapshots its checkpoints there)."""
+    given, is called after every optimizer step (LESS snapshots its checkpoints there).
+
+    Hooks for a loop that is the same but for its data and loss (DoReMi's proxy):
+    ``batches``, an iterator of (inputs, targets, epoch position) of ``cfg.batch_size`` rows,
+    replaces the document stream; ``loss_fn(model, inputs, targets)`` replaces the mean
+    next-token loss."""
     from accelerate import Accelerator
 
     device = pick_device(cfg.device)
@@ -97,12 +100,14 @@ def train_lm(model: torch.nn.Module, docs: list[np.ndarray], eos_id: int, block_
     start_step, losses, epochs = 0, [], 0.0
     # what must match for a checkpoint to continue this run (the data stream and schedule depend on it)
     run = {"budget_tokens": cfg.budget_tokens, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
-           "seed": cfg.seed, "block_size": block_size, "documents": len(docs)}
+           "seed": cfg.seed, "block_size": block_size, "documents": len(docs) if docs is not None else None}
     if cfg.checkpoint_dir and os.path.exists(os.path.join(cfg.checkpoint_dir, "state.json")):
         start_step, losses, epochs = load_checkpoint(acc.unwrap_model(model), opt, cfg.checkpoint_dir, run)
 
-    batches = training_batches(docs, eos_id, block_size, cfg.batch_size, total_steps * micro_tokens * cfg.grad_accum,
-                               cfg.seed)
+    if batches is None:
+        batches = training_batches(docs, eos_id, block_size, cfg.batch_size,
+                                   total_steps * micro_tokens * cfg.grad_accum, cfg.seed)
+    loss_fn = loss_fn or lm_loss
     for _ in range(start_step * cfg.grad_accum):  # the same stream: skip what the checkpoint has seen
         next(batches)
     model.train()
@@ -111,8 +116,8 @@ def train_lm(model: torch.nn.Module, docs: list[np.ndarray], eos_id: int, block_
     for x, y, epochs in batches:
         with acc.accumulate(model):
             for g in opt.param_groups:
-                g["lr"] = _lr_at(step, total_steps, cfg)
-            loss = lm_loss(model, x.to(acc.device), y.to(acc.device))
+                g["lr"] = lr_at(step, total_steps, cfg)
+            loss = loss_fn(model, x.to(acc.device), y.to(acc.device))
             acc.backward(loss)
             if acc.sync_gradients and cfg.grad_clip:
                 acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -125,7 +130,7 @@ def train_lm(model: torch.nn.Module, docs: list[np.ndarray], eos_id: int, block_
             acc_loss, micro = 0.0, 0
             step += 1
             if on_step is not None:
-                on_step(step, total_steps, acc.unwrap_model(model), opt, _lr_at(step - 1, total_steps, cfg))
+                on_step(step, total_steps, acc.unwrap_model(model), opt, lr_at(step - 1, total_steps, cfg))
             if cfg.checkpoint_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
                 save_checkpoint(acc.unwrap_model(model), opt, step, losses, cfg.checkpoint_dir, epochs, run)
     seconds = time.perf_counter() - t0
@@ -151,12 +156,7 @@ def heldout_loss(model: torch.nn.Module, docs: list[np.ndarray], eos_id: int, bl
     windows.sort(key=lambda w: len(w[1]))  # similar lengths together: little padding
     for start in range(0, len(windows), batch_size):
         chunk = windows[start:start + batch_size]
-        t = max(len(w[1]) for w in chunk)
-        x = torch.full((len(chunk), t), eos_id, dtype=torch.long)
-        y = torch.full((len(chunk), t), -100, dtype=torch.long)
-        for r, (_, xi, yi) in enumerate(chunk):
-            x[r, : len(xi)] = torch.from_numpy(xi)
-            y[r, : len(yi)] = torch.from_numpy(yi)
+        x, y = pad_batch([(xi, yi) for _, xi, yi in chunk], eos_id)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
             losses = token_losses(model, x.to(device), y.to(device)).float().cpu().numpy()
         for r, (doc, _, yi) in enumerate(chunk):

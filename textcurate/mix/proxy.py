@@ -2,24 +2,25 @@
 
 ``ProxyLab`` tokenises the domains and the target once; then
 - ``target_loss(weights)`` trains a fresh GPT on that mixture for a fixed token budget and
-  returns its loss on the target (RegMix's unit of work), cached on disk per mixture;
+  returns its loss on the target (RegMix's unit of work): the experiment's
+  ``train_and_score``, cached on disk by content;
 - ``doremi()`` runs DoReMi (Xie et al. 2023): a reference model on the reference mixture,
   then a proxy trained with domain weights alpha updated by exponentiated gradient on the
   per-domain excess loss max(l_proxy - l_ref, 0), alpha smoothed towards uniform; the answer
-  is alpha averaged over the steps.
+  is alpha averaged over the steps. The proxy trains in the kit's one loop (``train_lm``),
+  with DoReMi's batches (rows of every domain) and its weighted loss as hooks.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
 import time
 
 import numpy as np
 
-from textcurate.io.records import stable_hash, write_json_atomic
+from textcurate.io.records import stable_hash
+from textcurate.lm.experiment import (PROXY_BPE_SALT, Heldout, TrainOptions, build_model, make_tokenizer,
+                                      train_and_score)
 from textcurate.mix.materialise import draw_copies
 from textcurate.mix.regmix import clip_to_bounds, fit_regression, sample_mixtures, search_simplex
 from textcurate.mix.spec import ProxyConfig
@@ -31,7 +32,6 @@ class ProxyLab:
         """``domains``: name -> documents (the training pool of each domain); ``target``: the
         documents whose loss the mixture should lower (held out from every domain)."""
         from textcurate.lm.data import tokenize_documents
-        from textcurate.lm.tokenizer import LMTokenizer
 
         if len(domains) < 2:
             raise ValueError(f"a mixture needs at least 2 domains, got {list(domains)}")
@@ -41,26 +41,17 @@ class ProxyLab:
         self.names = list(domains)
         texts = [d.text for docs in domains.values() for d in docs]
         # the BPE is trained on a hash sample of the pool, the same whatever the mixture
-        sample = [d.text for docs in domains.values() for d in docs if stable_hash(d.id, 404) % 4 == 0] or texts
-        self.tok = LMTokenizer.train(sample, vocab_size=cfg.vocab_size)
+        sample = [d.text for docs in domains.values() for d in docs
+                  if stable_hash(d.id, PROXY_BPE_SALT) % 4 == 0] or texts
+        self.tok = make_tokenizer(cfg, sample)
         self.docs = {n: tokenize_documents(self.tok, [d.text for d in domains[n]], cfg.max_doc_tokens)
                      for n in self.names}
         self.ids = {n: [d.id for d in domains[n]] for n in self.names}
         self.target = tokenize_documents(self.tok, [d.text for d in target], cfg.max_doc_tokens)
+        self.heldout = Heldout({"target": self.target})
+        self.options = TrainOptions(batch_size=cfg.batch_size, lr=cfg.lr, device=cfg.device)
         self.tokens = np.array([sum(len(t) + 1 for t in self.docs[n]) for n in self.names], dtype=np.float64)
         self.natural = self.tokens / self.tokens.sum()
-        if cache_dir:
-            os.makedirs(cache_dir, exist_ok=True)
-
-    def _gpt(self, seed: int):
-        import torch
-
-        from textcurate.lm.model import GPT, GPTConfig
-
-        torch.manual_seed(seed)
-        c = self.cfg
-        return GPT(GPTConfig(vocab_size=self.tok.vocab_size, block_size=c.block_size, n_layer=c.n_layer,
-                             n_head=c.n_head, n_embd=c.n_embd))
 
     def mixture_docs(self, weights: np.ndarray) -> list[np.ndarray]:
         """Documents (repeated as needed) whose tokens split as ``weights`` of the budget."""
@@ -73,29 +64,14 @@ class ProxyLab:
         return out
 
     def target_loss(self, weights, seed: int = 0) -> float:
-        from textcurate.lm.train import TrainConfig, heldout_loss, train_lm
-
         w = np.asarray(weights, dtype=np.float64)
         w = w / w.sum()
-        key = hashlib.sha256(json.dumps([self.names, np.round(w, 6).tolist(), seed, self.cfg.model_dump()],
-                                        sort_keys=True).encode()).hexdigest()[:16]
-        path = os.path.join(self.cache_dir, f"run-{key}.json") if self.cache_dir else None
-        if path and os.path.exists(path):
-            with open(path) as fh:
-                return json.load(fh)["target_loss"]
-        c = self.cfg
-        model = self._gpt(seed)
-        t0 = time.time()
-        train_lm(model, self.mixture_docs(w), self.tok.eos_id, c.block_size,
-                 TrainConfig(budget_tokens=c.budget_tokens, batch_size=c.batch_size, lr=c.lr, seed=seed,
-                             device=c.device))
-        s, n = heldout_loss(model, self.target, self.tok.eos_id, c.block_size, device=c.device)
-        loss = float(s.sum() / n.sum())
-        if path:
-            write_json_atomic(path, {"weights": dict(zip(self.names, w.tolist())), "seed": seed,
-                                     "target_loss": loss}, indent=None)
-        self.log(f"  proxy {', '.join(f'{n} {x:.2f}' for n, x in zip(self.names, w))}: target loss {loss:.4f} "
-                 f"({time.time() - t0:.0f} s)")
+        score = train_and_score(self.mixture_docs(w), self.cfg, self.cfg.budget_tokens, seed, tokenizer=self.tok,
+                                heldout=self.heldout, options=self.options, cache_dir=self.cache_dir)
+        loss = score.loss["target"]
+        if not score.cached:
+            self.log(f"  proxy {', '.join(f'{n} {x:.2f}' for n, x in zip(self.names, w))}: target loss "
+                     f"{loss:.4f} ({score.train['wall_seconds']:.0f} s)")
         return loss
 
     # --- RegMix ----------------------------------------------------------------------------
@@ -124,34 +100,36 @@ class ProxyLab:
 
         from textcurate.lm.data import training_batches
         from textcurate.lm.model import token_losses
-        from textcurate.lm.train import TrainConfig, _lr_at, make_optimizer, pick_device, train_lm
+        from textcurate.lm.train import TrainConfig, train_lm
 
         c = self.cfg
         k = len(self.names)
         ref_w = np.full(k, 1.0 / k) if reference_weights is None else np.asarray(reference_weights, dtype=np.float64)
-        device = pick_device(c.device)
         t0 = time.time()
-        ref = self._gpt(seed)
+        ref = build_model(c, self.tok.vocab_size, seed)
         train_lm(ref, self.mixture_docs(ref_w / ref_w.sum()), self.tok.eos_id, c.block_size,
                  TrainConfig(budget_tokens=c.budget_tokens, batch_size=c.batch_size, lr=c.lr, seed=seed,
                              device=c.device))
         ref.eval()
-        proxy = self._gpt(seed + 1).to(device)
-        tcfg = TrainConfig(budget_tokens=c.budget_tokens, lr=c.lr, seed=seed)
-        opt = make_optimizer(proxy, tcfg)
+        # the proxy: every step takes rows_per_domain rows of each domain and weights their losses by alpha
         step_tokens = k * rows_per_domain * c.block_size
         steps = max(1, math.ceil(c.budget_tokens / step_tokens))
         streams = [training_batches(self.docs[n], self.tok.eos_id, c.block_size, rows_per_domain,
                                     steps * rows_per_domain * c.block_size, seed + i) for i, n in enumerate(self.names)]
+
+        def batches():
+            for _ in range(steps):
+                xs, ys = zip(*[next(s)[:2] for s in streams])
+                yield torch.cat(xs), torch.cat(ys), 0.0
+
         alpha = np.full(k, 1.0 / k)
         history = []
-        proxy.train()
-        for step in range(steps):
-            xs, ys = zip(*[next(s)[:2] for s in streams])
-            x, y = torch.cat(xs).to(device), torch.cat(ys).to(device)
+
+        def weighted_loss(model, x, y):
+            nonlocal alpha
             with torch.no_grad():
                 lref = token_losses(ref, x, y)
-            lp = token_losses(proxy, x, y)
+            lp = token_losses(model, x, y)
             per_domain = lp.view(k, -1).mean(dim=1)
             excess = (lp.detach() - lref).clamp(min=0).view(k, -1).mean(dim=1).cpu().numpy()
             # exponentiated gradient on the excess loss, then smoothing towards uniform
@@ -160,13 +138,12 @@ class ProxyLab:
             alpha = alpha / alpha.sum()
             alpha = (1 - smoothing) * alpha + smoothing / k
             history.append(alpha.copy())
-            loss = (torch.as_tensor(alpha, dtype=per_domain.dtype, device=device) * per_domain).sum()
-            for g in opt.param_groups:
-                g["lr"] = _lr_at(step, steps, tcfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(proxy.parameters(), 1.0)
-            opt.step()
+            return (torch.as_tensor(alpha, dtype=per_domain.dtype, device=per_domain.device) * per_domain).sum()
+
+        proxy = build_model(c, self.tok.vocab_size, seed + 1)
+        train_lm(proxy, None, self.tok.eos_id, c.block_size,
+                 TrainConfig(budget_tokens=steps * step_tokens, batch_size=k * rows_per_domain, lr=c.lr, seed=seed,
+                             device=c.device), batches=batches(), loss_fn=weighted_loss)
         mean_alpha = np.mean(history, axis=0)
         unclipped = mean_alpha.copy()
         if upper is not None:  # the caps hold for the final mixture, not for the proxy's training

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from textcurate.lm.experiment import LMSpec
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -56,13 +58,10 @@ class GroupBySpec(_Strict):
     default_max_epochs: float | None = None
 
 
-class ProxyConfig(_Strict):
-    """The proxy LM of a fitted mixture: a small GPT from the kit on a BPE of the sources."""
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 128
-    vocab_size: int = 1024
+class ProxyConfig(LMSpec):
+    """The proxy LM of a fitted mixture: the experiment's small GPT (``LMSpec``: n_layer, n_head,
+    n_embd, block_size, tokenizer) on a BPE of the sources, and how long each proxy trains."""
+    vocab_size: int = Field(1024, ge=256, description="of the BPE trained on the sources")
     max_doc_tokens: int = 256
     budget_tokens: int = Field(100_000, ge=1000, description="training tokens per proxy run")
     batch_size: int = 16
