@@ -80,8 +80,14 @@ def test_yaml_errors(tmp_path):
         load_pipeline(str(tmp_path / "missing.yaml"))
 
 
-def test_shipped_pipelines_validate():
+def test_shipped_pipelines_validate(tmp_path, monkeypatch):
     import glob
+    import os
 
-    for path in glob.glob("pipelines/*.yaml"):
+    # relative to this file, not to the working folder (from elsewhere the old glob found nothing)
+    paths = glob.glob(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipelines",
+                                   "*.yaml"))
+    assert len(paths) >= 7
+    monkeypatch.chdir(tmp_path)
+    for path in paths:
         load_pipeline(path)
