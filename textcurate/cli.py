@@ -307,7 +307,12 @@ def evaluate(pool: str = typer.Argument(..., help="documents with attributes: a 
                                                                  "-FIELD for the lowest)"),
              fractions: Optional[str] = typer.Option(None, help="random fractions, e.g. 0.05,0.1,0.2,0.5,1"),
              seeds: Optional[str] = typer.Option(None, help="e.g. 0,1"),
-             budget: Optional[int] = typer.Option(None, help="training tokens per run")):
+             budget: Optional[str] = typer.Option(None, help="training tokens per run, e.g. 2M; two or more "
+                                                             "(1M,10M) run the evaluation at each; default: "
+                                                             "--epochs-at-10pct passes over random 10 % of the pool"),
+             epochs_at_10pct: Optional[float] = typer.Option(None, "--epochs-at-10pct",
+                                                             help="the default budget: random 10 % of the pool "
+                                                                  "repeated this many times (40)")):
     """Train small LMs on selections and on random subsets; report the data-efficiency multiplier."""
     import yaml
     from pydantic import ValidationError
@@ -339,6 +344,10 @@ def evaluate(pool: str = typer.Argument(..., help="documents with attributes: a 
         data["seeds"] = [int(x) for x in seeds.split(",")]
     if budget:
         data["budget_tokens"] = budget
+    if epochs_at_10pct:
+        data["epochs_at_10pct"] = epochs_at_10pct
+    from textcurate.report.evaluate import evaluation_tables
+
     try:
         es = EvaluateSpec.model_validate(data)
         tdocs = list(read_documents(es.target.path)) if es.target.path else None
@@ -347,7 +356,8 @@ def evaluate(pool: str = typer.Argument(..., help="documents with attributes: a 
         _fail("invalid evaluation: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
-    Console().print(_evaluation_table(result))
+    for table in evaluation_tables(result):
+        Console().print(table)
     Console().print(f"written: {os.path.join(out, 'evaluate.json')}")
 
 

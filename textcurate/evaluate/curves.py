@@ -10,8 +10,11 @@ the measured range nothing is extrapolated: a selection better than every random
 the bound "at least (largest fraction / f_s)", one worse than every random run "at most
 (smallest fraction / f_s)". Where the random curve is flat (more random data does not lower
 the target loss, as happens when the token budget is small next to the pool), the
-multiplier says little; ``delta``, the selection's loss minus random's at the same fraction,
-is reported beside it.
+multiplier says nothing: ``random_slope`` fits loss = a_seed + b log(fraction) (one intercept
+per seed) and gives b's 95 % interval from the residuals, i.e. from how far the seeds'
+curves scatter about one common slope; when the interval reaches zero the curve is "flat
+within its noise" and the evaluation gives ``delta``, the selection's loss minus random's at
+the same fraction, and no multiplier.
 """
 
 from __future__ import annotations
@@ -75,6 +78,41 @@ class RandomCurve:
         return loss - self.loss_at(f)
 
 
+def random_slope(fractions, losses, seeds) -> dict:
+    """Slope of target loss against log fraction over the random runs, with one intercept per
+    seed, and whether it is distinguishable from zero: ``sloped`` when its 95 % interval
+    (Student t on the residual degrees of freedom) lies below zero. With too few runs for a
+    residual (df < 1) nothing can be told: ``sloped`` is False and ``why`` says so."""
+    from scipy.stats import t as student_t
+
+    x = np.log(np.asarray(fractions, dtype=np.float64))
+    y = np.asarray(losses, dtype=np.float64)
+    seeds = np.asarray(seeds)
+    levels = sorted(set(seeds.tolist()))
+    design = np.column_stack([x] + [(seeds == s).astype(np.float64) for s in levels])
+    df = len(y) - design.shape[1]
+    out = {"slope": math.nan, "se": math.nan, "ci": [math.nan, math.nan], "df": int(df), "runs": int(len(y)),
+           "seeds": len(levels), "sloped": False, "why": ""}
+    if len(np.unique(x)) < 2:
+        out["why"] = "the random runs cover fewer than two fractions"
+        return out
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    out["slope"] = float(coef[0])
+    if df < 1:
+        out["why"] = (f"{len(y)} random runs leave no residual to measure the noise of the random curve "
+                      f"(add fractions or seeds)")
+        return out
+    resid = y - design @ coef
+    sigma2 = float(resid @ resid) / df
+    se = math.sqrt(sigma2 * float(np.linalg.pinv(design.T @ design)[0, 0]))
+    half = float(student_t.ppf(0.975, df)) * se
+    out.update(se=se, ci=[coef[0] - half, coef[0] + half], sloped=bool(coef[0] + half < 0))
+    out["ci"] = [float(v) for v in out["ci"]]
+    out["why"] = ("the slope's 95 % interval lies below zero" if out["sloped"] else
+                  "the slope's 95 % interval reaches zero: flat within the spread over seeds")
+    return out
+
+
 def multiplier(curve: RandomCurve, fraction: float, loss: float) -> tuple[float, str | None]:
     """(random fraction reaching ``loss``) / ``fraction``; with "lower" the multiplier is at least
     this value (the selection beat every random run), with "upper" at most."""
@@ -93,6 +131,8 @@ def summarize(values: list[float]) -> dict:
 def format_multiplier(item: dict) -> str:
     """'2.31 [1.90, 2.72]', '>= 5.00' (better than training on every random fraction, all seeds),
     '<= 0.50' (worse than the smallest random fraction), or the range with '(bound)' when mixed."""
+    if item.get("multiplier_withheld"):
+        return "none (flat random curve)"
     m = item["multiplier"]
     if m["mean"] is None:
         return "n/a"

@@ -3,7 +3,17 @@ options of ``textcurate evaluate``."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from textcurate.lm.experiment import LMSpec
+
+DEFAULT_EPOCHS_AT_10PCT = 40.0  # the default budget: random 10 % of the pool seen 40 times, the whole pool 4 times
+DATA_CONSTRAINED_EPOCHS = 16.0  # below this many epochs of random 10 %, a budget is warned about (R_D* = 15.4)
+
+
+def default_budget(pool_tokens: int, epochs_at_10pct: float = DEFAULT_EPOCHS_AT_10PCT) -> int:
+    """Training tokens per run that repeat random 10 % of the pool ``epochs_at_10pct`` times."""
+    return max(1000, int(round(epochs_at_10pct * 0.1 * pool_tokens)))
 
 
 class _Strict(BaseModel):
@@ -49,13 +59,21 @@ class SelectionSpec(_Strict):
         return self
 
 
-class ModelSpec(_Strict):
-    n_layer: int = Field(2, ge=1)
-    n_head: int = Field(4, ge=1)
-    n_embd: int = Field(128, ge=8)
-    block_size: int = Field(128, ge=8)
-    vocab_size: int = Field(2048, ge=256, description="of the BPE trained on the pool")
-    tokenizer: str | None = Field(None, description="a local model's tokenizer instead of training a BPE")
+ModelSpec = LMSpec  # the ``model:`` block: the experiment's one model spec
+
+
+def parse_tokens(v) -> int:
+    """150000, 1.5e5, "150k", "1M", "2.5G" -> tokens."""
+    if isinstance(v, str):
+        t = v.strip().replace("_", "").replace(",", "")
+        mult = {"k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}.get(t[-1:].lower(), 1)
+        try:
+            v = float(t[:-1] if mult != 1 else t) * mult
+        except ValueError:
+            raise ValueError(f"not a token count: {v!r} (e.g. 150000, 1.5e5, 150k, 1M)") from None
+    if isinstance(v, float) and not v.is_integer() and v > 1e6:
+        v = round(v)
+    return int(v)
 
 
 class EvaluateSpec(_Strict):
@@ -63,7 +81,12 @@ class EvaluateSpec(_Strict):
     selections: list[SelectionSpec] = []
     fractions: list[float] = Field([0.05, 0.1, 0.2, 0.5, 1.0], description="random subsets of the pool (tokens)")
     seeds: list[int] = Field([0, 1], min_length=1)
-    budget_tokens: int = Field(150_000, ge=1000, description="training tokens of every run, whatever its set size")
+    budget_tokens: int | list[int] | None = Field(
+        None, description="training tokens of every run, whatever its set size; a list runs the whole evaluation "
+                          "at each budget; default: epochs_at_10pct passes over random 10 % of the pool")
+    epochs_at_10pct: float = Field(DEFAULT_EPOCHS_AT_10PCT, gt=0, description=(
+        "the default budget, relative to the pool: random 10 % of it is repeated this many times (well past "
+        "the ~4 repetitions that cost almost nothing, Muennighoff et al. 2023)"))
     batch_size: int = Field(16, ge=1)
     lr: float = Field(1e-3, gt=0, description="3e-3 made this size of GPT spike: target loss spread 0.5 nats over seeds")
     general_holdout: float = Field(0.05, gt=0, lt=1, description="share of the pool held out as a general test")
@@ -71,6 +94,23 @@ class EvaluateSpec(_Strict):
     domain_field: str | None = Field(None, description="report target loss per value of this attribute")
     model: ModelSpec = ModelSpec()
     device: str = "auto"
+
+    @field_validator("budget_tokens", mode="before")
+    @classmethod
+    def _budget(cls, v):
+        if v is None:
+            return None
+        vals = [parse_tokens(x) for x in (v if isinstance(v, (list, tuple)) else str(v).split(",")
+                                          if isinstance(v, str) else [v])]
+        if any(x < 1000 for x in vals) or not vals:
+            raise ValueError(f"budget_tokens: at least 1000 tokens per run, got {v!r}")
+        return vals[0] if len(vals) == 1 else sorted(set(vals))
+
+    def budgets(self, pool_tokens: int) -> list[int]:
+        """The budgets to run at: as given, or the default relative to the pool."""
+        if self.budget_tokens is None:
+            return [default_budget(pool_tokens, self.epochs_at_10pct)]
+        return [self.budget_tokens] if isinstance(self.budget_tokens, int) else list(self.budget_tokens)
 
     @model_validator(mode="after")
     def _check(self):
