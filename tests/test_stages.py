@@ -274,3 +274,31 @@ def test_overwrite_refuses_a_folder_that_is_not_a_run(tmp_path, run_cfg):
     with pytest.raises(ConfigError, match="different pipeline"):
         run_pipeline(other, report=False)
     assert run_pipeline(other, overwrite=True, report=False)["status"] == "complete"
+
+
+def test_the_documented_example_stage_runs(tmp_path, run_cfg):
+    """docs/adding-a-stage.md's example, as written, registers and runs in a pipeline."""
+    import re
+    import sys
+    import types
+
+    from conftest import make_corpus, read_output_docs
+    from textcurate.runner.run import run_pipeline
+
+    text = open(os.path.join(ROOT, "docs", "adding-a-stage.md")).read()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    mod = types.ModuleType("doc_example_stage")
+    sys.modules[mod.__name__] = mod  # datatrove's workers must import the step class by name
+    try:
+        exec(compile(code, mod.__name__, "exec"), mod.__dict__)
+        make_corpus(tmp_path / "in", n_files=1, docs_per_file=20)
+        cfg = run_cfg({"type": "jsonl", "path": str(tmp_path / "in")},
+                      [{"type": "unique_words", "min_words": 9}])
+        record = run_pipeline(cfg, report=False)
+        assert record["status"] == "complete" and record["ledger"]["totals"]["balanced"]
+        docs = read_output_docs(cfg.output.path)
+        assert docs and all(d["metadata"]["n_unique_words"] >= 1 for d in docs)
+        assert record["rejects"]["count"] == 20 - len(docs) > 0  # short documents rejected, counted
+    finally:
+        STAGES.pop("unique_words", None)
+        sys.modules.pop(mod.__name__, None)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from textcurate.io.files import pick_device
+from textcurate.io.files import commit, pick_device, temp_path, write_json_atomic
 from textcurate.lm.data import eval_windows, pad_batch, training_batches
 from textcurate.lm.model import lm_loss
 
@@ -172,7 +172,9 @@ def save_checkpoint(model: torch.nn.Module, opt: torch.optim.Optimizer, step: in
     from safetensors.torch import save_file, save_model
 
     os.makedirs(folder, exist_ok=True)
-    save_model(model, os.path.join(folder, "model.safetensors.tmp"))
+    paths = {name: os.path.join(folder, name) for name in ("model.safetensors", "optimizer.safetensors")}
+    tmp = {name: temp_path(path) for name, path in paths.items()}
+    save_model(model, tmp["model.safetensors"])
     state = opt.state_dict()
     tensors, scalars = {}, {}
     for pid, st in state["state"].items():
@@ -181,16 +183,16 @@ def save_checkpoint(model: torch.nn.Module, opt: torch.optim.Optimizer, step: in
                 tensors[f"{pid}.{k}"] = v.detach().cpu().contiguous()
             else:
                 scalars[f"{pid}.{k}"] = float(v)
-    save_file(tensors, os.path.join(folder, "optimizer.safetensors.tmp"))
-    with open(os.path.join(folder, "state.json.tmp"), "w") as fh:
-        json.dump({"step": step, "losses": losses, "epochs": epochs, "run": run, "scalars": scalars,
-                   "param_groups": state["param_groups"]}, fh)
+    save_file(tensors, tmp["optimizer.safetensors"])
     # state.json marks a whole set: it goes first and comes back last, so a kill in between leaves
     # no checkpoint (the run starts over) rather than new weights with an old step
     if os.path.exists(os.path.join(folder, "state.json")):
         os.remove(os.path.join(folder, "state.json"))
-    for name in ("model.safetensors", "optimizer.safetensors", "state.json"):
-        os.replace(os.path.join(folder, name + ".tmp"), os.path.join(folder, name))
+    for name, path in paths.items():
+        commit(tmp[name], path)
+    write_json_atomic(os.path.join(folder, "state.json"),
+                      {"step": step, "losses": losses, "epochs": epochs, "run": run, "scalars": scalars,
+                       "param_groups": state["param_groups"]}, indent=None)
 
 
 def load_checkpoint(model: torch.nn.Module, opt: torch.optim.Optimizer, folder: str,

@@ -8,7 +8,6 @@ attribute table, counts (``scored``, ``cached``, ``rejected``) and timing.
 
 from __future__ import annotations
 
-import itertools
 import os
 from abc import abstractmethod
 
@@ -18,6 +17,7 @@ from datatrove.pipeline.base import PipelineStep
 import pyarrow as pa
 
 from textcurate.io.attributes import AttributeWriter, arrow_schema
+from textcurate.io.files import batched
 from textcurate.io.rejects import Reject, RejectSink
 
 
@@ -70,7 +70,7 @@ class Scorer(PipelineStep):
         rejects = RejectSink(self.rejects_folder, self.step_name, rank)
         data = iter(data)
         try:
-            while batch := list(itertools.islice(data, self.batch_size)):
+            for batch in batched(data, self.batch_size):
                 todo = [d for d in batch if d.id not in cache]
                 if todo:
                     with self.track_time("batch"):
