@@ -84,16 +84,29 @@ def _evaluation_table(result: dict):
 def run(pipeline: str = typer.Argument(..., help="pipeline YAML"),
         set_: Optional[List[str]] = typer.Option(None, "--set", help="override a key: executor.tasks=4"),
         overwrite: bool = typer.Option(False, help="replace an output folder that holds another run"),
-        report: bool = typer.Option(True, help="write report.html at the end")):
+        report: bool = typer.Option(True, help="write report.html at the end"),
+        verbose: bool = typer.Option(False, "--verbose", "-v",
+                                     help="show datatrove's logs and per-step statistics, library loading bars and "
+                                          "tracebacks on the terminal (they are always in RUN/logs/)")):
     """Run a pipeline YAML, or resume it: the same command after a crash finishes the job."""
     from textcurate.config import ConfigError, load_pipeline
+    from textcurate.runner.console import VERBOSE_ENV, RunOSError
     from textcurate.runner.run import run_pipeline
 
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"  # read by run_pipeline, inherited by the workers
+    cfg = None
     try:
         cfg = load_pipeline(pipeline, set_ or [])
         record = run_pipeline(cfg, overwrite=overwrite, report=report)
     except ConfigError as e:
         _fail(str(e))
+    except RunOSError as e:  # in a task: a full disk, a permission; the traceback is in RUN/logs/ (and shown with -v)
+        _fail(str(e), code=1)
+    except OSError as e:  # the same in this process (run.json on a full disk, say)
+        if verbose or e.errno is None:
+            raise
+        _fail(str(RunOSError(e, os.path.abspath(cfg.output.path) if cfg else os.path.dirname(pipeline))), code=1)
     if record["status"] != "complete":
         phase = record.get("waiting_for", "main")
         how = ("the Slurm jobs were submitted; run the same command again once they finish"

@@ -20,6 +20,8 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from textcurate.io.records import utf8_len
+from textcurate.runner import console
+from textcurate.runner import progress as task_progress
 
 LEDGER_KEYS = ("in", "kept", "dropped", "rejected", "created", "bytes", "tokens", "seconds")
 BYTES_PER_TOKEN = 4  # rough average of GPT-style BPE on English text and code
@@ -32,6 +34,16 @@ class Ledgered(PipelineStep):
         super().__init__()
         self.inner = inner
         self.label = label or getattr(inner, "step_name", None) or inner.name
+        # set by ``console.run_phase``: the terminal setting, where the first step reports progress,
+        # and whether this is the last step (it counts what comes out)
+        self.terminal: dict | None = None
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled in a worker: take the run's terminal setting before the task starts."""
+        self.__dict__.update(state)
+        terminal = state.get("terminal")
+        if terminal is not None and bool(terminal["verbose"]) != console.is_verbose():
+            console.apply(terminal["verbose"])
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         n_in = 0
@@ -56,21 +68,30 @@ class Ledgered(PipelineStep):
         inside_s = 0.0
         out = iter(out)
         progress = self._progress(rank, world_size) if data is None else None
-        while True:
-            t0 = time.perf_counter()
-            try:
-                doc = next(out)
-            except StopIteration:
+        last = bool((self.terminal or {}).get("last"))
+        try:
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    doc = next(out)
+                except StopIteration:
+                    inside_s += time.perf_counter() - t0
+                    break
                 inside_s += time.perf_counter() - t0
-                break
-            inside_s += time.perf_counter() - t0
-            n_out += 1
-            n_bytes += utf8_len(doc.text)
-            if progress is not None:
-                progress.update(self.inner.progress_done(), n_out)
-            yield doc
+                n_out += 1
+                n_bytes += utf8_len(doc.text)
+                if progress is not None:
+                    progress.update(self._units_done(), n_out)
+                if last:
+                    task_progress.passed(n_out)
+                yield doc
+        except OSError as e:  # the first wrapper it passes is the step that raised it
+            console.name_the_path(e, self.label, self.inner)
+            raise
         if progress is not None:
-            progress.close(self.inner.progress_done())
+            progress.close(self._units_done())
+        if last:
+            task_progress.finish()
         inner_stats = self.inner.stats.stats
         rejected = int(_total(inner_stats.get("rejected")))
         if data is None:  # a reader: what it read is what it reports as its total
@@ -88,13 +109,17 @@ class Ledgered(PipelineStep):
 
 
     def _progress(self, rank: int, world_size: int):
-        """A progress display for the first step of a pipeline, when it can say how far it is."""
+        """The progress of the task, kept by its first step (a reader)."""
         from textcurate.runner.progress import TaskProgress
 
-        if not hasattr(self.inner, "progress_total"):
-            return None
-        total, unit = self.inner.progress_total(rank, world_size)
-        return TaskProgress(self.label, total, unit, rank)
+        total, unit = self.inner.progress_total(rank, world_size) if hasattr(self.inner, "progress_total") \
+            else (None, "")
+        folder = (self.terminal or {}).get("progress")
+        return TaskProgress(self.label, total, unit, rank,
+                            os.path.join(folder, f"{rank:05d}.json") if folder else None)
+
+    def _units_done(self) -> int:
+        return self.inner.progress_done() if hasattr(self.inner, "progress_done") else 0
 
 
 def _total(metric) -> float:

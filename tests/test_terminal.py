@@ -1,0 +1,175 @@
+"""The terminal of a run: quiet by default (a progress line per phase, the ledger, the report
+path), datatrove's logs and the libraries' loading bars with --verbose, and an operating-system
+error in a worker said in one line, after which the same command resumes."""
+
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import make_corpus, read_output_docs, write_jsonl
+from textcurate.runner.progress import phase_state, task_line
+
+CLI = [sys.executable, "-m", "textcurate", "run"]
+
+
+def _cli(*args, env=None):
+    # a wide terminal, so that rich does not wrap the one-line error over several lines
+    return subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "1000", "HF_HUB_OFFLINE": "1", **(env or {})})
+
+
+def _pipeline(path, corpus, out, stages, tasks=2, **output):
+    path.write_text(yaml.safe_dump({"name": "term", "input": {"type": "jsonl", "path": str(corpus)},
+                                    "stages": stages, "output": {"path": str(out), **output},
+                                    "executor": {"type": "local", "tasks": tasks}}))
+    return path
+
+
+def _digests(run_dir):
+    """What a run wrote, by content: documents, attributes and features (not logs, not run.json)."""
+    out = {}
+    for sub in ("documents", "attributes", "features"):
+        for path in sorted(glob.glob(os.path.join(run_dir, sub, "**", "*"), recursive=True)):
+            if os.path.isfile(path):
+                out[os.path.relpath(path, run_dir)] = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    return out
+
+
+def _not_progress(text):
+    return [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(("main:", "fit-"))]
+
+
+def test_quiet_by_default_everything_with_verbose(tmp_path):
+    make_corpus(tmp_path / "in", n_files=2, docs_per_file=12)
+    stages = [{"type": "text_stats"}, {"type": "embed"}, {"type": "select", "expr": "n_words >= 5"}]
+    quiet = _cli(_pipeline(tmp_path / "q.yaml", tmp_path / "in", tmp_path / "quiet", stages))
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    # stderr: the phase's progress line and nothing else; stdout: the ledger and the report path
+    assert _not_progress(quiet.stderr) == [], quiet.stderr[-3000:]
+    assert "main: 24 docs read, 24 out" in quiet.stderr
+    assert "term: ledger" in quiet.stdout and "report:" in quiet.stdout
+    for noise in ("Loading weights", "Launching pipeline", "PIPELINE", "| INFO", "Stats:", "📒"):
+        assert noise not in quiet.stdout + quiet.stderr, noise
+    # what the terminal no longer shows is in the task logs, as datatrove writes it
+    log = (tmp_path / "quiet" / "logs" / "main" / "logs" / "task_00000.log").read_text()
+    assert "Launching pipeline for rank=0" in log and "Processing done for rank=0" in log and "📒" in log
+
+    verbose = _cli(_pipeline(tmp_path / "v.yaml", tmp_path / "in", tmp_path / "verbose", stages), "--verbose")
+    assert verbose.returncode == 0, verbose.stderr[-3000:]
+    for shown in ("Loading weights", "Launching pipeline for rank=", "PIPELINE", "| INFO", "📒"):
+        assert shown in verbose.stderr, shown
+    assert "term: ledger" in verbose.stdout
+    # only the terminal changes
+    assert _digests(tmp_path / "quiet") == _digests(tmp_path / "verbose") != {}
+
+
+def test_the_setting_reaches_workers_of_a_forkserver_started_earlier(run_cfg, tmp_path, capfd, monkeypatch):
+    """In one process, a verbose run and then a quiet one: the workers of the second come from
+    the forkserver the first started, with the first one's environment."""
+    from textcurate.runner.run import run_pipeline
+
+    make_corpus(tmp_path / "in", n_files=2, docs_per_file=5)
+    for verbose, out in (("1", "v"), ("0", "q")):
+        monkeypatch.setenv("TEXTCURATE_VERBOSE", verbose)
+        cfg = run_cfg({"type": "jsonl", "path": str(tmp_path / "in")}, [{"type": "text_stats"}], tasks=2, workers=2,
+                      path=str(tmp_path / out))
+        assert run_pipeline(cfg, report=False)["status"] == "complete"
+        err = capfd.readouterr().err
+        assert ("Launching pipeline for rank=" in err) == (verbose == "1"), err[-2000:]
+    from textcurate.runner import console
+
+    console.setup(False)
+
+
+def test_progress_lines_sum_the_tasks():
+    reports = [{"rank": 0, "docs": 30, "done": 3, "total": 10, "unit": "files", "out": 20, "reading_done": False,
+                "finished": False},
+               {"rank": 1, "docs": 10, "done": 1, "total": 10, "unit": "files", "out": 0, "reading_done": False,
+                "finished": False}]
+    state = phase_state(reports, tasks=2)
+    assert (state["docs"], state["done"], state["total"], state["out"]) == (40, 4, 20, 20)
+    assert task_line(state, 8.0) == "40 docs read, 4/20 files, 20 out, 5 docs/s, ETA 32 s"  # 4 of 20 files in 8 s: 32 s to go
+    assert phase_state(reports[:1], tasks=2)["total"] is None  # a task not started yet: no ETA
+    assert "ETA" not in task_line(phase_state(reports[:1], tasks=2), 8.0)
+    done = [{**r, "done": 10, "reading_done": True} for r in reports]
+    assert task_line(phase_state(done, tasks=2), 8.0).endswith("finishing")
+
+
+def _one_error_line(proc):
+    lines = _not_progress(proc.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "run the same command again: it resumes" in lines[0]
+    return lines[0]
+
+
+def _every_document_once(run_dir, expected_ids):
+    ids = [d["id"] for d in read_output_docs(run_dir)]
+    assert sorted(ids) == sorted(expected_ids)  # each one, once
+
+
+def test_a_full_disk_is_one_line_and_the_same_command_resumes(tmp_path):
+    """The disk fills while the documents are written (a 200 kB tmpfs); after space is freed the
+    same command finishes the run, and every document is written once."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mnt)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill ({mounted.stderr.strip()}): needs root or CAP_SYS_ADMIN")
+    try:
+        ids = [f"d{f}-{i}" for f in range(2) for i in range(300)]
+        for f in range(2):
+            write_jsonl(tmp_path / "in" / f"part-{f}.jsonl",
+                        [{"id": f"d{f}-{i}", "text": f"Document {f}-{i}. " + "several words of text " * 40}
+                         for i in range(300)])
+        pipe = _pipeline(tmp_path / "p.yaml", tmp_path / "in", mnt / "run", [{"type": "text_stats"}],
+                         compression=None)  # 600 kB of documents
+        full = _cli(pipe)
+        assert full.returncode == 1
+        line = _one_error_line(full)
+        assert f"{mnt}/run/documents/0000" in line and "No space left on device (ENOSPC) in step write" in line
+        assert "Free some space" in line
+
+        again = _cli(pipe, "--verbose")  # still full: the traceback is there for who asks
+        assert again.returncode != 0 and "Traceback" in again.stderr and "No space left on device" in again.stderr
+
+        subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)  # space freed
+        done = _cli(pipe)
+        assert done.returncode == 0, done.stderr[-3000:]
+        _every_document_once(mnt / "run", ids)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_file_in_the_way_is_one_line_and_the_same_command_resumes(tmp_path):
+    """Without privileges: the main phase is redone (its completion markers and documents
+    removed) while a plain file stands where the documents folder must be."""
+    make_corpus(tmp_path / "in", n_files=2, docs_per_file=10)
+    run = tmp_path / "run"
+    pipe = _pipeline(tmp_path / "p.yaml", tmp_path / "in", run, [{"type": "text_stats"}])
+    assert _cli(pipe).returncode == 0
+    ids = [d["id"] for d in read_output_docs(run)]
+    shutil.rmtree(run / "documents")
+    shutil.rmtree(run / "logs" / "main" / "completions")
+    (run / "documents").write_text("not a folder")
+
+    blocked = _cli(pipe)
+    assert blocked.returncode == 1
+    line = _one_error_line(blocked)
+    assert f"{run}/documents" in line and "move the file that is in the way" in line.lower()
+    assert f"traceback in {run}/logs/main/logs" in line
+    logs = "".join(p.read_text() for p in (run / "logs" / "main" / "logs").glob("task_*.log"))
+    assert "Traceback" in logs  # written to the run folder, whatever the terminal shows
+
+    (run / "documents").unlink()
+    done = _cli(pipe)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(ids) == 20
+    _every_document_once(run, ids)
