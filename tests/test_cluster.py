@@ -71,18 +71,34 @@ def blobs(n=3000, d=32, centers=8, seed=0, noise=0.3):
     return (c[labels] + noise * rng.standard_normal((n, d))).astype(np.float32), labels
 
 
+def squared_distances_to_cluster_means(x: np.ndarray, labels: np.ndarray) -> float:
+    """The k-means objective written out: each vector's squared distance to its cluster's mean."""
+    x = x.astype(np.float64)
+    return float(sum(((x[labels == c] - x[labels == c].mean(axis=0)) ** 2).sum() for c in np.unique(labels)))
+
+
 def test_kmeans_recovers_planted_clusters_on_faiss_and_torch():
     from sklearn.metrics import adjusted_rand_score
 
     x, truth = blobs()
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
     results = {}
     for backend in ("faiss", "torch"):
         km = SphericalKMeans(8, niter=25, seed=0, backend=backend, device="cpu").fit(x)
         labels, sims = km.assign(x)
-        results[backend] = partition_inertia(x / np.linalg.norm(x, axis=1, keepdims=True), labels)
+        results[backend] = squared_distances_to_cluster_means(unit, labels)
         assert adjusted_rand_score(truth, labels) > 0.95, backend
         assert np.all(sims <= 1.0001) and km.card["inertia"] == pytest.approx(results[backend], rel=1e-6)
+        # and the cosine each document is assigned with is its similarity to its own centroid
+        np.testing.assert_allclose(sims, (unit * km.centroids[labels]).sum(1), atol=1e-5)
     assert results["torch"] == pytest.approx(results["faiss"], rel=0.02)
+
+
+def test_partition_inertia_is_the_sum_of_squared_distances():
+    rng = np.random.default_rng(4)
+    x, labels = rng.standard_normal((300, 5)), rng.integers(0, 7, 300)
+    labels[labels == 3] = 6  # an empty cluster in the middle
+    assert partition_inertia(x, labels) == pytest.approx(squared_distances_to_cluster_means(x, labels), rel=1e-9)
 
 
 def test_kmeans_artifact_round_trips(tmp_path):
