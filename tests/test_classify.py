@@ -70,26 +70,40 @@ def _real_classifier(tmp_path, n=60):
 
 
 def test_edu_score_head_cascade_and_stream(tmp_path):
+    """The cascade runs both paths: documents the n-gram model places outside the band keep its
+    score, those inside go to the head; each path's scores are those of its model run alone."""
     from datatrove.data import Document
 
     from textcurate.classify.scorer import EduScoreParams
 
     clf, _ = _real_classifier(tmp_path)
-    docs = [Document(text=t, id=str(i)) for i, t in enumerate(
-        ["Lesson: how plants make sugar from light.", "cheap watches click here", "The water cycle explained",
-         "discount free shipping buy buy buy", "a"])]
-    full = EduScoreParams(classifier=clf).make()
+    texts = ["Lesson: how plants make sugar from light.", "cheap watches click here", "The water cycle explained",
+             "discount free shipping buy buy buy", "a", "Lesson 7: photosynthesis in the leaf, step by step.",
+             "click here for a free lesson", "Energy from light is stored as sugar by plants."]
+    docs = [Document(text=t, id=str(i)) for i, t in enumerate(texts)]
+    _, _, ngram = load_artifact(clf)  # the fast model on its own
+    with torch.no_grad():
+        ng = ngram.predict(texts)
+    full = EduScoreParams(classifier=clf).make()  # the head alone
     full.setup(0)
-    exact = {r["edu_score"] for r in full.score(docs)}
-    casc = EduScoreParams(classifier=clf, cascade=True, band=(1.0, 3.0)).make()
+    s = np.sort(ng)
+    assert len(set(s.tolist())) == len(texts)
+    band = ((s[1] + s[2]) / 2, (s[5] + s[6]) / 2)  # four documents inside, four outside
+    casc = EduScoreParams(classifier=clf, cascade=True, band=band).make()
     casc.setup(0)
     rows = casc.score(docs)
-    ng = casc._ngram.predict([d.text for d in docs])
-    for d, r, s in zip(docs, rows, ng):
-        if r["edu_path"] == "ngram":  # decided by the fast model: outside the band, its own score
-            assert not 1.0 <= s <= 3.0 and r["edu_score"] == pytest.approx(float(s), abs=1e-6)
-        else:  # sent to the head: exactly what the full model says
-            assert r["edu_score"] in exact or r["edu_score"] == pytest.approx(full.score([d])[0]["edu_score"], 1e-6)
+    paths = [r["edu_path"] for r in rows]
+    assert paths == ["head" if band[0] <= v <= band[1] else "ngram" for v in ng]
+    assert paths.count("head") == 4 and paths.count("ngram") == 4
+    inside = [i for i, p in enumerate(paths) if p == "head"]
+    alone = full.score([docs[i] for i in inside])  # the head alone on the same documents (same batch)
+    assert {r["edu_path"] for r in alone} == {"head"}
+    for i, r in zip(inside, alone):
+        assert rows[i]["edu_score"] == pytest.approx(r["edu_score"], abs=1e-6)
+    for i, p in enumerate(paths):
+        if p == "ngram":
+            assert rows[i]["edu_score"] == pytest.approx(float(ng[i]), abs=1e-6)
+    for r in rows:
         assert r["edu_int"] == int(np.clip(round(r["edu_score"]), 0, 5))
 
 
