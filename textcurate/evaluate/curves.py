@@ -109,6 +109,7 @@ def random_slope(fractions, losses, seeds) -> dict:
     out.update(se=se, ci=[coef[0] - half, coef[0] + half], sloped=bool(coef[0] + half < 0))
     out["ci"] = [float(v) for v in out["ci"]]
     out["why"] = ("the slope's 95 % interval lies below zero" if out["sloped"] else
+                  "the slope's 95 % interval lies above zero: more random data did worse" if out["ci"][0] > 0 else
                   "the slope's 95 % interval reaches zero: flat within the spread over seeds")
     return out
 

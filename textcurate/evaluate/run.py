@@ -208,7 +208,9 @@ def _budget_result(runs: list[dict], spec: EvaluateSpec, budget: int, pool_token
                 if budget < need else f"a budget of {10 * budget:,} tokens per run or more seeds (random 10 % is "
                                       f"already at {e10:.0f} epochs)")
         warnings.append(_log_warning(log, (
-            f"budget {budget:,}: the random curve is flat within its noise (slope {slope['slope']:+.4f} nats per "
+            f"budget {budget:,}: the random curve is "
+            f"{'RISING (more random data did worse)' if slope['ci'][0] > 0 else 'flat within its noise'} (slope "
+            f"{slope['slope']:+.4f} nats per "
             f"unit log fraction, 95 % interval [{slope['ci'][0]:+.4f}, {slope['ci'][1]:+.4f}]): at this budget "
             f"more random data does not lower the target loss measurably, so no multiplier is given, only each "
             f"selection's loss difference to random; {more} should put the pool in the data-constrained regime")

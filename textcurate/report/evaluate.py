@@ -55,7 +55,7 @@ def slope_text(b: dict) -> str:
     if c["ci"][0] != c["ci"][0]:  # NaN: too few runs
         return f"random curve: {c['why']}"
     return (f"random curve slope {c['slope']:+.4f} nats per unit log fraction, 95 % interval [{c['ci'][0]:+.4f}, "
-            f"{c['ci'][1]:+.4f}]: {'it slopes' if c['sloped'] else 'FLAT within its noise, no multiplier'}")
+            f"{c['ci'][1]:+.4f}]: {'it slopes' if c['sloped'] else 'RISING (more random data did worse), no multiplier' if c['ci'][0] > 0 else 'FLAT within its noise, no multiplier'}")
 
 
 def evaluation_tables(result: dict) -> list:
