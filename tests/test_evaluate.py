@@ -92,6 +92,7 @@ def test_a_bad_selection_gets_a_multiplier_below_one(tmp_path):
         "--fractions", "0.03,0.1,0.3,1", "--seeds", "0,1", "--budget", "40000"])
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "ev" / "evaluate.json").read_text())
+    assert result["budgets"][0]["random_curve"]["sloped"]  # the curve slopes here, so multipliers are given
     sel = {s["name"]: s for s in result["selections"]}
     # only junk lines: it never sees the target domain; worse than random at its own size
     assert sel["shortest"]["multiplier"]["max"] < 1 and sel["shortest"]["delta"]["min"] > 0
