@@ -18,10 +18,17 @@ from textcurate.runner.progress import phase_state, task_line
 CLI = [sys.executable, "-m", "textcurate", "run"]
 
 
-def _cli(*args, env=None):
-    # a wide terminal, so that rich does not wrap the one-line error over several lines
-    return subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "1000", "HF_HUB_OFFLINE": "1", **(env or {})})
+def _clean_env(**extra):
+    """This process's environment without the quiet settings an in-process run left in it;
+    a wide terminal, so that rich does not wrap the one-line error over several lines."""
+    from textcurate.runner.console import QUIET_ENV, VERBOSE_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in QUIET_ENV and k != VERBOSE_ENV}
+    return {**env, "COLUMNS": "1000", "HF_HUB_OFFLINE": "1", **extra}
+
+
+def _cli(*args):
+    return subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True, env=_clean_env())
 
 
 def _pipeline(path, corpus, out, stages, tasks=2, **output):
@@ -42,17 +49,18 @@ def _digests(run_dir):
 
 
 def _not_progress(text):
-    return [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(("main:", "fit-"))]
+    return [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(("main", "fit-"))]
 
 
 def test_quiet_by_default_everything_with_verbose(tmp_path):
+    """The CLI, quiet and then --verbose, on a pipeline that loads a model in two workers."""
     make_corpus(tmp_path / "in", n_files=2, docs_per_file=12)
     stages = [{"type": "text_stats"}, {"type": "embed"}, {"type": "select", "expr": "n_words >= 5"}]
     quiet = _cli(_pipeline(tmp_path / "q.yaml", tmp_path / "in", tmp_path / "quiet", stages))
     assert quiet.returncode == 0, quiet.stderr[-3000:]
     # stderr: the phase's progress line and nothing else; stdout: the ledger and the report path
     assert _not_progress(quiet.stderr) == [], quiet.stderr[-3000:]
-    assert "main: 24 docs read, 24 out" in quiet.stderr
+    assert "main: 24 docs in " in quiet.stderr and "24 out" in quiet.stderr
     assert "term: ledger" in quiet.stdout and "report:" in quiet.stdout
     for noise in ("Loading weights", "Launching pipeline", "PIPELINE", "| INFO", "Stats:", "📒"):
         assert noise not in quiet.stdout + quiet.stderr, noise
@@ -69,36 +77,69 @@ def test_quiet_by_default_everything_with_verbose(tmp_path):
     assert _digests(tmp_path / "quiet") == _digests(tmp_path / "verbose") != {}
 
 
-def test_the_setting_reaches_workers_of_a_forkserver_started_earlier(run_cfg, tmp_path, capfd, monkeypatch):
-    """In one process, a verbose run and then a quiet one: the workers of the second come from
-    the forkserver the first started, with the first one's environment."""
-    from textcurate.runner.run import run_pipeline
+FORKSERVER_SCRIPT = """
+import os, sys
+sys.path.insert(0, {tests!r})
+from conftest import make_corpus
+from pathlib import Path
+from textcurate.config import parse_pipeline
+from textcurate.runner.run import run_pipeline
 
-    make_corpus(tmp_path / "in", n_files=2, docs_per_file=5)
-    for verbose, out in (("1", "v"), ("0", "q")):
-        monkeypatch.setenv("TEXTCURATE_VERBOSE", verbose)
-        cfg = run_cfg({"type": "jsonl", "path": str(tmp_path / "in")}, [{"type": "text_stats"}], tasks=2, workers=2,
-                      path=str(tmp_path / out))
-        assert run_pipeline(cfg, report=False)["status"] == "complete"
-        err = capfd.readouterr().err
-        assert ("Launching pipeline for rank=" in err) == (verbose == "1"), err[-2000:]
-    from textcurate.runner import console
+make_corpus(Path({tmp!r}) / "in", n_files=2, docs_per_file=5)
+for i, verbose in enumerate(("1", "0", "1")):
+    os.environ["TEXTCURATE_VERBOSE"] = verbose
+    cfg = parse_pipeline({{"name": "t", "input": {{"type": "jsonl", "path": {tmp!r} + "/in"}},
+                          "stages": [{{"type": "text_stats"}}], "output": {{"path": {tmp!r} + f"/run{{i}}"}},
+                          "executor": {{"type": "local", "tasks": 2, "workers": 2}}}}, source="test")
+    assert run_pipeline(cfg, report=False)["status"] == "complete"
+    print(f"=== run {{i}} done", file=sys.stderr, flush=True)
+"""
 
-    console.setup(False)
+
+def test_the_setting_reaches_workers_of_a_forkserver_started_earlier(tmp_path):
+    """In one process, verbose, quiet, verbose again: the workers of the later runs come from the
+    forkserver the first one started, with the environment of that moment."""
+    script = FORKSERVER_SCRIPT.format(tests=os.path.dirname(__file__), tmp=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_clean_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = proc.stderr.split("=== run ")
+    assert len(runs) == 4
+    for out, verbose in zip(runs[:3], (True, False, True)):
+        assert ("Launching pipeline for rank=" in out) == verbose, out[-2000:]
+        assert ("Stats: All 2 tasks" in out) == verbose  # the parent's own datatrove sink
+
+
+def test_progress_counts_what_the_whole_pipeline_has_done():
+    from datatrove.data import Document
+
+    from textcurate.runner.progress import TaskProgress
+
+    p = TaskProgress("read", total=4, unit="files", rank=0)
+    docs = [Document(text=str(i), id=str(i)) for i in range(10)]
+    for i, d in enumerate(docs):  # the reader runs ahead of a batching step: all read, 2 of 4 files
+        p.read(d, units=1 + i // 5)
+    p.passed(docs[2], out=1)  # docs 0 and 1 were dropped by a filter, 2 is out
+    assert (p.docs, p.done, p.out, len(p._places)) == (10, 3, 1, 7)
+    p.passed(docs[6], out=2)
+    assert p.done == 7 and len(p._places) == 3
+    p.read_all(units=2)
+    p.finish()
+    assert p.state()["done"] == 10 and p.finished
 
 
 def test_progress_lines_sum_the_tasks():
-    reports = [{"rank": 0, "docs": 30, "done": 3, "total": 10, "unit": "files", "out": 20, "reading_done": False,
-                "finished": False},
-               {"rank": 1, "docs": 10, "done": 1, "total": 10, "unit": "files", "out": 0, "reading_done": False,
-                "finished": False}]
+    reports = [{"rank": 0, "docs": 40, "done": 20, "units": 4, "total": 10, "unit": "files", "out": 15,
+                "reading_done": False, "finished": False},
+               {"rank": 1, "docs": 20, "done": 10, "units": 2, "total": 10, "unit": "files", "out": 5,
+                "reading_done": False, "finished": False}]
     state = phase_state(reports, tasks=2)
-    assert (state["docs"], state["done"], state["total"], state["out"]) == (40, 4, 20, 20)
-    assert task_line(state, 8.0) == "40 docs read, 4/20 files, 20 out, 5 docs/s, ETA 32 s"  # 4 of 20 files in 8 s: 32 s to go
+    assert (state["docs"], state["done"], state["units"], state["total"], state["out"]) == (60, 30, 6, 20, 20)
+    # half of what was read is done, and 6 of 20 files are read: 15 % done in 6 s, 34 s to go
+    assert task_line(state, 6.0) == "30 docs done (60 read, 6/20 files), 20 out, 5 docs/s, ETA 34 s"
     assert phase_state(reports[:1], tasks=2)["total"] is None  # a task not started yet: no ETA
-    assert "ETA" not in task_line(phase_state(reports[:1], tasks=2), 8.0)
-    done = [{**r, "done": 10, "reading_done": True} for r in reports]
-    assert task_line(phase_state(done, tasks=2), 8.0).endswith("finishing")
+    assert "ETA" not in task_line(phase_state(reports[:1], tasks=2), 6.0)
+    read = [{**r, "units": 10, "reading_done": True} for r in reports]  # all read, half done: as long again
+    assert task_line(phase_state(read, tasks=2), 6.0).endswith("ETA 6 s")
 
 
 def _one_error_line(proc):

@@ -81,15 +81,15 @@ class Ledgered(PipelineStep):
                 n_out += 1
                 n_bytes += utf8_len(doc.text)
                 if progress is not None:
-                    progress.update(self._units_done(), n_out)
+                    progress.read(doc, self._units_done())
                 if last:
-                    task_progress.passed(n_out)
+                    task_progress.passed(doc, n_out)
                 yield doc
         except OSError as e:  # the first wrapper it passes is the step that raised it
             console.name_the_path(e, self.label, self.inner)
             raise
         if progress is not None:
-            progress.close(self._units_done())
+            progress.read_all(self._units_done())
         if last:
             task_progress.finish()
         inner_stats = self.inner.stats.stats

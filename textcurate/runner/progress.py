@@ -1,15 +1,19 @@
 """Progress: one line per phase on the terminal of the process that started the run.
 
-Each task's first step (``Ledgered``) counts what it reads (documents, and files or rows done
-out of the task's total), its last step what comes out; the task reports both to
-``RUN/logs/PHASE/progress/NNNNN.json`` twice a second and logs a line every ``interval``
-seconds to the task log (the terminal too with ``--verbose``). The ETA is that of the reading:
-once all is read the line says "finishing" while the later steps (a model's last batch, say)
-work through what is left.
-The process that started the run sums the tasks into one line: a live rich line (documents/s,
-ETA) on a terminal, a plain line every ``interval`` seconds elsewhere (CI logs, Slurm output,
-``| tee``), and one closing line per phase there. The reports are heartbeats, not records:
-rewritten in place by rename without fsync, and cleared when a phase starts.
+A task's first step (``Ledgered`` around the reader) notes each document it reads with its
+place in the task (documents read, and files or rows done out of the task's total); its last
+step looks up where each document that comes out was read. A document out at place N means
+the N documents read before it are done: passed on, or dropped by a filter on the way. So
+"done" counts what the whole pipeline has finished, not what the reader has buffered ahead of
+a model's batch, and the rate and the ETA follow from it (the ETA: the share of documents done
+among those read, times the share of files or rows read).
+
+Each task reports to ``RUN/logs/PHASE/progress/NNNNN.json`` twice a second and logs a line
+every ``interval`` seconds to its task log (the terminal too with ``--verbose``). The process
+that started the run sums the tasks into one line: a live rich line on a terminal, a plain
+line every ``interval`` seconds elsewhere (CI logs, Slurm output, ``| tee``), and there one
+closing line per phase. The reports are heartbeats, not records: rewritten in place by rename
+without fsync, cleared when a phase starts.
 """
 
 from __future__ import annotations
@@ -20,15 +24,17 @@ import os
 import sys
 import threading
 import time
+from collections import OrderedDict
 
 from datatrove.utils.logging import logger
 
 REPORT_EVERY = 0.5  # seconds between a task's progress reports
 LOG_EVERY = 15.0  # seconds between progress lines in a log (not a terminal)
+MAX_IN_FLIGHT = 1 << 16  # documents read and not yet out whose place a task remembers
 
 
 class TaskProgress:
-    """Progress of one task: its first step counts what it reads, its last what comes out."""
+    """Progress of one task: its first step calls ``read``, its last ``passed``."""
 
     def __init__(self, label: str, total: int | None, unit: str, rank: int, report_path: str | None = None,
                  interval: float = LOG_EVERY):
@@ -37,35 +43,50 @@ class TaskProgress:
         self.report_path, self.interval = report_path, interval
         self.start = time.perf_counter()
         self._logged = self._reported = self.start
-        self.docs = self.done = self.out = 0
+        self.docs = self.units = self.done = self.out = 0
         self.reading_done = self.finished = False
+        self._places: OrderedDict[int, int] = OrderedDict()  # id(document) -> its place, in read order
         _current = self
         self._report()
 
-    def update(self, done_units: int, docs: int) -> None:
-        self.done, self.docs = done_units, docs
+    def read(self, doc, units: int) -> None:
+        self.docs += 1
+        self.units = units
+        self._places.pop(id(doc), None)  # an id freed by a dropped document and given to this one
+        self._places[id(doc)] = self.docs
+        if len(self._places) > MAX_IN_FLIGHT:  # everything dropped for a long while: keep memory flat
+            self._places.popitem(last=False)
         self._tick()
 
-    def close(self, done_units: int) -> None:
-        """The first step has read everything (the later steps may still be working)."""
-        self.done = done_units if self.total is None else self.total
+    def read_all(self, units: int) -> None:
+        """The first step has read everything (later steps may still be working)."""
+        self.units = units if self.total is None else self.total
         self.reading_done = True
         self._report()
 
-    def passed(self, out: int) -> None:
+    def passed(self, doc, out: int) -> None:
         self.out = out
+        place = self._places.pop(id(doc), None)
+        if place is not None and place > self.done:
+            self.done = place
+            while self._places:  # read before it and not out: dropped on the way
+                first = next(iter(self._places))
+                if self._places[first] > place:
+                    break
+                del self._places[first]
         self._tick()
 
     def finish(self) -> None:
         global _current
-        self.finished = True
+        self.done, self.finished = self.docs, True
+        self._places.clear()
         self._report()
         logger.info(f"{self.label} task {self.rank}: {task_line(self.state(), time.perf_counter() - self.start)}")
         _current = None
 
     def state(self) -> dict:
-        return {"rank": self.rank, "docs": self.docs, "done": self.done, "total": self.total, "unit": self.unit,
-                "out": self.out, "reading_done": self.reading_done, "finished": self.finished}
+        return {"rank": self.rank, "docs": self.docs, "done": self.done, "units": self.units, "total": self.total,
+                "unit": self.unit, "out": self.out, "reading_done": self.reading_done, "finished": self.finished}
 
     def _tick(self) -> None:
         now = time.perf_counter()
@@ -91,10 +112,10 @@ class TaskProgress:
 _current: TaskProgress | None = None  # of the task running in this process
 
 
-def passed(out: int) -> None:
-    """The last step of the task's pipeline has passed on ``out`` documents so far."""
+def passed(doc, out: int) -> None:
+    """The last step of the task's pipeline has passed on ``doc``, its ``out``-th."""
     if _current is not None:
-        _current.passed(out)
+        _current.passed(doc, out)
 
 
 def finish() -> None:
@@ -103,30 +124,42 @@ def finish() -> None:
         _current.finish()
 
 
+def fraction_done(state: dict) -> float | None:
+    """Documents done among those read, times the share of files (rows) read."""
+    if state.get("finished"):
+        return 1.0
+    if not state["docs"]:
+        return None
+    if state.get("reading_done"):
+        read = 1.0
+    elif state.get("total"):
+        read = state["units"] / state["total"]
+    else:
+        return None
+    return state["done"] / state["docs"] * read
+
+
 def task_line(state: dict, elapsed: float) -> str:
-    """'1,549 docs read, 373/546 files, 598 out, 16 docs/s, ETA 15 s' (ETA of the reading;
-    'finishing' once all is read and the later steps work through what is left)."""
-    rate = state["docs"] / max(elapsed, 1e-9)
-    parts = [f"{state['docs']:,} docs read"]
+    """'1,200 docs done (1,549 read, 1,092/1,092 files), 598 out, 21 docs/s, ETA 17 s'."""
+    read = f"{state['docs']:,} read"
     if state.get("unit"):
         of = f"/{state['total']:,}" if state.get("total") else ""
-        parts.append(f"{state['done']:,}{of} {state['unit']}")
-    parts.append(f"{state.get('out', 0):,} out")
-    parts.append(f"{rate:,.0f} docs/s")
-    if state.get("finished"):
-        pass
-    elif state.get("reading_done"):
-        parts.append("finishing")
-    elif state.get("total"):
-        frac = state["done"] / state["total"]
-        if frac > 0:
-            parts.append(f"ETA {_seconds(elapsed * (1 - frac) / frac)}")
+        read += f", {state['units']:,}{of} {state['unit']}"
+    parts = [f"{state['done']:,} docs done ({read})", f"{state['out']:,} out",
+             f"{state['done'] / max(elapsed, 1e-9):,.0f} docs/s"]
+    frac = fraction_done(state)
+    if frac is not None and frac >= 0.01 and not state.get("finished"):  # no ETA from the first few documents
+        parts.append(f"ETA {_seconds(elapsed * (1 - frac) / frac)}")
     return ", ".join(parts)
 
 
 def _seconds(s: float) -> str:
     s = int(round(s))
-    return f"{s} s" if s < 60 else f"{s // 60} min {s % 60:02d} s" if s < 3600 else f"{s // 3600} h {s % 3600 // 60:02d} min"
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 def read_reports(folder: str) -> list[dict]:
@@ -141,15 +174,15 @@ def read_reports(folder: str) -> list[dict]:
 
 
 def phase_state(reports: list[dict], tasks: int) -> dict:
-    """The tasks' reports summed; the total is known once every task that runs has reported one."""
+    """The tasks' reports summed; the total is known once every task that runs has reported."""
     units = {r["unit"] for r in reports if r.get("unit")}
-    everyone = len(reports) >= tasks
+    everyone = len(reports) >= tasks > 0
+    known = everyone and all(r.get("total") is not None for r in reports)
     return {"docs": sum(r["docs"] for r in reports), "done": sum(r["done"] for r in reports),
-            "total": sum(r["total"] for r in reports)
-            if everyone and reports and all(r.get("total") is not None for r in reports) else None,
-            "unit": units.pop() if len(units) == 1 else "", "out": sum(r.get("out", 0) for r in reports),
-            "tasks": len(reports), "reading_done": everyone and all(r.get("reading_done") for r in reports),
-            "finished": everyone and all(r.get("finished") for r in reports)}
+            "units": sum(r["units"] for r in reports), "total": sum(r["total"] for r in reports) if known else None,
+            "unit": units.pop() if len(units) == 1 else "", "out": sum(r["out"] for r in reports),
+            "tasks": len(reports), "reading_done": everyone and all(r["reading_done"] for r in reports),
+            "finished": everyone and all(r["finished"] for r in reports)}
 
 
 class PhaseProgress:
@@ -174,10 +207,10 @@ class PhaseProgress:
         self.start = time.perf_counter()
         if self.live:
             from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, Progress, TextColumn
 
             self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                                 TimeElapsedColumn(), console=Console(file=self.stream), transient=False)
+                                 console=Console(file=self.stream), transient=False)
             self._task = self._bar.add_task(self.phase, total=None, info="starting")
             self._bar.start()
         self._thread = threading.Thread(target=self._loop, name=f"progress-{self.phase}", daemon=True)
@@ -190,7 +223,7 @@ class PhaseProgress:
             self._thread.join()
         state = self.state()
         if self._bar is not None:
-            self._draw(state, final=exc_type is None)
+            self._draw({**state, "finished": exc_type is None} if state["tasks"] else state)
             self._bar.stop()
         elif exc_type is None and state["tasks"]:
             self._print(state, final=True)
@@ -201,28 +234,27 @@ class PhaseProgress:
     def _loop(self) -> None:
         last_line = time.perf_counter()
         while not self._stop.wait(0.25 if self._bar is not None else 1.0):
-            now = time.perf_counter()
             if self._bar is not None:
                 self._draw(self.state())
-            elif now - last_line >= self.interval:
-                last_line = now
+            elif time.perf_counter() - last_line >= self.interval:
+                last_line = time.perf_counter()
                 state = self.state()
                 if state["tasks"]:
                     self._print(state)
 
-    def _draw(self, state: dict, final: bool = False) -> None:
+    def _draw(self, state: dict) -> None:
         elapsed = time.perf_counter() - self.start
-        if final:
-            state = {**state, "finished": True}
-        total = state["total"] if not final else (state["done"] or 1)
-        self._bar.update(self._task, total=total, completed=total if final else state["done"],
+        frac = fraction_done(state) if state["tasks"] else None
+        self._bar.update(self._task, total=None if frac is None else 1000,
+                         completed=0 if frac is None else round(1000 * frac),
+                         description=f"{self.phase} ({_seconds(elapsed)})",
                          info=task_line(state, elapsed) if state["tasks"] else "starting")
 
     def _print(self, state: dict, final: bool = False) -> None:
         elapsed = time.perf_counter() - self.start
         if final:
-            line = (f"{self.phase}: {state['docs']:,} docs read, {state['out']:,} out, in {_seconds(elapsed)} "
-                    f"({state['docs'] / max(elapsed, 1e-9):,.0f} docs/s)")
+            line = (f"{self.phase}: {state['docs']:,} docs in {_seconds(elapsed)} "
+                    f"({state['docs'] / max(elapsed, 1e-9):,.0f} docs/s), {state['out']:,} out")
         else:
-            line = f"{self.phase}: {task_line(state, elapsed)}"
+            line = f"{self.phase} ({_seconds(elapsed)}): {task_line(state, elapsed)}"
         print(line, file=self.stream, flush=True)
