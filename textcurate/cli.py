@@ -11,6 +11,15 @@ import numpy as np
 import typer
 from rich.console import Console
 
+from textcurate.classify.scorer import EduScoreParams
+from textcurate.cli_options import params_options
+from textcurate.cluster.dedup_step import SemDeDupParams
+from textcurate.cluster.stage import ClusterParams
+from textcurate.embed.step import EmbedParams
+from textcurate.influence.run import InfluenceSpec
+from textcurate.influence.stage import InfluenceParams
+from textcurate.select.step import SelectParams
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="textcurate: turn a large pretraining corpus into a better, smaller one.")
 console = Console(stderr=True)
@@ -19,6 +28,11 @@ console = Console(stderr=True)
 def _fail(msg: str, code: int = 2):
     console.print(f"[bold red]error:[/] {msg}", highlight=False)
     raise typer.Exit(code)
+
+
+VERBOSE = typer.Option(False, "--verbose", "-v", help="show datatrove's logs and per-step statistics, library loading "
+                                                      "bars and tracebacks on the terminal (they are always in "
+                                                      "RUN/logs/)")
 
 
 def _print_result(record: dict) -> None:
@@ -48,36 +62,13 @@ def _print_result(record: dict) -> None:
             wide.print(f"mixture: {record['mix']['realised_tokens']:,} tokens written, "
                        f"{'within' if record['mix']['within_tolerance'] else 'OUTSIDE'} tolerance of the plan")
     if record.get("evaluate"):
+        from textcurate.report.evaluate import evaluation_tables
+
         with open(record["evaluate"]["file"]) as fh:
-            out.print(_evaluation_table(json.load(fh)))
+            for table in evaluation_tables(json.load(fh)):
+                out.print(table)
     if record.get("report"):
         out.print(f"report: {record['report']}")
-
-
-def _evaluation_table(result: dict):
-    from rich.table import Table
-
-    from textcurate.report.evaluate import curve_points
-
-    t = Table(title=f"data efficiency: target loss (nats/token), {len(result['spec']['seeds'])} seeds, "
-                    f"{result['spec']['budget_tokens']:,} training tokens per run")
-    from textcurate.evaluate.curves import format_delta, format_multiplier
-
-    for col in ("method", "fraction", "target loss", "delta vs random", "general loss", "epochs", "multiplier"):
-        t.add_column(col, justify="left" if col == "method" else "right")
-    for f, y, lo, hi in curve_points(result, "random"):
-        rs = [r for r in result["runs"] if r["name"] == "random" and abs(r["fraction"] - f) < 0.02]
-        g = [r["general_loss"] for r in rs if r.get("general_loss") is not None]
-        t.add_row("random", f"{f:.3f}", f"{y:.4f}", "", f"{np.mean(g):.4f}" if g else "",
-                  f"{np.mean([r['epochs'] for r in rs]):.1f}", "1")
-    for s in result["selections"]:
-        g = [p["general_loss"] for p in s["per_seed"] if p.get("general_loss") is not None]
-        t.add_row(s["name"], f"{s['fraction']:.3f}", f"{s['target_loss']['mean']:.4f}", format_delta(s),
-                  f"{np.mean(g):.4f}" if g else "", f"{np.mean([p['epochs'] for p in s['per_seed']]):.1f}",
-                  format_multiplier(s), style="bold" if (s["delta"]["mean"] or 0) < 0 else None)
-    t.caption = ("multiplier: the random fraction reaching the same target loss / the selection's fraction (>=: it "
-                 "beat every random run; <=: it lost to all); delta: its target loss minus random's at its fraction")
-    return t
 
 
 @app.command()
@@ -85,11 +76,17 @@ def run(pipeline: str = typer.Argument(..., help="pipeline YAML"),
         set_: Optional[List[str]] = typer.Option(None, "--set", help="override a key: executor.tasks=4"),
         overwrite: bool = typer.Option(False, help="replace an output folder that holds another run"),
         report: bool = typer.Option(True, help="write report.html at the end"),
-        verbose: bool = typer.Option(False, "--verbose", "-v",
-                                     help="show datatrove's logs and per-step statistics, library loading bars and "
-                                          "tracebacks on the terminal (they are always in RUN/logs/)")):
+        verbose: bool = VERBOSE):
     """Run a pipeline YAML, or resume it: the same command after a crash finishes the job."""
-    from textcurate.config import ConfigError, load_pipeline
+    from textcurate.config import load_pipeline
+
+    _execute(lambda: load_pipeline(pipeline, set_ or []), overwrite, report, verbose, os.path.dirname(pipeline))
+
+
+def _execute(make_config, overwrite: bool, report: bool = True, verbose: bool = False, where: str = "") -> dict:
+    """Build the config and run (or resume) it, as every verb that runs a pipeline does: one line for
+    a configuration or operating-system error, the ledger at the end."""
+    from textcurate.config import ConfigError
     from textcurate.runner.console import VERBOSE_ENV, RunOSError
     from textcurate.runner.run import run_pipeline
 
@@ -97,7 +94,7 @@ def run(pipeline: str = typer.Argument(..., help="pipeline YAML"),
         os.environ[VERBOSE_ENV] = "1"  # read by run_pipeline, inherited by the workers
     cfg = None
     try:
-        cfg = load_pipeline(pipeline, set_ or [])
+        cfg = make_config()
         record = run_pipeline(cfg, overwrite=overwrite, report=report)
     except ConfigError as e:
         _fail(str(e))
@@ -106,7 +103,7 @@ def run(pipeline: str = typer.Argument(..., help="pipeline YAML"),
     except OSError as e:  # the same in this process (run.json on a full disk, say)
         if verbose or e.errno is None:
             raise
-        _fail(str(RunOSError(e, os.path.abspath(cfg.output.path) if cfg else os.path.dirname(pipeline))), code=1)
+        _fail(str(RunOSError(e, os.path.abspath(cfg.output.path) if cfg else where)), code=1)
     if record["status"] != "complete":
         phase = record.get("waiting_for", "main")
         how = ("the Slurm jobs were submitted; run the same command again once they finish"
@@ -116,24 +113,18 @@ def run(pipeline: str = typer.Argument(..., help="pipeline YAML"),
     _print_result(record)
     if record.get("problems"):
         raise typer.Exit(1)
+    return record
 
 
 @app.command()
+@params_options(SelectParams, exclude=("name",))
 def select(run_dir: str = typer.Argument(..., help="a finished run whose documents carry the attributes"),
            out: str = typer.Option(..., "--out", help="output folder for the new run"),
-           expr: Optional[str] = typer.Option(None, help="e.g. 'n_words >= 50 and alpha_frac > 0.6'"),
-           by: Optional[str] = typer.Option(None, help="score to rank by, for --top-k/--fraction/--per-group"),
-           top_k: Optional[int] = typer.Option(None, "--top-k"),
-           fraction: Optional[float] = typer.Option(None),
-           ascending: bool = typer.Option(False, help="keep the lowest scores instead of the highest"),
-           group_by: Optional[str] = typer.Option(None, "--group-by"),
-           per_group: Optional[float] = typer.Option(None, "--per-group", help="k per group, or a fraction <= 1"),
-           seed: int = typer.Option(0),
-           tasks: int = typer.Option(1),
-           overwrite: bool = typer.Option(False)):
+           tasks: int = typer.Option(1, help="parallel tasks"),
+           overwrite: bool = typer.Option(False, help="replace an output folder that holds another run"),
+           verbose: bool = VERBOSE, *, params: SelectParams):
     """Re-select from a finished run by new thresholds: reads its documents, runs no scorer."""
-    from textcurate.config import ConfigError, parse_pipeline
-    from textcurate.runner.run import run_pipeline
+    from textcurate.config import parse_pipeline
 
     src = os.path.join(run_dir, "run.json")
     if not os.path.exists(src):
@@ -141,18 +132,12 @@ def select(run_dir: str = typer.Argument(..., help="a finished run whose documen
     with open(src) as fh:
         old = json.load(fh)
     fmt = old["config"]["output"]["format"]
-    stage = {"type": "select", "expr": expr, "by": by, "top_k": top_k, "fraction": fraction, "ascending": ascending,
-             "group_by": group_by, "seed": seed,
-             "per_group": (int(per_group) if per_group is not None and per_group > 1 else per_group)}
+    stage = {"type": "select", **params.model_dump(exclude_unset=True)}
     data = {"name": f"{old['name']}-select", "input": {"type": fmt, "path": os.path.join(run_dir, "documents")},
-            "stages": [{k: v for k, v in stage.items() if v is not None and v is not False}],
+            "stages": [stage],
             "output": {"path": out, "format": fmt, "compression": old["config"]["output"]["compression"]},
             "executor": {"type": "local", "tasks": tasks}}
-    try:
-        record = run_pipeline(parse_pipeline(data, source="textcurate select"), overwrite=overwrite)
-    except ConfigError as e:
-        _fail(str(e))
-    _print_result(record)
+    _execute(lambda: parse_pipeline(data, source="textcurate select"), overwrite, verbose=verbose, where=out)
 
 
 @app.command()
@@ -240,19 +225,19 @@ def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotation
 
 
 @app.command()
+@params_options(ClusterParams, include=["k", "sample", "niter", "seed", "device"])
 def cluster(features: str = typer.Argument(..., help="a feature store folder (RUN/features/embed), or a run folder"),
             out: str = typer.Option(..., "--out", help="artifact folder: centroids.safetensors, card.json, "
                                                        "assignments.parquet"),
-            k: int = typer.Option(100, help="number of clusters"),
-            sample: int = typer.Option(100_000, help="fit on this many documents (smallest id-hashes)"),
-            niter: int = typer.Option(20), seed: int = typer.Option(0), device: str = typer.Option("auto")):
+            *, params: ClusterParams):
     """Spherical k-means on stored embeddings: fit on a sample, assign every document."""
     from rich.table import Table
 
     from textcurate.cluster.store import assign_store, fit_store
 
+    p = params
     try:
-        km = fit_store(features, k, sample, out, niter, seed, device)
+        km = fit_store(features, p.k, p.sample, out, p.niter, p.seed, p.device)
         sizes = assign_store(km, features, os.path.join(out, "assignments.parquet"))
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
@@ -267,23 +252,23 @@ def cluster(features: str = typer.Argument(..., help="a feature store folder (RU
 
 
 @app.command()
+@params_options(SemDeDupParams, include=["eps", "keep", "eps_table", "device"])
 def dedup(features: str = typer.Argument(..., help="a feature store folder (RUN/features/embed), or a run folder"),
           clusters: str = typer.Option(..., "--clusters", help="a k-means artifact (textcurate cluster --out)"),
           out: str = typer.Option(..., "--out", help="folder for duplicates.parquet and card.json"),
-          eps: float = typer.Option(0.25, help="duplicate when cosine to a kept document > 1 - eps"),
-          keep: str = typer.Option("farthest", help="farthest | nearest | random | highest:FIELD | lowest:FIELD"),
           values: Optional[str] = typer.Option(None, help="Parquet file/folder with id and FIELD, for highest/lowest"),
           texts: Optional[str] = typer.Option(None, help="documents (JSONL/Parquet folder or a run) for example pairs"),
-          device: str = typer.Option("auto")):
+          *, params: SemDeDupParams):
     """SemDeDup on stored embeddings: duplicates inside each cluster, and the eps table."""
     from rich.table import Table
 
-    from textcurate.cluster.kmeans import SphericalKMeans, resolve_device
-    from textcurate.cluster.semdedup import check_keep, keep_field
+    from textcurate.cluster.kmeans import SphericalKMeans
+    from textcurate.cluster.semdedup import keep_field
     from textcurate.cluster.store import dedup_store
+    from textcurate.io.files import pick_device
 
+    eps, keep, device = params.eps, params.keep, params.device
     try:
-        check_keep(keep)
         km = SphericalKMeans.load(clusters, device=device)
         field = keep_field(keep)
         vals = None
@@ -295,7 +280,8 @@ def dedup(features: str = typer.Argument(..., help="a feature store folder (RUN/
             t = ds.dataset(values, format="parquet").to_table(columns=["id", field])
             vals = dict(zip(t.column("id").to_pylist(), t.column(field).to_pylist()))
         docs = {d.id: d.text for d in _read_docs(texts)} if texts else None
-        card = dedup_store(km, features, out, eps, keep, vals, docs, device=resolve_device(device))
+        card = dedup_store(km, features, out, eps, keep, vals, docs, seed=params.seed, device=pick_device(device),
+                           eps_table=params.eps_table)
     except (FileNotFoundError, ValueError, KeyError) as e:
         _fail(str(e))
     table = Table(title=f"SemDeDup: {card['duplicates']:,} of {card['documents']:,} removed at eps {eps:g}")
@@ -375,32 +361,24 @@ def evaluate(pool: str = typer.Argument(..., help="documents with attributes: a 
 
 
 @app.command()
+@params_options(InfluenceSpec)
 def influence(pool: str = typer.Option(..., "--pool", help="documents: a run folder, JSONL or Parquet folder"),
               out: str = typer.Option(..., "--out", help="folder for influence.parquet, features/, card.json"),
               target: Optional[str] = typer.Option(None, "--target", help="the target documents (a folder)"),
               target_expr: Optional[str] = typer.Option(None, "--target-expr",
                                                         help="or: pool documents of the target domain"),
-              holdout: float = typer.Option(0.3, help="with --target-expr: the share of them held out as target"),
-              method: str = typer.Option("less", help="trak | less"),
-              proj_dim: int = typer.Option(2048, "--proj-dim"),
-              proj_kind: str = typer.Option("rademacher", "--proj-kind", help="rademacher | gaussian | sparse"),
-              params: str = typer.Option("all", help="all | last:K | lora"),
-              context: int = typer.Option(128, help="tokens of each document the gradient sees"),
-              warmup_fraction: float = typer.Option(0.05, "--warmup-fraction"),
-              warmup_tokens: int = typer.Option(100_000, "--warmup-tokens"),
-              checkpoints: int = typer.Option(4),
-              model: Optional[str] = typer.Option(None, help="a local causal LM (or smollm2) instead of a small GPT"),
-              seed: int = typer.Option(0)):
+              holdout: float = typer.Option(InfluenceParams.model_fields["holdout"].default,
+                                            help="with --target-expr: " +
+                                                 InfluenceParams.model_fields["holdout"].description),
+              *, params: InfluenceSpec):
     """Score every pool document by its influence on a target (TRAK or LESS)."""
     from pydantic import ValidationError
 
-    from textcurate.influence.run import InfluenceSpec, compute_influence, split_target
+    from textcurate.influence.run import compute_influence, split_target
     from textcurate.io.readers import read_documents
 
+    spec = params
     try:
-        spec = InfluenceSpec(method=method, proj_dim=proj_dim, proj_kind=proj_kind, params=params, context=context,
-                             warmup_fraction=warmup_fraction, warmup_tokens=warmup_tokens, checkpoints=checkpoints,
-                             model=model, seed=seed)
         docs = list(read_documents(pool))
         if (target is None) == (target_expr is None):
             _fail("give --target (a folder) or --target-expr (held out from the pool), one of them")
@@ -540,13 +518,63 @@ def plan(sources: str = typer.Argument(..., help="SOURCES.yaml: sources (path or
 
 
 @app.command()
-def stages():
-    """List the stage types a pipeline YAML can use."""
-    from textcurate.registry import STAGES
+@params_options(EduScoreParams, exclude=("name",))
+def score(input: str = typer.Argument(..., help="documents: a JSONL or Parquet file or folder, a run folder, or a "
+                                                "folder of files"),
+          out: str = typer.Option(..., "--out", help="run folder: documents/, attributes/edu_score/, features/embed/, "
+                                                     "run.json, report.html"),
+          tasks: int = typer.Option(1, help="parallel tasks (give at least as many input files)"),
+          overwrite: bool = typer.Option(False, help="replace an output folder that holds another run"),
+          verbose: bool = VERBOSE, *, params: EduScoreParams):
+    """Score educational value of any input with a classifier: embed (with the classifier's embedder,
+    stored once in features/embed/) then edu_score; writes attributes and documents."""
+    from textcurate.config import parse_pipeline
+    from textcurate.io.readers import detect_input
 
-    for name, spec in sorted(STAGES.items()):
-        fields = ", ".join(info.alias or f for f, info in spec.params.model_fields.items() if f != "name")
-        print(f"{name:<12} {spec.doc}\n{'':<12} params: {fields}")
+    try:
+        path, fmt = detect_input(input)
+    except FileNotFoundError as e:
+        _fail(str(e))
+    if fmt == "file_tree":
+        source = {"type": "file_tree", "paths": [os.path.abspath(path)]}
+    else:
+        source = {"type": fmt, "path": os.path.abspath(path)}
+    stages = []
+    card_path = os.path.join(params.classifier, "card.json")
+    if os.path.exists(card_path):  # a textcurate head: embed once with the card's embedder, stored for reuse
+        with open(card_path) as fh:
+            emb = json.load(fh).get("embedder", {})
+        embed = EmbedParams(model=params.model or emb.get("model", EmbedParams.model_fields["model"].default),
+                            max_tokens=params.max_tokens or emb.get("max_tokens",
+                                                                     EmbedParams.model_fields["max_tokens"].default),
+                            device=params.device, trust_remote_code=params.trust_remote_code)
+        stages.append({"type": "embed", **embed.model_dump(exclude_defaults=True)})
+    elif not os.path.exists(os.path.join(params.classifier, "config.json")):
+        _fail(f"{params.classifier}: not a classifier folder (no card.json of a textcurate classifier, no config.json "
+              f"of a Hugging Face model)")
+    stages.append({"type": "edu_score", **params.model_dump(mode="json", exclude_defaults=True),
+                   "classifier": os.path.abspath(params.classifier)})
+    data = {"name": "score", "input": source, "stages": stages,
+            "output": {"path": out}, "executor": {"type": "local", "tasks": tasks}}
+    _execute(lambda: parse_pipeline(data, source="textcurate score"), overwrite, verbose=verbose, where=out)
+
+
+@app.command()
+def stages():
+    """List the stage types a pipeline YAML can use, with their parameters and defaults."""
+    from pydantic_core import PydanticUndefined
+
+    from textcurate.registry import discover
+
+    for name, model in sorted(discover().items()):
+        fields = []
+        for f, info in model.model_fields.items():
+            if f == "name":
+                continue
+            key = info.alias or f
+            fields.append(f"{key} (required)" if info.default is PydanticUndefined and info.default_factory is None
+                          else f"{key}={info.default if info.default_factory is None else info.default_factory()}")
+        print(f"{name:<12} {model.doc()}  [{model.__module__}]\n{'':<12} params: {', '.join(fields)}")
 
 
 def main():  # python -m textcurate

@@ -14,19 +14,23 @@ from textcurate.engines.base import Engine, GenerationParams, Prompt, as_message
 
 
 def load_causal_lm(model: str, device: str = "cpu", dtype=None, trust_remote_code: bool = False):
-    """(model, tokenizer) from a folder, a hub id, or a .gguf file (or the alias ``smollm2``)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """(model, tokenizer) from a folder, a hub id, or a .gguf file (or the alias ``smollm2``: the
+    packaged GGUF itself, not the kit's dequantised copy). The weights come through the one
+    loader, ``textcurate.lm.model.load_causal_lm``; the tokenizer from the same place."""
+    from transformers import AutoTokenizer
+
+    from textcurate.lm.model import load_causal_lm as load_weights
 
     if model == "smollm2":
         from textcurate.engines.smollm import smollm2_gguf
 
         model = os.path.join(*smollm2_gguf())
     kwargs = {"trust_remote_code": trust_remote_code}
+    where = model
     if model.endswith(".gguf"):
-        folder, kwargs["gguf_file"] = os.path.split(os.path.abspath(model))
-        model = folder
-    tok = AutoTokenizer.from_pretrained(model, **kwargs)
-    lm = AutoModelForCausalLM.from_pretrained(model, dtype=dtype, **kwargs).to(device).eval()
+        where, kwargs["gguf_file"] = os.path.split(os.path.abspath(model))
+    tok = AutoTokenizer.from_pretrained(where, **kwargs)
+    lm = load_weights(model, trust_remote_code=trust_remote_code, device=device, dtype=dtype).eval()
     return lm, tok
 
 

@@ -34,7 +34,7 @@ GENERAL_SALT = 202       # evaluate's general held-out sample
 BPE_SAMPLE_SALT = 303    # evaluate's sample of the pool for training the BPE
 PROXY_BPE_SALT = 404     # the mixture proxies' sample of the sources for training the BPE
 MIX_TARGET_SALT = 505    # a fitted mixture's held-out target (mix.run.fit_weights)
-MATERIALISE_SALT = 7919  # mix/materialise.py's per-pass document order (written there as a literal for now)
+MATERIALISE_SALT = 7919  # mix/materialise.py's per-pass document order
 RANDOM_SUBSET_SALT = 7   # evaluate's seeded permutation of the pool: rng([seed, 7])
 WARMUP_SALT = 11         # influence's seeded warm-up subset: rng([seed, 11])
 

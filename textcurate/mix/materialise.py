@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from textcurate.io.files import write_json_atomic
+from textcurate.lm.experiment import MATERIALISE_SALT
 from textcurate.io.records import stable_hash
 from textcurate.mix.planner import Plan
 
@@ -47,7 +48,7 @@ def draw_copies(ids: list[str], tokens: np.ndarray, target: float, seed: int) ->
     copies[:] = full
     rest = target - full * total
     if rest > 0:
-        order = sorted(range(len(ids)), key=lambda i: (stable_hash(ids[i], seed + 7919 * (full + 1)), ids[i]))
+        order = sorted(range(len(ids)), key=lambda i: (stable_hash(ids[i], seed + MATERIALISE_SALT * (full + 1)), ids[i]))
         acc = 0.0
         for i in order:
             if acc >= rest:
