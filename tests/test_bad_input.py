@@ -2,6 +2,7 @@
 and the run goes on; in = kept + dropped + rejected."""
 
 import json
+import shutil
 
 import orjson
 
@@ -105,10 +106,17 @@ def test_compressed_inputs(run_cfg, tmp_path):
         (tmp_path / "run").rename(tmp_path / f"run-{comp}")
 
 
-def test_reject_is_logged_as_one_clear_line(run_cfg, tmp_path, capfd):
+def test_reject_is_logged_as_one_clear_line(run_cfg, tmp_path, capfd, monkeypatch):
+    line = "rejected a.jsonl:6 field 'text': must be a string, got int"
     _run(run_cfg, tmp_path, GOOD + [{"id": "n", "text": 42}])
-    err = capfd.readouterr().err
-    assert "rejected a.jsonl:6 field 'text': must be a string, got int" in err
+    # a quiet terminal (the default): the line is in the task's log, the terminal shows the summary
+    assert line in (tmp_path / "run" / "logs" / "main" / "logs" / "task_00000.log").read_text()
+    assert line not in capfd.readouterr().err
+    # with --verbose (TEXTCURATE_VERBOSE=1) it is on the terminal as well
+    monkeypatch.setenv("TEXTCURATE_VERBOSE", "1")
+    shutil.rmtree(tmp_path / "run")
+    _run(run_cfg, tmp_path, GOOD + [{"id": "n", "text": 42}])
+    assert line in capfd.readouterr().err
 
 
 def test_rejects_file_is_json_lines_with_reason(run_cfg, tmp_path):

@@ -49,7 +49,8 @@ def _print_result(record: dict) -> None:
     if rej.get("count"):
         out.print(f"{rej['count']:,} rejected records in {record['config']['output']['path']}/rejects/:")
         for k, v in sorted(rej["by_reason"].items(), key=lambda kv: -kv[1])[:10]:
-            out.print(f"  {v:>7,}  {k}")
+            first = rej.get("example", {}).get(k)
+            out.print(f"  {v:>7,}  {k}" + (f"  (first: {first})" if first else ""), highlight=False)
     if record.get("mix"):
         from textcurate.mix.planner import Plan, plan_summary, plan_table
 

@@ -203,11 +203,15 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
         return record
     rejects = read_rejects(paths.rejects)
     by_reason: dict[str, int] = {}
+    example: dict[str, str] = {}  # the first of each kind, where it is: file:line field
     for r in rejects:
         key = reject_kind(r)
         by_reason[key] = by_reason.get(key, 0) + 1
+        if key not in example:
+            where = f"{r.get('file')}:{r.get('line')}" if r.get("line") is not None else f"{r.get('file')}"
+            example[key] = f"{where} field {r.get('field')!r}" + (f" (id {r['id']})" if r.get("id") else "")
     record.update(status="complete", ledger=ledger, problems=check_balance(ledger),
-                  rejects={"count": len(rejects), "by_reason": by_reason},
+                  rejects={"count": len(rejects), "by_reason": by_reason, "example": example},
                   finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   wall_seconds=round(time.time() - started, 2))
     write_json_atomic(record_path, record)
