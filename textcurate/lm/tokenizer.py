@@ -25,14 +25,19 @@ class LMTokenizer:
 
     @classmethod
     def from_model(cls, path: str) -> "LMTokenizer":
-        """A local model's tokenizer (``smollm2`` for the packaged SmolLM2)."""
+        """A local model's tokenizer: a folder, a .gguf file, or a packaged model's short name."""
         from transformers import AutoTokenizer
 
+        from textcurate.engines.models import ALIASES, resolve_gguf
+
+        kwargs = {}
         if path == "smollm2":
             from textcurate.engines.smollm import smollm2_tokenizer
 
             path = smollm2_tokenizer()
-        tok = AutoTokenizer.from_pretrained(path)
+        elif path in ALIASES or path.endswith(".gguf"):  # read the tokenizer from the GGUF itself
+            path, kwargs["gguf_file"] = os.path.split(os.path.abspath(resolve_gguf(path)))
+        tok = AutoTokenizer.from_pretrained(path, **kwargs)
         eos = tok.eos_token_id if tok.eos_token_id is not None else 0
         return cls(tok, eos, len(tok), "hf")
 
