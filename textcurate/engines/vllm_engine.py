@@ -22,18 +22,21 @@ On a CPU keep ``enforce_eager=True`` (no graph capture) and a small ``max_model_
 
 from __future__ import annotations
 
-from textcurate.engines.base import Engine, GenerationParams, Prompt, as_messages
+from textcurate.engines.base import (AnswerDistribution, Engine, GenerationParams, Prompt, answer_position, as_messages,
+                                     distribution_from_logprobs)
 
 
 class VLLMEngine(Engine):
     name = "vllm"
 
     def __init__(self, model: str, dtype: str = "auto", max_model_len: int = 512, enforce_eager: bool = True,
-                 gpu_memory_utilization: float = 0.9, trust_remote_code: bool = False, **llm_kwargs):
+                 gpu_memory_utilization: float = 0.9, trust_remote_code: bool = False, top_logprobs: int = 20,
+                 **llm_kwargs):
         self.model = model
+        self.top_logprobs = top_logprobs
         self.llm_args = dict(model=model, dtype=dtype, max_model_len=max_model_len, enforce_eager=enforce_eager,
                              gpu_memory_utilization=gpu_memory_utilization,
-                             trust_remote_code=trust_remote_code, **llm_kwargs)
+                             trust_remote_code=trust_remote_code, **{"enable_prefix_caching": True, **llm_kwargs})
         self.llm = None
         self._has_template: bool | None = None
 
@@ -63,10 +66,33 @@ class VLLMEngine(Engine):
     def generate(self, prompts: list[Prompt], params: GenerationParams | None = None) -> list[str]:
         if not prompts:
             return []
-        llm = self._load()
         params = params or GenerationParams()
-        sp = self.sampling_params(params)
-        prefix = params.assistant_prefix
+        outputs = self._run(prompts, self.sampling_params(params), params.assistant_prefix)
+        return [o.outputs[0].text if o.outputs else "" for o in outputs]
+
+    def answer_distribution(self, prompts: list[Prompt], choices: list[str],
+                            params: GenerationParams | None = None) -> list[AnswerDistribution]:
+        """vLLM's top-``top_logprobs`` log-probabilities at the first non-whitespace generated position
+        (greedy, at most 3 tokens); prefix caching shares the rubric's computation between prompts."""
+        from vllm import SamplingParams
+
+        if not prompts:
+            return []
+        params = params or GenerationParams()
+        sp = SamplingParams(max_tokens=3, temperature=0.0, logprobs=self.top_logprobs, seed=params.seed)
+        out = []
+        for o in self._run(prompts, sp, params.assistant_prefix):
+            gen = o.outputs[0]
+            steps = gen.logprobs or []
+            chosen = [(steps[i][tid].decoded_token or "") if tid in steps[i] else "" for i, tid in
+                      enumerate(gen.token_ids[:len(steps)])]
+            i = answer_position(chosen)
+            top = [(lp.decoded_token or "", lp.logprob) for lp in steps[i].values()] if steps else []
+            out.append(distribution_from_logprobs(top, choices))
+        return out
+
+    def _run(self, prompts: list[Prompt], sp, prefix: str):
+        llm = self._load()
         if not self._has_template and all(isinstance(p, str) for p in prompts):
             texts = [p + ("\n" + prefix if prefix else "") for p in prompts]
             outputs = llm.generate(texts, sp, use_tqdm=False)  # a base model: plain completion
@@ -75,7 +101,7 @@ class VLLMEngine(Engine):
                                add_generation_prompt=False, continue_final_message=True)
         else:
             outputs = llm.chat([as_messages(p) for p in prompts], sp, use_tqdm=False)
-        return [o.outputs[0].text if o.outputs else "" for o in outputs]
+        return outputs
 
     def close(self) -> None:
         llm, self.llm = self.llm, None
