@@ -63,3 +63,18 @@ def test_annotate_records_everything_and_resumes(tiny_lm, tmp_path):
         assert r["score"] is None and r["reason"] and r["raw"] is not None and r["engine"] == "transformers"
         assert r["prompt_version"] == PROMPT_VERSION and r["injection_suspected"] is False and r["text"].startswith("document")
     assert pq.read_table(out).num_rows == 10
+
+
+@pytest.mark.parametrize("scoring", ["both", "distribution"])
+def test_annotate_records_the_answer_distribution(tiny_lm, tmp_path, scoring):
+    docs = [Document(text=f"document {i} about rivers and lakes", id=f"d{i}") for i in range(5)]
+    table = annotate(docs, TransformersEngine(tiny_lm, batch_size=4), str(tmp_path / "a.parquet"), batch_size=4,
+                     scoring=scoring)
+    for r in table.to_pylist():
+        assert 0 <= r["score_expected"] <= 5 and 0 < r["score_mass"] <= 1 + 1e-6 and 0 <= r["score_argmax"] <= 5
+        if scoring == "distribution":  # nothing generated: the label is the most likely digit
+            assert r["raw"] is None and r["score"] == r["score_argmax"] and r["reason"] == "distribution"
+        else:
+            assert r["raw"] is not None
+    with pytest.raises(ValueError, match="scoring must be"):
+        annotate(docs, TransformersEngine(tiny_lm), str(tmp_path / "b.parquet"), scoring="guess")

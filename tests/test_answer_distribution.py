@@ -28,7 +28,7 @@ def prompts():
 
 def test_distribution_equals_the_model_read_directly(prompts):
     params = GenerationParams(assistant_prefix=ANSWER_PREFIX)
-    fast = TransformersEngine("smollm2", batch_size=4, reuse_prefix=True)
+    fast = TransformersEngine("smollm2", batch_size=4, reuse_prefix=True, dtype="float32")  # exact: fp32
     got = fast.answer_distribution(prompts, CHOICES, params)
     assert len(fast._prefix_ids) > 150  # the rubric, shared by every prompt, computed once
     # the reference: each whole prompt through the model, no cache, no batch
@@ -48,7 +48,7 @@ def test_distribution_equals_the_model_read_directly(prompts):
         assert d.probs == pytest.approx(list(mass / mass.sum()), abs=1e-4)
         assert 0 <= d.expected <= 5 and d.argmax == CHOICES[int(np.argmax(mass))]
     # without reuse, one at a time: the same numbers
-    slow = TransformersEngine("smollm2", batch_size=1, reuse_prefix=False)
+    slow = TransformersEngine("smollm2", batch_size=1, reuse_prefix=False, dtype="float32")
     ref = [slow.answer_distribution([q], CHOICES, params)[0] for q in prompts]
     assert slow._prefix_ids == []
     assert [d.expected for d in got] == pytest.approx([r.expected for r in ref], abs=1e-4)

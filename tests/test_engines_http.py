@@ -78,17 +78,20 @@ class FakeOpenAI(BaseHTTPRequestHandler):
 
 
 def _logprob_answer(body: dict, chat: bool) -> dict:
-    """An answer in OpenAI's logprobs shape: first a whitespace token (as a tokenizer that writes
-    " 3" as two tokens does), then the digit, whose top alternatives carry the probabilities that
-    the prompt names ("dist: 0.1 0.2 ..."), plus one token that is no choice."""
+    """An answer in OpenAI's logprobs shape from a model whose tokenizer writes " 3" as a space and
+    a digit: unless the prompt (or the assistant's started answer) ends with a space, the first
+    token is the space; the digit's top alternatives carry the probabilities that the prompt names
+    ("dist: 0.1 0.2 ..."), plus one token that is no choice. At most ``max_tokens`` steps."""
     import math
 
     text = body["messages"][0]["content"] if chat else body["prompt"]
+    end = body["messages"][-1]["content"] if chat else body["prompt"]
     probs = [float(x) for x in text.split("dist:")[1].split()[:6]]
     other = 1.0 - sum(probs)
     alts = [(str(i), math.log(p)) for i, p in enumerate(probs) if p > 0] + [("x", math.log(other))]
     best = max(alts, key=lambda a: a[1])[0]
-    steps = [(" ", [(" ", -0.01), ("\n", -4.6)]), (best, alts)]
+    steps = ([] if end.endswith(" ") else [(" ", [(" ", -0.01), ("\n", -4.6)])]) + [(best, alts)]
+    steps = steps[:body["max_tokens"]]
     choice = {"index": 0, "finish_reason": "length"}
     if chat:
         choice["message"] = {"role": "assistant", "content": " " + best}
@@ -220,6 +223,9 @@ def test_answer_distribution_from_top_logprobs(server, chat):
         assert got.probs == pytest.approx([p / mass for p in d], abs=1e-9)
         assert got.expected == pytest.approx(sum(i * p for i, p in enumerate(d)) / mass, abs=1e-9)
     assert out[0].argmax == "4" and out[1].argmax == "0"
-    body = srv.state["bodies"][0]
-    assert body["max_tokens"] == 3 and body["temperature"] == 0.0  # greedy, a few tokens, whatever was asked
+    bodies = srv.state["bodies"]
+    assert len(bodies) == 2 + len(dists)  # the spacing probed once (two requests), then one per prompt
+    assert eng._answer_extra == " "  # this tokenizer writes the space apart: it goes into the prefix
+    body = bodies[-1]
+    assert body["max_tokens"] == 1 and body["temperature"] == 0.0  # one greedy token, whatever was asked
     assert (body["logprobs"] is True and body["top_logprobs"] == 7) if chat else body["logprobs"] == 7

@@ -35,6 +35,7 @@ import requests
 from textcurate.engines import GenerationParams, make_engine
 from textcurate.engines.openai_http import OpenAIEngine, OpenAIEngineError
 from textcurate.engines.vllm_engine import VLLMEngine
+from textcurate.judge.prompt import ANSWER_PREFIX
 
 pytestmark = pytest.mark.vllm
 
@@ -50,6 +51,35 @@ for _k, _v in CPU_ENV.items():
 HEALTH_TIMEOUT_S = 180
 CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Germany", "Berlin"),
             ("Spain", "Madrid"), ("England", "London")]  # prompts only: the test checks order, not knowledge
+
+
+CHOICES = [str(i) for i in range(6)]
+_JUDGE_TEXTS = ["Photosynthesis is how plants turn light, water and carbon dioxide into sugar and oxygen.",
+                "Copyright (c) 2003 The Authors. Permission is hereby granted, free of charge, to any person.",
+                "v2.1.4: fixed crash on startup; bumped dependency versions; removed unused flag.",
+                "To add fractions with different denominators, first find a common denominator."]
+_REFERENCE: list = []
+
+
+def _judge_prompts() -> list[str]:
+    from textcurate.judge.prompt import build_prompt
+
+    return [build_prompt(t) for t in _JUDGE_TEXTS]
+
+
+JUDGE_PROMPTS = _judge_prompts()
+
+
+def reference_distribution(model_path: str) -> list:
+    """The transformers engine on the same folder, fp32: the logits themselves."""
+    if not _REFERENCE:
+        from textcurate.engines.hf import TransformersEngine
+
+        eng = TransformersEngine(model_path, device="cpu", batch_size=4, dtype="float32")
+        _REFERENCE.extend(eng.answer_distribution(JUDGE_PROMPTS, CHOICES,
+                                                  GenerationParams(assistant_prefix=ANSWER_PREFIX)))
+        eng.close()
+    return _REFERENCE
 
 
 def free_port() -> int:
@@ -134,9 +164,15 @@ def test_vllm_engine_in_process(model_path):
         cont = eng.generate(["Rate the text 'Plants need light.' from 0 to 5."],
                             GenerationParams(max_tokens=3, assistant_prefix="Educational score:"))
         assert len(cont) == 1 and not cont[0].lstrip().lower().startswith("educational score"), cont
+        # scores from the answer's distribution (top logprobs), against the transformers engine's
+        # logits on the same weights
+        dist = eng.answer_distribution(JUDGE_PROMPTS, CHOICES, GenerationParams(assistant_prefix=ANSWER_PREFIX))
     finally:
         eng.close()
     assert eng.llm is None
+    ref = reference_distribution(model_path)
+    for d, r in zip(dist, ref):
+        assert abs(d.expected - r.expected) < 0.1 and abs(d.mass - r.mass) < 0.05, (d, r)
 
 
 def test_openai_engine_against_vllm_server(server, model_path):
@@ -153,6 +189,18 @@ def test_openai_engine_against_vllm_server(server, model_path):
     assert len(out) == len(prompts) and all(t.strip() for t in out), out
     # order: 4 requests in flight come back in prompt order (greedy: the same texts as one at a time)
     assert out == sequential, (out, sequential)
+
+
+def test_answer_distribution_through_the_server(server, model_path):
+    """top_logprobs from a real vLLM server give the transformers engine's scores (bf16 server)."""
+    wait_healthy(server)
+    eng = OpenAIEngine(model_path, base_url=server["base_url"], concurrency=4, timeout=120)
+    try:
+        dist = eng.answer_distribution(JUDGE_PROMPTS, CHOICES, GenerationParams(assistant_prefix=ANSWER_PREFIX))
+    finally:
+        eng.close()
+    for d, r in zip(dist, reference_distribution(model_path)):
+        assert abs(d.expected - r.expected) < 0.2 and d.mass > 0.3, (d, r)
 
 
 def test_judge_loop_through_the_server(server, model_path, tmp_path):

@@ -179,7 +179,10 @@ def annotate(input: str = typer.Argument(..., help="a run folder, a JSONL/Parque
              seed: int = typer.Option(0),
              batch_size: int = typer.Option(16),
              max_chars: int = typer.Option(1000, help="characters of each document shown to the judge"),
-             max_tokens: int = typer.Option(4, help="tokens the judge may write after 'Educational score:'")):
+             max_tokens: int = typer.Option(4, help="tokens the judge may write after 'Educational score:'"),
+             scoring: str = typer.Option("generate", help="generate (parse the written answer) | distribution "
+                                                          "(the digits' probabilities: score_expected, no "
+                                                          "generation) | both")):
     """Rate documents 0-5 for educational value with an LLM; resumable."""
     from textcurate.engines import GenerationParams, make_engine
     from textcurate.judge.annotate import annotate as run_annotate
@@ -190,9 +193,12 @@ def annotate(input: str = typer.Argument(..., help="a run folder, a JSONL/Parque
     eng = make_engine(engine, model, **opts)
     docs = sample_documents(_read_docs(input), sample or None, seed)
     console.print(f"annotating {len(docs):,} documents with {engine}:{model}")
-    table = run_annotate(docs, eng, out, batch_size=batch_size, max_chars=max_chars,
-                         params=GenerationParams(max_tokens=max_tokens, assistant_prefix=ANSWER_PREFIX),
-                         progress=lambda d, n: console.print(f"  {d:,}/{n:,}", highlight=False))
+    try:
+        table = run_annotate(docs, eng, out, batch_size=batch_size, max_chars=max_chars,
+                             params=GenerationParams(max_tokens=max_tokens, assistant_prefix=ANSWER_PREFIX),
+                             progress=lambda d, n: console.print(f"  {d:,}/{n:,}", highlight=False), scoring=scoring)
+    except ValueError as e:
+        _fail(str(e))
     scores = table.column("score").to_pylist()
     parsed = [s for s in scores if s is not None]
     dist = {k: parsed.count(k) for k in range(6)}

@@ -62,6 +62,14 @@ def distribution_from_logprobs(top, choices: list[str]) -> AnswerDistribution:
     return AnswerDistribution(list(choices), probs, float(mass))
 
 
+def answer_spacing(tokenizer, choices: list[str]) -> str:
+    """What to add after the answer prefix so that the next token is a choice: nothing when the
+    tokenizer has one token for " 3" (the model writes the space with the digit), a space when it
+    writes the space and the digit apart (SmolLM2's and Qwen's tokenizers split digits)."""
+    spaced = all(len(tokenizer.encode(" " + c, add_special_tokens=False)) == 1 for c in choices)
+    return "" if spaced else " "
+
+
 def answer_position(tokens: list[str]) -> int:
     """The first generated position that is not whitespace alone (a tokenizer that writes " 3" as
     a space and a digit puts the answer one position later)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from textcurate.engines.base import AnswerDistribution, Engine, GenerationParams, Prompt, as_messages
+from textcurate.engines.base import AnswerDistribution, Engine, GenerationParams, Prompt, answer_spacing, as_messages
 
 
 def load_causal_lm(model: str, device: str = "cpu", dtype=None, trust_remote_code: bool = False):
@@ -38,7 +38,7 @@ class TransformersEngine(Engine):
 
     def __init__(self, model: str = "smollm2", device: str = "auto", batch_size: int = 8,
                  trust_remote_code: bool = False, max_input_tokens: int = 1024, reuse_prefix: bool = True,
-                 min_prefix_tokens: int = 16):
+                 min_prefix_tokens: int = 16, dtype: str = "auto"):
         self.model = model
         self.device = device
         self.batch_size = batch_size
@@ -47,7 +47,7 @@ class TransformersEngine(Engine):
         self._lm = self._tok = None
         self.tokens_generated = 0  # new tokens written so far (padding after an early stop not counted)
         self.tokens_scored = 0  # prompt tokens of answer_distribution calls (the shared prefix counted per prompt)
-        self.reuse_prefix, self.min_prefix_tokens = reuse_prefix, min_prefix_tokens
+        self.reuse_prefix, self.min_prefix_tokens, self.dtype = reuse_prefix, min_prefix_tokens, dtype
         self._prefix_ids: list[int] = []
         self._prefix_cache = None
 
@@ -58,7 +58,14 @@ class TransformersEngine(Engine):
             from textcurate.io.files import pick_device
 
             device = pick_device(self.device)
-            dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+            from textcurate.embed.embedder import cpu_has_bf16
+
+            # bf16 where the hardware computes it (a GPU; a CPU with AMX / AVX512-BF16: several times
+            # fp32's speed); fp32 elsewhere (AVX2 emulates bf16, slower than fp32)
+            dtype = torch.bfloat16 if device.startswith("cuda") or (self.dtype == "auto" and cpu_has_bf16()) \
+                else torch.float32
+            if self.dtype not in ("auto", None):
+                dtype = getattr(torch, self.dtype)
             self._lm, self._tok = load_causal_lm(self.model, device, dtype, self.trust_remote_code)
             self._tok.padding_side = "left"
             if self._tok.pad_token is None:
@@ -110,7 +117,7 @@ class TransformersEngine(Engine):
         prefix and the bare digits are read."""
         _, tok = self._load()
         ids: dict[int, str] = {}
-        spaced = all(len(tok.encode(" " + c, add_special_tokens=False)) == 1 for c in choices)
+        spaced = answer_spacing(tok, choices) == ""
         for c in choices:
             for spelling in ((c, " " + c) if spaced else (c,)):
                 enc = tok.encode(spelling, add_special_tokens=False)

@@ -57,6 +57,7 @@ class OpenAIEngine(Engine):
         self.backoff = backoff
         self.chat = chat
         self.top_logprobs = top_logprobs
+        self._answer_extra: str | None = None  # found on the first answer_distribution call
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
@@ -73,18 +74,32 @@ class OpenAIEngine(Engine):
 
     def answer_distribution(self, prompts: list[Prompt], choices: list[str],
                             params: GenerationParams | None = None) -> list[AnswerDistribution]:
-        """The server's ``top_logprobs`` (chat) or ``logprobs`` (completions) at the first generated
-        position that is not whitespace alone (greedy, at most 3 tokens)."""
+        """The server's ``top_logprobs`` (chat) or ``logprobs`` (completions) for the first answer token.
+        Without the tokenizer here, whether the answer prefix needs a trailing space (a tokenizer that
+        writes " 3" as a space and a digit) is found once, on the first prompt: the spelling under
+        which the model puts more probability on the choices."""
         params = params or GenerationParams()
-        greedy = GenerationParams(max_tokens=3, temperature=0.0, seed=params.seed,
-                                  assistant_prefix=params.assistant_prefix)
-        payloads = []
-        for p in prompts:
-            body = self._payload(p, greedy)
-            body.update({"logprobs": True, "top_logprobs": self.top_logprobs} if self.chat
-                        else {"logprobs": self.top_logprobs})
-            payloads.append(body)
+        if not prompts:
+            return []
+        if self._answer_extra is None:
+            first = [self._top(prompts[0], params, extra, choices) for extra in ("", " ")]
+            self._answer_extra = "" if first[0].mass >= first[1].mass else " "
+        extra = self._answer_extra
+        greedy = GenerationParams(max_tokens=1, temperature=0.0, seed=params.seed,
+                                  assistant_prefix=params.assistant_prefix + extra)
+        payloads = [self._logprob_payload(p, greedy) for p in prompts]
         return [distribution_from_logprobs(top, choices) for top in self._map(payloads, self._parse_top)]
+
+    def _logprob_payload(self, prompt: Prompt, params: GenerationParams) -> dict:
+        body = self._payload(prompt, params)
+        body.update({"logprobs": True, "top_logprobs": self.top_logprobs} if self.chat
+                    else {"logprobs": self.top_logprobs})
+        return body
+
+    def _top(self, prompt: Prompt, params: GenerationParams, extra: str, choices: list[str]) -> AnswerDistribution:
+        p = GenerationParams(max_tokens=1, temperature=0.0, seed=params.seed,
+                             assistant_prefix=params.assistant_prefix + extra)
+        return distribution_from_logprobs(self._request(self._logprob_payload(prompt, p), self._parse_top), choices)
 
     def _parse_top(self, r: requests.Response, url: str) -> list[tuple[str, float]]:
         try:

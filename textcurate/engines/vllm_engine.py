@@ -22,7 +22,7 @@ On a CPU keep ``enforce_eager=True`` (no graph capture) and a small ``max_model_
 
 from __future__ import annotations
 
-from textcurate.engines.base import (AnswerDistribution, Engine, GenerationParams, Prompt, answer_position, as_messages,
+from textcurate.engines.base import (AnswerDistribution, Engine, GenerationParams, Prompt, answer_spacing, as_messages,
                                      distribution_from_logprobs)
 
 
@@ -72,22 +72,20 @@ class VLLMEngine(Engine):
 
     def answer_distribution(self, prompts: list[Prompt], choices: list[str],
                             params: GenerationParams | None = None) -> list[AnswerDistribution]:
-        """vLLM's top-``top_logprobs`` log-probabilities at the first non-whitespace generated position
-        (greedy, at most 3 tokens); prefix caching shares the rubric's computation between prompts."""
+        """vLLM's top-``top_logprobs`` log-probabilities of the first answer token (the prefix spaced as
+        the tokenizer writes digits, as the transformers engine does); prefix caching shares the
+        rubric's computation between prompts."""
         from vllm import SamplingParams
 
         if not prompts:
             return []
         params = params or GenerationParams()
-        sp = SamplingParams(max_tokens=3, temperature=0.0, logprobs=self.top_logprobs, seed=params.seed)
+        extra = answer_spacing(self._load().get_tokenizer(), choices)
+        sp = SamplingParams(max_tokens=1, temperature=0.0, logprobs=self.top_logprobs, seed=params.seed)
         out = []
-        for o in self._run(prompts, sp, params.assistant_prefix):
-            gen = o.outputs[0]
-            steps = gen.logprobs or []
-            chosen = [(steps[i][tid].decoded_token or "") if tid in steps[i] else "" for i, tid in
-                      enumerate(gen.token_ids[:len(steps)])]
-            i = answer_position(chosen)
-            top = [(lp.decoded_token or "", lp.logprob) for lp in steps[i].values()] if steps else []
+        for o in self._run(prompts, sp, params.assistant_prefix + extra):
+            steps = o.outputs[0].logprobs or []
+            top = [(lp.decoded_token or "", lp.logprob) for lp in steps[0].values()] if steps else []
             out.append(distribution_from_logprobs(top, choices))
         return out
 

@@ -1,6 +1,8 @@
 """``textcurate annotate``: an LLM rates a sample of documents; one Parquet row per document.
 
 Rows: id, text, score (0-5 or null), raw (the model's output), reason (why a score is null),
+score_expected / score_argmax / score_mass (the answer's token distribution, with ``scoring``
+``distribution`` or ``both``),
 model, engine, prompt_version, judged_chars, injection_suspected (the judged text held a
 forged fence marker, an answer line or a request to the grader, neutralised before judging). The sample is the ``sample`` documents with the
 smallest seeded hash of their id: uniform, and the same on every run. Rows are written in
@@ -25,7 +27,10 @@ from textcurate.judge.prompt import ANSWER_PREFIX, PROMPT_VERSION, build_prompt,
 SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("score", pa.int8()), ("raw", pa.string()),
                     ("reason", pa.string()), ("model", pa.string()), ("engine", pa.string()),
                     ("prompt_version", pa.string()), ("judged_chars", pa.int32()),
-                    ("injection_suspected", pa.bool_())])
+                    ("injection_suspected", pa.bool_()), ("score_expected", pa.float32()),
+                    ("score_argmax", pa.int8()), ("score_mass", pa.float32())])
+SCORINGS = ("generate", "distribution", "both")
+CHOICES = [str(i) for i in range(6)]
 
 
 def sample_documents(docs, n: int | None, seed: int = 0) -> list:
@@ -43,7 +48,12 @@ def sample_documents(docs, n: int | None, seed: int = 0) -> list:
 
 
 def annotate(docs, engine: Engine, out: str, batch_size: int = 16, max_chars: int = 1000,
-             params: GenerationParams | None = None, progress=None) -> pa.Table:
+             params: GenerationParams | None = None, progress=None, scoring: str = "generate") -> pa.Table:
+    """``scoring``: ``generate`` (the judge writes its answer, parsed into ``score``), ``distribution``
+    (no generation: the six digits' probabilities where the answer starts give ``score_expected``,
+    ``score_argmax`` and ``score_mass``; ``score`` is the argmax) or ``both``."""
+    if scoring not in SCORINGS:
+        raise ValueError(f"scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
     params = params or GenerationParams(max_tokens=4, temperature=0.0, assistant_prefix=ANSWER_PREFIX)
     parts_dir = out + ".parts"
     done: set[str] = set()
@@ -56,15 +66,23 @@ def annotate(docs, engine: Engine, out: str, batch_size: int = 16, max_chars: in
     n_parts = len(glob.glob(os.path.join(parts_dir, "*.parquet")))
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
-        outputs = engine.generate([build_prompt(d.text, max_chars) for d in batch], params)
+        prompts = [build_prompt(d.text, max_chars) for d in batch]
+        outputs = engine.generate(prompts, params) if scoring != "distribution" else [None] * len(batch)
+        dists = engine.answer_distribution(prompts, CHOICES, params) if scoring != "generate" else [None] * len(batch)
         rows = []
-        for doc, raw in zip(batch, outputs):
-            raw = params.assistant_prefix + raw  # the whole answer, as the judge gave it
-            score, reason = parse_score(raw)
+        for doc, raw, dist in zip(batch, outputs, dists):
+            if raw is not None:
+                raw = params.assistant_prefix + raw  # the whole answer, as the judge gave it
+                score, reason = parse_score(raw)
+            else:
+                score, reason = int(dist.argmax), "distribution"
             rows.append({"id": doc.id, "text": doc.text, "score": score, "raw": raw, "reason": reason,
                          "model": engine.model, "engine": engine.name, "prompt_version": PROMPT_VERSION,
                          "judged_chars": min(len(doc.text), max_chars),
-                         "injection_suspected": suspected_injection(doc.text, max_chars)})
+                         "injection_suspected": suspected_injection(doc.text, max_chars),
+                         "score_expected": dist.expected if dist else None,
+                         "score_argmax": int(dist.argmax) if dist else None,
+                         "score_mass": dist.mass if dist else None})
         path = os.path.join(parts_dir, f"part-{n_parts:06d}.parquet")
         write_parquet_atomic(path, pa.Table.from_pylist(rows, schema=SCHEMA))
         n_parts += 1
