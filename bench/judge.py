@@ -65,6 +65,68 @@ def documents(n: int) -> list[str]:
     return [t for group in zip(texts[::3], texts[1::3], texts[2::3]) for t in group][:n]
 
 
+def provenance_set(n: int, seed: int = 0) -> tuple[list[str], list[int], list[str]]:
+    """(texts, labels, sources): documentation prose (1) against licences and changelogs (0) from this
+    machine's file tree, labelled by provenance (classifiers/build_provenance_labels.py's rules),
+    one section per file, balanced, the source being the package (or stdlib folder) it came from.
+    Only sources in the held-out half (by a hash of the source) are used: a judge's prompt or
+    few-shot examples may be chosen on the other half."""
+    sys.path.insert(0, os.path.join(HERE, "..", "classifiers"))
+    from build_provenance_labels import tier
+
+    from textcurate.io.readers import FileTreeReader
+    from textcurate.io.records import hash_share
+    from textcurate.judge.annotate import sample_documents
+
+    reader = FileTreeReader(["@stdlib", "@docs"], include=["*.md", "*.rst", "*.txt", "README*", "changelog*",
+                                                          "NEWS*", "copyright*", "LICENSE*"],
+                            exclude=["*/site-packages/*", "*/test/*", "*/tests/*", "*/__pycache__/*"],
+                            max_sections_per_file=1, max_section_chars=4000)
+    groups: dict[int, list] = {0: [], 1: []}
+    for d in reader.run():
+        t = tier(d.metadata)
+        if t is None or t == 2 or len(d.text) < 200:
+            continue
+        source = "/".join(d.metadata["relpath"].split("/")[:2])  # doc/PACKAGE, or the stdlib folder
+        if hash_share(source, 17) < 0.5:  # the held-out half of the sources
+            d.metadata["source"] = source
+            groups[1 if t == 3 else 0].append(d)
+    picked = [d for label in (0, 1) for d in sample_documents(groups[label], n // 2, seed)]
+    return ([d.text for d in picked], [1 if tier(d.metadata) == 3 else 0 for d in picked],
+            [d.metadata["source"] for d in picked])
+
+
+def auc_table(model: str, n: int, max_chars: int) -> None:
+    """AUC against provenance of the judge's parsed answer and of its expected score."""
+    from sklearn.metrics import roc_auc_score
+
+    from textcurate.engines.base import GenerationParams
+    from textcurate.engines.hf import TransformersEngine
+    from textcurate.judge.prompt import ANSWER_PREFIX, build_prompt, parse_score
+
+    texts, labels, sources = provenance_set(n)
+    prompts = [build_prompt(t, max_chars) for t in texts]
+    params = GenerationParams(max_tokens=4, temperature=0.0, assistant_prefix=ANSWER_PREFIX)
+    eng = TransformersEngine(model, batch_size=8)
+    t = time.perf_counter()
+    expected = [d.expected for d in eng.answer_distribution(prompts, CHOICES, params)]
+    t_dist = time.perf_counter() - t
+    t = time.perf_counter()
+    parsed = [parse_score(ANSWER_PREFIX + o)[0] for o in eng.generate(prompts, params)]
+    t_gen = time.perf_counter() - t
+    ok = [i for i, s in enumerate(parsed) if s is not None]
+    print(f"{model}: {len(texts)} held-out documents from {len(set(sources))} sources "
+          f"({sum(labels)} documentation prose, {len(labels) - sum(labels)} licences/changelogs)")
+    print("| prompt (edu-additive-v2) | AUC | parsed | documents/s |")
+    print("|---|---|---|---|")
+    print(f"| expected score (distribution) | {roc_auc_score(labels, expected):.3f} | {len(texts)} of {len(texts)} | "
+          f"{len(texts) / t_dist:.2f} |")
+    auc_gen = roc_auc_score([labels[i] for i in ok], [parsed[i] for i in ok]) if len({labels[i] for i in ok}) == 2 \
+        else float("nan")
+    print(f"| generated and parsed (0-5) | {auc_gen:.3f} | {len(ok)} of {len(texts)} | {len(texts) / t_gen:.2f} |")
+    print(f"Spearman between the two prompts' scores: {spearman([expected[i] for i in ok], [parsed[i] for i in ok]):.3f}")
+
+
 def spearman(a, b) -> float:
     from scipy.stats import spearmanr
 
@@ -78,8 +140,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--engine", default="transformers", choices=["transformers", "vllm"])
     ap.add_argument("--max-chars", type=int, default=1000)
+    ap.add_argument("--auc", type=int, default=0, help="instead: AUC against provenance on N held-out documents")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.auc:
+        print(f"CPU: {cpu_flags()}")
+        return auc_table(args.model, args.auc, args.max_chars)
 
     from textcurate.engines.base import GenerationParams
     from textcurate.judge.prompt import ANSWER_PREFIX, build_prompt, parse_score
