@@ -96,35 +96,45 @@ def provenance_set(n: int, seed: int = 0) -> tuple[list[str], list[int], list[st
             [d.metadata["source"] for d in picked])
 
 
-def auc_table(model: str, n: int, max_chars: int) -> None:
-    """AUC against provenance of the judge's parsed answer and of its expected score."""
+def auc_table(model: str, n: int, max_chars: int, prompts: list[str]) -> None:
+    """AUC against provenance, per prompt variant, of the score read from the answer's distribution,
+    and of the parsed written answer for the additive rubric; Spearman between the prompts."""
     from sklearn.metrics import roc_auc_score
 
     from textcurate.engines.base import GenerationParams
     from textcurate.engines.hf import TransformersEngine
-    from textcurate.judge.prompt import ANSWER_PREFIX, build_prompt, parse_score
+    from textcurate.judge.prompt import ANSWER_PREFIX, PROMPTS, build_prompt, parse_score
 
     texts, labels, sources = provenance_set(n)
-    prompts = [build_prompt(t, max_chars) for t in texts]
-    params = GenerationParams(max_tokens=4, temperature=0.0, assistant_prefix=ANSWER_PREFIX)
     eng = TransformersEngine(model, batch_size=8)
-    t = time.perf_counter()
-    expected = [d.expected for d in eng.answer_distribution(prompts, CHOICES, params)]
-    t_dist = time.perf_counter() - t
-    t = time.perf_counter()
-    parsed = [parse_score(ANSWER_PREFIX + o)[0] for o in eng.generate(prompts, params)]
-    t_gen = time.perf_counter() - t
-    ok = [i for i, s in enumerate(parsed) if s is not None]
     print(f"{model}: {len(texts)} held-out documents from {len(set(sources))} sources "
           f"({sum(labels)} documentation prose, {len(labels) - sum(labels)} licences/changelogs)")
-    print("| prompt (edu-additive-v2) | AUC | parsed | documents/s |")
-    print("|---|---|---|---|")
-    print(f"| expected score (distribution) | {roc_auc_score(labels, expected):.3f} | {len(texts)} of {len(texts)} | "
-          f"{len(texts) / t_dist:.2f} |")
-    auc_gen = roc_auc_score([labels[i] for i in ok], [parsed[i] for i in ok]) if len({labels[i] for i in ok}) == 2 \
+    print("| prompt | read as | AUC | scored | documents/s |")
+    print("|---|---|---|---|---|")
+    scores = {}
+    for name in prompts:
+        jp = PROMPTS[name]
+        eng._prefix_ids, eng._prefix_cache = [], None  # each prompt's own shared prefix
+        t = time.perf_counter()
+        dists = eng.answer_distribution([jp.build(x, max_chars) for x in texts], jp.choices,
+                                        GenerationParams(assistant_prefix=jp.answer_prefix))
+        seconds = time.perf_counter() - t
+        scores[name] = [jp.score(d) for d in dists]
+        print(f"| {name} | distribution | {roc_auc_score(labels, scores[name]):.3f} | {len(texts)} of {len(texts)} "
+              f"| {len(texts) / seconds:.2f} |")
+    params = GenerationParams(max_tokens=4, temperature=0.0, assistant_prefix=ANSWER_PREFIX)
+    t = time.perf_counter()
+    parsed = [parse_score(ANSWER_PREFIX + o)[0] for o in eng.generate([build_prompt(x, max_chars) for x in texts],
+                                                                      params)]
+    seconds = time.perf_counter() - t
+    ok = [i for i, s in enumerate(parsed) if s is not None]
+    auc = roc_auc_score([labels[i] for i in ok], [parsed[i] for i in ok]) if len({labels[i] for i in ok}) == 2 \
         else float("nan")
-    print(f"| generated and parsed (0-5) | {auc_gen:.3f} | {len(ok)} of {len(texts)} | {len(texts) / t_gen:.2f} |")
-    print(f"Spearman between the two prompts' scores: {spearman([expected[i] for i in ok], [parsed[i] for i in ok]):.3f}")
+    print(f"| edu-additive-v2 | generated, parsed (0-5) | {auc:.3f} | {len(ok)} of {len(texts)} | "
+          f"{len(texts) / seconds:.2f} |")
+    names = list(scores)
+    print("Spearman between prompts: " + "; ".join(f"{a} ~ {b} {spearman(scores[a], scores[b]):.3f}"
+                                                     for i, a in enumerate(names) for b in names[i + 1:]))
 
 
 def spearman(a, b) -> float:
@@ -141,11 +151,13 @@ def main() -> None:
     ap.add_argument("--engine", default="transformers", choices=["transformers", "vllm"])
     ap.add_argument("--max-chars", type=int, default=1000)
     ap.add_argument("--auc", type=int, default=0, help="instead: AUC against provenance on N held-out documents")
+    ap.add_argument("--prompts", default="edu-additive-v2,edu-additive-v2-fewshot,ask-llm-v1",
+                    help="with --auc: the prompt variants (textcurate.judge.prompt.PROMPTS)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.auc:
         print(f"CPU: {cpu_flags()}")
-        return auc_table(args.model, args.auc, args.max_chars)
+        return auc_table(args.model, args.auc, args.max_chars, args.prompts.split(","))
 
     from textcurate.engines.base import GenerationParams
     from textcurate.judge.prompt import ANSWER_PREFIX, build_prompt, parse_score
