@@ -114,7 +114,6 @@ def auc_table(model: str, n: int, max_chars: int, prompts: list[str]) -> None:
     scores = {}
     for name in prompts:
         jp = PROMPTS[name]
-        eng._prefix_ids, eng._prefix_cache = [], None  # each prompt's own shared prefix
         t = time.perf_counter()
         dists = eng.answer_distribution([jp.build(x, max_chars) for x in texts], jp.choices,
                                         GenerationParams(assistant_prefix=jp.answer_prefix))

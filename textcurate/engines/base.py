@@ -29,8 +29,7 @@ class GenerationParams:
 
 @dataclass
 class AnswerDistribution:
-    """Where the answer starts (after the assistant prefix, past any whitespace token): the
-    probability of each choice, normalised over the choices, and ``mass``, the probability the
+    """At the first answer token (after the assistant prefix): the probability of each choice, normalised over the choices, and ``mass``, the probability the
     model gave to any of them (low: it wanted to say something else). A choice's probability
     adds up its spellings (``3`` and `` 3``)."""
     choices: list[str]
@@ -47,19 +46,27 @@ class AnswerDistribution:
         return float(sum(float(c) * p for c, p in zip(self.choices, self.probs)))
 
 
-def distribution_from_logprobs(top, choices: list[str]) -> AnswerDistribution:
-    """``top``: (token text, log-probability) pairs at the answer position (a top-k list), or a
-    dict of them; tokens equal to a choice once stripped of whitespace count for it."""
-    import math
-
+def distribution_from_probs(pairs, choices: list[str]) -> AnswerDistribution:
+    """``pairs``: (token text, probability) at the answer position; tokens equal to a choice once
+    stripped of whitespace count for it, the rest only lowers ``mass``."""
     want = {c: 0.0 for c in choices}
-    for token, lp in (top.items() if isinstance(top, dict) else top):
+    for token, p in pairs:
         key = token.strip()
-        if key in want and lp is not None and lp > -math.inf:
-            want[key] += math.exp(lp)
+        if key in want:
+            want[key] += p
     mass = sum(want.values())
     probs = [want[c] / mass if mass > 0 else 1.0 / len(choices) for c in choices]
     return AnswerDistribution(list(choices), probs, float(mass))
+
+
+def distribution_from_logprobs(top, choices: list[str]) -> AnswerDistribution:
+    """``top``: (token text, log-probability) pairs at the answer position (a top-k list), or a
+    dict of them."""
+    import math
+
+    pairs = top.items() if isinstance(top, dict) else top
+    return distribution_from_probs(((t, math.exp(lp)) for t, lp in pairs if lp is not None and lp > -math.inf),
+                                   choices)
 
 
 def answer_spacing(tokenizer, choices: list[str]) -> str:
@@ -69,14 +76,6 @@ def answer_spacing(tokenizer, choices: list[str]) -> str:
     spaced = all(len(tokenizer.encode(" " + c, add_special_tokens=False)) == 1 for c in choices)
     return "" if spaced else " "
 
-
-def answer_position(tokens: list[str]) -> int:
-    """The first generated position that is not whitespace alone (a tokenizer that writes " 3" as
-    a space and a digit puts the answer one position later)."""
-    for i, t in enumerate(tokens):
-        if t.strip():
-            return i
-    return 0
 
 
 def as_messages(prompt: Prompt, assistant_prefix: str = "") -> list[dict]:

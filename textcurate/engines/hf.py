@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 
-from textcurate.engines.base import AnswerDistribution, Engine, GenerationParams, Prompt, answer_spacing, as_messages
+from textcurate.engines.base import (AnswerDistribution, Engine, GenerationParams, Prompt, answer_spacing, as_messages,
+                                     distribution_from_probs)
 
 
 def load_causal_lm(model: str, device: str = "cpu", dtype=None, trust_remote_code: bool = False):
@@ -55,10 +56,8 @@ class TransformersEngine(Engine):
         if self._lm is None:
             import torch
 
-            from textcurate.io.files import pick_device
-
-            from textcurate.embed.embedder import cpu_has_bf16
             from textcurate.engines.models import ALIASES, resolve_folder
+            from textcurate.io.files import cpu_has_bf16, pick_device
 
             device = pick_device(self.device)
             # bf16 where the hardware computes it (a GPU; a CPU with AMX / AVX512-BF16: several times
@@ -125,9 +124,9 @@ class TransformersEngine(Engine):
         prefix and the bare digits are read."""
         _, tok = self._load()
         ids: dict[int, str] = {}
-        spaced = answer_spacing(tok, choices) == ""
+        extra = answer_spacing(tok, choices)
         for c in choices:
-            for spelling in ((c, " " + c) if spaced else (c,)):
+            for spelling in ((c, " " + c) if extra == "" else (c,)):
                 enc = tok.encode(spelling, add_special_tokens=False)
                 if len(enc) == 1:
                     ids[enc[0]] = c
@@ -135,7 +134,7 @@ class TransformersEngine(Engine):
         if missing:
             raise ValueError(f"{self.model}: choices {missing} are not single tokens; the answer distribution "
                              f"reads one position")
-        return ids, "" if spaced else " "
+        return ids, extra
 
     def answer_distribution(self, prompts: list[Prompt], choices: list[str],
                             params: GenerationParams | None = None) -> list[AnswerDistribution]:
@@ -157,13 +156,8 @@ class TransformersEngine(Engine):
             with torch.inference_mode():
                 last = self._last_logits(batch, prefix)
             probs = torch.softmax(last.float(), dim=-1)[:, vocab_ids].cpu().numpy()
-            for row in probs:
-                mass = {c: 0.0 for c in choices}
-                for tid, p in zip(vocab_ids.tolist(), row.tolist()):
-                    mass[ids_to_choice[tid]] += p
-                total = sum(mass.values())
-                out.append(AnswerDistribution(list(choices), [mass[c] / total if total > 0 else 1 / len(choices)
-                                                              for c in choices], float(total)))
+            spelled = [ids_to_choice[tid] for tid in vocab_ids.tolist()]
+            out.extend(distribution_from_probs(zip(spelled, row.tolist()), choices) for row in probs)
         self.tokens_scored += sum(len(r) for r in rows)
         return out
 

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from textcurate.engines.base import (AnswerDistribution, Engine, GenerationParams, Prompt, answer_position, as_messages,
+from textcurate.engines.base import (AnswerDistribution, Engine, GenerationParams, Prompt, as_messages,
                                      distribution_from_logprobs)
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -82,34 +82,31 @@ class OpenAIEngine(Engine):
         if not prompts:
             return []
         if self._answer_extra is None:
-            first = [self._top(prompts[0], params, extra, choices) for extra in ("", " ")]
+            first = [self._distributions(prompts[:1], params, extra, choices)[0] for extra in ("", " ")]
             self._answer_extra = "" if first[0].mass >= first[1].mass else " "
-        extra = self._answer_extra
+        return self._distributions(prompts, params, self._answer_extra, choices)
+
+    def _distributions(self, prompts: list[Prompt], params: GenerationParams, extra: str,
+                       choices: list[str]) -> list[AnswerDistribution]:
+        """One greedy token per prompt, the answer prefix followed by ``extra``, read as its top logprobs."""
         greedy = GenerationParams(max_tokens=1, temperature=0.0, seed=params.seed,
                                   assistant_prefix=params.assistant_prefix + extra)
-        payloads = [self._logprob_payload(p, greedy) for p in prompts]
+        payloads = []
+        for p in prompts:
+            body = self._payload(p, greedy)
+            body.update({"logprobs": True, "top_logprobs": self.top_logprobs} if self.chat
+                        else {"logprobs": self.top_logprobs})
+            payloads.append(body)
         return [distribution_from_logprobs(top, choices) for top in self._map(payloads, self._parse_top)]
 
-    def _logprob_payload(self, prompt: Prompt, params: GenerationParams) -> dict:
-        body = self._payload(prompt, params)
-        body.update({"logprobs": True, "top_logprobs": self.top_logprobs} if self.chat
-                    else {"logprobs": self.top_logprobs})
-        return body
-
-    def _top(self, prompt: Prompt, params: GenerationParams, extra: str, choices: list[str]) -> AnswerDistribution:
-        p = GenerationParams(max_tokens=1, temperature=0.0, seed=params.seed,
-                             assistant_prefix=params.assistant_prefix + extra)
-        return distribution_from_logprobs(self._request(self._logprob_payload(prompt, p), self._parse_top), choices)
-
     def _parse_top(self, r: requests.Response, url: str) -> list[tuple[str, float]]:
+        """The top logprobs of the one generated token."""
         try:
             lp = r.json()["choices"][0]["logprobs"]
             if self.chat:
                 steps = lp["content"]
-                i = answer_position([s["token"] for s in steps])
-                return [(t["token"], t["logprob"]) for t in steps[i]["top_logprobs"]] if steps else []
-            i = answer_position(lp["tokens"])
-            return list(lp["top_logprobs"][i].items()) if lp["tokens"] else []
+                return [(t["token"], t["logprob"]) for t in steps[0]["top_logprobs"]] if steps else []
+            return list(lp["top_logprobs"][0].items()) if lp["tokens"] else []
         except (ValueError, KeyError, IndexError, TypeError) as e:
             raise OpenAIEngineError(f"POST {url}: no logprobs in the answer ({e!r}); does the server return them? "
                                     f"{r.text[:300]!r}", url, r.status_code) from e
