@@ -535,6 +535,7 @@ def score(input: str = typer.Argument(..., help="documents: a JSONL or Parquet f
           verbose: bool = VERBOSE, *, params: EduScoreParams):
     """Score educational value of any input with a classifier: embed (with the classifier's embedder,
     stored once in features/embed/) then edu_score; writes attributes and documents."""
+    from textcurate.classify.scorer import _is_hf_classifier
     from textcurate.config import parse_pipeline
     from textcurate.io.readers import detect_input
 
@@ -556,9 +557,9 @@ def score(input: str = typer.Argument(..., help="documents: a JSONL or Parquet f
                                                                      EmbedParams.model_fields["max_tokens"].default),
                             device=params.device, trust_remote_code=params.trust_remote_code)
         stages.append({"type": "embed", **embed.model_dump(exclude_defaults=True)})
-    elif not os.path.exists(os.path.join(params.classifier, "config.json")):
+    elif not _is_hf_classifier(params.classifier):
         _fail(f"{params.classifier}: not a classifier folder (no card.json of a textcurate classifier, no config.json "
-              f"of a Hugging Face model)")
+              f"of a Hugging Face sequence-classification model)")
     stages.append({"type": "edu_score", **params.model_dump(mode="json", exclude_defaults=True),
                    "classifier": os.path.abspath(params.classifier)})
     data = {"name": "score", "input": source, "stages": stages,
@@ -569,8 +570,7 @@ def score(input: str = typer.Argument(..., help="documents: a JSONL or Parquet f
 @app.command()
 def stages():
     """List the stage types a pipeline YAML can use, with their parameters and defaults."""
-    from pydantic_core import PydanticUndefined
-
+    from textcurate.cli_options import field_default
     from textcurate.registry import discover
 
     for name, model in sorted(discover().items()):
@@ -578,9 +578,8 @@ def stages():
         for f, info in model.model_fields.items():
             if f == "name":
                 continue
-            key = info.alias or f
-            fields.append(f"{key} (required)" if info.default is PydanticUndefined and info.default_factory is None
-                          else f"{key}={info.default if info.default_factory is None else info.default_factory()}")
+            required, default = field_default(info)
+            fields.append(f"{info.alias or f} (required)" if required else f"{info.alias or f}={default}")
         print(f"{name:<12} {model.doc()}  [{model.__module__}]\n{'':<12} params: {', '.join(fields)}")
 
 

@@ -44,6 +44,13 @@ def _show(value) -> str:
     return str(value)
 
 
+def field_default(info) -> tuple[bool, Any]:
+    """(required, default) of a pydantic field: the model's own default, a factory's value included."""
+    if info.default is PydanticUndefined and info.default_factory is None:
+        return True, None
+    return False, info.default if info.default_factory is None else info.default_factory()
+
+
 def field_options(model: type[BaseModel], include: list[str] | None = None, exclude: tuple[str, ...] = ()
                   ) -> list[tuple[str, inspect.Parameter, bool]]:
     """(field, CLI parameter, parse-as-YAML) for each chosen field of ``model``."""
@@ -55,14 +62,12 @@ def field_options(model: type[BaseModel], include: list[str] | None = None, excl
         info = model.model_fields[name]
         kind, as_yaml = _cli_type(info.annotation)
         flag = "--" + (info.alias or name).replace("_", "-")
-        required = info.default is PydanticUndefined and info.default_factory is None
+        required, default = field_default(info)
         help_text = info.description or ""
         if as_yaml:
             help_text += " (YAML)"
-        if not required:
-            default = info.default if info.default_factory is None else info.default_factory()
-            if default is not None:
-                help_text += f" (default: {_show(default)})"
+        if not required and default is not None:
+            help_text += f" (default: {_show(default)})"
         if kind is bool:
             decl = (f"{flag}/--no-{flag[2:]}",)
         else:

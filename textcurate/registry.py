@@ -125,7 +125,8 @@ def stage(type_name: str, needs: list[Needs] | tuple[Needs, ...] = ()):
 
 
 _ROOT = os.path.dirname(os.path.abspath(__file__))
-_discovered: dict[str, bool] = {}
+_imported: dict[str, list[str]] = {}  # marker -> the modules imported for it
+_plugins_loaded = False
 
 
 def modules_declaring(marker: str) -> list[str]:
@@ -147,18 +148,20 @@ def modules_declaring(marker: str) -> list[str]:
 
 def import_declaring(marker: str) -> list[str]:
     """Import (once) every module that declares ``marker`` at top level; returns their names."""
-    if marker not in _discovered:
-        for name in modules_declaring(marker):
+    if marker not in _imported:
+        names = modules_declaring(marker)
+        for name in names:
             importlib.import_module(name)
-        _discovered[marker] = True
-    return modules_declaring(marker)
+        _imported[marker] = names
+    return _imported[marker]
 
 
 def discover() -> dict[str, type[StageParams]]:
     """Every stage type: the package's own and those of installed plugins."""
-    if not _discovered.get("entry-points"):
-        import_declaring("@stage(")
-        _discovered["entry-points"] = True
+    global _plugins_loaded
+    import_declaring("@stage(")
+    if not _plugins_loaded:
+        _plugins_loaded = True
         try:
             from importlib.metadata import entry_points
 
@@ -169,7 +172,3 @@ def discover() -> dict[str, type[StageParams]]:
 
             warnings.warn(f"textcurate.stages entry point failed to load: {e}")
     return STAGES
-
-
-def lookup(type_name: str) -> type[StageParams]:
-    return discover()[type_name]

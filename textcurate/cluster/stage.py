@@ -86,14 +86,15 @@ class Cluster(RowFittedStage, Scorer):
                 heapq.heapreplace(heap, item)
         _write_sample(heap, folder, rank)
 
-    def read_fit_rows(self, folder: str) -> pa.Table:
-        ids, hashes, x = _read_sample(folder)
-        return pa.table({"id": pa.array(ids, pa.string()), "hash": pa.array(hashes, pa.uint64()),
-                         "vector": vectors_column(x)})
+    def fit_folder(self, folder: str, artifacts: str) -> dict:
+        """The tasks' samples as arrays, straight to k-means (no detour through a table)."""
+        return self._fit(*_read_sample(folder), artifacts)
 
     def fit(self, table: pa.Table, artifacts: str) -> dict:
-        ids, hashes = table.column("id").to_pylist(), table.column("hash").to_numpy()
-        x = column_vectors(table.column("vector"))
+        return self._fit(table.column("id").to_pylist(), table.column("hash").to_numpy(),
+                         column_vectors(table.column("vector")), artifacts)
+
+    def _fit(self, ids: list[str], hashes: np.ndarray, x: np.ndarray, artifacts: str) -> dict:
         order = np.lexsort((np.array(ids, dtype=object).astype(str), hashes))[: self.sample]
         x = x[order]
         if len(x) < self.k:

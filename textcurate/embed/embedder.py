@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from textcurate.io.files import pick_device
+from textcurate.io.files import cpu_has_bf16, pick_device
 
 MODEL_ALIASES = {"minilm": "all-MiniLM-L6-v2", "all-MiniLM-L6-v2": "all-MiniLM-L6-v2",
                  "sentence-transformers/all-MiniLM-L6-v2": "all-MiniLM-L6-v2"}
@@ -47,15 +47,6 @@ def length_batches(tokenizer, texts: list[str], max_tokens: int, batch_size: int
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         yield idx, tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc.keys()}, return_tensors="pt")
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = fh.read()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 class Embedder:

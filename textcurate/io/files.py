@@ -8,7 +8,8 @@
 - ``write_json_atomic`` / ``write_parquet_atomic`` / ``write_text_atomic``: the common cases.
 - ``batched(iterable, n)``: lists of up to ``n`` items (the one batching helper).
 - ``vectors_column`` / ``column_vectors``: [n, d] arrays to and from Arrow fixed-size lists.
-- ``pick_device("auto")``: CUDA when torch sees one, else the CPU (the one device picker).
+- ``pick_device("auto")``: CUDA when torch sees one, else the CPU (the one device picker);
+  ``cpu_has_bf16()``: whether bf16 is fast on this CPU.
 
 This module imports no stage, so any package can use it without import cycles.
 """
@@ -124,3 +125,14 @@ def pick_device(device: str = "auto") -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AMX or AVX512-BF16); elsewhere bf16 is emulated,
+    slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags

@@ -47,37 +47,21 @@ class Ledgered(PipelineStep):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         n_in = 0
-        upstream_s = 0.0
+        upstream = [0.0]  # seconds spent waiting for the steps before this one
 
         def counted(it) -> Iterator[Document]:
-            nonlocal n_in, upstream_s
-            it = iter(it)
-            while True:
-                t0 = time.perf_counter()
-                try:
-                    doc = next(it)
-                except StopIteration:
-                    upstream_s += time.perf_counter() - t0
-                    return
-                upstream_s += time.perf_counter() - t0
+            nonlocal n_in
+            for doc in _timed(it, upstream):
                 n_in += 1
                 yield doc
 
         out = self.inner.run(counted(data) if data is not None else None, rank, world_size)
         n_out = n_bytes = 0
-        inside_s = 0.0
-        out = iter(out)
+        inside = [0.0]  # seconds spent waiting for this step (and, inside it, for those before)
         progress = self._progress(rank, world_size) if data is None else None
         last = bool((self.terminal or {}).get("last"))
         try:
-            while True:
-                t0 = time.perf_counter()
-                try:
-                    doc = next(out)
-                except StopIteration:
-                    inside_s += time.perf_counter() - t0
-                    break
-                inside_s += time.perf_counter() - t0
+            for doc in _timed(out, inside):
                 n_out += 1
                 n_bytes += utf8_len(doc.text)
                 if progress is not None:
@@ -100,7 +84,7 @@ class Ledgered(PipelineStep):
         created = max(0, -dropped)
         for key, value in (("in", n_in), ("kept", n_out), ("dropped", max(0, dropped)), ("rejected", rejected),
                            ("created", created), ("bytes", n_bytes), ("tokens", n_bytes // BYTES_PER_TOKEN),
-                           ("seconds", max(0.0, inside_s - upstream_s))):
+                           ("seconds", max(0.0, inside[0] - upstream[0]))):
             self.stats[key].update(value)
         for key, metric in inner_stats.items():  # keep the step's own stats in the same file
             if key not in LEDGER_KEYS:
@@ -120,6 +104,20 @@ class Ledgered(PipelineStep):
 
     def _units_done(self) -> int:
         return self.inner.progress_done() if hasattr(self.inner, "progress_done") else 0
+
+
+def _timed(it, clock: list[float]) -> Iterator[Document]:
+    """Yield from ``it``, adding the seconds each ``next`` takes to ``clock[0]``."""
+    it = iter(it)
+    while True:
+        t0 = time.perf_counter()
+        try:
+            doc = next(it)
+        except StopIteration:
+            clock[0] += time.perf_counter() - t0
+            return
+        clock[0] += time.perf_counter() - t0
+        yield doc
 
 
 def _total(metric) -> float:
