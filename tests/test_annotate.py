@@ -8,7 +8,8 @@ from datatrove.data import Document
 
 from textcurate.engines.hf import TransformersEngine
 from textcurate.judge.annotate import annotate, sample_documents
-from textcurate.judge.prompt import PROMPT_VERSION
+from textcurate.engines.base import GenerationParams
+from textcurate.judge.prompt import PROMPT_VERSION, PROMPTS
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +79,22 @@ def test_annotate_records_the_answer_distribution(tiny_lm, tmp_path, scoring):
             assert r["raw"] is not None
     with pytest.raises(ValueError, match="scoring must be"):
         annotate(docs, TransformersEngine(tiny_lm), str(tmp_path / "b.parquet"), scoring="guess")
+
+
+def test_annotate_with_a_yes_no_prompt_and_the_documents_sources(tiny_lm, tmp_path):
+    """Ask-LLM reads P(Yes) as 5 x P(Yes); a yes/no prompt has no written score to parse, so
+    generating is refused; the documents' source and split metadata are kept for train-classifier."""
+    docs = [Document(text=f"document {i} about rivers and lakes", id=f"d{i}",
+                     metadata={"source": f"pkg{i % 2}", "split": "test" if i % 2 else "train"}) for i in range(4)]
+    eng = TransformersEngine(tiny_lm, batch_size=4)
+    table = annotate(docs, eng, str(tmp_path / "a.parquet"), scoring="distribution", prompt="ask-llm-v1")
+    direct = eng.answer_distribution([PROMPTS["ask-llm-v1"].build(d.text) for d in docs], ["Yes", "No"],
+                                     GenerationParams(assistant_prefix="Answer:"))
+    for r, d in zip(table.to_pylist(), direct):
+        assert r["prompt_version"] == "ask-llm-v1" and r["score_argmax"] in (0, 5)
+        assert r["score_expected"] == pytest.approx(5 * d.probs[0], abs=1e-5)
+        assert r["source"] == f"pkg{int(r['id'][1:]) % 2}" and r["split"] in ("train", "test")
+    with pytest.raises(ValueError, match="use --scoring distribution"):
+        annotate(docs, eng, str(tmp_path / "b.parquet"), scoring="generate", prompt="ask-llm-v1")
+    with pytest.raises(ValueError, match="prompt must be one of"):
+        annotate(docs, eng, str(tmp_path / "c.parquet"), prompt="no-such-prompt")

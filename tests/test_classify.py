@@ -180,3 +180,41 @@ def test_embedder_computes_in_fp32_on_cpu_whatever_the_checkpoint_stores(tmp_pat
     assert {p.dtype for p in e_half.load().parameters()} == {torch.float32}
     ref = Embedder("minilm", device="cpu").encode(texts)
     assert float((got * ref).sum(1).min()) > 0.999
+
+
+def test_continuous_labels_held_out_sources_and_the_logistic_baseline(tmp_path):
+    """The judge's expected score as the label: validation is the 'test' split when given, else whole
+    sources; the card carries a logistic regression on the same embeddings, and the head's
+    validation metrics recompute from the saved artifact."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from textcurate.classify.train import holdout_split, load_annotations
+
+    ids, texts, y_int, X = _synthetic(n=300)
+    rng = np.random.default_rng(3)
+    y = np.clip(y_int + rng.uniform(-0.4, 0.4, len(y_int)), 0, 5).astype(np.float32)
+    sources = [f"src{i % 12}" for i in range(len(y))]
+    path = str(tmp_path / "ann.parquet")
+    pq.write_table(pa.table({"id": ids, "text": texts, "score": y_int.astype("int8"),
+                             "score_expected": pa.array(y, pa.float32()), "source": sources}), path)
+    ids2, _, y2, extra = load_annotations(path)
+    assert extra["target"] == "score_expected" and y2.dtype.kind == "f" and extra["source"] == sources
+    assert load_annotations(path, "score")[2].dtype.kind == "i"
+    tr, va, how = holdout_split(y, 0.25, 0, sources)
+    assert not {sources[i] for i in tr} & {sources[i] for i in va} and "sources held out" in how
+    split = ["test" if s in ("src1", "src5") else "train" for s in sources]
+    tr, va, how = holdout_split(y, 0.25, 0, sources, split)
+    assert {sources[i] for i in va} == {"src1", "src5"} and "split" in how
+    card = train_classifier(ids, texts, y, str(tmp_path / "c"), "test", embeddings=X, epochs=150, sources=sources,
+                            target="score_expected", with_ngram=False)
+    head, saved, _ = load_artifact(str(tmp_path / "c"))
+    va = [ids.index(i) for i in saved["split"]["val_ids"]]
+    assert not {sources[i] for i in va} & {sources[i] for i in range(len(y)) if i not in set(va)}
+    with torch.no_grad():
+        pred = head(torch.tensor(X[va])).squeeze(-1).numpy()
+    assert regression_report(y[va], pred)["spearman"] == pytest.approx(card["metrics"]["validation"]["spearman"],
+                                                                      abs=1e-5)
+    base = card["metrics"]["logistic_regression"]
+    assert base["n"] == len(va) and 0.5 < base["spearman"] <= 1  # a linear signal: both rank well
+    assert card["metrics"]["validation"]["spearman"] > 0.8 and card["labels"]["target"] == "score_expected"

@@ -182,21 +182,28 @@ def annotate(input: str = typer.Argument(..., help="a run folder, a JSONL/Parque
              max_tokens: int = typer.Option(4, help="tokens the judge may write after 'Educational score:'"),
              scoring: str = typer.Option("generate", help="generate (parse the written answer) | distribution "
                                                           "(the digits' probabilities: score_expected, no "
-                                                          "generation) | both")):
+                                                          "generation) | both"),
+             prompt: str = typer.Option("edu-additive-v2", help="the judge's prompt: edu-additive-v2 | "
+                                                                 "edu-additive-v2-fewshot | edu-anchored-v1 | "
+                                                                 "ask-llm-v1 (distribution only)")):
     """Rate documents 0-5 for educational value with an LLM; resumable."""
     from textcurate.engines import GenerationParams, make_engine
     from textcurate.judge.annotate import annotate as run_annotate
     from textcurate.judge.annotate import sample_documents
-    from textcurate.judge.prompt import ANSWER_PREFIX
+    from textcurate.judge.prompt import PROMPTS
 
+    if prompt not in PROMPTS:
+        _fail(f"--prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
     opts = {"base_url": base_url} if base_url else {}
     eng = make_engine(engine, model, **opts)
     docs = sample_documents(_read_docs(input), sample or None, seed)
     console.print(f"annotating {len(docs):,} documents with {engine}:{model}")
     try:
         table = run_annotate(docs, eng, out, batch_size=batch_size, max_chars=max_chars,
-                             params=GenerationParams(max_tokens=max_tokens, assistant_prefix=ANSWER_PREFIX),
-                             progress=lambda d, n: console.print(f"  {d:,}/{n:,}", highlight=False), scoring=scoring)
+                             params=GenerationParams(max_tokens=max_tokens,
+                                                     assistant_prefix=PROMPTS[prompt].answer_prefix),
+                             progress=lambda d, n: console.print(f"  {d:,}/{n:,}", highlight=False), scoring=scoring,
+                             prompt=prompt)
     except ValueError as e:
         _fail(str(e))
     scores = table.column("score").to_pylist()
@@ -215,19 +222,30 @@ def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotation
                          heads: str = typer.Option("linear,mlp"),
                          val_frac: float = typer.Option(0.2),
                          seed: int = typer.Option(0),
-                         ngram: bool = typer.Option(True, help="also train the fast n-gram model (for cascades)")):
-    """Train a regression head on frozen embeddings (and an n-gram model) from annotations."""
+                         ngram: bool = typer.Option(True, help="also train the fast n-gram model (for cascades)"),
+                         target: str = typer.Option("auto", help="auto (score_expected where the annotations "
+                                                                 "have it, else score) | score | score_expected")):
+    """Train a regression head on frozen embeddings (and an n-gram model) from annotations.
+
+    Validation: the rows whose split is 'test', else whole sources (a source column), else a
+    stratified random split; a logistic regression on the same embeddings is reported beside."""
     from textcurate.classify.train import load_annotations, train_classifier
 
-    ids, texts, y = load_annotations(annotations)
+    try:
+        ids, texts, y, extra = load_annotations(annotations, target)
+    except ValueError as e:
+        _fail(str(e))
     card = train_classifier(ids, texts, y, out, provenance, embedder, max_tokens, tuple(heads.split(",")),
-                            val_frac, seed, with_ngram=ngram)
+                            val_frac, seed, with_ngram=ngram, sources=extra.get("source"), split=extra.get("split"),
+                            target=extra["target"])
     def summary(m: dict) -> dict:  # NaN (e.g. AUC with one class) is not JSON: null
         return {k: (round(v, 4) if v == v else None) for k, v in m.items() if isinstance(v, float)}
 
     for w in card.get("warnings", []):
         console.print(f"[bold yellow]warning:[/] {w}")
-    print(json.dumps({"out": out, "head": card["head"]["kind"], "validation": summary(card["metrics"]["validation"]),
+    print(json.dumps({"out": out, "head": card["head"]["kind"], "target": extra["target"],
+                      "validation_split": card["split"]["how"], "validation": summary(card["metrics"]["validation"]),
+                      "logistic_regression": summary(card["metrics"]["logistic_regression"]),
                       "ngram_validation": summary(card.get("ngram", {}).get("metrics", {}).get("validation", {}))}))
 
 

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from textcurate import __version__
-from textcurate.classify.metrics import macro_f1, regression_report
+from textcurate.classify.metrics import macro_f1, regression_report, spearman
 from textcurate.io.files import write_json_atomic
 
 
@@ -36,8 +36,9 @@ def stratified_split(y: np.ndarray, val_frac: float, seed: int) -> tuple[np.ndar
 
 
 def fit_head(kind: str, Xtr, ytr, Xva, yva, epochs: int = 300, lr: float = 3e-3, seed: int = 0,
-             hidden: int = 256) -> tuple[torch.nn.Module, dict]:
-    """Full-batch AdamW on MSE; the epoch with the best validation macro-F1 of rounded scores wins."""
+             hidden: int = 256, continuous: bool = False) -> tuple[torch.nn.Module, dict]:
+    """Full-batch AdamW on MSE; the epoch with the best validation macro-F1 of rounded scores wins,
+    or, for ``continuous`` labels, the best validation Spearman (ranking is what a filter needs)."""
     torch.manual_seed(seed)
     head = make_head(kind, Xtr.shape[1], hidden)
     with torch.no_grad():
@@ -55,7 +56,8 @@ def fit_head(kind: str, Xtr, ytr, Xva, yva, epochs: int = 300, lr: float = 3e-3,
         head.eval()
         with torch.no_grad():
             pred = head(xv).squeeze(-1).numpy()
-        key = (macro_f1(yva, pred), -float(np.mean((pred - yva) ** 2)))
+        mse = -float(np.mean((pred - yva) ** 2))
+        key = (spearman(yva, pred) if continuous else macro_f1(yva, pred), mse)
         if best is None or key > best:
             best = key
             best_state = {k: v.clone() for k, v in head.state_dict().items()}

@@ -52,7 +52,8 @@ def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
 
 
 def regression_report(y: np.ndarray, pred: np.ndarray, threshold: int = 3) -> dict:
-    y = np.asarray(y).astype(int)
+    y_raw = np.asarray(y, float)  # a continuous label (the judge's expected score) is rounded for the classes
+    y = to_int(y_raw)
     pi = to_int(np.asarray(pred, float))
     labels = sorted(set(y.tolist()) | set(pi.tolist()))
     f1s = [prf(y == c, pi == c)[2] for c in labels]
@@ -60,7 +61,8 @@ def regression_report(y: np.ndarray, pred: np.ndarray, threshold: int = 3) -> di
     cm = np.zeros((6, 6), dtype=int)
     for t, q in zip(y, pi):
         cm[t, q] += 1
-    return {"n": int(len(y)), "macro_f1": float(np.mean(f1s)) if f1s else 0.0, "mse": float(np.mean((pred - y) ** 2)),
+    return {"n": int(len(y)), "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
+            "mse": float(np.mean((pred - y_raw) ** 2)),
             f"precision@{threshold}": p, f"recall@{threshold}": r, f"f1@{threshold}": f,
-            f"auc@{threshold}": auc(y >= threshold, pred), "spearman": spearman(y, pred),
+            f"auc@{threshold}": auc(y_raw >= threshold, pred), "spearman": spearman(y_raw, pred),
             "confusion": cm.tolist()}

@@ -1,4 +1,13 @@
-"""``textcurate train-classifier``: heads on frozen embeddings (+ the n-gram model) from annotations."""
+"""``textcurate train-classifier``: heads on frozen embeddings (+ the n-gram model) from annotations.
+
+Labels are the judge's integer ``score`` or, where the annotations have it, its continuous
+``score_expected`` (the answer's distribution: a small judge ranks far better with it). The
+validation set is, in order of preference: the rows whose ``split`` column says ``test``; whole
+*sources* (a ``source`` column) chosen by a hash of their name, so no source is on both sides;
+a split stratified by rounded score (said so in the card). Beside the heads, the card reports
+the cheapest baseline on the same embeddings and the same split: scikit-learn's
+``LogisticRegression`` on the rounded scores, read as its expected score.
+"""
 
 from __future__ import annotations
 
@@ -6,48 +15,111 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from textcurate.classify.heads import fit_head, save_artifact, stratified_split
-from textcurate.classify.metrics import regression_report
+from textcurate.classify.metrics import regression_report, to_int
 from textcurate.classify.ngram import train_ngram
+from textcurate.io.records import hash_share
+
+TARGETS = ("auto", "score", "score_expected")
 
 
-def load_annotations(path: str) -> tuple[list[str], list[str], np.ndarray]:
-    t = pq.read_table(path, columns=["id", "text", "score"]).to_pylist()
-    rows = [r for r in t if r["score"] is not None]  # unparsed judge outputs carry no label
+def load_annotations(path: str, target: str = "auto") -> tuple[list[str], list[str], np.ndarray, dict]:
+    """(ids, texts, labels, extra): ``labels`` float (the continuous score) or int; ``extra`` holds
+    the ``source`` and ``split`` columns when the file has them, and ``target``, the column used."""
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+    names = pq.read_schema(path).names
+    if target == "auto":
+        target = "score"
+        if "score_expected" in names:
+            col = pq.read_table(path, columns=["score_expected"]).column("score_expected")
+            if col.null_count < len(col):
+                target = "score_expected"
+    if target not in names:
+        raise ValueError(f"{path}: no {target!r} column")
+    cols = ["id", "text", target] + [c for c in ("source", "split") if c in names]
+    rows = [r for r in pq.read_table(path, columns=cols).to_pylist() if r[target] is not None]
+    # unparsed judge outputs carry no label
     if len(rows) < 10:
         raise ValueError(f"{path}: only {len(rows)} labelled rows; need at least 10")
-    return [r["id"] for r in rows], [r["text"] for r in rows], np.array([r["score"] for r in rows], dtype=int)
+    y = np.array([r[target] for r in rows], dtype=np.float32 if target == "score_expected" else int)
+    extra = {"target": target, **{c: [r[c] for r in rows] for c in ("source", "split") if c in names}}
+    return [r["id"] for r in rows], [r["text"] for r in rows], y, extra
+
+
+def holdout_split(y: np.ndarray, val_frac: float, seed: int, sources: list | None = None,
+                  split: list | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """(train indices, validation indices, how): ``split == "test"`` rows, else whole sources by a
+    seeded hash of their name, else stratified by rounded score."""
+    if split is not None and any(s == "test" for s in split) and any(s != "test" for s in split):
+        va = np.array([i for i, s in enumerate(split) if s == "test"], dtype=int)
+        return np.setdiff1d(np.arange(len(y)), va), va, "the rows whose split is 'test'"
+    if sources is not None and len(set(sources)) >= 2:
+        names = sorted(set(sources), key=lambda s: hash_share(str(s), seed))
+        held = set(names[:max(1, int(round(val_frac * len(names))))])
+        va = np.array([i for i, s in enumerate(sources) if s in held], dtype=int)
+        if 0 < len(va) < len(y):
+            return np.setdiff1d(np.arange(len(y)), va), va, f"{len(held)} of {len(names)} sources held out whole"
+    tr, va = stratified_split(to_int(y) if y.dtype.kind == "f" else y, val_frac, seed)
+    return tr, va, "random, stratified by rounded score (no source column)"
+
+
+def logistic_baseline(Xtr, ytr, Xva, yva, seed: int = 0) -> dict:
+    """scikit-learn LogisticRegression on the rounded labels; its score is the expected class."""
+    from sklearn.linear_model import LogisticRegression
+
+    classes = to_int(ytr)
+    if len(set(classes.tolist())) < 2:
+        return {}
+    lr = LogisticRegression(max_iter=2000, C=1.0, random_state=seed).fit(Xtr, classes)
+    pred = lr.predict_proba(Xva) @ lr.classes_.astype(np.float32)
+    return regression_report(yva, pred)
 
 
 def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, provenance: str,
                      embedder_model: str = "minilm", max_tokens: int = 256, heads=("linear", "mlp"),
                      val_frac: float = 0.2, seed: int = 0, epochs: int = 300, with_ngram: bool = True,
-                     embeddings: np.ndarray | None = None) -> dict:
+                     embeddings: np.ndarray | None = None, sources: list | None = None,
+                     split: list | None = None, target: str = "score") -> dict:
     from textcurate.embed.embedder import Embedder
 
     X = embeddings if embeddings is not None else Embedder(embedder_model, max_tokens=max_tokens).encode(texts)
     X = np.asarray(X, dtype=np.float32)
-    tr, va = stratified_split(y, val_frac, seed)
+    continuous = y.dtype.kind == "f"
+    tr, va, how = holdout_split(y, val_frac, seed, sources, split)
     per_head, best = {}, None
+    # the head that ranks the held-out rows best wins for continuous labels; for integer labels
+    # the one with the best macro-F1 of rounded scores (FineWeb-Edu's measure)
+    select = (lambda r: (r["spearman"], -r["mse"])) if continuous else (lambda r: (r["macro_f1"], -r["mse"]))
     for kind in heads:
-        head, rep = fit_head(kind, X[tr], y[tr], X[va], y[va], epochs=epochs, seed=seed)
+        head, rep = fit_head(kind, X[tr], y[tr], X[va], y[va], epochs=epochs, seed=seed, continuous=continuous)
         per_head[kind] = rep
-        if best is None or (rep["macro_f1"], -rep["mse"]) > (best[2]["macro_f1"], -best[2]["mse"]):
+        if best is None or select(rep) > select(best[2]):
             best = (kind, head, rep)
     kind, head, rep = best
+    ints = to_int(y)
     card = {"type": "edu-classifier", "threshold": 3,
             "head": {"kind": kind, "dim": int(X.shape[1]), "hidden": 256},
             "embedder": {"model": embedder_model, "max_tokens": max_tokens},
-            "labels": {"provenance": provenance, "n": int(len(y)),
-                       "distribution": {str(c): int((y == c).sum()) for c in range(6)}},
-            "split": {"seed": seed, "val_frac": val_frac, "n_train": int(len(tr)), "n_val": int(len(va)),
+            "labels": {"provenance": provenance, "n": int(len(y)), "target": target,
+                       "distribution": {str(c): int((ints == c).sum()) for c in range(6)},
+                       **({"sources": len(set(sources))} if sources is not None else {})},
+            "split": {"seed": seed, "val_frac": val_frac, "how": how, "n_train": int(len(tr)), "n_val": int(len(va)),
                       "val_ids": [ids[i] for i in va]},
-            "metrics": {"validation": rep, "per_head": per_head}}
+            "metrics": {"validation": rep, "per_head": per_head,
+                        "logistic_regression": logistic_baseline(X[tr], y[tr], X[va], y[va], seed)}}
     ngram = None
     if with_ngram:
         ngram = train_ngram([texts[i] for i in tr], y[tr].astype(np.float32), seed=seed)
         card["ngram"] = {"n_buckets": ngram.n_buckets, "dim": ngram.dim, "max_chars": ngram.max_chars,
                          "metrics": {"validation": regression_report(y[va], ngram.predict([texts[i] for i in va]))}}
+    warnings = []
     if len(set(y.tolist())) < 2:  # a judge that gives every document one score teaches nothing
-        card["warnings"] = [f"all {len(y)} labels are {int(y[0])}: the classifier predicts a constant"]
+        warnings.append(f"all {len(y)} labels are {y[0]}: the classifier predicts a constant")
+    base = card["metrics"]["logistic_regression"]
+    if base and base["spearman"] == base["spearman"] and rep["spearman"] < base["spearman"] - 0.01:
+        warnings.append(f"the {kind} head ranks the held-out rows worse than a logistic regression on the same "
+                        f"embeddings (Spearman {rep['spearman']:.3f} against {base['spearman']:.3f})")
+    if warnings:
+        card["warnings"] = warnings
     save_artifact(out, head, card, ngram)
     return card

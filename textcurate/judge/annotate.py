@@ -4,7 +4,9 @@ Rows: id, text, score (0-5 or null), raw (the model's output), reason (why a sco
 score_expected / score_argmax / score_mass (the answer's token distribution, with ``scoring``
 ``distribution`` or ``both``),
 model, engine, prompt_version, judged_chars, injection_suspected (the judged text held a
-forged fence marker, an answer line or a request to the grader, neutralised before judging). The sample is the ``sample`` documents with the
+forged fence marker, an answer line or a request to the grader, neutralised before judging),
+source and split (the document's metadata of those names, when it has them: train-classifier
+holds out the ``test`` split, or whole sources). The sample is the ``sample`` documents with the
 smallest seeded hash of their id: uniform, and the same on every run. Rows are written in
 parts after every batch, so a killed annotation resumes where it stopped.
 """
@@ -22,15 +24,15 @@ import pyarrow.parquet as pq
 from textcurate.engines.base import Engine, GenerationParams
 from textcurate.io.files import write_parquet_atomic
 from textcurate.io.records import stable_hash
-from textcurate.judge.prompt import ANSWER_PREFIX, PROMPT_VERSION, build_prompt, parse_score, suspected_injection
+from textcurate.judge.prompt import PROMPT_VERSION, PROMPTS, parse_score, suspected_injection
 
 SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("score", pa.int8()), ("raw", pa.string()),
                     ("reason", pa.string()), ("model", pa.string()), ("engine", pa.string()),
                     ("prompt_version", pa.string()), ("judged_chars", pa.int32()),
                     ("injection_suspected", pa.bool_()), ("score_expected", pa.float32()),
-                    ("score_argmax", pa.int8()), ("score_mass", pa.float32())])
+                    ("score_argmax", pa.int8()), ("score_mass", pa.float32()),
+                    ("source", pa.string()), ("split", pa.string())])
 SCORINGS = ("generate", "distribution", "both")
-CHOICES = [str(i) for i in range(6)]
 
 
 def sample_documents(docs, n: int | None, seed: int = 0) -> list:
@@ -47,14 +49,29 @@ def sample_documents(docs, n: int | None, seed: int = 0) -> list:
     return [d for _, _, d in sorted(heap, key=lambda x: (-x[0], x[1]))]
 
 
+def _meta(doc, key: str) -> str | None:
+    value = (doc.metadata or {}).get(key)
+    return None if value is None else str(value)
+
+
 def annotate(docs, engine: Engine, out: str, batch_size: int = 16, max_chars: int = 1000,
-             params: GenerationParams | None = None, progress=None, scoring: str = "generate") -> pa.Table:
+             params: GenerationParams | None = None, progress=None, scoring: str = "generate",
+             prompt: str = PROMPT_VERSION) -> pa.Table:
     """``scoring``: ``generate`` (the judge writes its answer, parsed into ``score``), ``distribution``
-    (no generation: the six digits' probabilities where the answer starts give ``score_expected``,
-    ``score_argmax`` and ``score_mass``; ``score`` is the argmax) or ``both``."""
+    (no generation: the answer's choices' probabilities where the answer starts give ``score_expected``,
+    ``score_argmax`` and ``score_mass``; ``score`` is the argmax) or ``both``. ``prompt``: a name in
+    ``textcurate.judge.prompt.PROMPTS``; a yes/no prompt (Ask-LLM) scores 5 x P(Yes) and needs
+    ``distribution``."""
     if scoring not in SCORINGS:
         raise ValueError(f"scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
-    params = params or GenerationParams(max_tokens=4, temperature=0.0, assistant_prefix=ANSWER_PREFIX)
+    if prompt not in PROMPTS:
+        raise ValueError(f"prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
+    jp = PROMPTS[prompt]
+    if scoring != "distribution" and not jp.digits:
+        raise ValueError(f"prompt {prompt!r} answers {'/'.join(jp.choices)}, not a written 0-5 score: "
+                         "use --scoring distribution")
+    if params is None:
+        params = GenerationParams(max_tokens=4, temperature=0.0, assistant_prefix=jp.answer_prefix)
     parts_dir = out + ".parts"
     done: set[str] = set()
     if os.path.exists(out):  # finished earlier: nothing to do
@@ -66,23 +83,25 @@ def annotate(docs, engine: Engine, out: str, batch_size: int = 16, max_chars: in
     n_parts = len(glob.glob(os.path.join(parts_dir, "*.parquet")))
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
-        prompts = [build_prompt(d.text, max_chars) for d in batch]
+        prompts = [jp.build(d.text, max_chars) for d in batch]
         outputs = engine.generate(prompts, params) if scoring != "distribution" else [None] * len(batch)
-        dists = engine.answer_distribution(prompts, CHOICES, params) if scoring != "generate" else [None] * len(batch)
+        dists = engine.answer_distribution(prompts, jp.choices, params) if scoring != "generate" \
+            else [None] * len(batch)
         rows = []
         for doc, raw, dist in zip(batch, outputs, dists):
             if raw is not None:
                 raw = params.assistant_prefix + raw  # the whole answer, as the judge gave it
                 score, reason = parse_score(raw)
             else:
-                score, reason = int(dist.argmax), "distribution"
+                score, reason = jp.argmax(dist), "distribution"
             rows.append({"id": doc.id, "text": doc.text, "score": score, "raw": raw, "reason": reason,
-                         "model": engine.model, "engine": engine.name, "prompt_version": PROMPT_VERSION,
+                         "model": engine.model, "engine": engine.name, "prompt_version": jp.version,
                          "judged_chars": min(len(doc.text), max_chars),
                          "injection_suspected": suspected_injection(doc.text, max_chars),
-                         "score_expected": dist.expected if dist else None,
-                         "score_argmax": int(dist.argmax) if dist else None,
-                         "score_mass": dist.mass if dist else None})
+                         "score_expected": jp.score(dist) if dist else None,
+                         "score_argmax": jp.argmax(dist) if dist else None,
+                         "score_mass": dist.mass if dist else None,
+                         "source": _meta(doc, "source"), "split": _meta(doc, "split")})
         path = os.path.join(parts_dir, f"part-{n_parts:06d}.parquet")
         write_parquet_atomic(path, pa.Table.from_pylist(rows, schema=SCHEMA))
         n_parts += 1
