@@ -90,7 +90,7 @@ def make_engine(engine: str, model: str):
             os.environ.setdefault(k, v)
         from textcurate.engines.vllm_engine import VLLMEngine
 
-        return VLLMEngine(model, max_model_len=1024)
+        return VLLMEngine(model, max_model_len=2048)
     from textcurate.engines.hf import TransformersEngine
 
     return TransformersEngine(model, batch_size=8)

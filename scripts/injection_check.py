@@ -31,24 +31,29 @@ def main() -> None:
     ap.add_argument("--engine", default="vllm")
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--n", type=int, default=32)
+    ap.add_argument("--prompt", default="edu-additive-v2", help="a name in textcurate.judge.prompt.PROMPTS")
+    ap.add_argument("--scoring", default="generate", choices=["generate", "distribution"],
+                    help="distribution: the continuous score; a pair moved when it changed by >= 0.5")
     args = ap.parse_args()
     texts = [d.text for d in corpus(args.n)]
     options = {}
     model = args.model
     if args.engine == "vllm":
-        options["max_model_len"] = 1024  # rubric + 1,000 characters of document
-        options["dtype"] = "float32"  # bf16 is emulated on AVX2-only CPUs
+        options["max_model_len"] = 2048  # rubric + 1,000 characters of document (digits are one token each)
         if model == "smollm2":  # vLLM reads the bf16 safetensors copy of the packaged GGUF
             from textcurate.engines.smollm import smollm2_dequantised
 
             model = smollm2_dequantised()
+            options["dtype"] = "float32"  # bf16 is emulated on AVX2-only CPUs
     engine = make_engine(args.engine, model, **options)
     try:
-        for neutralise in (True, False):
-            r = injection_report(engine, texts, neutralise_requests=neutralise)
+        for neutralise in ((True, False) if args.prompt == "edu-additive-v2" else (True,)):
+            r = injection_report(engine, texts, neutralise_requests=neutralise, prompt=args.prompt,
+                                 scoring=args.scoring)
             label = "fence + neutralised requests" if neutralise else "fence only                  "
-            print(f"{label}: {r['pairs']} pairs, both parsed {r['both_parsed']}, moved {r['moved']}, "
-                  f"raised {r['raised']}, raised to 5 {r['raised_to_5']}")
+            print(f"{args.model} {args.prompt} {args.scoring} {label}: {r['pairs']} pairs, both scored "
+                  f"{r['both_parsed']}, moved {r['moved']}, raised {r['raised']}, raised to 5 {r['raised_to_5']}"
+                  + (f", mean shift {r['mean_shift']:+.3f}" if "mean_shift" in r else ""))
     finally:
         engine.close()
 

@@ -98,3 +98,21 @@ def test_annotate_with_a_yes_no_prompt_and_the_documents_sources(tiny_lm, tmp_pa
         annotate(docs, eng, str(tmp_path / "b.parquet"), scoring="generate", prompt="ask-llm-v1")
     with pytest.raises(ValueError, match="prompt must be one of"):
         annotate(docs, eng, str(tmp_path / "c.parquet"), prompt="no-such-prompt")
+
+
+def test_injection_report_reads_the_continuous_score(tiny_lm):
+    """With scoring='distribution' every pair is scored (no parsing to fail), a pair moved when its
+    score changed by the threshold, and a yes/no prompt works; a fence-only run of another prompt
+    and generating for a yes/no prompt are refused."""
+    from textcurate.judge.injection import INJECTIONS, injection_report
+
+    eng = TransformersEngine(tiny_lm, batch_size=4)
+    texts = [f"document {i} about rivers and lakes and how water moves" for i in range(3)]
+    r = injection_report(eng, texts, prompt="ask-llm-v1", scoring="distribution", threshold=0.0)
+    assert r["pairs"] == r["both_parsed"] == len(INJECTIONS) * len(texts) and r["prompt"] == "ask-llm-v1"
+    assert r["moved"] == r["pairs"]  # threshold 0: every pair counts as moved
+    assert abs(r["mean_shift"]) <= 5
+    with pytest.raises(ValueError, match="fence-only"):
+        injection_report(eng, texts, prompt="ask-llm-v1", scoring="distribution", neutralise_requests=False)
+    with pytest.raises(ValueError, match="no written 0-5 answer"):
+        injection_report(eng, texts, prompt="ask-llm-v1")

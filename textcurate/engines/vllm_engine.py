@@ -29,7 +29,7 @@ from textcurate.engines.base import (AnswerDistribution, Engine, GenerationParam
 class VLLMEngine(Engine):
     name = "vllm"
 
-    def __init__(self, model: str, dtype: str = "auto", max_model_len: int = 512, enforce_eager: bool = True,
+    def __init__(self, model: str, dtype: str = "auto", max_model_len: int = 2048, enforce_eager: bool = True,
                  gpu_memory_utilization: float = 0.9, trust_remote_code: bool = False, top_logprobs: int = 20,
                  **llm_kwargs):
         self.model = model
