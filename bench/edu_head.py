@@ -1,15 +1,15 @@
 """Does a head trained on the judge's labels earn its place? Per embedder, on held-out sources.
 
-    .venv/bin/python bench/edu_head.py --annotations runs/judge/edu_qwen.parquet \
-        [--set runs/edu_set.parquet] [--embedders minilm,bge-small,mpnet] [--judge-scores runs/judge/auc_qwen.parquet]
+    .venv/bin/python bench/edu_head.py --annotations classifiers/edu-smollm2-minilm/labels.parquet \
+        [--set runs/edu_set.parquet] [--embedders minilm,bge-small,mpnet] [--judge-scores runs/judge/auc_smollm2.parquet]
 
 The annotations are `textcurate annotate` run over classifiers/build_edu_set.py's labelled set
 (so each row carries its ``source`` and ``split``); the set gives each document's provenance
 label (1 educational, 0 boilerplate). For each embedder, on the same split (train sources ->
 test sources, no source on both sides):
 
-- ``head``: `train-classifier`'s head (linear or MLP, chosen on the held-out rows) on the judge's
-  continuous score ``score_expected``;
+- ``head``: `train-classifier`'s head on the judge's continuous score ``score_expected``, fitted
+  on the training sources (linear or MLP and the epoch chosen on a fifth of them, held out whole);
 - ``LR (judge)``: scikit-learn ``LogisticRegression`` on the same embeddings and the judge's
   rounded scores, read as its expected class (the peer the head must match or beat);
 - ``LR (provenance)``: the same on the provenance labels of the training sources, which no
@@ -41,7 +41,8 @@ from judge import cpu_flags  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--annotations", required=True)
-    ap.add_argument("--set", default="runs/edu_set.parquet")
+    ap.add_argument("--set", default=None, help="the labelled set (id, label, kind); default: the annotations "
+                                                "file itself (the shipped labels.parquet carries both)")
     ap.add_argument("--embedders", default="minilm,bge-small,mpnet")
     ap.add_argument("--judge-scores", default=None)
     ap.add_argument("--save", default=None, help="keep the head of the first embedder in this folder")
@@ -56,7 +57,7 @@ def main() -> None:
     from textcurate.embed.embedder import Embedder
 
     ids, texts, y, extra = load_annotations(args.annotations, "score_expected")
-    prov = {r["id"]: r for r in pq.read_table(args.set, columns=["id", "label", "kind"]).to_pylist()}
+    prov = {r["id"]: r for r in pq.read_table(args.set or args.annotations, columns=["id", "label", "kind"]).to_pylist()}
     label = np.array([prov[i]["label"] for i in ids])
     split = np.array(extra["split"])
     tr, te = np.flatnonzero(split != "test"), np.flatnonzero(split == "test")
@@ -86,8 +87,11 @@ def main() -> None:
         X = np.asarray(emb.encode(texts), dtype=np.float32)
         speed = len(texts) / (time.perf_counter() - t)
         out = args.save if (args.save and k == 0) else tempfile.mkdtemp(prefix="edu_head_")
-        card = train_classifier(ids, texts, y, out, "bench", name, embeddings=X, sources=sources,
-                                split=list(split), target="score_expected", with_ngram=False)
+        # the head is fitted and selected on the training sources only (a fifth of them, whole, for the
+        # choice of head and epoch); the test sources stay out of every decision
+        card = train_classifier([ids[i] for i in tr], [texts[i] for i in tr], y[tr], out, "bench", name,
+                                embeddings=X[tr], sources=[sources[i] for i in tr], target="score_expected",
+                                with_ngram=False)
         head, _, _ = load_artifact(out)
         import torch
 

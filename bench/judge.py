@@ -167,7 +167,9 @@ def main() -> None:
     ap.add_argument("--max-chars", type=int, default=1000)
     ap.add_argument("--auc", type=int, default=0,
                     help="instead: AUC against provenance on N documents per kind of held-out sources")
-    ap.add_argument("--set", default="runs/edu_set.parquet", help="with --auc: classifiers/build_edu_set.py's output")
+    ap.add_argument("--set", default="classifiers/edu-smollm2-minilm/labels.parquet",
+                    help="with --auc: a labelled set (id, text, label, kind, source, split): the shipped one, or "
+                         "classifiers/build_edu_set.py's output for this machine's files")
     ap.add_argument("--scores-out", default=None, help="with --auc: write every prompt's scores here (.parquet)")
     ap.add_argument("--prompts", default="edu-additive-v2,edu-additive-v2-fewshot,ask-llm-v1,edu-anchored-v1",
                     help="with --auc: the prompt variants (textcurate.judge.prompt.PROMPTS)")

@@ -22,7 +22,9 @@ No spam and no web text: nothing on this machine is either, and none is invented
 Sources are the unit of the split: a source is a Debian or Python package, a documentation
 folder, a log file. Within each kind the sources are ordered by a hash of their name and the
 first ``--test-share`` of them (at least one where a kind has two or more) go to ``test``, so
-no source is on both sides and every kind is on both sides where it can be. Documents are
+every kind is on both sides where it can be; a source that is a test source in one kind (a
+Debian package's changelog) loses its training rows in any other (its licence), so no source is
+on both sides. Documents are
 sections of files (at most ``--max-chars``, at least 300 characters), drawn round-robin over
 a kind's sources in a seeded order, ``--per-kind`` per kind.
 
@@ -302,9 +304,16 @@ def main() -> None:
         if key not in seen:
             seen.add(key)
             uniq.append(r)
+    n_repeated = len(rows) - len(uniq)
+    # a package whose licence went to test and whose changelog to train (the split is drawn per kind):
+    # its training rows are dropped, so no source is on both sides
+    test_sources = {r["source"] for r in uniq if r["split"] == "test"}
+    straddling = [r for r in uniq if r["split"] == "train" and r["source"] in test_sources]
+    uniq = [r for r in uniq if not (r["split"] == "train" and r["source"] in test_sources)]
     cols = ["id", "text", "label", "kind", "source", "split", "path"]
     pq.write_table(pa.Table.from_pylist([{c: r[c] for c in cols} for r in uniq]), args.out)
-    print(f"{len(uniq)} documents ({len(rows) - len(uniq)} repeated sections dropped) -> {args.out}")
+    print(f"{len(uniq)} documents ({n_repeated} repeated sections dropped, {len(straddling)} training "
+          f"sections of a source that is also a test source dropped) -> {args.out}")
     for kind in HIGH + LOW:
         for split in ("train", "test"):
             rs = [r for r in uniq if r["kind"] == kind and r["split"] == split]

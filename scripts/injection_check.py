@@ -53,7 +53,9 @@ def main() -> None:
             label = "fence + neutralised requests" if neutralise else "fence only                  "
             print(f"{args.model} {args.prompt} {args.scoring} {label}: {r['pairs']} pairs, both scored "
                   f"{r['both_parsed']}, moved {r['moved']}, raised {r['raised']}, raised to 5 {r['raised_to_5']}"
-                  + (f", mean shift {r['mean_shift']:+.3f}" if "mean_shift" in r else ""))
+                  + (f", mean shift {r['mean_shift']:+.3f}; the documents' scores have sd {r['score_sd']:.3f}: "
+                     f"moved by >= 1 sd {r['moved_1sd']}, raised by >= 1 sd {r['raised_1sd']}"
+                     if "mean_shift" in r else ""))
     finally:
         engine.close()
 

@@ -18,8 +18,8 @@ trap 'kill -TERM $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' 
 for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 1; done
 curl -sf "http://127.0.0.1:$PORT/health" >/dev/null || { echo "vLLM server did not come up; see $OUT/vllm-server.log" >&2; exit 1; }
 time .venv/bin/textcurate annotate runs/quickstart --out "$OUT/annotations.parquet" --sample "$N" \
-  --engine openai --model "$MODEL" --base-url "http://127.0.0.1:$PORT/v1" --batch-size 16
+  --engine openai --model "$MODEL" --base-url "http://127.0.0.1:$PORT/v1" --batch-size 16 --scoring generate
 time .venv/bin/textcurate train-classifier "$OUT/annotations.parquet" --out "$OUT/classifier" \
-  --provenance "SmolLM2-135M-Instruct (packaged GGUF, dequantised) via vLLM, prompt edu-additive-v1, $N quickstart documents"
+  --provenance "SmolLM2-135M-Instruct (packaged GGUF, dequantised) via vLLM, prompt edu-additive-v2 (written answers, parsed), $N quickstart documents"
 time .venv/bin/textcurate run pipelines/edu_filter.yaml --overwrite --set output.path="$OUT/filtered" \
   --set stages.1.classifier="$OUT/classifier"

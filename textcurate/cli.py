@@ -180,9 +180,9 @@ def annotate(input: str = typer.Argument(..., help="a run folder, a JSONL/Parque
              batch_size: int = typer.Option(16),
              max_chars: int = typer.Option(1000, help="characters of each document shown to the judge"),
              max_tokens: int = typer.Option(4, help="tokens the judge may write after 'Educational score:'"),
-             scoring: str = typer.Option("generate", help="generate (parse the written answer) | distribution "
-                                                          "(the digits' probabilities: score_expected, no "
-                                                          "generation) | both"),
+             scoring: str = typer.Option("distribution", help="distribution (the answer's probabilities: "
+                                                              "score_expected, no generation; measured best) | "
+                                                              "generate (parse the written answer) | both"),
              prompt: str = typer.Option("edu-additive-v2", help="the judge's prompt: edu-additive-v2 | "
                                                                  "edu-additive-v2-fewshot | edu-anchored-v1 | "
                                                                  "ask-llm-v1 (distribution only)")):
@@ -245,6 +245,7 @@ def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotation
         console.print(f"[bold yellow]warning:[/] {w}")
     print(json.dumps({"out": out, "head": card["head"]["kind"], "target": extra["target"],
                       "validation_split": card["split"]["how"], "validation": summary(card["metrics"]["validation"]),
+                      **({"test": summary(card["metrics"]["test"])} if "test" in card["metrics"] else {}),
                       "logistic_regression": summary(card["metrics"]["logistic_regression"]),
                       "ngram_validation": summary(card.get("ngram", {}).get("metrics", {}).get("validation", {}))}))
 

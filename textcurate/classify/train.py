@@ -1,11 +1,12 @@
 """``textcurate train-classifier``: heads on frozen embeddings (+ the n-gram model) from annotations.
 
 Labels are the judge's integer ``score`` or, where the annotations have it, its continuous
-``score_expected`` (the answer's distribution: a small judge ranks far better with it). The
-validation set is, in order of preference: the rows whose ``split`` column says ``test``; whole
-*sources* (a ``source`` column) chosen by a hash of their name, so no source is on both sides;
-a split stratified by rounded score (said so in the card). Beside the heads, the card reports
-the cheapest baseline on the same embeddings and the same split: scikit-learn's
+``score_expected`` (the answer's distribution: a small judge ranks far better with it). Rows
+whose ``split`` column says ``test`` are held out of everything and scored at the end
+(``metrics.test``). The head and its epoch are chosen on a validation set from the other rows:
+whole *sources* (a ``source`` column) chosen by a hash of their name, so no source is on both
+sides, else a split stratified by rounded score (the card says which). Beside the head, the card
+reports the cheapest peer on the same embeddings and rows: scikit-learn's
 ``LogisticRegression`` on the rounded scores, read as its expected score.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow.parquet as pq
+import torch
 
 from textcurate.classify.heads import fit_head, save_artifact, stratified_split
 from textcurate.classify.metrics import regression_report, to_int
@@ -47,20 +49,29 @@ def load_annotations(path: str, target: str = "auto") -> tuple[list[str], list[s
 
 
 def holdout_split(y: np.ndarray, val_frac: float, seed: int, sources: list | None = None,
-                  split: list | None = None) -> tuple[np.ndarray, np.ndarray, str]:
-    """(train indices, validation indices, how): ``split == "test"`` rows, else whole sources by a
-    seeded hash of their name, else stratified by rounded score."""
+                  split: list | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(train, validation, test indices, how). ``test``: the rows whose ``split`` is ``test`` (empty
+    without that column); they never take part in a choice. ``validation`` (the choice of head and
+    epoch), from the rest: whole sources by a seeded hash of their name, else stratified by
+    rounded score."""
+    idx = np.arange(len(y))
+    test = np.array([], dtype=int)
     if split is not None and any(s == "test" for s in split) and any(s != "test" for s in split):
-        va = np.array([i for i, s in enumerate(split) if s == "test"], dtype=int)
-        return np.setdiff1d(np.arange(len(y)), va), va, "the rows whose split is 'test'"
-    if sources is not None and len(set(sources)) >= 2:
-        names = sorted(set(sources), key=lambda s: hash_share(str(s), seed))
-        held = set(names[:max(1, int(round(val_frac * len(names))))])
-        va = np.array([i for i, s in enumerate(sources) if s in held], dtype=int)
-        if 0 < len(va) < len(y):
-            return np.setdiff1d(np.arange(len(y)), va), va, f"{len(held)} of {len(names)} sources held out whole"
-    tr, va = stratified_split(to_int(y) if y.dtype.kind == "f" else y, val_frac, seed)
-    return tr, va, "random, stratified by rounded score (no source column)"
+        test = np.array([i for i, s in enumerate(split) if s == "test"], dtype=int)
+        idx = np.setdiff1d(idx, test)
+    how = "test: the rows whose split is 'test'; " if len(test) else ""
+    if sources is not None:
+        pool = sorted({sources[i] for i in idx})
+        if len(pool) >= 2:
+            names = sorted(pool, key=lambda s: hash_share(str(s), seed))
+            held = set(names[:max(1, int(round(val_frac * len(names))))])
+            va = np.array([i for i in idx if sources[i] in held], dtype=int)
+            if 0 < len(va) < len(idx):
+                return (np.setdiff1d(idx, va), va, test,
+                        how + f"validation: {len(held)} of {len(names)} sources held out whole")
+    yi = to_int(y[idx]) if y.dtype.kind == "f" else y[idx]
+    tr, va = stratified_split(yi, val_frac, seed)
+    return idx[tr], idx[va], test, how + "validation: random, stratified by rounded score (no source column)"
 
 
 def logistic_baseline(Xtr, ytr, Xva, yva, seed: int = 0) -> dict:
@@ -85,7 +96,7 @@ def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, 
     X = embeddings if embeddings is not None else Embedder(embedder_model, max_tokens=max_tokens).encode(texts)
     X = np.asarray(X, dtype=np.float32)
     continuous = y.dtype.kind == "f"
-    tr, va, how = holdout_split(y, val_frac, seed, sources, split)
+    tr, va, te, how = holdout_split(y, val_frac, seed, sources, split)
     per_head, best = {}, None
     # the head that ranks the held-out rows best wins for continuous labels; for integer labels
     # the one with the best macro-F1 of rounded scores (FineWeb-Edu's measure)
@@ -104,9 +115,14 @@ def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, 
                        "distribution": {str(c): int((ints == c).sum()) for c in range(6)},
                        **({"sources": len(set(sources))} if sources is not None else {})},
             "split": {"seed": seed, "val_frac": val_frac, "how": how, "n_train": int(len(tr)), "n_val": int(len(va)),
-                      "val_ids": [ids[i] for i in va]},
-            "metrics": {"validation": rep, "per_head": per_head,
-                        "logistic_regression": logistic_baseline(X[tr], y[tr], X[va], y[va], seed)}}
+                      "n_test": int(len(te)), "val_ids": [ids[i] for i in va], "test_ids": [ids[i] for i in te]},
+            "metrics": {"validation": rep, "per_head": per_head}}
+    # the cheapest peer, on the rows no choice saw (the test rows; else the validation rows)
+    ev = te if len(te) else va
+    if len(te):
+        with torch.no_grad():
+            card["metrics"]["test"] = regression_report(y[te], head(torch.tensor(X[te])).squeeze(-1).numpy())
+    card["metrics"]["logistic_regression"] = logistic_baseline(X[tr], y[tr], X[ev], y[ev], seed)
     ngram = None
     if with_ngram:
         ngram = train_ngram([texts[i] for i in tr], y[tr].astype(np.float32), seed=seed)
@@ -115,10 +131,10 @@ def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, 
     warnings = []
     if len(set(y.tolist())) < 2:  # a judge that gives every document one score teaches nothing
         warnings.append(f"all {len(y)} labels are {y[0]}: the classifier predicts a constant")
-    base = card["metrics"]["logistic_regression"]
-    if base and base["spearman"] == base["spearman"] and rep["spearman"] < base["spearman"] - 0.01:
+    base, mine = card["metrics"]["logistic_regression"], card["metrics"].get("test", rep)
+    if base and base["spearman"] == base["spearman"] and mine["spearman"] < base["spearman"] - 0.01:
         warnings.append(f"the {kind} head ranks the held-out rows worse than a logistic regression on the same "
-                        f"embeddings (Spearman {rep['spearman']:.3f} against {base['spearman']:.3f})")
+                        f"embeddings (Spearman {mine['spearman']:.3f} against {base['spearman']:.3f})")
     if warnings:
         card["warnings"] = warnings
     save_artifact(out, head, card, ngram)
