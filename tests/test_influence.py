@@ -169,3 +169,38 @@ def test_influence_stage_then_evaluate_in_one_pipeline(tmp_path):
     assert result["target"]["documents"] == card["target"]  # the same held-out target
     html = (tmp_path / "run" / "report.html").read_text()
     assert "Influence" in html and "Data efficiency" in html
+
+
+def test_every_run_carries_its_baselines_and_two_stage_scores_only_candidates(tmp_path):
+    """The embedding-similarity baselines are computed and recorded beside influence in every run,
+    compared at the same fraction (overlap, precision on a field); with candidates < 1 only the
+    candidates (the pool's most target-similar share) get gradients, counted."""
+    from datatrove.data import Document
+
+    from textcurate.influence.run import InfluenceSpec, compute_influence, split_target
+
+    recs = _corpus(tmp_path / "pool")
+    docs = [Document(text=r["text"], id=r["id"], metadata={"kind": r["kind"]}) for r in recs]
+    pool, target = split_target(docs, "kind == 'prose'", 0.3, log=lambda *_: None)
+    spec = InfluenceSpec(method="less", proj_dim=64, proj_kind="sparse", context=32, warmup_tokens=2000,
+                         warmup_fraction=0.1, checkpoints=2, vocab_size=300, n_layer=1, n_head=2, n_embd=32,
+                         candidates=0.25, compare_fraction=0.1, compare_field="kind")
+    lines = []
+    card = compute_influence(pool, target, spec, str(tmp_path / "inf"), log=lines.append)
+    t = pq.read_table(str(tmp_path / "inf" / "influence.parquet")).to_pylist()
+    n_cand = math.ceil(0.25 * len(pool))
+    scored = [r for r in t if r["influence"] == r["influence"]]
+    assert len(t) == len(pool) and len(scored) == n_cand == card["candidates"]["documents"]
+    assert card["gradients"] == 2 * (n_cand + len(target))  # two checkpoints, candidates and target only
+    sims = sorted((r["target_sim"] for r in t), reverse=True)
+    assert min(r["target_sim"] for r in scored) >= sims[n_cand - 1] - 1e-6  # the candidates are the most similar
+    assert all(-1 - 1e-5 <= r[c] <= 1 + 1e-5 for r in t for c in ("target_sim", "target_sim_nearest"))
+    cmp = card["comparison"]
+    assert cmp["documents"] == round(0.1 * len(pool)) and set(cmp["precision"]) == {
+        "influence", "target_sim", "target_sim_nearest", "random"}
+    kinds = {d.id: d.metadata["kind"] for d in pool}
+    top = sorted(t, key=lambda r: -r["target_sim"])[:cmp["documents"]]
+    assert cmp["precision"]["target_sim"] == pytest.approx(np.mean([kinds[r["id"]] == "prose" for r in top]), abs=1e-4)
+    assert cmp["precision"]["random"] == pytest.approx(np.mean([k == "prose" for k in kinds.values()]), abs=1e-4)
+    assert cmp["precision"]["target_sim"] > cmp["precision"]["random"]  # docstrings find docstrings
+    assert any("embedding similarity" in ln for ln in lines)

@@ -68,7 +68,7 @@ def _influence_spec_values() -> dict:
     from textcurate.influence.run import InfluenceSpec
 
     chosen = {"method": "trak", "proj_kind": "sparse", "params": "last:1", "model": "/models/lm",
-              "device": "cpu"}
+              "device": "cpu", "embedder": "mpnet", "candidates": 0.5, "compare_field": "source"}
     out = {}
     for name, info in InfluenceSpec.model_fields.items():
         if name in chosen:

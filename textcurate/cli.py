@@ -422,6 +422,12 @@ def influence(pool: str = typer.Option(..., "--pool", help="documents: a run fol
     Console().print(f"{card['method']}: {card['pool']:,} pool documents scored against {card['target']:,} target "
                     f"documents; gradients of dimension {card['grad_dim']:,} projected to {spec.proj_dim:,} "
                     f"({card['gradients_per_s']:.0f} gradients/s, {card['projections_per_s']:.0f} projections/s)")
+    cmp = card["comparison"]
+    Console().print(f"top {cmp['fraction']:.0%} ({cmp['documents']:,} documents), overlap with the embedding-similarity "
+                    "baselines: " + "; ".join(f"{k} {v:.0%}" for k, v in cmp["overlap"].items()), highlight=False)
+    if "precision" in cmp:
+        Console().print(f"share of each selection whose {cmp['field']} is the target's: " +
+                        "; ".join(f"{k} {v:.1%}" for k, v in cmp["precision"].items()), highlight=False)
     for title, rows in (("most helpful", card["top"]), ("least helpful", card["bottom"])):
         Console().print(f"[bold]{title}:[/]")
         for r in rows:

@@ -8,7 +8,16 @@
    update directions) and of every target document, projected by one seeded projector
    (the same matrix for every batch and checkpoint) and stored as float16 shards.
 4. Scores: TRAK or LESS (``scores.py``), averaged over the snapshots, written as
-   ``influence.parquet`` (id, influence) with a card (method, dimensions, timings).
+   ``influence.parquet`` (id, influence, target_sim, target_sim_nearest) with a card (method,
+   dimensions, timings, and the comparison with the baselines).
+
+Every run carries its cheapest baselines: the cosine of each pool document's embedding to the
+target's mean embedding (``target_sim``) and to its nearest target document
+(``target_sim_nearest``). The card compares the three selections at ``compare_fraction`` (their
+overlap, and, with ``compare_field``, the share of each selection whose field, a source or a
+domain, is one of the target's). ``candidates`` < 1 makes it two-stage: only that share of the
+pool most similar to the target gets gradients, influence re-ranks inside it, and the other
+documents' influence is NaN (a selection by influence never takes them).
 """
 
 from __future__ import annotations
@@ -52,6 +61,13 @@ class InfluenceSpec(BaseModel):
     vocab_size: int = _LM["vocab_size"].default
     seed: int = 0
     device: str = "auto"
+    embedder: str = Field("minilm", description="the embedder of the similarity baselines and of the candidates")
+    candidates: float = Field(1.0, gt=0, le=1, description="two-stage: gradients only for this share of the pool "
+                                                          "most similar to the target's mean embedding (1: all)")
+    compare_fraction: float = Field(0.1, gt=0, le=1, description="the top share at which influence and the "
+                                                                 "similarity baselines are compared in the card")
+    compare_field: str | None = Field(None, description="a metadata field (a source, a domain): the card gives each "
+                                                        "selection's share of documents whose value is the target's")
 
     def lm_spec(self) -> LMSpec:
         """The experiment's model spec: the GPT's shape, its context, and a local model's tokenizer."""
@@ -81,7 +97,16 @@ def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: st
     tok = make_tokenizer(lm, [d.text for d in pool])
     model = build_model(lm, tok.vocab_size, spec.seed, local=spec.model)
     tok.save(os.path.join(out_dir, "tokenizer"))
-    pool_tok = tokenize_documents(tok, [d.text for d in pool], spec.context)
+    # --- the baselines (and, two-stage, the candidates) -------------------------------------------------
+    t0 = time.perf_counter()
+    sim_mean, sim_nearest = similarity_baselines(pool, target, spec.embedder)
+    sim_s = time.perf_counter() - t0
+    n_cand = len(pool) if spec.candidates >= 1 else max(1, int(np.ceil(spec.candidates * len(pool))))
+    cand = np.sort(np.argsort(-sim_mean, kind="stable")[:n_cand])  # pool indices that get gradients
+    log(f"influence: embedding similarity of {len(pool):,} pool documents to {len(target):,} target documents "
+        f"({spec.embedder}, {sim_s:.0f} s)" + (f"; gradients for the {n_cand:,} most similar ({spec.candidates:.0%})"
+                                                if n_cand < len(pool) else ""))
+    pool_tok = tokenize_documents(tok, [pool[i].text for i in cand], spec.context)
     target_tok = tokenize_documents(tok, [d.text for d in target], spec.context)
     names = select_parameters(model, spec.params)
 
@@ -90,7 +115,10 @@ def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: st
     warm = rng.permutation(len(pool))[: max(1, int(round(spec.warmup_fraction * len(pool))))]
     snapshots: list[dict] = []
 
+    ticker = Ticker(log)
+
     def on_step(step, total, m, opt, lr):
+        ticker(f"influence: warm-up step {step:,}/{total:,}", step, total, "steps")
         every = max(1, total // spec.checkpoints)
         if step % every == 0 or step == total:
             if len(snapshots) and snapshots[-1]["step"] == step or len(snapshots) >= spec.checkpoints:
@@ -104,7 +132,9 @@ def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: st
                 "v": torch.cat([s["exp_avg_sq"].reshape(-1) for s in mom]) if all(mom) else None})
 
     t0 = time.perf_counter()
-    warm_res = train_lm(model, [pool_tok[i] for i in warm], tok.eos_id, spec.context,
+    ticker.start()
+    warm_res = train_lm(model, tokenize_documents(tok, [pool[i].text for i in warm], spec.context), tok.eos_id,
+                        spec.context,
                         TrainConfig(budget_tokens=spec.warmup_tokens, batch_size=spec.batch_size, seed=spec.seed,
                                     device=device), on_step=on_step)
     warm_s = time.perf_counter() - t0
@@ -125,6 +155,8 @@ def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: st
         # gradients are projected in groups of about PROJECT_BYTES: a dense matrix too large to keep is
         # generated once per group rather than once per gradient batch
         group = max(spec.batch_size, PROJECT_BYTES // (4 * grads.dim))
+        total, done = len(pool_tok) + len(target_tok), 0
+        ticker.start()
         for which, docs in (("pool", pool_tok), ("target", target_tok)):
             rows, pending = [], []
 
@@ -143,28 +175,40 @@ def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: st
                     g = adam_direction(g, snap["m"].to(g.device), snap["v"].to(g.device), snap["step"])
                 grad_s += time.perf_counter() - t1
                 n_grads += len(x)
+                done += len(x)
+                ticker(f"influence: checkpoint {c + 1}/{len(snapshots)}, gradients {done:,}/{total:,}", done, total,
+                       "gradients")
                 pending.append(g)
                 if sum(len(p) for p in pending) >= group:
                     flush()
             flush()
             feats[which] = np.concatenate(rows)
-        _write_features(os.path.join(out_dir, "features", f"ckpt-{c}"), [d.id for d in pool], feats["pool"])
+        _write_features(os.path.join(out_dir, "features", f"ckpt-{c}"), [pool[i].id for i in cand], feats["pool"])
         _write_features(os.path.join(out_dir, "features", f"ckpt-{c}-target"), [d.id for d in target],
                         feats["target"])
         s = (trak_scores(feats["pool"], feats["target"], spec.lam) if spec.method == "trak"
              else less_scores(feats["pool"], feats["target"]))
         per_ckpt.append(s)
         weights.append(snap["lr"] if spec.method == "less" else 1.0)
-        log(f"  checkpoint {c} (step {snap['step']}): {len(pool) + len(target):,} gradients of dimension "
+        log(f"  checkpoint {c} (step {snap['step']}): {len(pool_tok) + len(target):,} gradients of dimension "
             f"{grads.dim:,} -> {spec.proj_dim:,}")
-    score = np.average(np.stack(per_ckpt), axis=0, weights=np.asarray(weights))
-    pq.write_table(pa.table({"id": [d.id for d in pool], "influence": score.astype(np.float32)}),
+    score = np.full(len(pool), np.nan)
+    score[cand] = np.average(np.stack(per_ckpt), axis=0, weights=np.asarray(weights))
+    pq.write_table(pa.table({"id": [d.id for d in pool], "influence": score.astype(np.float32),
+                             "target_sim": sim_mean.astype(np.float32),
+                             "target_sim_nearest": sim_nearest.astype(np.float32)}),
                    os.path.join(out_dir, "influence.parquet"))
-    order = np.argsort(-score, kind="stable")
+    ranked = np.where(np.isnan(score), -np.inf, score)
+    order = np.argsort(-ranked, kind="stable")[:len(cand)]
     card = {"kind": "influence", "method": spec.method, "spec": spec.model_dump(mode="json"),
             "pool": len(pool), "target": len(target), "grad_dim": int(projector.dim_in),
             "parameters": len(names), "checkpoints": [{"step": s["step"], "lr": s["lr"]} for s in snapshots],
             "warmup": {"documents": int(len(warm)), "tokens": warm_res.tokens, "seconds": round(warm_s, 1)},
+            "candidates": {"share": spec.candidates, "documents": int(len(cand))},
+            "gradients": n_grads, "similarity_seconds": round(sim_s, 1),
+            "comparison": compare_selections(pool, target, {"influence": score, "target_sim": sim_mean,
+                                                            "target_sim_nearest": sim_nearest},
+                                             spec.compare_fraction, spec.compare_field, spec.seed),
             "gradients_per_s": round(n_grads / max(grad_s, 1e-9), 1),
             "projections_per_s": round(n_grads / max(proj_s, 1e-9), 1),
             "top": [{"id": pool[i].id, "influence": float(score[i]), "text": pool[i].text[:300]} for i in order[:5]],
@@ -174,6 +218,67 @@ def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: st
     write_json_atomic(os.path.join(out_dir, "card.json"), card)
     card["scores"] = {d.id: float(v) for d, v in zip(pool, score)}
     return card
+
+
+class Ticker:
+    """A progress line at most every ``every`` seconds: done/total, rate, ETA (a long gradient pass
+    otherwise prints nothing for minutes)."""
+
+    def __init__(self, log, every: float = 15.0):
+        self.log, self.every = log, every
+        self.start()
+
+    def start(self) -> None:
+        self.t0 = self.last = time.perf_counter()
+
+    def __call__(self, what: str, done: int, total: int, unit: str) -> None:
+        now = time.perf_counter()
+        if now - self.last < self.every or done >= total:
+            return
+        self.last = now
+        rate = done / max(now - self.t0, 1e-9)
+        self.log(f"{what} ({rate:,.1f} {unit}/s, ETA {max(0.0, (total - done) / max(rate, 1e-9)):,.0f} s)")
+
+
+def similarity_baselines(pool: list, target: list, embedder: str) -> tuple[np.ndarray, np.ndarray]:
+    """(cosine of each pool document to the target's mean embedding, to its nearest target document)."""
+    from textcurate.embed.embedder import Embedder
+
+    emb = Embedder(embedder)
+    p = emb.encode([d.text for d in pool])
+    t = emb.encode([d.text for d in target])
+    p /= np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+    t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    centre = t.mean(axis=0)
+    mean = p @ (centre / max(float(np.linalg.norm(centre)), 1e-12))
+    nearest = np.concatenate([(p[i:i + 4096] @ t.T).max(axis=1) for i in range(0, len(p), 4096)]) if len(p) \
+        else np.zeros(0)
+    return mean, nearest
+
+
+def compare_selections(pool: list, target: list, scores: dict[str, np.ndarray], fraction: float,
+                       field: str | None, seed: int = 0) -> dict:
+    """The top ``fraction`` of the pool by each score (NaN never selected): pairwise overlap (share of
+    the first's selection also in the second's) and, with ``field``, precision: the share of a
+    selection whose ``field`` value is one of the target's; ``random`` is the pool's base rate."""
+    k = max(1, int(round(fraction * len(pool))))
+    top = {}
+    for name, s in scores.items():
+        ok = np.flatnonzero(~np.isnan(s))
+        top[name] = set(ok[np.argsort(-s[ok], kind="stable")[:k]].tolist())
+    names = list(top)
+    out: dict = {"fraction": fraction, "documents": k,
+                 "selected": {n: len(top[n]) for n in names},
+                 "overlap": {f"{a}~{b}": round(len(top[a] & top[b]) / max(1, len(top[a])), 4)
+                             for i, a in enumerate(names) for b in names[i + 1:]}}
+    if field:
+        values = {d.metadata.get(field) for d in target} - {None}
+        hit = np.array([d.metadata.get(field) in values for d in pool])
+        out["field"] = field
+        out["target_values"] = len(values)
+        out["precision"] = {n: round(float(hit[sorted(top[n])].mean()) if top[n] else 0.0, 4) for n in names}
+        out["precision"]["random"] = round(float(hit.mean()) if len(hit) else 0.0, 4)
+    return out
 
 
 def _write_features(folder: str, ids: list[str], x: np.ndarray) -> None:

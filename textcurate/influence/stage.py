@@ -4,8 +4,10 @@ Fit: every document's id and text are recorded; the documents that match ``targe
 and fall in the ``holdout`` share by id-hash are the target (the same rule as the
 evaluation's, so a later ``evaluate`` block measures the selection on exactly these held-out
 documents); the rest is the pool, scored by ``compute_influence`` into
-``artifacts/NAME/`` (influence.parquet, projected features, card). Apply: ``influence`` in
-the metadata and ``attributes/NAME/`` (empty for target documents, which are not in the pool).
+``artifacts/NAME/`` (influence.parquet, projected features, card). Apply: ``influence`` and the
+baselines ``target_sim`` and ``target_sim_nearest`` (embedding cosine to the target's mean and
+to its nearest document) in the metadata and ``attributes/NAME/`` (NaN for target documents,
+which are not in the pool, and, two-stage, ``influence`` NaN outside the candidates).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class Influence(RowFittedStage, Scorer):
         self.spec, self.target_expr, self.holdout, self.max_chars = spec, target_expr, holdout, max_chars
         self.artifact: str | None = None
         self._scores: dict | None = None
-        self.columns = {"influence": "float32"}
+        self.columns = {"influence": "float32", "target_sim": "float32", "target_sim_nearest": "float32"}
 
     def fit_schema(self) -> pa.Schema:
         return pa.schema([("id", pa.string()), ("text", pa.string()), ("metadata", pa.string())])
@@ -66,8 +68,12 @@ class Influence(RowFittedStage, Scorer):
     def score(self, docs: list[Document]) -> list[dict]:
         if self._scores is None:
             t = pq.read_table(os.path.join(self.artifact, "influence.parquet"))
-            self._scores = dict(zip(t.column("id").to_pylist(), t.column("influence").to_pylist()))
-        return [{"influence": self._scores.get(d.id, math.nan)} for d in docs]
+            cols = [c for c in self.columns if c in t.column_names]
+            self._scores = {i: dict(zip(cols, v)) for i, *v in
+                            zip(t.column("id").to_pylist(), *(t.column(c).to_pylist() for c in cols))}
+        empty = {c: math.nan for c in self.columns}
+        return [{c: (v if v is not None else math.nan) for c, v in {**empty, **self._scores.get(d.id, {})}.items()}
+                for d in docs]
 
 
 @stage("influence")
