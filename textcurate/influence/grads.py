@@ -3,7 +3,7 @@
 ``torch.func.vmap(grad(loss))`` over a batch of documents gives each document's gradient of
 its mean next-token loss with respect to the chosen parameters: ``all``, ``last:K`` (the
 last K transformer blocks, whatever the model calls them: ``blocks.N``, ``layers.N``,
-``h.N``), or ``lora`` (the LoRA adapters of a peft model). Documents are cut to the context
+``h.N``), or ``lora`` (LoRA adapters that ``add_lora`` puts on the blocks' linear layers). Documents are cut to the context
 length; padding is masked out of the loss. Only one batch of gradients exists at a time:
 the caller projects it before asking for the next.
 """
@@ -39,6 +39,23 @@ def select_parameters(model: torch.nn.Module, which: str = "all") -> list[str]:
         raise ValueError("params: last:K, but no numbered blocks (blocks.N / layers.N / h.N) in this model")
     keep = set(blocks[-int(m.group(1)):])
     return [n for n in names if (b := _BLOCK.search(n)) and int(b.group(1)) in keep]
+
+
+def add_lora(model: torch.nn.Module, r: int = 8, alpha: int = 16, seed: int = 0) -> torch.nn.Module:
+    """LoRA adapters (peft, rank ``r``) on every linear layer of the transformer blocks (not the
+    output head), the rest of the model frozen, as LESS does: a warm-up then trains only the
+    adapters, and gradients are taken with respect to them (``params: lora``)."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    targets = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and _BLOCK.search(n + ".")]
+    if not targets:
+        raise ValueError("params: lora, but no linear layers inside numbered blocks (blocks.N / layers.N / h.N)")
+    torch.manual_seed(seed)
+    model = inject_adapter_in_model(LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=targets,
+                                               bias="none"), model)
+    for n, p in model.named_parameters():
+        p.requires_grad_("lora_" in n)
+    return model
 
 
 class PerExampleGrads:

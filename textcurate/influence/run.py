@@ -47,7 +47,9 @@ class InfluenceSpec(BaseModel):
     method: str = Field("less", pattern="^(trak|less)$")
     proj_dim: int = Field(2048, ge=8)
     proj_kind: str = Field("rademacher", pattern="^(rademacher|gaussian|sparse)$")
-    params: str = Field("all", description="all | last:K | lora")
+    params: str = Field("all", description="all | last:K | lora (adapters on the blocks' linear layers; the "
+                                           "warm-up trains only them)")
+    lora_r: int = Field(8, ge=1, description="with params: lora, the adapters' rank")
     context: int = Field(_LM["block_size"].default, ge=8, description="tokens of each document the gradient sees")
     batch_size: int = Field(16, ge=1)
     warmup_fraction: float = Field(0.05, gt=0, le=1)
@@ -96,6 +98,10 @@ def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: st
     lm = spec.lm_spec()
     tok = make_tokenizer(lm, [d.text for d in pool])
     model = build_model(lm, tok.vocab_size, spec.seed, local=spec.model)
+    if spec.params == "lora":
+        from textcurate.influence.grads import add_lora
+
+        model = add_lora(model, r=spec.lora_r, alpha=2 * spec.lora_r, seed=spec.seed)
     tok.save(os.path.join(out_dir, "tokenizer"))
     # --- the baselines (and, two-stage, the candidates) -------------------------------------------------
     t0 = time.perf_counter()
