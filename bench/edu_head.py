@@ -49,11 +49,9 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import pyarrow.parquet as pq
-    from sklearn.linear_model import LogisticRegression
-
     from textcurate.classify.heads import load_artifact
     from textcurate.classify.metrics import auc, spearman
-    from textcurate.classify.train import load_annotations, train_classifier
+    from textcurate.classify.train import load_annotations, logistic_scores, train_classifier
     from textcurate.embed.embedder import Embedder
 
     ids, texts, y, extra = load_annotations(args.annotations, "score_expected")
@@ -97,10 +95,8 @@ def main() -> None:
 
         with torch.no_grad():
             pred = head(torch.tensor(X[te])).squeeze(-1).numpy()
-        lr = LogisticRegression(max_iter=2000).fit(X[tr], np.clip(np.round(y[tr]), 0, 5).astype(int))
-        lr_pred = lr.predict_proba(X[te]) @ lr.classes_.astype(np.float32)
-        lrp = LogisticRegression(max_iter=2000).fit(X[tr], label[tr])
-        lrp_pred = lrp.predict_proba(X[te])[:, 1]
+        lr_pred = logistic_scores(X[tr], y[tr], X[te])  # train-classifier's own peer
+        lrp_pred = logistic_scores(X[tr], label[tr], X[te])  # 0/1 provenance: P(1)
         print(f"| {name} | {X.shape[1]} | {speed:.1f} | {card['head']['kind']} | {spearman(y[te], pred):.3f} | "
               f"{auc(label[te], pred):.3f} | {spearman(y[te], lr_pred):.3f} | {auc(label[te], lr_pred):.3f} | "
               f"{auc(label[te], lrp_pred):.3f} |")

@@ -33,7 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-CHOICES = [str(i) for i in range(6)]
+from textcurate.judge.prompt import DIGITS as CHOICES  # noqa: E402  (the six 0-5 answers)
 
 
 def cpu_flags() -> str:

@@ -35,10 +35,19 @@ def stratified_split(y: np.ndarray, val_frac: float, seed: int) -> tuple[np.ndar
     return np.sort(np.array(train, dtype=int)), np.sort(np.array(val, dtype=int))
 
 
+SELECT_BY = {"macro_f1": macro_f1, "spearman": spearman}
+
+
+def selection_metric(continuous: bool) -> str:
+    """What chooses a head and its epoch on the validation rows (ties: the lower MSE): for integer
+    labels the macro-F1 of rounded scores (FineWeb-Edu's measure), for continuous labels Spearman
+    (ranking is what a filter needs)."""
+    return "spearman" if continuous else "macro_f1"
+
+
 def fit_head(kind: str, Xtr, ytr, Xva, yva, epochs: int = 300, lr: float = 3e-3, seed: int = 0,
              hidden: int = 256, continuous: bool = False) -> tuple[torch.nn.Module, dict]:
-    """Full-batch AdamW on MSE; the epoch with the best validation macro-F1 of rounded scores wins,
-    or, for ``continuous`` labels, the best validation Spearman (ranking is what a filter needs)."""
+    """Full-batch AdamW on MSE; the epoch that is best by ``selection_metric`` on validation wins."""
     torch.manual_seed(seed)
     head = make_head(kind, Xtr.shape[1], hidden)
     with torch.no_grad():
@@ -46,6 +55,7 @@ def fit_head(kind: str, Xtr, ytr, Xva, yva, epochs: int = 300, lr: float = 3e-3,
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-2)
     xt, yt = torch.tensor(Xtr), torch.tensor(ytr, dtype=torch.float32)
     xv = torch.tensor(Xva)
+    metric = SELECT_BY[selection_metric(continuous)]
     best, best_state = None, None
     for _ in range(epochs):
         head.train()
@@ -56,8 +66,7 @@ def fit_head(kind: str, Xtr, ytr, Xva, yva, epochs: int = 300, lr: float = 3e-3,
         head.eval()
         with torch.no_grad():
             pred = head(xv).squeeze(-1).numpy()
-        mse = -float(np.mean((pred - yva) ** 2))
-        key = (spearman(yva, pred) if continuous else macro_f1(yva, pred), mse)
+        key = (metric(yva, pred), -float(np.mean((pred - yva) ** 2)))
         if best is None or key > best:
             best = key
             best_state = {k: v.clone() for k, v in head.state_dict().items()}

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from textcurate.classify.heads import fit_head, save_artifact, stratified_split
+from textcurate.classify.heads import fit_head, save_artifact, selection_metric, stratified_split
 from textcurate.classify.metrics import regression_report, to_int
 from textcurate.classify.ngram import train_ngram
 from textcurate.io.records import hash_share
@@ -74,16 +74,22 @@ def holdout_split(y: np.ndarray, val_frac: float, seed: int, sources: list | Non
     return idx[tr], idx[va], test, how + "validation: random, stratified by rounded score (no source column)"
 
 
-def logistic_baseline(Xtr, ytr, Xva, yva, seed: int = 0) -> dict:
-    """scikit-learn LogisticRegression on the rounded labels; its score is the expected class."""
+def logistic_scores(Xtr, ytr, Xev, seed: int = 0) -> np.ndarray | None:
+    """scikit-learn LogisticRegression on the rounded labels, its score on ``Xev`` the expected
+    class; None when the labels have one class."""
     from sklearn.linear_model import LogisticRegression
 
     classes = to_int(ytr)
     if len(set(classes.tolist())) < 2:
-        return {}
+        return None
     lr = LogisticRegression(max_iter=2000, C=1.0, random_state=seed).fit(Xtr, classes)
-    pred = lr.predict_proba(Xva) @ lr.classes_.astype(np.float32)
-    return regression_report(yva, pred)
+    return lr.predict_proba(Xev) @ lr.classes_.astype(np.float32)
+
+
+def logistic_baseline(Xtr, ytr, Xev, yev, seed: int = 0) -> dict:
+    """The report of ``logistic_scores`` on the evaluation rows ({} with one class)."""
+    pred = logistic_scores(Xtr, ytr, Xev, seed)
+    return {} if pred is None else regression_report(yev, pred)
 
 
 def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, provenance: str,
@@ -98,9 +104,11 @@ def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, 
     continuous = y.dtype.kind == "f"
     tr, va, te, how = holdout_split(y, val_frac, seed, sources, split)
     per_head, best = {}, None
-    # the head that ranks the held-out rows best wins for continuous labels; for integer labels
-    # the one with the best macro-F1 of rounded scores (FineWeb-Edu's measure)
-    select = (lambda r: (r["spearman"], -r["mse"])) if continuous else (lambda r: (r["macro_f1"], -r["mse"]))
+    metric = selection_metric(continuous)  # the same choice as each head's epoch
+
+    def select(r: dict) -> tuple:
+        return r[metric], -r["mse"]
+
     for kind in heads:
         head, rep = fit_head(kind, X[tr], y[tr], X[va], y[va], epochs=epochs, seed=seed, continuous=continuous)
         per_head[kind] = rep

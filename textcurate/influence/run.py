@@ -214,7 +214,7 @@ def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: st
             "gradients": n_grads, "similarity_seconds": round(sim_s, 1),
             "comparison": compare_selections(pool, target, {"influence": score, "target_sim": sim_mean,
                                                             "target_sim_nearest": sim_nearest},
-                                             spec.compare_fraction, spec.compare_field, spec.seed),
+                                             spec.compare_fraction, spec.compare_field),
             "gradients_per_s": round(n_grads / max(grad_s, 1e-9), 1),
             "projections_per_s": round(n_grads / max(proj_s, 1e-9), 1),
             "top": [{"id": pool[i].id, "influence": float(score[i]), "text": pool[i].text[:300]} for i in order[:5]],
@@ -263,7 +263,7 @@ def similarity_baselines(pool: list, target: list, embedder: str) -> tuple[np.nd
 
 
 def compare_selections(pool: list, target: list, scores: dict[str, np.ndarray], fraction: float,
-                       field: str | None, seed: int = 0) -> dict:
+                       field: str | None) -> dict:
     """The top ``fraction`` of the pool by each score (NaN never selected): pairwise overlap (share of
     the first's selection also in the second's) and, with ``field``, precision: the share of a
     selection whose ``field`` value is one of the target's; ``random`` is the pool's base rate."""

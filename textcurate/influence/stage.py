@@ -66,14 +66,13 @@ class Influence(RowFittedStage, Scorer):
         return super().restore(artifacts)
 
     def score(self, docs: list[Document]) -> list[dict]:
-        if self._scores is None:
+        empty = {c: math.nan for c in self.columns}
+        if self._scores is None:  # every column for every pool document, NaN where a run has none
             t = pq.read_table(os.path.join(self.artifact, "influence.parquet"))
             cols = [c for c in self.columns if c in t.column_names]
-            self._scores = {i: dict(zip(cols, v)) for i, *v in
+            self._scores = {i: {**empty, **{c: x for c, x in zip(cols, v) if x is not None}} for i, *v in
                             zip(t.column("id").to_pylist(), *(t.column(c).to_pylist() for c in cols))}
-        empty = {c: math.nan for c in self.columns}
-        return [{c: (v if v is not None else math.nan) for c, v in {**empty, **self._scores.get(d.id, {})}.items()}
-                for d in docs]
+        return [self._scores.get(d.id, empty) for d in docs]
 
 
 @stage("influence")

@@ -78,11 +78,16 @@ def suspected_injection(text: str, max_chars: int = 1000) -> bool:
 def build_prompt(text: str, max_chars: int = 1000, neutralise_requests: bool = True) -> str:
     """The judge's prompt for the first ``max_chars`` of ``text``. ``neutralise_requests=False``
     only neutralises fence markers (prompt v1), to measure what the rest buys."""
-    if neutralise_requests:
-        extract, _ = neutralise(text[:max_chars])
-    else:
+    if not neutralise_requests:
         extract = re.sub(r"=====EXTRACT-[0-9a-f]*=====", "[marker removed]", text[:max_chars])
-    return TEMPLATE.format(rubric=RUBRIC, marker=_marker(extract), document=extract)
+        return TEMPLATE.format(rubric=RUBRIC, marker=_marker(extract), document=extract)
+    return _fenced(TEMPLATE, text, max_chars, rubric=RUBRIC)
+
+
+def _fenced(template: str, text: str, max_chars: int, **fields) -> str:
+    """``template`` filled with the first ``max_chars`` of ``text``, neutralised, between its markers."""
+    extract, _ = neutralise(text[:max_chars])
+    return template.format(marker=_marker(extract), document=extract, **fields)
 
 
 _SCORE = re.compile(r"educational\s+score\s*[:=]\s*\**\s*(-?\d+(?:\.\d+)?)(\s*/\s*5)?", re.IGNORECASE)
@@ -137,13 +142,11 @@ Would this extract, as it is, be useful for training a language model to be know
 
 
 def build_fewshot_prompt(text: str, max_chars: int = 1000) -> str:
-    extract, _ = neutralise(text[:max_chars])
-    return TEMPLATE.format(rubric=RUBRIC + "\n\n" + FEW_SHOT_BLOCK, marker=_marker(extract), document=extract)
+    return _fenced(TEMPLATE, text, max_chars, rubric=RUBRIC + "\n\n" + FEW_SHOT_BLOCK)
 
 
 def build_ask_llm_prompt(text: str, max_chars: int = 1000) -> str:
-    extract, _ = neutralise(text[:max_chars])
-    return ASK_LLM.format(marker=_marker(extract), document=extract)
+    return _fenced(ASK_LLM, text, max_chars)
 
 
 # Our own: the scale's levels anchored on kinds of text (phi-1's "educational value for a student"
@@ -166,8 +169,10 @@ Answer with exactly one line: "Educational score: N" where N is an integer from 
 
 
 def build_anchored_prompt(text: str, max_chars: int = 1000) -> str:
-    extract, _ = neutralise(text[:max_chars])
-    return ANCHORED.format(marker=_marker(extract), document=extract)
+    return _fenced(ANCHORED, text, max_chars)
+
+
+DIGITS = [str(i) for i in range(6)]  # the 0-5 answers
 
 
 class JudgePrompt:
@@ -178,16 +183,15 @@ class JudgePrompt:
         self.version, self.build, self.answer_prefix, self.choices, self.score = (
             version, build, answer_prefix, choices, score)
         self.argmax = argmax or (lambda d: int(d.argmax))  # the most likely answer, on the 0-5 scale
-        self.digits = choices == [str(i) for i in range(6)]  # a written answer parses as "Educational score: N"
+        self.digits = choices == DIGITS  # a written answer parses as "Educational score: N"
 
 
 PROMPTS = {
-    "edu-additive-v2": JudgePrompt(PROMPT_VERSION, build_prompt, ANSWER_PREFIX, [str(i) for i in range(6)],
-                                   lambda d: d.expected),
-    "edu-additive-v2-fewshot": JudgePrompt("edu-additive-v2-fewshot", build_fewshot_prompt, ANSWER_PREFIX,
-                                           [str(i) for i in range(6)], lambda d: d.expected),
+    "edu-additive-v2": JudgePrompt(PROMPT_VERSION, build_prompt, ANSWER_PREFIX, DIGITS, lambda d: d.expected),
+    "edu-additive-v2-fewshot": JudgePrompt("edu-additive-v2-fewshot", build_fewshot_prompt, ANSWER_PREFIX, DIGITS,
+                                           lambda d: d.expected),
     "ask-llm-v1": JudgePrompt("ask-llm-v1", build_ask_llm_prompt, "Answer:", ["Yes", "No"],
                               lambda d: 5.0 * d.probs[0], lambda d: 5 if d.argmax == "Yes" else 0),
-    "edu-anchored-v1": JudgePrompt("edu-anchored-v1", build_anchored_prompt, ANSWER_PREFIX,
-                                   [str(i) for i in range(6)], lambda d: d.expected),
+    "edu-anchored-v1": JudgePrompt("edu-anchored-v1", build_anchored_prompt, ANSWER_PREFIX, DIGITS,
+                                   lambda d: d.expected),
 }
