@@ -16,7 +16,7 @@ test sources, no source on both sides):
   judge is needed for (what the judge's labels must be worth their cost against).
 
 Printed: Spearman with the judge and AUC against provenance, on the test sources, for each;
-the judge's own AUC; embedding speed (documents/s, the first 256 tokens); the CPU. With
+the judge's own AUC and what a cut on its score keeps of each class; embedding speed (documents/s, the first 256 tokens); the CPU. With
 ``--judge-scores`` (bench/judge.py --scores-out), the judge's agreement with itself across
 prompts, the bar the head's agreement is read against.
 """
@@ -64,6 +64,9 @@ def main() -> None:
     print(f"{len(ids)} documents judged ({args.annotations}); train {len(tr)} from "
           f"{len({sources[i] for i in tr})} sources, test {len(te)} from {len({sources[i] for i in te})} sources")
     print(f"the judge itself on the test sources: AUC against provenance {auc(label[te], y[te]):.3f}")
+    print("the judge's score kept by a cut (all rows): " + "; ".join(
+        f">= {cut}: {np.mean(y[label == 1] >= cut):.0%} of the educational, {np.mean(y[label == 0] >= cut):.0%} of "
+        "the boilerplate" for cut in (2.4, 2.5, 2.6, 2.7)))
     if args.judge_scores:
         js = pq.read_table(args.judge_scores).to_pydict()
         names = [k for k in js if k.startswith("score_") and k != "score_parsed"]
