@@ -4,6 +4,7 @@ LESS put the target's domain at the top of a mixed pool."""
 from __future__ import annotations
 
 import json
+import os
 import math
 
 import numpy as np
@@ -253,3 +254,62 @@ def test_lora_influence_end_to_end(tmp_path):
     assert card["grad_dim"] == 2 * sum(per_layer)  # two blocks; rank 2: r x in + out x r per layer
     t = pq.read_table(str(tmp_path / "inf" / "influence.parquet")).to_pylist()
     assert len(t) == len(pool) and all(r["influence"] == r["influence"] for r in t)
+
+
+def test_rescore_reproduces_the_run_and_varies_normalisation_and_checkpoints(tmp_path):
+    """rescore() recomputes a finished run's scores from its stored features: the same scores with
+    the run's settings (up to the float16 features), others with normalize off or one checkpoint."""
+    from datatrove.data import Document
+
+    from textcurate.influence.run import InfluenceSpec, compute_influence, rescore, split_target
+    from textcurate.influence.scores import less_scores, trak_scores
+
+    recs = _corpus(tmp_path / "pool")[::3]
+    docs = [Document(text=r["text"], id=r["id"], metadata={"kind": r["kind"]}) for r in recs]
+    pool, target = split_target(docs, "kind == 'prose'", 0.3, log=lambda *_: None)
+    spec = InfluenceSpec(method="less", proj_dim=64, proj_kind="sparse", context=32, warmup_tokens=3000,
+                         warmup_fraction=0.2, checkpoints=2, vocab_size=300, n_layer=1, n_head=2, n_embd=32,
+                         candidates=0.5)
+    out = str(tmp_path / "inf")
+    compute_influence(pool, target, spec, out, log=lambda *_: None)
+    stored = pq.read_table(os.path.join(out, "influence.parquet")).column("influence").to_numpy()
+    again = rescore(out)
+    assert np.isnan(stored).sum() == np.isnan(again).sum() == len(pool) - int(np.ceil(0.5 * len(pool)))
+    ok = ~np.isnan(stored)
+    np.testing.assert_allclose(again[ok], stored[ok], atol=2e-3)
+    raw, last = rescore(out, normalize=False), rescore(out, checkpoints=[1])
+    assert np.all(np.isnan(raw) == np.isnan(stored))
+    assert not np.allclose(raw[ok], stored[ok], atol=1e-3) and not np.allclose(last[ok], stored[ok], atol=1e-3)
+    # the two normalisations by hand: LESS's cosine, and TRAK on unit features
+    rng = np.random.default_rng(0)
+    p, t = rng.normal(size=(20, 8)) * rng.uniform(0.1, 10, (20, 1)), rng.normal(size=(5, 8))
+    u = p / np.linalg.norm(p, axis=1, keepdims=True)
+    np.testing.assert_allclose(less_scores(p, t), u @ (t / np.linalg.norm(t, axis=1, keepdims=True)).mean(0),
+                               rtol=1e-5)
+    np.testing.assert_allclose(less_scores(p, t, normalize=False), p @ t.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(trak_scores(p, t, normalize=True), trak_scores(u, t / np.linalg.norm(
+        t, axis=1, keepdims=True)), rtol=1e-4)
+
+
+def test_hook_gradients_equal_vmap_for_linear_parameters(real_grads):
+    """Where every chosen parameter is a linear layer's, per-example gradients come from one batched
+    backward with hooks; they equal vmap's (and bf16 autocast stays close to them)."""
+    from textcurate.influence.grads import add_lora
+
+    _, _, tok, docs = real_grads
+    torch.manual_seed(0)
+    model = add_lora(GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=48, n_layer=2, n_head=2, n_embd=32)), r=4)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.02)
+    _, x, y = next(document_batches(docs[:5], tok.eos_id, 48, 5))
+    hooks = PerExampleGrads(model, "lora")
+    assert hooks.method == "hooks"
+    via_vmap = hooks._batch_vmap(x, y)
+    g = hooks.batch(x, y)
+    assert torch.allclose(g, via_vmap, atol=1e-5, rtol=1e-4)
+    bf = PerExampleGrads(model, "lora", dtype=torch.bfloat16).batch(x, y)
+    cos = torch.nn.functional.cosine_similarity(bf, g, dim=1)
+    assert cos.min() > 0.95
+    assert PerExampleGrads(model, "all").method == "vmap"  # embeddings and norms: not linear layers

@@ -58,6 +58,9 @@ def non_default_values(kmeans_artifact) -> dict[str, list[dict]]:
         "minhash": [{"n_grams": 3, "num_buckets": 4, "hashes_per_bucket": 2, "seed": 7, "language": "fr",
                      "hash_fc": "xxhash"}],
         "datatrove": [{"class": "datatrove.pipeline.filters.SamplerFilter", "args": {"rate": 0.3, "seed": 4}}],
+        "synth_check": [{**scorer, "min_chars": 5, "drop_truncated": False, "max_seed_overlap": 0.9}],
+        "decontaminate": [{**scorer, "benchmarks": ["/data/mmlu.jsonl"], "text_key": "question", "id_key": "qid",
+                           "ngram": 8, "threshold": 0.7}],
         "influence": [{"target_expr": "kind == 'doc'", "holdout": 0.5, "checkpoint_every": 5,
                        **_influence_spec_values()}],
     }
@@ -68,7 +71,8 @@ def _influence_spec_values() -> dict:
     from textcurate.influence.run import InfluenceSpec
 
     chosen = {"method": "trak", "proj_kind": "sparse", "params": "last:1", "model": "/models/lm",
-              "device": "cpu", "embedder": "mpnet", "candidates": 0.5, "compare_field": "source"}
+              "device": "cpu", "embedder": "mpnet", "candidates": 0.5, "compare_field": "source",
+              "normalize": False, "precision": "bf16"}
     out = {}
     for name, info in InfluenceSpec.model_fields.items():
         if name in chosen:

@@ -22,6 +22,7 @@ documents' influence is NaN (a selection by influence never takes them).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -56,6 +57,8 @@ class InfluenceSpec(BaseModel):
     warmup_tokens: int = Field(100_000, ge=1000)
     checkpoints: int = Field(4, ge=1)
     lam: float = Field(1e-2, gt=0, description="TRAK ridge, relative to the mean diagonal of Phi^T Phi")
+    normalize: bool | None = Field(None, description="unit-normalise every projected gradient before scoring "
+                                                     "(default: LESS yes, TRAK no)")
     model: str | None = Field(None, description="a local causal LM (or smollm2) instead of a fresh small GPT")
     n_layer: int = _LM["n_layer"].default
     n_head: int = _LM["n_head"].default
@@ -63,6 +66,11 @@ class InfluenceSpec(BaseModel):
     vocab_size: int = _LM["vocab_size"].default
     seed: int = 0
     device: str = "auto"
+    precision: str = Field("auto", pattern="^(auto|fp32|bf16)$",
+                           description="gradients under bf16 autocast (linear-layer parameters: lora, or last:K "
+                                       "of a model whose blocks hold only linear weights); auto: bf16 for a "
+                                       "pretrained --model where the device computes bf16 (CUDA, AMX/AVX512-BF16 "
+                                       "CPUs), else fp32")
     embedder: str = Field("minilm", description="the embedder of the similarity baselines and of the candidates")
     candidates: float = Field(1.0, gt=0, le=1, description="two-stage: gradients only for this share of the pool "
                                                           "most similar to the target's mean embedding (1: all)")
@@ -86,7 +94,7 @@ def split_target(docs: list, expr: str, holdout: float, log=print) -> tuple[list
 def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: str, log=print) -> dict:
     from textcurate.influence.grads import PerExampleGrads, document_batches, select_parameters
     from textcurate.influence.project import Projector
-    from textcurate.influence.scores import adam_direction, less_scores, trak_scores
+    from textcurate.influence.scores import adam_direction, checkpoint_scores
     from textcurate.lm.data import tokenize_documents
     from textcurate.lm.train import TrainConfig, train_lm
 
@@ -154,7 +162,7 @@ def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: st
     projector = None
     for c, snap in enumerate(snapshots):
         model.load_state_dict(snap["weights"])
-        grads = PerExampleGrads(model, spec.params, device)
+        grads = PerExampleGrads(model, spec.params, device, dtype=grad_dtype(spec, device))
         if projector is None:
             projector = Projector(grads.dim, spec.proj_dim, spec.proj_kind, spec.seed)
         feats = {}
@@ -192,9 +200,7 @@ def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: st
         _write_features(os.path.join(out_dir, "features", f"ckpt-{c}"), [pool[i].id for i in cand], feats["pool"])
         _write_features(os.path.join(out_dir, "features", f"ckpt-{c}-target"), [d.id for d in target],
                         feats["target"])
-        s = (trak_scores(feats["pool"], feats["target"], spec.lam) if spec.method == "trak"
-             else less_scores(feats["pool"], feats["target"]))
-        per_ckpt.append(s)
+        per_ckpt.append(checkpoint_scores(spec.method, feats["pool"], feats["target"], spec.lam, spec.normalize))
         weights.append(snap["lr"] if spec.method == "less" else 1.0)
         log(f"  checkpoint {c} (step {snap['step']}): {len(pool_tok) + len(target):,} gradients of dimension "
             f"{grads.dim:,} -> {spec.proj_dim:,}")
@@ -211,7 +217,8 @@ def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: st
             "parameters": len(names), "checkpoints": [{"step": s["step"], "lr": s["lr"]} for s in snapshots],
             "warmup": {"documents": int(len(warm)), "tokens": warm_res.tokens, "seconds": round(warm_s, 1)},
             "candidates": {"share": spec.candidates, "documents": int(len(cand))},
-            "gradients": n_grads, "similarity_seconds": round(sim_s, 1),
+            "gradients": n_grads, "gradient_method": grads.method,
+            "gradient_dtype": "bf16" if grads.dtype is not None else "fp32", "similarity_seconds": round(sim_s, 1),
             "comparison": compare_selections(pool, target, {"influence": score, "target_sim": sim_mean,
                                                             "target_sim_nearest": sim_nearest},
                                              spec.compare_fraction, spec.compare_field),
@@ -224,6 +231,41 @@ def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: st
     write_json_atomic(os.path.join(out_dir, "card.json"), card)
     card["scores"] = {d.id: float(v) for d, v in zip(pool, score)}
     return card
+
+
+def grad_dtype(spec: InfluenceSpec, device: str):
+    """torch.bfloat16 or None (float32): see ``InfluenceSpec.precision``."""
+    from textcurate.io.files import cpu_has_bf16
+
+    if spec.precision == "auto":
+        return torch.bfloat16 if spec.model and (device == "cuda" or cpu_has_bf16()) else None
+    return torch.bfloat16 if spec.precision == "bf16" else None
+
+
+def rescore(out_dir: str, normalize: bool | None = None, checkpoints: list[int] | None = None) -> np.ndarray:
+    """The scores of a finished run again from its stored projected features, with another
+    normalisation or a subset of its checkpoints (indices into ``card.json``'s), without a
+    gradient: aligned with ``influence.parquet``'s rows, NaN outside the candidates."""
+    from textcurate.influence.scores import checkpoint_scores
+    from textcurate.io.files import column_vectors
+
+    with open(os.path.join(out_dir, "card.json")) as fh:
+        card = json.load(fh)
+    spec = InfluenceSpec(**card["spec"])
+    ids = pq.read_table(os.path.join(out_dir, "influence.parquet"), columns=["id"]).column("id").to_pylist()
+    use = list(range(len(card["checkpoints"]))) if checkpoints is None else list(checkpoints)
+    per_ckpt, weights, cand = [], [], None
+    for c in use:
+        pool = pq.read_table(os.path.join(out_dir, "features", f"ckpt-{c}", "00000.parquet"))
+        target = pq.read_table(os.path.join(out_dir, "features", f"ckpt-{c}-target", "00000.parquet"))
+        cand = pool.column("id").to_pylist()
+        per_ckpt.append(checkpoint_scores(spec.method, column_vectors(pool.column("embedding")),
+                                          column_vectors(target.column("embedding")), spec.lam, normalize))
+        weights.append(card["checkpoints"][c]["lr"] if spec.method == "less" else 1.0)
+    row = {i: n for n, i in enumerate(ids)}
+    score = np.full(len(ids), np.nan)
+    score[[row[i] for i in cand]] = np.average(np.stack(per_ckpt), axis=0, weights=np.asarray(weights))
+    return score
 
 
 class Ticker:

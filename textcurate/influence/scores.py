@@ -19,8 +19,11 @@ import numpy as np
 import torch
 
 
-def trak_scores(phi: np.ndarray, target: np.ndarray, lam: float = 1e-2) -> np.ndarray:
-    """phi [n, k], target [m, k] -> [n]. ``lam`` is relative to the mean diagonal of Phi^T Phi."""
+def trak_scores(phi: np.ndarray, target: np.ndarray, lam: float = 1e-2, normalize: bool = False) -> np.ndarray:
+    """phi [n, k], target [m, k] -> [n]. ``lam`` is relative to the mean diagonal of Phi^T Phi.
+    ``normalize``: unit-normalise every feature first (TRAK's own scores do not)."""
+    if normalize:
+        phi, target = unit(phi), unit(target)
     p = torch.from_numpy(np.asarray(phi, dtype=np.float32))
     gram = p.T @ p
     ridge = lam * float(gram.diagonal().mean()) + 1e-8
@@ -35,9 +38,21 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def less_scores(pool: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Mean cosine of each pool feature to the target features (both [*, k])."""
+def less_scores(pool: np.ndarray, target: np.ndarray, normalize: bool = True) -> np.ndarray:
+    """Mean cosine of each pool feature to the target features (both [*, k]); without
+    ``normalize``, the mean inner product (long documents' small gradients then weigh less, and
+    a few large gradients dominate)."""
+    if not normalize:
+        return np.asarray(pool, dtype=np.float32) @ np.asarray(target, dtype=np.float32).mean(0)
     return unit(pool) @ unit(target).mean(0)
+
+
+def checkpoint_scores(method: str, pool: np.ndarray, target: np.ndarray, lam: float = 1e-2,
+                      normalize: bool | None = None) -> np.ndarray:
+    """One checkpoint's scores; ``normalize`` None: the method's own choice (LESS yes, TRAK no)."""
+    if method == "trak":
+        return trak_scores(pool, target, lam, normalize=bool(normalize))
+    return less_scores(pool, target, normalize=normalize is None or normalize)
 
 
 def adam_direction(g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: int, betas=(0.9, 0.95),
