@@ -608,6 +608,16 @@ def stages():
         print(f"{name:<12} {model.doc()}  [{model.__module__}]\n{'':<12} params: {', '.join(fields)}")
 
 
+def _load_verbs() -> None:
+    """Verbs declared in a capability's own folder (a top-level ``@app.command(`` in its ``cli.py``)."""
+    from textcurate.registry import import_declaring
+
+    import_declaring("@app.command(")
+
+
+_load_verbs()
+
+
 def main():  # python -m textcurate
     app()
 

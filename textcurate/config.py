@@ -21,7 +21,7 @@ import json
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from textcurate.evaluate.spec import EvaluateSpec
 from textcurate.mix.spec import MixSpec
@@ -78,6 +78,22 @@ class FileTreeInput(_Strict):
 
 
 InputConfig = Annotated[Union[JsonlInput, ParquetInput, HFDatasetInput, FileTreeInput], Field(discriminator="type")]
+BUILTIN_INPUTS = ("jsonl", "parquet", "hf_dataset", "file_tree")
+_INPUT = TypeAdapter(InputConfig)
+
+
+def validate_input(value):
+    """A built-in input, or one a module declares with ``@input_type`` (``textcurate.registry``)."""
+    if isinstance(value, BaseModel):
+        return value
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind not in BUILTIN_INPUTS:
+        from textcurate.registry import discover_inputs
+
+        plugins = discover_inputs()
+        if kind in plugins:
+            return plugins[kind].model_validate(value)
+    return _INPUT.validate_python(value)
 
 
 class OutputConfig(_Strict):
@@ -96,13 +112,18 @@ class ExecutorConfig(_Strict):
 
 class PipelineConfig(_Strict):
     name: str = "pipeline"
-    input: InputConfig
+    input: Any = Field(description="jsonl | parquet | hf_dataset | file_tree, or a registered input type (synth)")
     stages: list[dict[str, Any]] = []
     output: OutputConfig
     executor: ExecutorConfig = ExecutorConfig()
     seed: int = 0
     evaluate: EvaluateSpec | None = None  # after the run: train small LMs on selections vs random
     mix: MixSpec | None = None  # after the run: plan (and write) a mixture of the kept documents' sources
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _input(cls, v):
+        return validate_input(v)
 
     def stage_params(self) -> list[tuple[str, BaseModel]]:
         """Validate each stage against its registered parameter model."""

@@ -103,6 +103,38 @@ class ScorerParams(StageParams):
 
 
 STAGES: dict[str, type[StageParams]] = {}
+INPUTS: dict[str, type[BaseModel]] = {}
+
+
+class InputParams(BaseModel):
+    """An input type declared outside ``textcurate.config`` (the built-in ones are jsonl, parquet,
+    hf_dataset, file_tree). Subclasses are registered with ``@input_type``; the runner calls
+    ``prepare(run_dir, paths)`` once before the run's first phase (in the process that starts the
+    run, not on the executor's workers) and ``build_reader(paths)`` for the reader of every phase."""
+    model_config = ConfigDict(extra="forbid")
+    type: str
+
+    def prepare(self, run_dir: str, paths: "RunPaths") -> dict | None:
+        return None
+
+    def build_reader(self, paths: "RunPaths"):
+        raise NotImplementedError(f"{type(self).__name__}.build_reader")
+
+
+def input_type(type_name: str):
+    """Register an ``InputParams`` subclass as the pipeline input type ``type_name``."""
+    def register(cls):
+        if not (isinstance(cls, type) and issubclass(cls, InputParams)):
+            raise TypeError(f"@input_type({type_name!r}) decorates an InputParams subclass, not {cls!r}")
+        INPUTS[type_name] = cls
+        return cls
+    return register
+
+
+def discover_inputs() -> dict[str, type[BaseModel]]:
+    """Every input type declared with ``@input_type`` in the package."""
+    import_declaring("@input_type(")
+    return INPUTS
 
 
 def stage(type_name: str, needs: list[Needs] | tuple[Needs, ...] = ()):

@@ -28,6 +28,16 @@ class GenerationParams:
 
 
 @dataclass
+class Generation:
+    """One prompt's outcome: its text; ``finish_reason`` ``stop`` (the model ended it), ``length``
+    (cut at max_tokens: truncated) or None (the backend does not say); ``error``: why there is no
+    text (the engine failed on this prompt; the others of its batch are unaffected)."""
+    text: str
+    finish_reason: str | None = None
+    error: str | None = None
+
+
+@dataclass
 class AnswerDistribution:
     """At the first answer token (after the assistant prefix): the probability of each choice, normalised over the choices, and ``mass``, the probability the
     model gave to any of them (low: it wanted to say something else). A choice's probability
@@ -92,6 +102,17 @@ class Engine(ABC):
     @abstractmethod
     def generate(self, prompts: list[Prompt], params: GenerationParams | None = None) -> list[str]:
         """One completion per prompt, in order."""
+
+    def generate_detailed(self, prompts: list[Prompt], params: GenerationParams | None = None) -> list[Generation]:
+        """Like ``generate``, one :class:`Generation` per prompt, and a failure is data: when the batch
+        fails, each prompt is tried alone, and the one that still fails comes back with ``error``
+        (backends that know why an answer ended override this and fill ``finish_reason``)."""
+        try:
+            return [Generation(t) for t in self.generate(prompts, params)]
+        except Exception as e:  # noqa: BLE001 - an engine's failure is recorded, not raised
+            if len(prompts) <= 1:
+                return [Generation("", error=f"{type(e).__name__}: {e}"[:500])] * len(prompts)
+            return [g for p in prompts for g in self.generate_detailed([p], params)]
 
     def answer_distribution(self, prompts: list[Prompt], choices: list[str],
                             params: GenerationParams | None = None) -> list[AnswerDistribution]:

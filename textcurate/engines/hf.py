@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from textcurate.engines.base import (AnswerDistribution, Engine, GenerationParams, Prompt, answer_spacing, as_messages,
+from textcurate.engines.base import (AnswerDistribution, Engine, Generation, GenerationParams, Prompt, answer_spacing, as_messages,
                                      distribution_from_probs)
 
 
@@ -88,11 +88,20 @@ class TransformersEngine(Engine):
         return text + ("\n" + prefix if prefix else "")
 
     def generate(self, prompts: list[Prompt], params: GenerationParams | None = None) -> list[str]:
+        return [g.text for g in self._generate(prompts, params)]
+
+    def generate_detailed(self, prompts: list[Prompt], params: GenerationParams | None = None) -> list[Generation]:
+        try:
+            return self._generate(prompts, params)
+        except Exception:  # noqa: BLE001 - the base class isolates the failing prompt
+            return super().generate_detailed(prompts, params)
+
+    def _generate(self, prompts: list[Prompt], params: GenerationParams | None) -> list[Generation]:
         import torch
 
         params = params or GenerationParams()
         lm, tok = self._load()
-        out: list[str] = []
+        out: list[Generation] = []
         for start in range(0, len(prompts), self.batch_size):
             texts = [self._render(p, params.assistant_prefix) for p in prompts[start:start + self.batch_size]]
             enc = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_input_tokens,
@@ -110,11 +119,14 @@ class TransformersEngine(Engine):
                 gen = lm.generate(**enc, **kwargs)
             new = gen[:, enc["input_ids"].shape[1]:]
             self.tokens_generated += int((new != tok.pad_token_id).sum())
+            ends = {t for t in (lm.generation_config.eos_token_id, tok.eos_token_id) if t is not None
+                    for t in (t if isinstance(t, list) else [t])}
             for row in new:
                 text = tok.decode(row, skip_special_tokens=True)
+                stopped = bool(set(row.tolist()) & ends) or any(s in text for s in params.stop)
                 for s in params.stop:  # stop strings are not part of the answer
                     text = text.split(s)[0]
-                out.append(text)
+                out.append(Generation(text, "stop" if stopped or len(row) < params.max_tokens else "length"))
         return out
 
     # -- the answer's distribution, with the shared prefix computed once ----------------------------

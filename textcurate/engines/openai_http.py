@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from textcurate.engines.base import (AnswerDistribution, Engine, GenerationParams, Prompt, as_messages,
+from textcurate.engines.base import (AnswerDistribution, Engine, Generation, GenerationParams, Prompt, as_messages,
                                      distribution_from_logprobs)
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -71,6 +71,41 @@ class OpenAIEngine(Engine):
         params = params or GenerationParams()
         payloads = [self._payload(p, params) for p in prompts]  # bad prompts fail before any request
         return self._map(payloads, self._parse)
+
+    def generate_detailed(self, prompts: list[Prompt], params: GenerationParams | None = None) -> list[Generation]:
+        """Every request on its own (retried with backoff as ``generate``'s): one that fails for good
+        comes back with ``error`` and the others keep their answers; the server's ``finish_reason``."""
+        params = params or GenerationParams()
+        out: list[Generation | None] = [None] * len(prompts)
+        payloads = []
+        for i, p in enumerate(prompts):
+            try:
+                payloads.append((i, self._payload(p, params)))
+            except (ValueError, TypeError) as e:
+                out[i] = Generation("", error=f"{type(e).__name__}: {e}")
+
+        def one(payload):
+            try:
+                return self._request(payload, self._parse_detailed)
+            except Exception as e:  # noqa: BLE001 - recorded per prompt
+                return Generation("", error=f"{type(e).__name__}: {e}"[:500])
+
+        if payloads:
+            if self._pool is None and self.concurrency > 1 and len(payloads) > 1:
+                self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="openai-engine")
+            results = (list(self._pool.map(one, [p for _, p in payloads])) if self._pool is not None
+                       and len(payloads) > 1 else [one(p) for _, p in payloads])
+            for (i, _), g in zip(payloads, results):
+                out[i] = g
+        return out
+
+    def _parse_detailed(self, r: requests.Response, url: str) -> Generation:
+        text = self._parse(r, url)
+        try:
+            reason = r.json()["choices"][0].get("finish_reason")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            reason = None
+        return Generation(text, reason)
 
     def answer_distribution(self, prompts: list[Prompt], choices: list[str],
                             params: GenerationParams | None = None) -> list[AnswerDistribution]:

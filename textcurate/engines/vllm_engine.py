@@ -22,7 +22,7 @@ On a CPU keep ``enforce_eager=True`` (no graph capture) and a small ``max_model_
 
 from __future__ import annotations
 
-from textcurate.engines.base import (AnswerDistribution, Engine, GenerationParams, Prompt, answer_spacing, as_messages,
+from textcurate.engines.base import (AnswerDistribution, Engine, Generation, GenerationParams, Prompt, answer_spacing, as_messages,
                                      distribution_from_logprobs)
 
 
@@ -69,6 +69,18 @@ class VLLMEngine(Engine):
         params = params or GenerationParams()
         outputs = self._run(prompts, self.sampling_params(params), params.assistant_prefix)
         return [o.outputs[0].text if o.outputs else "" for o in outputs]
+
+    def generate_detailed(self, prompts: list[Prompt], params: GenerationParams | None = None) -> list[Generation]:
+        """vLLM says why each answer ended (``stop`` or ``length``)."""
+        if not prompts:
+            return []
+        params = params or GenerationParams()
+        try:
+            outputs = self._run(prompts, self.sampling_params(params), params.assistant_prefix)
+        except Exception:  # noqa: BLE001 - the base class isolates the failing prompt
+            return super().generate_detailed(prompts, params)
+        return [Generation(o.outputs[0].text, o.outputs[0].finish_reason) if o.outputs
+                else Generation("", error="vLLM returned no output") for o in outputs]
 
     def answer_distribution(self, prompts: list[Prompt], choices: list[str],
                             params: GenerationParams | None = None) -> list[AnswerDistribution]:

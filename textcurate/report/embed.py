@@ -51,6 +51,8 @@ def _embeddings(run_dir: str, record: dict) -> str | None:
             continue
         name = os.path.basename(folder)
         ids, vecs = read_features(folder)
+        if not len(ids):  # every document was dropped before the embedding
+            continue
         cfg = _stage_config(record, name)
         size = sum(os.path.getsize(p) for p in shards)
         norms = np.linalg.norm(vecs, axis=1)

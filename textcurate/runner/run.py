@@ -32,7 +32,13 @@ from textcurate.steps.fitted import FittedStage, mark_done, tasks_done
 
 
 def build_reader(cfg: PipelineConfig, paths: RunPaths) -> PipelineStep:
-    inp = cfg.input
+    return reader_for(cfg.input, paths)
+
+
+def reader_for(inp, paths: RunPaths) -> PipelineStep:
+    """The datatrove reader of an input config (a built-in type, or a registered one's own)."""
+    if hasattr(inp, "build_reader"):
+        return inp.build_reader(paths)
     common = {"rejects_folder": paths.rejects, "limit": inp.limit, "skip": inp.skip}
     if inp.type == "file_tree":
         return FileTreeReader(inp.paths, include=inp.include, exclude=inp.exclude,
@@ -157,6 +163,14 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     write_json_atomic(record_path, record)
 
+    if hasattr(cfg.input, "prepare"):  # a registered input type's one-off work (synth: topics, prompts)
+        try:
+            prepared = cfg.input.prepare(run_dir, paths)
+        except ValueError as e:
+            raise ConfigError(f"input ({cfg.input.type}): {e}") from e
+        if prepared:
+            record["input"] = prepared
+            write_json_atomic(record_path, record)
     reader = build_reader(cfg, paths)
     stages = build_stages(cfg, paths)
     labels = ["read"] + [name for name, _ in stages]
