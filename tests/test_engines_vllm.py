@@ -160,6 +160,10 @@ def test_vllm_engine_in_process(model_path):
         assert first == second, (first, second)  # greedy: repeatable
         assert "Paris" in first[0], first[0]
         assert eng.generate([]) == []
+        detailed = eng.generate_detailed(["Write a long story about a river.", "Say hi."],
+                                         GenerationParams(max_tokens=8))
+        assert detailed[0].finish_reason == "length" and detailed[0].error is None, detailed
+        assert detailed[0].text == eng.generate(["Write a long story about a river."], GenerationParams(max_tokens=8))[0]
         # an answer prefix is continued, not restated: the judge's "Educational score:" form
         cont = eng.generate(["Rate the text 'Plants need light.' from 0 to 5."],
                             GenerationParams(max_tokens=3, assistant_prefix="Educational score:"))
@@ -183,12 +187,14 @@ def test_openai_engine_against_vllm_server(server, model_path):
     try:
         out = eng.generate(prompts, GenerationParams(max_tokens=12))
         sequential = one_by_one.generate(prompts, GenerationParams(max_tokens=12))
+        detailed = eng.generate_detailed(prompts[:2] + ["Write a long essay on rivers."], GenerationParams(max_tokens=12))
     finally:
         eng.close()
         one_by_one.close()
     assert len(out) == len(prompts) and all(t.strip() for t in out), out
     # order: 4 requests in flight come back in prompt order (greedy: the same texts as one at a time)
     assert out == sequential, (out, sequential)
+    assert [g.text for g in detailed[:2]] == out[:2] and detailed[2].finish_reason == "length", detailed
 
 
 def test_answer_distribution_through_the_server(server, model_path):
