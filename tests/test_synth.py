@@ -312,3 +312,24 @@ def test_curriculum_file_and_bad_topics(tmp_path):
         topics_from_file(str(tmp_path / "bad.yaml"))
     with pytest.raises(ValueError, match="subtopics"):
         topics_from_list([{"topic": "A", "subtopics": "not a list"}])
+
+
+def test_synth_verb_end_to_end(tmp_path, writer):
+    """`textcurate synth` as a user runs it: topics in, pages out, the diversity line printed."""
+    from typer.testing import CliRunner
+
+    from textcurate.cli import app
+
+    srv, url = writer
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["synth", "--topics", "binary search,git branches", "--pages", "6",
+                                   "--engine", "openai", "--model", "writer", "--base-url", url, "--classifier", "",
+                                   "--min-chars", "100", "--out", str(out), "--audiences", "college",
+                                   "--styles", "how_to,exercises"])
+    assert res.exit_code == 0, res.output
+    docs = read_output_docs(out)
+    assert len(docs) == 6 and {d["metadata"]["style"] for d in docs} == {"how_to", "exercises"}
+    div = json.loads((out / "artifacts" / "synth" / "diversity.json").read_text())
+    assert div["pages"] == 6 and 0 < div["distinct_2"] <= 1 and "mean_pairwise_cosine" in div
+    bad = CliRunner().invoke(app, ["synth", "--topics", "x", "--audiences", "toddlers", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "unknown audience" in bad.output

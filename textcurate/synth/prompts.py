@@ -75,6 +75,7 @@ def render(topic: str, subtopic: str, audience: str, style: str, framing: int, e
              f"Topic: {topic}" + (f", focusing on {subtopic}." if subtopic and subtopic != topic else "."),
              f"Readers: {AUDIENCES[audience]}."]
     if extract:
+        extract = extract.replace("<extract>", "").replace("</extract>", "")  # the seed cannot close the fence
         parts.append("Here is an extract from a real document on this topic, for context; draw on what it is "
                      "about, do not copy it:\n<extract>\n" + extract + "\n</extract>")
     parts += [FRAMINGS[framing], AVOID, "Write the page now."]

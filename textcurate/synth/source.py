@@ -42,14 +42,23 @@ PROMPT_FIELDS = ("prompt_id", "template_version", "topic", "subtopic", "audience
 class EngineSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["transformers", "openai", "vllm"] = "transformers"
-    model: str = Field("smollm2", description="a local path, a packaged alias (smollm2, qwen-coder-1.5b), or the "
-                                              "served model's name (openai)")
+    model: str = Field("auto", description="a local path, a packaged alias (smollm2, qwen-coder-1.5b), or the "
+                                           "served model's name (openai); auto: qwen-coder-1.5b where its setup "
+                                           "has run (python -m textcurate.engines.models setup qwen-coder-1.5b), "
+                                           "else smollm2")
     base_url: str | None = Field(None, description="openai: http://HOST:PORT/v1")
     api_key: str | None = None
     concurrency: int = Field(8, ge=1, description="openai: requests in flight")
     timeout: float = Field(120.0, gt=0, description="openai: seconds per request")
     max_retries: int = Field(4, ge=0, description="openai: retries with exponential backoff")
     options: dict[str, Any] = Field({}, description="passed to the engine (transformers: device, dtype, ...)")
+
+    def resolved_model(self) -> str:
+        if self.model != "auto":
+            return self.model
+        from textcurate.engines.models import is_set_up
+
+        return "qwen-coder-1.5b" if is_set_up("qwen-coder-1.5b") else "smollm2"
 
     def make(self, batch_size: int):
         from textcurate.engines import make_engine
@@ -63,7 +72,7 @@ class EngineSpec(BaseModel):
                 opts["api_key"] = self.api_key
         elif self.kind == "transformers":
             opts.setdefault("batch_size", batch_size)
-        return make_engine(self.kind, self.model, **opts)
+        return make_engine(self.kind, self.resolved_model(), **opts)
 
 
 @input_type("synth")
@@ -155,7 +164,8 @@ class SynthInput(InputParams):
         rows = as_dicts(prompt_grid(kept, self.pages, self.audiences, self.styles, self.seed, self.extract_chars))
         write_parquet_atomic(os.path.join(folder, "prompts.parquet"), pa.Table.from_pylist(rows))
         summary = {"seeds": len(seeds), "topics": len(topics), "kept_topics": len(kept), "prompts": len(rows),
-                   "template_version": TEMPLATE_VERSION, "grid": {"audiences": self.audiences, "styles": self.styles},
+                   "template_version": TEMPLATE_VERSION, "writer": f"{self.engine.kind}:{self.engine.resolved_model()}",
+                   "grid": {"audiences": self.audiences, "styles": self.styles},
                    "dropped_topics": {t["topic"] or f"cluster {t['cluster']}": t["reason"] for t in topics
                                       if not t["kept"]}}
         write_json_atomic(os.path.join(folder, "prepare.json"), summary)
