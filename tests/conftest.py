@@ -70,3 +70,21 @@ def run_cfg(tmp_path):
                 "executor": {"type": "local", "tasks": tasks, "workers": workers}}
         return parse_pipeline(data)
     return build
+
+
+def loopback_server(handler, state: dict):
+    """A real HTTP server (http.server in a thread) on a free loopback port: yields (server, base
+    URL ending in /v1); ``server.state`` is ``state``. Use as a fixture body (``yield from``)."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv.daemon_threads = True
+    srv.state = state
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield srv, f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -12,10 +12,11 @@ import socket
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from conftest import loopback_server
 from textcurate.engines import GenerationParams, make_engine
 from textcurate.engines.openai_http import OpenAIEngine, OpenAIEngineError
 
@@ -106,17 +107,8 @@ def _logprob_answer(body: dict, chat: bool) -> dict:
 
 @pytest.fixture
 def server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    srv.daemon_threads = True
-    srv.state = {"lock": threading.Lock(), "bodies": [], "auth": [], "hits": Counter(), "inflight": 0,
-                 "max_inflight": 0}
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield srv, f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    yield from loopback_server(FakeOpenAI, {"lock": threading.Lock(), "bodies": [], "auth": [], "hits": Counter(),
+                                            "inflight": 0, "max_inflight": 0})
 
 
 def free_port() -> int:

@@ -20,11 +20,11 @@ import sys
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from conftest import read_output_docs, write_jsonl
+from conftest import loopback_server, read_output_docs, write_jsonl
 from textcurate.synth.prompts import AUDIENCES, STYLES, TEMPLATE_VERSION, prompt_grid
 
 BENCH = [{"id": "q1", "text": "Which git command records the staged changes of the working tree as a new commit in "
@@ -102,16 +102,7 @@ class Writer(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def writer():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Writer)
-    srv.daemon_threads = True
-    srv.state = {"lock": threading.Lock(), "hits": Counter()}
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield srv, f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    yield from loopback_server(Writer, {"lock": threading.Lock(), "hits": Counter()})
 
 
 def test_prompt_grid_is_deterministic_and_covers_every_cell():

@@ -242,14 +242,20 @@ def _check_order(stages: list[tuple[str, BaseModel]]) -> list[str]:
     return errors
 
 
-def load_pipeline(path: str, overrides: list[str] | None = None) -> PipelineConfig:
+def read_yaml(path: str, what: str = ""):
+    """A YAML file's data; a missing file or bad YAML is a ConfigError naming ``what`` and the path."""
+    where = f"{what} {path}" if what else path
     try:
         with open(path) as fh:
-            data = yaml.safe_load(fh)
+            return yaml.safe_load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
+        raise ConfigError(f"{where}: no such file") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(f"{where}: not valid YAML: {e}") from None
+
+
+def load_pipeline(path: str, overrides: list[str] | None = None) -> PipelineConfig:
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with input, stages, output")
     return parse_pipeline(apply_overrides(data, overrides or []), source=path)

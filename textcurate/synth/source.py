@@ -99,20 +99,13 @@ class SynthInput(InputParams):
     seed: int = Field(0, description="samples the grid, the seeds and the generation")
     batch_size: int = Field(8, ge=1, description="prompts per engine call (and per part written)")
 
-    @field_validator("audiences")
+    @field_validator("audiences", "styles")
     @classmethod
-    def _aud(cls, v):
-        bad = [a for a in v if a not in AUDIENCES]
+    def _known(cls, v, info):
+        known = AUDIENCES if info.field_name == "audiences" else STYLES
+        bad = [a for a in v if a not in known]
         if bad or not v:
-            raise ValueError(f"unknown audience(s) {bad}: choose from {', '.join(AUDIENCES)}")
-        return v
-
-    @field_validator("styles")
-    @classmethod
-    def _sty(cls, v):
-        bad = [s for s in v if s not in STYLES]
-        if bad or not v:
-            raise ValueError(f"unknown style(s) {bad}: choose from {', '.join(STYLES)}")
+            raise ValueError(f"unknown {info.field_name[:-1]}(s) {bad}: choose from {', '.join(known)}")
         return v
 
     @model_validator(mode="after")

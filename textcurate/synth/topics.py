@@ -131,15 +131,9 @@ def topics_from_seeds(seeds: list, engine: Engine, clusters: int, per_cluster: i
 
 def topics_from_file(path: str) -> list[dict]:
     """A curriculum: YAML list of ``{topic, subtopics}`` or of plain topic strings."""
-    import yaml
+    from textcurate.config import read_yaml
 
-    try:
-        with open(path) as fh:
-            data = yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise ValueError(f"curriculum {path}: no such file") from None
-    except yaml.YAMLError as e:
-        raise ValueError(f"curriculum {path}: not valid YAML: {e}") from None
+    data = read_yaml(path, "curriculum")
     if isinstance(data, dict) and "topics" in data:
         data = data["topics"]
     if not isinstance(data, list) or not data:
