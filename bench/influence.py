@@ -11,6 +11,12 @@ the Gram matrix of unit gradients, and the correlation of the two projected Gram
 textcurate's count-sketch (``sparse``) projector is measured too.
 
     .venv/bin/python bench/influence.py [--n 256] [--k 2048] [--width 128] [--layers 2]
+    .venv/bin/python bench/influence.py --pretrained smollm2 [--n 64]   # end to end, a pretrained model
+
+``--pretrained``: end-to-end documents/s (per-example gradients + count-sketch projection to k)
+of a pretrained model (the packaged SmolLM2-135M, or qwen-coder-1.5b) on the same texts, for
+``last:2`` (vmap over grad: the blocks hold norms too) and ``lora`` (rank-8 adapters; one
+batched backward with hooks, fp32 and bf16 autocast), context 128, batches of 16.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def real_texts(n: int) -> list[str]:
@@ -48,6 +55,41 @@ def real_texts(n: int) -> list[str]:
     return texts[:n]
 
 
+def pretrained(args) -> None:
+    from judge import cpu_flags
+
+    from textcurate.influence.grads import PerExampleGrads, add_lora, document_batches
+    from textcurate.influence.project import Projector
+    from textcurate.lm.data import tokenize_documents
+    from textcurate.lm.experiment import LMSpec, build_model, make_tokenizer
+
+    texts = real_texts(args.n)
+    spec = LMSpec(block_size=args.context, tokenizer=args.pretrained)
+    tok = make_tokenizer(spec, texts)
+    docs = tokenize_documents(tok, texts, args.context)
+    print(f"CPU: {cpu_flags()}; {torch.get_num_threads()} threads")
+    print(f"{len(docs)} real documents, context {args.context}, batches of 16, projected to k = {args.k:,} "
+          f"(count sketch); model {args.pretrained}")
+    print("| parameters | gradient method | dtype | gradient dimension | documents/s (gradients + projection) |")
+    print("|---|---|---|---|---|")
+    for params, dtype in (("last:2", None), ("lora", None), ("lora", torch.bfloat16)):
+        model = build_model(spec, tok.vocab_size, 0, local=args.pretrained)
+        if params == "lora":
+            model = add_lora(model, r=8)
+        pg = PerExampleGrads(model, params, "cpu", dtype=dtype)
+        proj = Projector(pg.dim, args.k, "sparse", seed=0)
+        batches = list(document_batches(docs, tok.eos_id, args.context, 16))
+        _, x, y = batches[0]
+        proj.project(pg.batch(x[:2], y[:2]))  # warm-up
+        t0 = time.perf_counter()
+        n = 0
+        for _, x, y in batches:
+            proj.project(pg.batch(x, y))
+            n += len(x)
+        secs = time.perf_counter() - t0
+        print(f"| {params} | {pg.method} | {'bf16' if dtype else 'fp32'} | {pg.dim:,} | {n / secs:.2f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=256)
@@ -57,7 +99,10 @@ def main() -> None:
     ap.add_argument("--context", type=int, default=128)
     ap.add_argument("--group", type=int, default=256, help="gradients per projection call (the influence "
                                                            "stage groups ~512 MB of them)")
+    ap.add_argument("--pretrained", default=None, help="smollm2 or qwen-coder-1.5b: end-to-end documents/s")
     args = ap.parse_args()
+    if args.pretrained:
+        return pretrained(args)
 
     from trak.projectors import BasicProjector, ProjectionType
 
