@@ -324,3 +324,27 @@ def test_synth_verb_end_to_end(tmp_path, writer):
     assert div["pages"] == 6 and 0 < div["distinct_2"] <= 1 and "mean_pairwise_cosine" in div
     bad = CliRunner().invoke(app, ["synth", "--topics", "x", "--audiences", "toddlers", "--out", str(tmp_path / "b")])
     assert bad.exit_code == 2 and "unknown audience" in bad.output
+
+
+def test_bad_seeds_and_benchmarks_fail_clearly(tmp_path, writer):
+    from textcurate.config import ConfigError, parse_pipeline
+    from textcurate.runner.run import run_pipeline
+    from textcurate.synth.gates import read_benchmark_texts
+
+    srv, url = writer
+    data = _pipeline(tmp_path, url, ["binary search"], pages=2)
+    # a seed corpus of broken lines only: rejected with file and line, then a clear error
+    write_jsonl(tmp_path / "seeds" / "s.jsonl", [b"{not json", b'{"id": "x"}'])
+    with pytest.raises(ConfigError, match="seed corpus holds no document"):
+        run_pipeline(parse_pipeline(data), report=False)
+    rej = [json.loads(ln) for f in (tmp_path / "run" / "artifacts" / "synth" / "rejects").rglob("*.jsonl")
+           for ln in f.read_text().splitlines()]
+    assert {r["line"] for r in rej} == {1, 2} and all(r["file"].endswith("s.jsonl") for r in rej)
+    # no source of topics at all
+    with pytest.raises(ConfigError, match="give seeds"):
+        parse_pipeline({**data, "input": {k: v for k, v in data["input"].items() if k not in ("seeds", "topics")}})
+    write_jsonl(tmp_path / "b.jsonl", [{"id": "a", "text": "fine"}, {"id": "b", "question": "no text"}])
+    with pytest.raises(ValueError, match=r"b.jsonl:2 field 'text'"):
+        read_benchmark_texts([str(tmp_path / "b.jsonl")], "text", "id")
+    with pytest.raises(ValueError, match="no such file"):
+        read_benchmark_texts([str(tmp_path / "missing.jsonl")], "text", "id")
