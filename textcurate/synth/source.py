@@ -196,35 +196,34 @@ class SynthReader(PipelineStep):
         self.spec, self.folder = spec, folder
         self._done = self._total = 0
 
+    def _mine(self, rank: int, world_size: int) -> list[dict]:
+        prompts = pq.read_table(os.path.join(self.folder, "prompts.parquet")).to_pylist()
+        return [p for i, p in enumerate(prompts) if i % world_size == rank]
+
     def progress_total(self, rank: int, world_size: int):
-        return None, "pages"
+        return len(self._mine(rank, world_size)), "pages"
 
     def progress_done(self) -> int:
         return self._done
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         from textcurate.engines.base import GenerationParams
-        from textcurate.synth.generate import finished, generate_pages
+        from textcurate.synth.generate import iter_pages
 
         if data:
             yield from data
-        prompts = pq.read_table(os.path.join(self.folder, "prompts.parquet")).to_pylist()
-        mine = [p for i, p in enumerate(prompts) if i % world_size == rank]
-        parts = os.path.join(self.folder, "generated")
-        rows = finished(parts)
-        if any(p["prompt_id"] not in rows for p in mine):
-            engine = self.spec.engine.make(self.spec.batch_size)
-            params = GenerationParams(max_tokens=self.spec.max_tokens, temperature=self.spec.temperature,
-                                      top_p=self.spec.top_p, seed=self.spec.seed + rank)
-            try:
-                rows = generate_pages(mine, engine, parts, params, self.spec.batch_size, prefix=f"task{rank:05d}")
-            finally:
-                engine.close()
-        for p in mine:
-            r = rows[p["prompt_id"]]
+        mine = {p["prompt_id"]: p for p in self._mine(rank, world_size)}
+        params = GenerationParams(max_tokens=self.spec.max_tokens, temperature=self.spec.temperature,
+                                  top_p=self.spec.top_p, seed=self.spec.seed + rank)
+        # the engine is made only if a prompt is left to generate (a rerun over finished parts loads no model)
+        pages = iter_pages(list(mine.values()), lambda: self.spec.engine.make(self.spec.batch_size),
+                           os.path.join(self.folder, "generated"), params, self.spec.batch_size,
+                           prefix=f"task{rank:05d}")
+        for pid, r in pages:
+            p = mine[pid]
             meta = {k: p[k] for k in PROMPT_FIELDS}
             meta.update(model=r["model"], engine=r["engine"], finish_reason=r["finish_reason"],
                         synth_error=r["error"])
             self._done += 1
             self.stat_update("pages")
-            yield Document(text=r["text"] or "", id=f"synth-{p['prompt_id']}", metadata=meta)
+            yield Document(text=r["text"] or "", id=f"synth-{pid}", metadata=meta)
