@@ -126,8 +126,8 @@ def test_targeted_selection_puts_the_target_domain_on_top(tmp_path, method):
     res = CliRunner().invoke(app, [
         "influence", "--pool", str(tmp_path / "pool"), "--target-expr", "kind == 'prose'", "--method", method,
         "--proj-dim", "512", "--proj-kind", "sparse" if method == "less" else "rademacher", "--context", "48",
-        "--warmup-tokens", "20000", "--warmup-fraction", "0.2", "--checkpoints", "2",
-        "--out", str(tmp_path / "inf")])
+        "--warmup-tokens", "20000", "--warmup-fraction", "0.2", "--checkpoints", "2", "--model", "gpt",
+        "--params", "all", "--candidates", "1", "--out", str(tmp_path / "inf")])
     assert res.exit_code == 0, res.output
     card = json.loads((tmp_path / "inf" / "card.json").read_text())
     import pyarrow.parquet as pq
@@ -154,7 +154,8 @@ def test_influence_stage_then_evaluate_in_one_pipeline(tmp_path):
     cfg = parse_pipeline({
         "name": "influence-test", "input": {"type": "jsonl", "path": str(tmp_path / "pool")},
         "stages": [{"type": "influence", "target_expr": target, "method": "less", "proj_dim": 256, "context": 64,
-                    "warmup_tokens": 10000, "warmup_fraction": 0.2, "checkpoints": 2, "vocab_size": 512}],
+                    "warmup_tokens": 10000, "warmup_fraction": 0.2, "checkpoints": 2, "vocab_size": 512,
+                    "model": "gpt", "params": "all", "candidates": 1.0}],
         "output": {"path": str(tmp_path / "run")}, "executor": {"type": "local", "tasks": 2, "workers": 1},
         "evaluate": {"target": {"expr": target}, "selections": [{"name": "influence", "by": "influence",
                                                                  "fractions": [0.2]}],
@@ -185,7 +186,7 @@ def test_every_run_carries_its_baselines_and_two_stage_scores_only_candidates(tm
     pool, target = split_target(docs, "kind == 'prose'", 0.3, log=lambda *_: None)
     spec = InfluenceSpec(method="less", proj_dim=64, proj_kind="sparse", context=32, warmup_tokens=2000,
                          warmup_fraction=0.1, checkpoints=2, vocab_size=300, n_layer=1, n_head=2, n_embd=32,
-                         candidates=0.25, compare_fraction=0.1, compare_field="kind")
+                         candidates=0.25, compare_fraction=0.1, compare_field="kind", model="gpt", params="all")
     lines = []
     card = compute_influence(pool, target, spec, str(tmp_path / "inf"), log=lines.append)
     t = pq.read_table(str(tmp_path / "inf" / "influence.parquet")).to_pylist()
@@ -248,7 +249,7 @@ def test_lora_influence_end_to_end(tmp_path):
     pool, target = split_target(docs, "kind == 'prose'", 0.3, log=lambda *_: None)
     spec = InfluenceSpec(method="less", params="lora", lora_r=2, proj_dim=32, proj_kind="sparse", context=32,
                          warmup_tokens=2000, warmup_fraction=0.2, checkpoints=1, vocab_size=300, n_layer=2,
-                         n_head=2, n_embd=32)
+                         n_head=2, n_embd=32, model="gpt", candidates=1.0)
     card = compute_influence(pool, target, spec, str(tmp_path / "inf"), log=lambda *_: None)
     per_layer = 2 * 32 + 2 * 96, 2 * 32 + 2 * 32, 2 * 32 + 2 * 128, 2 * 128 + 2 * 32  # qkv, proj, mlp in, mlp out
     assert card["grad_dim"] == 2 * sum(per_layer)  # two blocks; rank 2: r x in + out x r per layer
@@ -269,7 +270,7 @@ def test_rescore_reproduces_the_run_and_varies_normalisation_and_checkpoints(tmp
     pool, target = split_target(docs, "kind == 'prose'", 0.3, log=lambda *_: None)
     spec = InfluenceSpec(method="less", proj_dim=64, proj_kind="sparse", context=32, warmup_tokens=3000,
                          warmup_fraction=0.2, checkpoints=2, vocab_size=300, n_layer=1, n_head=2, n_embd=32,
-                         candidates=0.5)
+                         candidates=0.5, model="gpt", params="all")
     out = str(tmp_path / "inf")
     compute_influence(pool, target, spec, out, log=lambda *_: None)
     stored = pq.read_table(os.path.join(out, "influence.parquet")).column("influence").to_numpy()
@@ -313,3 +314,26 @@ def test_hook_gradients_equal_vmap_for_linear_parameters(real_grads):
     cos = torch.nn.functional.cosine_similarity(bf, g, dim=1)
     assert cos.min() > 0.95
     assert PerExampleGrads(model, "all").method == "vmap"  # embeddings and norms: not linear layers
+
+
+@pytest.mark.slow
+def test_the_default_is_smollm2_lora_two_stage(tmp_path):
+    """The measured default (README): SmolLM2-135M with rank-8 LoRA adapters warmed up on the pool,
+    gradients (hooks) for the 30 % most target-similar documents only, two checkpoints, a count
+    sketch; LESS scores."""
+    from datatrove.data import Document
+
+    from textcurate.influence.run import InfluenceSpec, compute_influence, split_target
+
+    recs = _corpus(tmp_path / "pool")[::12]
+    docs = [Document(text=r["text"], id=r["id"], metadata={"kind": r["kind"]}) for r in recs]
+    pool, target = split_target(docs, "kind == 'prose'", 0.3, log=lambda *_: None)
+    spec = InfluenceSpec(context=32, proj_dim=64, warmup_tokens=1000, compare_field="kind")
+    assert (spec.model, spec.params, spec.candidates, spec.checkpoints, spec.method, spec.proj_kind) == (
+        "smollm2", "lora", 0.3, 2, "less", "sparse")
+    card = compute_influence(pool, target, spec, str(tmp_path / "inf"), log=lambda *_: None)
+    n_cand = math.ceil(0.3 * len(pool))
+    assert card["gradient_method"] == "hooks" and card["gradients"] == 2 * (n_cand + len(target))
+    assert card["grad_dim"] == 30 * 8 * (1152 + 2 * 768 + 1152 + 3 * 2112)  # q, k, v, o, gate, up, down: r x (in + out)
+    scores = pq.read_table(str(tmp_path / "inf" / "influence.parquet")).column("influence").to_numpy()
+    assert int(np.isfinite(scores).sum()) == n_cand

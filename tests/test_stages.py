@@ -70,7 +70,7 @@ def _influence_spec_values() -> dict:
     """A non-default value for every option of the influence spec, derived from its fields."""
     from textcurate.influence.run import InfluenceSpec
 
-    chosen = {"method": "trak", "proj_kind": "sparse", "params": "last:1", "model": "/models/lm",
+    chosen = {"method": "trak", "proj_kind": "gaussian", "params": "last:1", "model": "/models/lm",
               "device": "cpu", "embedder": "mpnet", "candidates": 0.5, "compare_field": "source",
               "normalize": False, "precision": "bf16"}
     out = {}

@@ -1,6 +1,10 @@
 """Influence of every pool document on a target: warm-up, checkpoints, gradients, projection, scores.
 
-1. A model: a small GPT from the kit (on a BPE trained on the pool), or any local causal LM.
+1. A model: by default the packaged SmolLM2-135M with rank-8 LoRA adapters on its blocks' linear
+   layers (``params: lora``), gradients for the 30 % of the pool most similar to the target
+   (``candidates: 0.3``), two checkpoints: the configuration that beat the embedding-similarity
+   baseline on the README's held-out-target pool; or ``model: gpt``, a small GPT from the kit
+   on a BPE trained on the pool; or any local causal LM.
 2. Warm-up: the kit's training loop on a seeded random ``warmup_fraction`` of the pool;
    ``checkpoints`` snapshots (weights, Adam moments of the chosen parameters, step,
    learning rate) are taken at evenly spaced steps.
@@ -47,19 +51,21 @@ class InfluenceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     method: str = Field("less", pattern="^(trak|less)$")
     proj_dim: int = Field(2048, ge=8)
-    proj_kind: str = Field("rademacher", pattern="^(rademacher|gaussian|sparse)$")
-    params: str = Field("all", description="all | last:K | lora (adapters on the blocks' linear layers; the "
-                                           "warm-up trains only them)")
+    proj_kind: str = Field("sparse", pattern="^(rademacher|gaussian|sparse)$",
+                           description="sparse: a count sketch (a dense matrix is regenerated per group on a CPU)")
+    params: str = Field("lora", description="all | last:K | lora (adapters on the blocks' linear layers; the "
+                                            "warm-up trains only them)")
     lora_r: int = Field(8, ge=1, description="with params: lora, the adapters' rank")
     context: int = Field(_LM["block_size"].default, ge=8, description="tokens of each document the gradient sees")
     batch_size: int = Field(16, ge=1)
     warmup_fraction: float = Field(0.05, gt=0, le=1)
-    warmup_tokens: int = Field(100_000, ge=1000)
-    checkpoints: int = Field(4, ge=1)
+    warmup_tokens: int = Field(20_000, ge=1000)
+    checkpoints: int = Field(2, ge=1)
     lam: float = Field(1e-2, gt=0, description="TRAK ridge, relative to the mean diagonal of Phi^T Phi")
     normalize: bool | None = Field(None, description="unit-normalise every projected gradient before scoring "
                                                      "(default: LESS yes, TRAK no)")
-    model: str | None = Field(None, description="a local causal LM (or smollm2) instead of a fresh small GPT")
+    model: str = Field("smollm2", description="smollm2 (the packaged SmolLM2-135M), a local causal LM's path, or "
+                                              "gpt: a fresh small GPT of n_layer/n_head/n_embd on a BPE of the pool")
     n_layer: int = _LM["n_layer"].default
     n_head: int = _LM["n_head"].default
     n_embd: int = _LM["n_embd"].default
@@ -72,7 +78,7 @@ class InfluenceSpec(BaseModel):
                                        "pretrained --model where the device computes bf16 (CUDA, AMX/AVX512-BF16 "
                                        "CPUs), else fp32")
     embedder: str = Field("minilm", description="the embedder of the similarity baselines and of the candidates")
-    candidates: float = Field(1.0, gt=0, le=1, description="two-stage: gradients only for this share of the pool "
+    candidates: float = Field(0.3, gt=0, le=1, description="two-stage: gradients only for this share of the pool "
                                                           "most similar to the target's mean embedding (1: all)")
     compare_fraction: float = Field(0.1, gt=0, le=1, description="the top share at which influence and the "
                                                                  "similarity baselines are compared in the card")
@@ -82,7 +88,12 @@ class InfluenceSpec(BaseModel):
     def lm_spec(self) -> LMSpec:
         """The experiment's model spec: the GPT's shape, its context, and a local model's tokenizer."""
         return LMSpec(n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd, block_size=self.context,
-                      vocab_size=self.vocab_size, tokenizer=self.model)
+                      vocab_size=self.vocab_size, tokenizer=self.local_model)
+
+    @property
+    def local_model(self) -> str | None:
+        """The pretrained model to load, or None for a fresh small GPT (``model: gpt``)."""
+        return None if self.model in ("gpt", "", None) else self.model
 
 
 def split_target(docs: list, expr: str, holdout: float, log=print) -> tuple[list, list]:
@@ -105,7 +116,7 @@ def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: st
     os.makedirs(out_dir, exist_ok=True)
     lm = spec.lm_spec()
     tok = make_tokenizer(lm, [d.text for d in pool])
-    model = build_model(lm, tok.vocab_size, spec.seed, local=spec.model)
+    model = build_model(lm, tok.vocab_size, spec.seed, local=spec.local_model)
     if spec.params == "lora":
         from textcurate.influence.grads import add_lora
 
@@ -238,7 +249,7 @@ def grad_dtype(spec: InfluenceSpec, device: str):
     from textcurate.io.files import cpu_has_bf16
 
     if spec.precision == "auto":
-        return torch.bfloat16 if spec.model and (device == "cuda" or cpu_has_bf16()) else None
+        return torch.bfloat16 if spec.local_model and (device == "cuda" or cpu_has_bf16()) else None
     return torch.bfloat16 if spec.precision == "bf16" else None
 
 
