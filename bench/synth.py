@@ -67,13 +67,13 @@ def one_at_a_time(model_path: str, prompts: list[str], max_tokens: int) -> tuple
     out = []
     t0 = time.perf_counter()
     for p in prompts:
-        ids = tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                      return_tensors="pt")
+        enc = tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                      return_tensors="pt", return_dict=True)
         torch.manual_seed(0)
         with torch.inference_mode():
-            gen = lm.generate(ids, max_new_tokens=max_tokens, do_sample=True, temperature=0.8, top_p=0.95,
+            gen = lm.generate(**enc, max_new_tokens=max_tokens, do_sample=True, temperature=0.8, top_p=0.95,
                               pad_token_id=tok.eos_token_id)
-        out.append(tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True))
+        out.append(tok.decode(gen[0, enc["input_ids"].shape[1]:], skip_special_tokens=True))
     return out, time.perf_counter() - t0
 
 
