@@ -199,7 +199,7 @@ def distribution_matching(x, n, seed=0, kernel: MixtureKernel | None = None, ste
         loss.backward()
         opt.step()
         if step % 50 == 0 or step == steps - 1:
-            losses.append(round(float(loss), 6))
+            losses.append(round(float(loss.detach()), 6))
     synthetic = y.detach().cpu().numpy()
     idx = _unique_nearest(x, synthetic, device)
     return idx, {"steps": steps, "losses": losses, "synthetic": synthetic, "kernel": kernel.to_dict()}
