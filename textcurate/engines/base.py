@@ -105,14 +105,18 @@ class Engine(ABC):
 
     def generate_detailed(self, prompts: list[Prompt], params: GenerationParams | None = None) -> list[Generation]:
         """Like ``generate``, one :class:`Generation` per prompt, and a failure is data: when the batch
-        fails, each prompt is tried alone, and the one that still fails comes back with ``error``
-        (backends that know why an answer ended override this and fill ``finish_reason``)."""
+        fails, each prompt is tried alone, and the one that still fails comes back with ``error``."""
         try:
-            return [Generation(t) for t in self.generate(prompts, params)]
+            return self._generate_detailed(prompts, params)
         except Exception as e:  # noqa: BLE001 - an engine's failure is recorded, not raised
             if len(prompts) <= 1:
                 return [Generation("", error=f"{type(e).__name__}: {e}"[:500])] * len(prompts)
             return [g for p in prompts for g in self.generate_detailed([p], params)]
+
+    def _generate_detailed(self, prompts: list[Prompt], params: GenerationParams | None) -> list[Generation]:
+        """One batch, which may raise; backends that know why an answer ended override this and fill
+        ``finish_reason``."""
+        return [Generation(t) for t in self.generate(prompts, params)]
 
     def answer_distribution(self, prompts: list[Prompt], choices: list[str],
                             params: GenerationParams | None = None) -> list[AnswerDistribution]:

@@ -88,15 +88,9 @@ class TransformersEngine(Engine):
         return text + ("\n" + prefix if prefix else "")
 
     def generate(self, prompts: list[Prompt], params: GenerationParams | None = None) -> list[str]:
-        return [g.text for g in self._generate(prompts, params)]
+        return [g.text for g in self._generate_detailed(prompts, params)]
 
-    def generate_detailed(self, prompts: list[Prompt], params: GenerationParams | None = None) -> list[Generation]:
-        try:
-            return self._generate(prompts, params)
-        except Exception:  # noqa: BLE001 - the base class isolates the failing prompt
-            return super().generate_detailed(prompts, params)
-
-    def _generate(self, prompts: list[Prompt], params: GenerationParams | None) -> list[Generation]:
+    def _generate_detailed(self, prompts: list[Prompt], params: GenerationParams | None) -> list[Generation]:
         import torch
 
         params = params or GenerationParams()

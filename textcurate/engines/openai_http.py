@@ -73,7 +73,7 @@ class OpenAIEngine(Engine):
         payloads = [self._payload(p, params) for p in prompts]  # bad prompts fail before any request
         return self._map(payloads, self._parse)
 
-    def generate_detailed(self, prompts: list[Prompt], params: GenerationParams | None = None) -> list[Generation]:
+    def _generate_detailed(self, prompts: list[Prompt], params: GenerationParams | None) -> list[Generation]:
         """Every request on its own (retried with backoff as ``generate``'s): one that fails for good
         comes back with ``error`` and the others keep their answers; the server's ``finish_reason``."""
         params = params or GenerationParams()
@@ -84,21 +84,16 @@ class OpenAIEngine(Engine):
                 payloads.append((i, self._payload(p, params)))
             except (ValueError, TypeError) as e:
                 out[i] = Generation("", error=f"{type(e).__name__}: {e}")
-
-        def one(payload):
-            try:
-                return self._request(payload, self._parse_detailed)
-            except Exception as e:  # noqa: BLE001 - recorded per prompt
-                return Generation("", error=f"{type(e).__name__}: {e}"[:500])
-
-        if payloads:
-            if self._pool is None and self.concurrency > 1 and len(payloads) > 1:
-                self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="openai-engine")
-            results = (list(self._pool.map(one, [p for _, p in payloads])) if self._pool is not None
-                       and len(payloads) > 1 else [one(p) for _, p in payloads])
-            for (i, _), g in zip(payloads, results):
-                out[i] = g
+        results = self._map([p for _, p in payloads], self._parse_detailed, request=self._request_or_error)
+        for (i, _), g in zip(payloads, results):
+            out[i] = g
         return out
+
+    def _request_or_error(self, payload: dict, parse) -> Generation:
+        try:
+            return self._request(payload, parse)
+        except Exception as e:  # noqa: BLE001 - recorded per prompt
+            return Generation("", error=f"{type(e).__name__}: {e}"[:500])
 
     def _parse_detailed(self, r: requests.Response, url: str) -> Generation:
         text = self._parse(r, url)
@@ -147,14 +142,15 @@ class OpenAIEngine(Engine):
             raise OpenAIEngineError(f"POST {url}: no logprobs in the answer ({e!r}); does the server return them? "
                                     f"{r.text[:300]!r}", url, r.status_code) from e
 
-    def _map(self, payloads: list[dict], parse) -> list:
+    def _map(self, payloads: list[dict], parse, request=None) -> list:
+        request = request or self._request
         if not payloads:
             return []
         if len(payloads) == 1 or self.concurrency == 1:
-            return [self._request(p, parse) for p in payloads]
+            return [request(p, parse) for p in payloads]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="openai-engine")
-        futures = [self._pool.submit(self._request, p, parse) for p in payloads]
+        futures = [self._pool.submit(request, p, parse) for p in payloads]
         try:
             return [f.result() for f in futures]
         except BaseException:

@@ -82,15 +82,12 @@ class VLLMEngine(Engine):
         outputs = self._run(prompts, self.sampling_params(params), params.assistant_prefix)
         return [o.outputs[0].text if o.outputs else "" for o in outputs]
 
-    def generate_detailed(self, prompts: list[Prompt], params: GenerationParams | None = None) -> list[Generation]:
+    def _generate_detailed(self, prompts: list[Prompt], params: GenerationParams | None) -> list[Generation]:
         """vLLM says why each answer ended (``stop`` or ``length``)."""
         if not prompts:
             return []
         params = params or GenerationParams()
-        try:
-            outputs = self._run(prompts, self.sampling_params(params), params.assistant_prefix)
-        except Exception:  # noqa: BLE001 - the base class isolates the failing prompt
-            return super().generate_detailed(prompts, params)
+        outputs = self._run(prompts, self.sampling_params(params), params.assistant_prefix)
         return [Generation(o.outputs[0].text, o.outputs[0].finish_reason) if o.outputs
                 else Generation("", error="vLLM returned no output") for o in outputs]
 

@@ -194,11 +194,13 @@ class SynthReader(PipelineStep):
     def __init__(self, spec: SynthInput, folder: str):
         super().__init__()
         self.spec, self.folder = spec, folder
-        self._done = self._total = 0
+        self._done = 0
+        self._prompts: list[dict] | None = None  # read once per task (progress_total, then run)
 
     def _mine(self, rank: int, world_size: int) -> list[dict]:
-        prompts = pq.read_table(os.path.join(self.folder, "prompts.parquet")).to_pylist()
-        return [p for i, p in enumerate(prompts) if i % world_size == rank]
+        if self._prompts is None:
+            self._prompts = pq.read_table(os.path.join(self.folder, "prompts.parquet")).to_pylist()
+        return [p for i, p in enumerate(self._prompts) if i % world_size == rank]
 
     def progress_total(self, rank: int, world_size: int):
         return len(self._mine(rank, world_size)), "pages"
