@@ -61,6 +61,9 @@ def non_default_values(kmeans_artifact) -> dict[str, list[dict]]:
         "synth_check": [{**scorer, "min_chars": 5, "drop_truncated": False, "max_seed_overlap": 0.9}],
         "decontaminate": [{**scorer, "benchmarks": ["/data/mmlu.jsonl"], "text_key": "question", "id_key": "qid",
                            "ngram": 8, "threshold": 0.7}],
+        "distill": [{**scorer, "n": 7, "method": "herding", "compare": ["random"], "weights": "mass", "heldout": 10,
+                     "sample": 500, "steps": 20, "mapping": "nearest", "group_by": "language", "quality": "edu_score",
+                     "quality_top": 0.5, "clusters": 5, "seed": 3, "device": "cpu", "embedding_field": "vec"}],
         "influence": [{"target_expr": "kind == 'doc'", "holdout": 0.5, "checkpoint_every": 5,
                        **_influence_spec_values()}],
     }

@@ -13,8 +13,8 @@ SCALES = (0.5, 1.0, 2.0)
 def median_distance(x: np.ndarray, sample: int = 2000, seed: int = 0) -> float:
     """The median pairwise Euclidean distance of a seeded sample of rows."""
     rng = np.random.default_rng(seed)
-    s = x[rng.choice(len(x), min(sample, len(x)), replace=False)].astype(np.float32)
-    t = torch.from_numpy(s)
+    s = x[rng.choice(len(x), min(sample, len(x)), replace=False)].astype(np.float64)
+    t = torch.from_numpy(s)  # float64: the bandwidths must not move in the last bits between runs
     d = torch.cdist(t, t)
     iu = torch.triu_indices(len(s), len(s), 1)
     return float(d[iu[0], iu[1]].median()) if len(s) > 1 else 1.0
@@ -38,9 +38,15 @@ class MixtureKernel:
         return cls([m * s for s in scales], linear_weight / sq)
 
     def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        d2 = torch.cdist(a, b).pow(2)
-        k = sum(torch.exp(-d2 / (2 * h * h)) for h in self.bandwidths) / len(self.bandwidths)
-        return k + self.linear_weight * (a @ b.T) if self.linear_weight else k
+        ab = a @ b.T
+        d2 = ((a * a).sum(1, keepdim=True) + (b * b).sum(1)).sub_(ab, alpha=2).clamp_(min=0) if not \
+            (a.requires_grad or b.requires_grad) else ((a * a).sum(1, keepdim=True) + (b * b).sum(1) - 2 * ab).clamp(min=0)
+        k = None
+        for h in self.bandwidths:
+            e = torch.exp(d2 * (-1.0 / (2 * h * h)))
+            k = e if k is None else (k.add_(e) if not k.requires_grad else k + e)
+        k = k / len(self.bandwidths)
+        return k + ab * self.linear_weight if self.linear_weight else k
 
     def to_dict(self) -> dict:
         return {"bandwidths": self.bandwidths, "linear_weight": self.linear_weight}

@@ -1,0 +1,53 @@
+"""``textcurate distill FEATURES --n N --method dm --out DIR``: a weighted coreset of a feature store,
+with its baselines at the same n and the metrics that compare them."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from textcurate.cli import _fail, app, console
+from textcurate.cli_options import params_options
+from textcurate.distill.stage import DistillParams
+
+
+@app.command("distill")
+@params_options(DistillParams, exclude=("embedding_field", "batch_size", "checkpoint_every"))
+def distill_cmd(features: str = typer.Argument(..., help="a feature store (RUN/features/NAME), a run folder with one "
+                                                         "store, or Parquet shards with id + vector"),
+                out: str = typer.Option(..., "--out", help="folder for selection.parquet, selections/, "
+                                                           "synthetic.safetensors, distill.json"),
+                *, params: DistillParams):
+    """Distil stored embeddings to n real documents with weights (distribution matching), beside its baselines."""
+    from rich.table import Table
+
+    from textcurate.distill.run import distill, field_values, top_share, write_outputs
+    from textcurate.distill.store import StoreVectors
+
+    p = params
+    try:
+        v = StoreVectors(features)
+        groups = field_values(features, v, p.group_by).astype(str) if p.group_by else None
+        within = top_share(field_values(features, v, p.quality).astype(float), p.quality_top) if p.quality else None
+        console.print(f"distill: {v.n:,} x {v.dim} from {len(v.files)} shard(s); n = {p.n:,}, method {p.method}, "
+                      f"baselines {', '.join(p.compare) or 'none'}")
+        result = distill(v, p.n, p.method, p.compare, p.heldout, p.seed, p.device, p.sample, groups, within,
+                         p.clusters, p.weights, {"dm": {"steps": p.steps, "mapping": p.mapping}},
+                         log=lambda s: console.print(s, soft_wrap=True))
+        card = write_outputs(result, v, out)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    table = Table(title=f"distill: n = {card['n']:,} of {card['rows']:,} ({card['heldout']:,} held out to measure "
+                        f"against; {card['weights']} weights)")
+    for col in ("method", "seconds", "MMD^2", "MMD^2 uniform", "vs random", "covering radius", "cluster KL"):
+        table.add_column(col, justify="right")
+    for r in card["table"]:
+        mmd = r.get("mmd2_weighted")
+        table.add_row(r["method"], f"{r['seconds']:.1f}", "" if mmd is None else f"{mmd:.5f}",
+                      "" if mmd is None else f"{r['mmd2_uniform']:.5f}",
+                      f"{r['mmd_vs_random']:.2f}x" if "mmd_vs_random" in r else "",
+                      "" if mmd is None else f"{r['covering_radius']:.3f}", f"{r['cluster_kl_weighted']:.4f}",
+                      style="bold" if r["method"] == card["method"] else None)
+    console.print(table)
+    console.print(f"selection: {os.path.join(out, 'selection.parquet')} (id, distill_weight)")

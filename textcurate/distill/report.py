@@ -1,0 +1,44 @@
+"""The report's section on distillation: the chosen method against its baselines at the same n
+(MMD^2 to held-out documents, covering radius, cluster-histogram KL, time), and the groups' shares."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+from textcurate.report.html import _esc, section
+
+
+@section("Distillation", 58)
+def _distill(run_dir: str, record: dict) -> str | None:
+    cards = sorted(glob.glob(os.path.join(run_dir, "artifacts", "*", "distill.json")))
+    if not cards:
+        return None
+    parts = []
+    for path in cards:
+        with open(path) as fh:
+            c = json.load(fh)
+        name = os.path.basename(os.path.dirname(path))
+        parts.append(f"<h3>{_esc(name)}: {c['n']:,} of {c['rows']:,} documents by {_esc(c['method'])}</h3>"
+                     f"<p>{c['heldout']:,} documents held out of every selection and measured against; "
+                     f"{_esc(c['weights'])} weights; kernel bandwidths "
+                     f"{', '.join(f'{h:.3g}' for h in c['kernel']['bandwidths'])} plus the linear kernel; "
+                     f"cluster KL over {c['clusters']} k-means clusters. Lower is better in every column.</p>")
+        rows = []
+        for r in c["table"]:
+            bold = " style='font-weight:bold'" if r["method"] == c["method"] else ""
+            cells = [r["method"], f"{r['seconds']:.1f}",
+                     *(f"{r[k]:.5f}" if k in r else "" for k in ("mmd2_weighted", "mmd2_uniform")),
+                     f"{r['mmd_vs_random']:.2f}x" if "mmd_vs_random" in r else "",
+                     f"{r['covering_radius']:.3f}" if "covering_radius" in r else "",
+                     f"{r['cluster_kl_weighted']:.4f}"]
+            rows.append(f"<tr{bold}>" + "".join(f"<td>{_esc(x)}</td>" for x in cells) + "</tr>")
+        parts.append("<table><tr><th>method</th><th>seconds</th><th>MMD^2</th><th>MMD^2 uniform</th>"
+                     "<th>MMD vs random</th><th>covering radius</th><th>cluster KL</th></tr>"
+                     + "".join(rows) + "</table>")
+        if c.get("groups"):
+            parts.append("<table><tr><th>group</th><th>documents</th><th>selected</th></tr>" + "".join(
+                f"<tr><td>{_esc(g)}</td><td>{v['documents']:,}</td><td>{v['selected']:,}</td></tr>"
+                for g, v in c["groups"].items()) + "</table>")
+    return "".join(parts)
