@@ -130,3 +130,36 @@ def test_outside_the_random_curve_only_bounds_are_claimed():
     assert bound == "lower" and m == pytest.approx(5.0)
     assert math.isnan(curve.fraction_for(float("nan"))[0])
     assert RandomCurve([0.5, 0.5, 1.0], [3.0, 3.2, 2.0]).losses.tolist() == [3.1, 2.0]  # same fraction: averaged
+
+
+def test_a_weighted_selection_trains_on_copies_that_follow_its_weights(tmp_path):
+    """--ids NAME=FILE:WEIGHT (a distilled coreset): documents of weight 0 are left out, the others
+    are repeated in proportion to their weight for the run's budget."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from textcurate.cli import app
+    from textcurate.evaluate.run import selection_points
+    from textcurate.evaluate.spec import EvaluateSpec
+    from textcurate.io.readers import read_documents
+
+    recs = _corpus(tmp_path / "pool")
+    code = [r["id"] for r in recs if r["kind"] == "code"][:30]
+    pq.write_table(pa.table({"id": code, "distill_weight": [0.0] * 10 + [1.0] * 10 + [3.0] * 10}),
+                   tmp_path / "sel.parquet")
+    spec = EvaluateSpec.model_validate({"target": {"expr": "kind == 'prose'"}, "selections": [
+        {"name": "w", "ids": str(tmp_path / "sel.parquet"), "weight": "distill_weight"}]})
+    pool = list(read_documents(str(tmp_path / "pool")))
+    (p,) = selection_points(spec, pool, np.ones(len(pool), dtype=np.int64))
+    assert len(p["indices"]) == 20 and sorted(set(p["weights"])) == [1.0, 3.0]
+    assert {pool[i].id for i in p["indices"]} == set(code[10:])
+    with pytest.raises(ValueError, match="give one of them"):
+        EvaluateSpec.model_validate({"target": {"expr": "kind == 'prose'"}, "selections": [
+            {"name": "w", "by": "n_chars", "fractions": [0.1], "weight": "distill_weight"}]})
+    res = CliRunner().invoke(app, ["evaluate", str(tmp_path / "pool"), "--out", str(tmp_path / "ev"),
+                                   "--target-expr", "kind == 'prose'", "--fractions", "0.5,1", "--seeds", "0",
+                                   "--budget", "3000", "--ids", f"w={tmp_path / 'sel.parquet'}:distill_weight"])
+    assert res.exit_code == 0, res.output
+    run = next(r for r in json.loads((tmp_path / "ev" / "evaluate.json").read_text())["runs"] if r["name"] == "w")
+    assert run["weighted"] and run["documents"] == 20 and run["epochs"] == pytest.approx(3000 / run["tokens"])

@@ -330,6 +330,10 @@ def evaluate(pool: str = typer.Argument(..., help="documents with attributes: a 
              select_: Optional[List[str]] = typer.Option(None, "--select", help="NAME=EXPR, e.g. clean='not is_dup'"),
              rank: Optional[List[str]] = typer.Option(None, help="NAME=FIELD:F1,F2 (top fractions by FIELD; "
                                                                  "-FIELD for the lowest)"),
+             ids: Optional[List[str]] = typer.Option(None, "--ids", help="NAME=FILE[:WEIGHT]: the documents a file lists "
+                                                                        "(ids, or Parquet with id), trained on in "
+                                                                        "proportion to WEIGHT when given, e.g. "
+                                                                        "dm=out/selection.parquet:distill_weight"),
              fractions: Optional[str] = typer.Option(None, help="random fractions, e.g. 0.05,0.1,0.2,0.5,1"),
              seeds: Optional[str] = typer.Option(None, help="e.g. 0,1"),
              budget: Optional[str] = typer.Option(None, help="training tokens per run, e.g. 2M; two or more "
@@ -357,6 +361,10 @@ def evaluate(pool: str = typer.Argument(..., help="documents with attributes: a 
     for item in select_ or []:
         name, _, expr = item.partition("=")
         sels.append({"name": name, "expr": expr})
+    for item in ids or []:
+        name, _, rest = item.partition("=")
+        path, _, weight = rest.partition(":")
+        sels.append({"name": name, "ids": path, **({"weight": weight} if weight else {})})
     for item in rank or []:
         name, _, rest = item.partition("=")
         field, _, fr = rest.partition(":")

@@ -70,13 +70,22 @@ def selection_points(spec: EvaluateSpec, pool: list, lengths: np.ndarray, log=No
     for sel in spec.selections:
         what = f"selection {sel.name!r}"
         eligible = np.arange(len(pool))
+        weights = None
         if sel.ids:
             wanted = _read_ids(sel.ids)
             eligible = np.array([i for i in eligible if pool[i].id in wanted], dtype=np.int64)
+            if sel.weight and sel.ids.endswith(".parquet"):
+                weights = _read_weights(sel.ids, sel.weight)
         if sel.expr:
             eligible = eligible[match(sel.expr, [pool[i] for i in eligible], what, log)]
         if sel.by is None:
-            points.append({"name": sel.name, "requested": None, "indices": eligible})
+            point = {"name": sel.name, "requested": None, "indices": eligible}
+            if sel.weight:
+                w = np.array([weights.get(pool[i].id, 0.0) for i in eligible]) if weights is not None else \
+                    field_scores([pool[i] for i in eligible], sel.weight, what, log)
+                keep = np.nan_to_num(w) > 0
+                point["indices"], point["weights"] = eligible[keep], np.nan_to_num(w)[keep]
+            points.append(point)
             continue
         scores = field_scores([pool[i] for i in eligible], sel.by, what, log) if len(eligible) else np.zeros(0)
         ok = ~np.isnan(scores)
@@ -89,6 +98,15 @@ def selection_points(spec: EvaluateSpec, pool: list, lengths: np.ndarray, log=No
         if len(p["indices"]) == 0:
             raise ValueError(f"selection {p['name']!r} keeps no document of the pool")
     return points
+
+
+def _read_weights(path: str, column: str) -> dict[str, float] | None:
+    import pyarrow.parquet as pq
+
+    if column not in pq.ParquetFile(path).schema_arrow.names:
+        return None  # then it is an attribute of the pool's documents
+    t = pq.read_table(path, columns=["id", column])
+    return dict(zip(t.column("id").to_pylist(), t.column(column).to_pylist()))
 
 
 def _read_ids(path: str) -> set[str]:
@@ -140,9 +158,16 @@ def evaluate(docs: list, spec: EvaluateSpec, out_dir: str, target_docs: list | N
                             f"{spec.epochs_at_10pct:g} times"))
     clock = {"left": sum(budgets) * n_runs, "tokens": 0, "seconds": 0.0}  # for the time-to-go estimate
 
-    def one_run(name: str, requested, indices: np.ndarray, seed: int, budget: int) -> dict:
+    def one_run(name: str, requested, indices: np.ndarray, seed: int, budget: int, weights=None) -> dict:
         key = f"{name}@{requested if requested is not None else 'all'}-s{seed}"
-        score = train_and_score([pool_tok[i] for i in indices], m, budget, seed, tokenizer=tok, heldout=heldout,
+        train = indices
+        if weights is not None:  # a weighted selection: copies per document follow its weights, for this budget
+            from textcurate.mix.materialise import draw_copies
+
+            copies = draw_copies([split.pool[i].id for i in indices], lengths[indices].astype(np.float64), budget,
+                                 seed, weights)
+            train = np.repeat(indices, copies)
+        score = train_and_score([pool_tok[i] for i in train], m, budget, seed, tokenizer=tok, heldout=heldout,
                                 options=options, cache_dir=runs_dir)
         tr = score.train
         row = {"name": name, "requested": requested, "seed": seed, "budget_tokens": budget,
@@ -150,6 +175,8 @@ def evaluate(docs: list, spec: EvaluateSpec, out_dir: str, target_docs: list | N
                "fraction": float(lengths[indices].sum() / total), "target_loss": score.loss["target"],
                "epochs": tr["epochs"], "train_seconds": tr["seconds"], "train_tokens_per_s": tr["tokens_per_s"],
                "final_train_loss": tr["final_train_loss"]}
+        if weights is not None:  # passes over the selection's own documents, not over the list of copies
+            row["epochs"], row["weighted"] = float(budget / lengths[indices].sum()), True
         if "general" in score.loss:
             row["general_loss"] = score.loss["general"]
         if "target" in score.by_domain:
@@ -173,7 +200,7 @@ def evaluate(docs: list, spec: EvaluateSpec, out_dir: str, target_docs: list | N
             for f in sorted(spec.fractions):
                 brun.append(one_run("random", f, _take_tokens(perm, lengths, f * total), seed, b))
             for p in points:
-                brun.append(one_run(p["name"], p["requested"], p["indices"], seed, b))
+                brun.append(one_run(p["name"], p["requested"], p["indices"], seed, b, p.get("weights")))
         runs += brun
         per_budget.append(_budget_result(brun, spec, b, total, log))
         warnings += per_budget[-1]["warnings"]

@@ -43,11 +43,17 @@ class SelectionSpec(_Strict):
     fractions: list[float] = Field([], description="with by: train on the top share of the pool's tokens, for each")
     ascending: bool = False
     ids: str | None = Field(None, description="a file of ids, one per line, or a Parquet file with an id column")
+    weight: str | None = Field(None, description="train on the selection in proportion to this per-document weight "
+                                                 "(an attribute, or a column of the ids Parquet file, e.g. "
+                                                 "distill_weight): copies per document follow the weights")
 
     @model_validator(mode="after")
     def _check(self):
         if not (self.expr or self.by or self.ids):
             raise ValueError(f"selection {self.name!r}: give expr, by (with fractions) or ids")
+        if self.weight and self.by:
+            raise ValueError(f"selection {self.name!r}: weight trains on a set in proportion to a weight; by ranks "
+                             f"it: give one of them")
         if self.by and not self.fractions:
             raise ValueError(f"selection {self.name!r}: by needs fractions, e.g. [0.1, 0.3]")
         if any(not 0 < f <= 1 for f in self.fractions):

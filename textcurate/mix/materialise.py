@@ -37,9 +37,17 @@ SCHEMA = pa.schema([("id", pa.string()), ("doc_id", pa.string()), ("source", pa.
 HASH_SPACE = 2 ** 64
 
 
-def draw_copies(ids: list[str], tokens: np.ndarray, target: float, seed: int) -> np.ndarray:
+def draw_copies(ids: list[str], tokens: np.ndarray, target: float, seed: int,
+                weights: np.ndarray | None = None) -> np.ndarray:
     """Copies of each document so that their tokens reach ``target``: full passes, then a
-    partial pass in seeded hash order until the running total crosses the target."""
+    partial pass in seeded hash order until the running total crosses the target.
+
+    With ``weights`` (per document, >= 0; a weighted coreset's shares), document i gets about
+    target x w_i / sum_j(w_j t_j) copies: the integer part, then the fractional parts drawn in the
+    order of seeded exponential races (a document with a larger fraction tends to come first) until
+    the running total crosses the target. Documents of weight 0 are never drawn."""
+    if weights is not None:
+        return _weighted_copies(ids, tokens, target, seed, np.asarray(weights, dtype=np.float64))
     total = float(tokens.sum())
     copies = np.zeros(len(ids), dtype=np.int64)
     if total <= 0 or target <= 0:
@@ -58,14 +66,39 @@ def draw_copies(ids: list[str], tokens: np.ndarray, target: float, seed: int) ->
     return copies
 
 
+def _weighted_copies(ids, tokens, target, seed, w) -> np.ndarray:
+    if (w < 0).any() or not np.isfinite(w).all():
+        bad = int(np.flatnonzero((w < 0) | ~np.isfinite(w))[0])
+        raise ValueError(f"document {ids[bad]!r}: weight {w[bad]} (weights must be finite and >= 0)")
+    copies = np.zeros(len(ids), dtype=np.int64)
+    mass = float((w * tokens).sum())
+    if mass <= 0 or target <= 0:
+        return copies
+    expected = target * w / mass
+    copies[:] = np.floor(expected).astype(np.int64)
+    rest = target - float((copies * tokens).sum())
+    frac = expected - copies
+    u = np.array([(stable_hash(i, seed + MATERIALISE_SALT) + 0.5) / HASH_SPACE for i in ids])
+    race = np.where(frac > 0, -np.log(u) / np.maximum(frac, 1e-300), np.inf)
+    acc = 0.0
+    for i in np.lexsort((np.array(ids, dtype=object).astype(str), race)):
+        if acc >= rest or not np.isfinite(race[i]):
+            break
+        copies[i] += 1
+        acc += tokens[i]
+    return copies
+
+
 def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_bytes: int = 256 * 2**20,
-                progress=None, known_tokens: dict | None = None) -> dict:
+                progress=None, known_tokens: dict | None = None, weight_field: str | None = None) -> dict:
     """``documents``: a callable returning a fresh iterator of (source, Document); it is called
     twice. ``known_tokens``: {(source, id): tokens} already counted (by exact accounting); only
-    the other documents are tokenised. Writes OUT/part-NNNNN.parquet and OUT/mixture.json (the
+    the other documents are tokenised. ``weight_field``: a metadata field of per-document weights
+    (e.g. ``distill_weight``): inside each source, copies follow the weights (``draw_copies``); a
+    document without the field has weight 0. Writes OUT/part-NNNNN.parquet and OUT/mixture.json (the
     realised ledger)."""
     ledger_path = os.path.join(out, "mixture.json")
-    fingerprint = hashlib.sha256(json.dumps([[r.name, r.train_tokens] for r in plan.rows] + [seed],
+    fingerprint = hashlib.sha256(json.dumps([[r.name, r.train_tokens] for r in plan.rows] + [seed, weight_field],
                                             sort_keys=True).encode()).hexdigest()[:16]
     if os.path.exists(ledger_path):
         with open(ledger_path) as fh:
@@ -79,6 +112,7 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
     # pass 1: ids, exact token counts, bytes
     ids: dict[str, list[str]] = {n: [] for n in planned}
     toks: dict[str, list[int]] = {n: [] for n in planned}
+    wts: dict[str, dict[str, float]] = {n: {} for n in planned}
     nbytes = 0
     unplanned = 0
     batch: list = []
@@ -95,6 +129,13 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
             unplanned += 1
             continue
         nbytes += len(doc.text)
+        if weight_field:
+            value = doc.metadata.get(weight_field)
+            try:
+                wts[name][doc.id] = 0.0 if value is None else float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"document {doc.id!r} of source {name!r}: {weight_field} = {value!r} is not a "
+                                 f"number") from None
         n = known.get((name, doc.id))
         if n is not None:
             ids[name].append(doc.id)
@@ -108,7 +149,8 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
     stats = {}
     for name, row in planned.items():
         t = np.asarray(toks[name], dtype=np.float64)
-        c = draw_copies(ids[name], t, row.train_tokens, seed)
+        c = draw_copies(ids[name], t, row.train_tokens, seed,
+                        np.array([wts[name][i] for i in ids[name]]) if weight_field else None)
         copies[name] = {i: int(k) for i, k in zip(ids[name], c) if k}
         stats[name] = {"documents": len(ids[name]), "unique_tokens": int(t.sum()),
                        "planned_tokens": row.train_tokens, "realised_tokens": int((c * t).sum()),

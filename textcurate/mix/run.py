@@ -111,7 +111,7 @@ def run_plan(spec: MixSpec, out: str, default_path: str | None = None, materiali
 
         result["mixture"] = write_mixture(plan, lambda: documents_of(spec), os.path.join(out, "mixture"),
                                           tokenize, seed=spec.seed, shard_bytes=spec.shard_bytes, progress=progress,
-                                          known_tokens=doc_tokens)
+                                          known_tokens=doc_tokens, weight_field=spec.weight_field)
     return result
 
 

@@ -103,6 +103,7 @@ class MixSpec(_Strict):
     model_params: float | None = None
     tokens_per_param: float = 20.0
     materialise: bool = True  # in a pipeline: also write the mixed dataset
+    weight_field: str | None = None  # per-document weights inside a source (distill_weight): copies follow them
     shard_bytes: int = 256 * 2**20  # shuffle buckets of about this size
     fit: FitSpec | None = None  # fitted weights (RegMix, DoReMi) instead of the planner's own
 
