@@ -11,7 +11,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STAGES = ["edu_score", "kmeans", "semdedup", "influence", "generate", "synth"]
+STAGES = ["edu_score", "kmeans", "semdedup", "influence", "generate", "synth", "distill"]
 
 
 @pytest.mark.slow
@@ -26,7 +26,9 @@ def test_run_all_smoke_reports_every_stage_in_agreement(tmp_path):
     assert all(r["ok"] and r["seconds"] > 0 for r in rows)
     table = (tmp_path / "table.md").read_text()
     assert all(f"| {s} |" in table for s in STAGES)
-    assert "h200 import guard" not in log  # nothing textcurate needs is missing on the image
+    # nothing textcurate needs is missing on the image; faiss is optional (k-means falls back to torch)
+    hidden = [ln for ln in log.splitlines() if "h200 import guard" in ln and "hiding 'faiss'" not in ln]
+    assert not hidden, hidden
 
 
 def test_table_fails_on_a_missing_or_failed_stage(tmp_path):

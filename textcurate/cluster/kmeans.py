@@ -68,7 +68,11 @@ class SphericalKMeans:
     def _backend(self) -> str:
         if self.backend != "auto":
             return self.backend
-        return "torch" if pick_device(self.device) == "cuda" else "faiss"
+        if pick_device(self.device).startswith("cuda"):
+            return "torch"
+        import importlib.util
+
+        return "faiss" if importlib.util.find_spec("faiss") is not None else "torch"  # no faiss (the H200 image): torch
 
     def fit(self, x: np.ndarray) -> "SphericalKMeans":
         x = normalize(x)
