@@ -236,3 +236,42 @@ def test_kernel_weights_are_positive_and_lower_the_mmd():
     assert (w > 0).all() and abs(w.sum() - 1) < 1e-9
     assert w[:20].sum() > 0.7  # from 0.5 toward 6:1 (0.86): the weights move mass to the big component
     assert mmd_to(k, held, x[rows], w) < mmd_to(k, held, x[rows])
+
+
+def test_unique_nearest_resolves_crowded_targets_without_repeats():
+    """50 targets on one point: each one's 16 nearest rows are the same 16, so 34 must search again."""
+    from textcurate.distill.methods import unique_nearest
+    from textcurate.distill.store import ArrayVectors
+
+    x, _ = mixture(300)
+    targets = np.repeat(x[:1], 50, axis=0)
+    rows = unique_nearest(ArrayVectors(x, block_rows=64), targets, k=16)
+    assert len(set(rows.tolist())) == 50 and rows.min() >= 0
+    d = np.linalg.norm(x - x[0], axis=1)
+    assert set(rows.tolist()) == set(np.argsort(d)[:50].tolist())  # the 50 nearest, each once
+
+
+def test_the_stage_fits_on_its_fit_folder_and_a_resumed_run_restores_the_same_weights(tmp_path):
+    from datatrove.data import Document
+
+    from textcurate.distill.stage import DistillParams
+
+    x, comp = mixture(600)
+    docs = [Document(text=f"doc {i}", id=f"d{i}", metadata={"vec": x[i].tolist(), "grp": int(comp[i])})
+            for i in range(len(x))]
+    params = DistillParams(n=12, compare=["random"], steps=30, heldout=50, group_by="grp", embedding_field="vec",
+                           device="cpu")
+    step = params.make()
+    step.write_fit_rows((step.fit_row(d) for d in docs[:300]), str(tmp_path / "fit"), 0)  # two tasks' rows
+    step.write_fit_rows((step.fit_row(d) for d in docs[300:]), str(tmp_path / "fit"), 1)
+    decision = step.fit_folder(str(tmp_path / "fit"), str(tmp_path / "art"))
+    assert decision["n"] == 12 and [r["method"] for r in decision["table"]] == ["dm", "random"]
+    out = step.score(docs)
+    w = np.array([o["distill_weight"] for o in out])
+    assert (w > 0).sum() == 12 and abs(w.sum() - 1) < 1e-6
+    step.save_decision(str(tmp_path / "art" / "decision.json"))  # what the runner does after a fit
+    resumed = params.make()
+    assert resumed.restore(str(tmp_path / "art")) == decision  # a resumed run: no refit
+    assert [o["distill_weight"] for o in resumed.score(docs)] == w.tolist()
+    bad = step.score([Document(text="no vector", id="x", metadata={})])
+    assert bad[0].__class__.__name__ == "Reject"

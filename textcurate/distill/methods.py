@@ -376,8 +376,9 @@ def greedy_mmd(c: torch.Tensor, target: torch.Tensor, kernel: MixtureKernel, n: 
     """Kernel herding with the exact kernel over the candidates c: n distinct picks, each minimising
     the MMD^2 between the uniform set picked so far and ``target``."""
     b = torch.zeros(len(c), dtype=torch.float64, device=c.device)
-    for s in range(0, len(target), 8192):
-        b += kernel(c, target[s:s + 8192]).double().sum(1)
+    for i in range(0, len(c), 16384):  # blocks of both: a [16384, 8192] kernel at most
+        for s in range(0, len(target), 8192):
+            b[i:i + 16384] += kernel(c[i:i + 16384], target[s:s + 8192]).double().sum(1)
     b /= len(target)
     diag = _diag(kernel, c)
     acc = torch.zeros(len(c), dtype=torch.float64, device=c.device)
