@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from textcurate.evaluate.spec import EvaluateSpec
+from textcurate.value.run import ValueSpec
 from textcurate.mix.spec import MixSpec
 
 
@@ -119,6 +120,7 @@ class PipelineConfig(_Strict):
     seed: int = 0
     evaluate: EvaluateSpec | None = None  # after the run: train small LMs on selections vs random
     mix: MixSpec | None = None  # after the run: plan (and write) a mixture of the kept documents' sources
+    value: ValueSpec | None = None  # after the run: what each unit of the kept documents is worth to a target
 
     @field_validator("input", mode="before")
     @classmethod
@@ -157,7 +159,7 @@ class PipelineConfig(_Strict):
         """What must match for a run directory to be resumed rather than started over. The number
         of tasks counts (it decides which task reads which file); workers and executor type do not."""
         # evaluating and mixing read the run's documents; they change none of them
-        data = self.model_dump(mode="json", exclude={"executor", "evaluate", "mix"})
+        data = self.model_dump(mode="json", exclude={"executor", "evaluate", "mix", "value"})
         data["tasks"] = self.executor.tasks
         blob = json.dumps(data, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

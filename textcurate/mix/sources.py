@@ -74,12 +74,33 @@ def count(spec: MixSpec, tokenize=None, rejects_folder: str | None = None,
                          seed=spec.seed, attributes=attributes, doc_tokens=doc_tokens)
 
 
+def values_quality(path: str) -> dict[str, float]:
+    """Quality per unit from a valuation (``textcurate value``'s values.json): its value per token,
+    0 for a unit of negative value (it makes the target worse), scaled so that the best unit has 1."""
+    import json
+
+    with open(path) as fh:
+        table = json.load(fh)["table"]
+    per = {r["unit"]: max(r["value"], 0.0) / max(r.get("tokens") or 1, 1) for r in table}
+    top = max(per.values()) if per else 0.0
+    if top <= 0:
+        raise ValueError(f"{path}: no unit has a positive value; nothing to weight a mixture by")
+    return {k: v / top for k, v in per.items()}
+
+
 def planner_sources(spec: MixSpec, counts: dict[str, SourceCount]) -> list[Source]:
     """The planner's sources: listed ones first (in order), then group values by size."""
+
+    valued = values_quality(spec.quality_values) if spec.quality_values else {}
 
     def quality(name: str, given: float | None) -> float:
         if given is not None:
             return given
+        if spec.quality_values:
+            if name not in valued:
+                raise ValueError(f"source {name!r} has no value in {spec.quality_values} (valued: "
+                                 f"{', '.join(sorted(valued))})")
+            return valued[name]
         attr = spec.quality_from and counts.get(name) and counts[name].attributes.get(spec.quality_from)
         return float(attr["mean"]) if attr else 1.0
 

@@ -98,6 +98,7 @@ class MixSpec(_Strict):
     sample: int = 2000
     seed: int = 0
     quality_from: str | None = None  # a numeric attribute whose per-source mean is the quality, where none is given
+    quality_values: str | None = None  # or: values.json of `textcurate value` (units = the sources): quality = value per token
     attributes: list[str] = ["edu_score", "edu_int", "difficulty"]
     budget_tokens: float | None = None
     model_params: float | None = None

@@ -241,6 +241,20 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
                               "selections": [{k: s[k] for k in ("name", "requested", "fraction", "multiplier")}
                                              for s in result["selections"]]}
         write_json_atomic(record_path, record)
+    if cfg.value is not None:
+        if not cfg.output.write_documents:
+            raise ConfigError("value needs output.write_documents: it trains on the documents the run wrote")
+        from textcurate.io.readers import read_documents
+        from textcurate.value.run import value_units
+
+        try:
+            result = value_units(list(read_documents(run_dir)), cfg.value, os.path.join(run_dir, "artifacts", "value"))
+        except ValueError as e:
+            raise ConfigError(f"value: {e}") from e
+        record["value"] = {"file": os.path.join(run_dir, "artifacts", "value", "values.json"),
+                           "values": {r["unit"]: r["value"] for r in result["table"]},
+                           "trainings": result["trainings"]}
+        write_json_atomic(record_path, record)
     if cfg.mix is not None:
         if not cfg.output.write_documents:
             raise ConfigError("mix needs output.write_documents: it plans the documents the run wrote")
