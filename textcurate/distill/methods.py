@@ -42,6 +42,7 @@ METHODS = ("dm", "herding", "kcenter", "facility", "medoids", "density", "random
 SAMPLE = 100_000
 SEARCH_K = 16
 WEIGHTS = ("kernel", "mass")
+MAPPINGS = ("greedy", "nearest")
 
 
 @dataclass
@@ -337,8 +338,8 @@ def distribution_matching(ctx: Context, n: int, steps: int = 300, batch: int = 4
     herding toward DM's points, restricted to their neighbours, exact kernel); ``nearest`` takes each point's nearest row not
     taken (measured: the synthetic points sit between documents, and their nearest documents lose
     most of what DM gained; see bench/distill.py)."""
-    if mapping not in ("greedy", "nearest"):
-        raise ValueError(f"mapping: greedy or nearest, got {mapping!r}")
+    if mapping not in MAPPINGS:
+        raise ValueError(f"mapping: one of {', '.join(MAPPINGS)}, got {mapping!r}")
     device, kernel = ctx.device, ctx.kernel
     rng = np.random.default_rng([ctx.seed, 5])
     x = ctx.sample

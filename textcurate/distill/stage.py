@@ -20,7 +20,7 @@ from datatrove.data import Document
 from pydantic import Field, field_validator
 
 from textcurate.cluster.stage import doc_vector
-from textcurate.distill.methods import METHODS, SAMPLE, WEIGHTS
+from textcurate.distill.methods import MAPPINGS, METHODS, SAMPLE, WEIGHTS
 from textcurate.embed.step import EMBEDDING_KEY
 from textcurate.io.rejects import Reject
 from textcurate.registry import Needs, RunPaths, ScorerParams, stage
@@ -138,11 +138,12 @@ class DistillParams(ScorerParams):
     device: str = Field("auto", description="auto | cpu | cuda[:N]")
     embedding_field: str = Field(EMBEDDING_KEY, description="metadata field holding the vector")
 
-    @field_validator("method")
+    @field_validator("method", "weights", "mapping")
     @classmethod
-    def _method(cls, v: str) -> str:
-        if v not in METHODS:
-            raise ValueError(f"method: one of {', '.join(METHODS)}, got {v!r}")
+    def _one_of(cls, v: str, info) -> str:
+        allowed = {"method": METHODS, "weights": WEIGHTS, "mapping": MAPPINGS}[info.field_name]
+        if v not in allowed:
+            raise ValueError(f"{info.field_name}: one of {', '.join(allowed)}, got {v!r}")
         return v
 
     @field_validator("compare")
@@ -151,20 +152,6 @@ class DistillParams(ScorerParams):
         bad = [m for m in v if m not in METHODS]
         if bad:
             raise ValueError(f"compare: unknown {bad}; each one of {', '.join(METHODS)}")
-        return v
-
-    @field_validator("weights")
-    @classmethod
-    def _weights(cls, v: str) -> str:
-        if v not in WEIGHTS:
-            raise ValueError(f"weights: one of {', '.join(WEIGHTS)}, got {v!r}")
-        return v
-
-    @field_validator("mapping")
-    @classmethod
-    def _mapping(cls, v: str) -> str:
-        if v not in ("greedy", "nearest"):
-            raise ValueError(f"mapping: greedy or nearest, got {v!r}")
         return v
 
     def build(self, paths: RunPaths, name: str):

@@ -93,34 +93,31 @@ def leave_one_out(game: Game) -> Values:
     return Values("loo", v, np.zeros(game.n), game.evaluations, 1, time.perf_counter() - t0)
 
 
+def _marginals(game: Game, what: str) -> dict[int, list[tuple[int, float]]]:
+    """For every unit i, (|S|, U(S + i) - U(S)) over every S not holding i (2^n utilities)."""
+    if game.n > 14:
+        raise ValueError(f"exact {what} over {game.n} units needs 2^{game.n} utilities; use a sampling estimator")
+    out = {}
+    for i in range(game.n):
+        others = [j for j in range(game.n) if j != i]
+        out[i] = [(k, game(set(s) | {i}) - game(s)) for k in range(game.n) for s in itertools.combinations(others, k)]
+    return out
+
+
 def exact_shapley(game: Game) -> Values:
     """sum over S not holding i of |S|! (n-|S|-1)! / n! (U(S + i) - U(S))."""
-    if game.n > 14:
-        raise ValueError(f"exact Shapley over {game.n} units needs 2^{game.n} utilities; use tmc_shapley")
     t0 = time.perf_counter()
     n = game.n
-    v = np.zeros(n)
-    for i in range(n):
-        others = [j for j in range(n) if j != i]
-        for k in range(n):
-            w = math.factorial(k) * math.factorial(n - k - 1) / math.factorial(n)
-            for s in itertools.combinations(others, k):
-                v[i] += w * (game(set(s) | {i}) - game(s))
+    w = [math.factorial(k) * math.factorial(n - k - 1) / math.factorial(n) for k in range(n)]
+    v = np.array([sum(w[k] * d for k, d in m) for _, m in sorted(_marginals(game, "Shapley").items())])
     return Values("exact_shapley", v, np.zeros(n), game.evaluations, 0, time.perf_counter() - t0)
 
 
 def exact_banzhaf(game: Game) -> Values:
     """The mean over all S not holding i of U(S + i) - U(S)."""
-    if game.n > 14:
-        raise ValueError(f"exact Banzhaf over {game.n} units needs 2^{game.n} utilities; use banzhaf_msr")
     t0 = time.perf_counter()
-    n = game.n
-    v = np.zeros(n)
-    for i in range(n):
-        others = [j for j in range(n) if j != i]
-        subsets = [s for k in range(n) for s in itertools.combinations(others, k)]
-        v[i] = np.mean([game(set(s) | {i}) - game(s) for s in subsets])
-    return Values("exact_banzhaf", v, np.zeros(n), game.evaluations, 0, time.perf_counter() - t0)
+    v = np.array([np.mean([d for _, d in m]) for _, m in sorted(_marginals(game, "Banzhaf").items())])
+    return Values("exact_banzhaf", v, np.zeros(game.n), game.evaluations, 0, time.perf_counter() - t0)
 
 
 def tmc_shapley(game: Game, truncation: float = 0.01, burn_in: int = 1, convergence: float = 0.05,
