@@ -8,7 +8,8 @@ rows of split "train" are valued, the rows of split "test" are the validation se
 of a set of units: minus the validation MSE of a ridge head (scikit-learn ``Ridge``) fitted on
 their rows; of no unit: minus the MSE of predicting the training mean. Both estimators stop by
 the same rule (the values' mean relative change over the last 100 permutations below 5 %,
-Ghorbani and Zou's) with relative truncation at 1 %. pyDVL runs in its own venv
+Ghorbani and Zou's) with relative truncation at 1 % (textcurate's relative to U(all) - U(none),
+pyDVL's to U(all)). pyDVL runs in its own venv
 (``.venv-pydvl``: it is LGPL and pins numpy < 2), built by ``scripts/setup_pydvl_venv.sh``.
 
 Target (issue 19): the same ranking (Spearman >= 0.9 between the two, and to the exact values)
