@@ -216,3 +216,21 @@ def test_exact_accounting_hands_its_counts_to_materialising(tmp_path, monkeypatc
     assert once["mixture"]["within_tolerance"]
     rows = read_mixture(str(tmp_path / "once" / "mixture")).to_pylist()
     assert rows and all(r["tokens"] == len(ids) for r, ids in zip(rows, base([r["text"] for r in rows])))
+
+
+def test_unit_values_of_a_valuation_are_the_sources_quality(tmp_path, tokenize):
+    """quality_values: values.json of `textcurate value` over the same units; a unit of negative
+    value gets quality 0 and no tokens, the best per token repeats most."""
+    _corpus(str(tmp_path / "c"))
+    (tmp_path / "values.json").write_text(json.dumps({"table": [
+        {"unit": "markdown", "value": 0.3, "tokens": 3000}, {"unit": "python", "value": 0.1, "tokens": 3000},
+        {"unit": "text", "value": -0.05, "tokens": 600}]}))
+    spec = _spec(str(tmp_path / "c"), 20000, quality_values=str(tmp_path / "values.json"))
+    rows = {r["name"]: r for r in run_plan(spec, str(tmp_path / "out"), materialise=False)["plan"]["rows"]}
+    assert rows["markdown"]["quality"] == 1.0 and rows["python"]["quality"] == pytest.approx(1 / 3)
+    assert rows["text"]["quality"] == 0.0 and rows["text"]["train_tokens"] == 0
+    assert rows["markdown"]["epochs"] >= rows["python"]["epochs"]
+    (tmp_path / "bad.json").write_text(json.dumps({"table": [{"unit": "markdown", "value": 0.3, "tokens": 10}]}))
+    with pytest.raises(ValueError, match="source 'python' has no value"):
+        run_plan(_spec(str(tmp_path / "c"), 20000, quality_values=str(tmp_path / "bad.json")), str(tmp_path / "o2"),
+                 materialise=False)
