@@ -38,37 +38,17 @@ class MixtureKernel:
         return cls([m * s for s in scales], linear_weight / sq)
 
     def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        inplace = not (a.requires_grad or b.requires_grad)  # autograd needs the intermediates; else reuse them
         ab = a @ b.T
-        d2 = ((a * a).sum(1, keepdim=True) + (b * b).sum(1)).sub_(ab, alpha=2).clamp_(min=0) if not \
-            (a.requires_grad or b.requires_grad) else ((a * a).sum(1, keepdim=True) + (b * b).sum(1) - 2 * ab).clamp(min=0)
+        d2 = (a * a).sum(1, keepdim=True) + (b * b).sum(1)
+        d2 = d2.sub_(ab, alpha=2).clamp_(min=0) if inplace else (d2 - 2 * ab).clamp(min=0)
         k = None
         for h in self.bandwidths:
             e = torch.exp(d2 * (-1.0 / (2 * h * h)))
-            k = e if k is None else (k.add_(e) if not k.requires_grad else k + e)
+            k = e if k is None else (k.add_(e) if inplace else k + e)
         k = k / len(self.bandwidths)
         return k + ab * self.linear_weight if self.linear_weight else k
 
     def to_dict(self) -> dict:
         return {"bandwidths": self.bandwidths, "linear_weight": self.linear_weight}
 
-
-def mmd2(kernel: MixtureKernel, x: torch.Tensor, y: torch.Tensor, wy: torch.Tensor | None = None,
-         unbiased: bool = True) -> torch.Tensor:
-    """MMD^2 between the sample x (uniform weights) and the points y with weights wy (summing to 1;
-    uniform when None). Unbiased in x (its diagonal left out); y's weighted term keeps its diagonal
-    when weighted (a weighted coreset is a distribution, not a sample)."""
-    n = len(x)
-    kxx = kernel(x, x)
-    if unbiased and n > 1:
-        xx = (kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
-    else:
-        xx = kxx.mean()
-    if wy is None:
-        m = len(y)
-        kyy = kernel(y, y)
-        yy = (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1)) if unbiased and m > 1 else kyy.mean()
-        xy = kernel(x, y).mean()
-    else:
-        yy = wy @ kernel(y, y) @ wy
-        xy = (kernel(x, y) @ wy).mean()
-    return xx + yy - 2 * xy

@@ -1,11 +1,13 @@
 """Selections of n real documents from a set of embeddings (``store.Vectors``: a feature store
-streamed in blocks, or an array), each with a weight: the share of the set it stands for (the mass
-of the rows nearest to it, so the weights sum to 1). One interface, ``select``, for every method:
+streamed in blocks, or an array), each with a weight, the weights summing to 1: by default the
+weights that bring the weighted selection closest to the set in MMD^2 (``kernel_weights``), or the
+share of rows nearest each selected one (``mass_weights``). One interface, ``select``, for every
+method:
 
 - ``dm``: distribution matching (Zhao and Bilen 2023). n synthetic points, initialised on a seeded
   sample, learn to minimise the MMD (``kernels.MixtureKernel``) to minibatches of the sample (Adam,
-  torch, CUDA when present); then each goes to its nearest real document not taken yet, searched
-  over every row of the store.
+  torch, CUDA when present); then back to n distinct real documents among the synthetic points'
+  nearest neighbours, searched over every row of the store (``distribution_matching``).
 - ``herding``: kernel herding (Chen, Welling and Smola 2010), greedy MMD minimisation, the Gaussian
   kernels approximated by random Fourier features (the linear part exact); the mean embedding over
   every row, the candidates a seeded sample.
@@ -50,6 +52,7 @@ class Selection:
     method: str
     indices: np.ndarray          # [n] distinct row numbers
     weights: np.ndarray          # [n], summing to 1
+    vectors: np.ndarray          # [n, d] their embeddings (read once from the store, for the metrics too)
     info: dict = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -83,14 +86,15 @@ def stream_topk(v: Vectors, targets: np.ndarray, k: int, device: str = "cpu", no
     m = len(tt)
     best_d = torch.full((m, 0), float("inf"), device=device)
     best_i = torch.zeros((m, 0), dtype=torch.int64, device=device)
+    skipped = np.fromiter(skip, dtype=np.int64) if skip else None
     for rows, x in v.blocks():
         xb = _t(x, device)
         if normalize:
             xb = _unit(xb)
         d = torch.cdist(tt, xb)
         r = torch.from_numpy(rows).to(device)
-        if skip:
-            hit = np.isin(rows, np.fromiter(skip, dtype=np.int64))
+        if skipped is not None:
+            hit = np.isin(rows, skipped)
             if hit.any():
                 d[:, torch.from_numpy(hit).to(device)] = float("inf")
         kk = min(k, d.shape[1])
@@ -110,13 +114,15 @@ def unique_nearest(v: Vectors, targets: np.ndarray, device: str = "cpu", normali
     if len(targets) > v.n:
         raise ValueError(f"{len(targets)} targets for {v.n} rows")
     d, nn = stream_topk(v, targets, k, device, normalize)
+    cand_d, cand_n = list(d), list(nn)  # each target's candidates, nearest first (a retry replaces them)
     out = np.full(len(targets), -1, dtype=np.int64)
     taken: set[int] = set()
     pending = np.argsort(d[:, 0], kind="stable")
     while len(pending):
         left = []
         for t in pending:
-            pick = next((int(j) for j, dj in zip(nn[t], d[t]) if np.isfinite(dj) and int(j) not in taken), None)
+            pick = next((int(j) for j, dj in zip(cand_n[t], cand_d[t]) if np.isfinite(dj) and int(j) not in taken),
+                        None)
             if pick is None:
                 left.append(t)
                 continue
@@ -125,24 +131,10 @@ def unique_nearest(v: Vectors, targets: np.ndarray, device: str = "cpu", normali
         pending = np.array(left, dtype=np.int64)
         if len(pending):  # rare: search again for these only, the taken rows skipped
             d2, nn2 = stream_topk(v, targets[pending], min(k + len(pending), v.n), device, normalize, skip=taken)
-            d[pending], nn[pending] = np.inf, -1
-            d = d if d.shape[1] >= d2.shape[1] else np.pad(d, ((0, 0), (0, d2.shape[1] - d.shape[1])),
-                                                             constant_values=np.inf)
-            nn = nn if nn.shape[1] >= nn2.shape[1] else np.pad(nn, ((0, 0), (0, nn2.shape[1] - nn.shape[1])),
-                                                               constant_values=-1)
-            d[pending, :d2.shape[1]], nn[pending, :nn2.shape[1]] = d2, nn2
+            for t, dd, ii in zip(pending, d2, nn2):
+                cand_d[t], cand_n[t] = dd, ii
             pending = pending[np.argsort(d2[:, 0], kind="stable")]
     return out
-
-
-def nearest_counts(v: Vectors, centres: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """How many rows of ``v`` are nearest each centre (one pass)."""
-    c = _t(centres, device)
-    counts = torch.zeros(len(c), dtype=torch.float64, device=device)
-    for _, x in v.blocks():
-        lab = torch.cdist(_t(x, device), c).argmin(1)
-        counts += torch.bincount(lab, minlength=len(c)).double()
-    return counts.cpu().numpy()
 
 
 def kernel_weights(v: Vectors, selected: np.ndarray, kernel: MixtureKernel, device: str = "cpu",
@@ -151,12 +143,12 @@ def kernel_weights(v: Vectors, selected: np.ndarray, kernel: MixtureKernel, devi
     minimise w'Kw - 2 w'b, K the selection's kernel matrix, b_j the mean kernel between row j of the
     selection and every row of v (one pass), by accelerated projected gradient; every weight at least
     1 % of 1/n."""
-    y = _t(selected, device).double()
+    y = _t(selected, device)
     b = torch.zeros(len(y), dtype=torch.float64, device=device)
     for _, x in v.blocks():
-        b += kernel(_t(x, device), y.float()).double().sum(0)
+        b += kernel(_t(x, device), y).double().sum(0)
     b /= v.n
-    kmat = kernel(y.float(), y.float()).double()
+    kmat = kernel(y, y).double()
     lip = 2 * float(torch.linalg.eigvalsh(kmat)[-1])
     w = torch.full((len(y),), 1.0 / len(y), dtype=torch.float64, device=device)
     z, t = w.clone(), 1.0
@@ -182,9 +174,13 @@ def _simplex(v: torch.Tensor) -> torch.Tensor:
     return torch.clamp(v - css[rho] / (rho + 1), min=0)
 
 
-def mass_weights(v: Vectors, rows: np.ndarray, device: str = "cpu", selected: np.ndarray | None = None) -> np.ndarray:
-    """The share of v's rows nearest each selected row."""
-    counts = nearest_counts(v, v.take(rows) if selected is None else selected, device)
+def mass_weights(v: Vectors, selected: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """The share of v's rows nearest each selected point (one pass)."""
+    c = _t(selected, device)
+    counts = torch.zeros(len(c), dtype=torch.float64, device=device)
+    for _, x in v.blocks():
+        counts += torch.bincount(torch.cdist(_t(x, device), c).argmin(1), minlength=len(c)).double()
+    counts = counts.cpu().numpy()
     return counts / counts.sum()
 
 
@@ -335,8 +331,8 @@ def distribution_matching(ctx: Context, n: int, steps: int = 300, batch: int = 4
     """Minimise MMD^2(sample minibatch, y) over n free points y, then map y to n distinct real rows:
     ``greedy`` (the default) picks, among the ``neighbours`` nearest real rows of every synthetic
     point, n rows one at a time, each the one that lowers the MMD^2 to the synthetic set most (kernel
-    herding toward DM's points, restricted to their neighbours, exact kernel); ``nearest`` takes each point's nearest row not
-    taken (measured: the synthetic points sit between documents, and their nearest documents lose
+    herding toward DM's points, restricted to their neighbours, exact kernel); ``nearest`` takes each
+    point's nearest row not taken (measured: the synthetic points sit between documents, and their nearest documents lose
     most of what DM gained; see bench/distill.py)."""
     if mapping not in MAPPINGS:
         raise ValueError(f"mapping: one of {', '.join(MAPPINGS)}, got {mapping!r}")
@@ -415,9 +411,10 @@ def make_context(v: Vectors, seed: int = 0, device: str = "cpu", sample: int = S
 
 def select(x, n: int, method: str = "dm", seed: int = 0, device: str = "cpu", groups: np.ndarray | None = None,
            sample: int = SAMPLE, kernel: MixtureKernel | None = None, check: bool = True, weights: str = "kernel",
-           **options) -> Selection:
-    """n distinct rows of ``x`` (an array, a feature store path or ``Vectors``) by ``method``,
-    weighted by the share of rows nearest each. With ``groups`` (one label per row of the
+           context: Context | None = None, **options) -> Selection:
+    """n distinct rows of ``x`` (an array, a feature store path or ``Vectors``) by ``method``, with
+    their weights. ``context``: the sample and kernel made already for these rows and this seed
+    (``make_context``), so that several methods read the sample once. With ``groups`` (one label per row of the
     underlying store), each group gets its share of n (largest remainders; at most its own size,
     the rest going to the largest groups) and is distilled on its own, so groups keep their shares.
 
@@ -434,14 +431,17 @@ def select(x, n: int, method: str = "dm", seed: int = 0, device: str = "cpu", gr
         v.check()
     started = time.perf_counter()
     if groups is None:
-        ctx = make_context(v, seed, device, sample, kernel)
+        if context is not None and (context.v is not v or context.seed != seed):
+            raise ValueError("select: the context was made for other rows or another seed")
+        ctx = context or make_context(v, seed, device, sample, kernel)
         rows, info = FUNCS[method](ctx, n, **options)
         rows = np.asarray(rows, dtype=np.int64)
         if len(np.unique(rows)) != n:
             raise RuntimeError(f"{method} returned {len(np.unique(rows))} distinct documents, not {n}")
         info = {**info, "sample": int(len(ctx.sample_rows)), "kernel": ctx.kernel.to_dict(), "weights": weights}
-        w = kernel_weights(v, v.take(rows), ctx.kernel, device) if weights == "kernel" else mass_weights(v, rows, device)
-        return Selection(method, rows, w, info, time.perf_counter() - started)
+        xs = v.take(rows)
+        w = kernel_weights(v, xs, ctx.kernel, device) if weights == "kernel" else mass_weights(v, xs, device)
+        return Selection(method, rows, w, xs, info, time.perf_counter() - started)
     base = v.base if isinstance(v, View) else v
     groups = np.asarray(groups)
     if len(groups) != base.n:
@@ -449,7 +449,7 @@ def select(x, n: int, method: str = "dm", seed: int = 0, device: str = "cpu", gr
     mine = v.mask if isinstance(v, View) else np.ones(base.n, dtype=bool)
     labels, counts = np.unique(groups[mine], return_counts=True)
     quota = allocate(n, counts)
-    parts_idx, parts_w, info = [], [], {"groups": {}}
+    parts_idx, parts_w, parts_x, info = [], [], [], {"groups": {}}
     for lab, cnt, q in zip(labels, counts, quota):
         info["groups"][str(lab)] = {"documents": int(cnt), "selected": int(q), "share": float(cnt / v.n)}
         if q == 0:
@@ -458,11 +458,13 @@ def select(x, n: int, method: str = "dm", seed: int = 0, device: str = "cpu", gr
                      **options)
         parts_idx.append(sub.indices)
         parts_w.append(sub.weights * cnt / v.n)
+        parts_x.append(sub.vectors)
         if "synthetic" in sub.info:
             info.setdefault("synthetic", []).append(sub.info["synthetic"])
     if "synthetic" in info:
         info["synthetic"] = np.concatenate(info["synthetic"])
-    return Selection(method, np.concatenate(parts_idx), np.concatenate(parts_w), info, time.perf_counter() - started)
+    return Selection(method, np.concatenate(parts_idx), np.concatenate(parts_w), np.concatenate(parts_x), info,
+                     time.perf_counter() - started)
 
 
 def allocate(n: int, counts: np.ndarray) -> np.ndarray:

@@ -58,10 +58,11 @@ def covering_radius(heldout: np.ndarray, selected: np.ndarray, device: str = "cp
                      for i in range(0, len(heldout), BLOCK)))
 
 
-def cluster_kl(corpus_labels: np.ndarray, selected_labels: np.ndarray, weights: np.ndarray | None, k: int,
+def cluster_kl(corpus_counts: np.ndarray, selected_labels: np.ndarray, weights: np.ndarray | None, k: int,
                eps: float = 1e-6) -> float:
-    """KL(corpus cluster histogram || the selection's, weighted), smoothed by ``eps``."""
-    p = np.bincount(corpus_labels, minlength=k).astype(np.float64) + eps
+    """KL(corpus cluster histogram || the selection's, weighted), smoothed by ``eps``; the corpus as
+    its count of documents per cluster."""
+    p = np.asarray(corpus_counts, dtype=np.float64) + eps
     q = np.bincount(selected_labels, weights=weights, minlength=k).astype(np.float64) + eps
     p, q = p / p.sum(), q / q.sum()
     return float(np.sum(p * np.log(p / q)))

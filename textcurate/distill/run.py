@@ -22,8 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from textcurate.distill.kernels import MixtureKernel
-from textcurate.distill.methods import FUNCS, SAMPLE, Selection, kernel_weights, mass_weights, sample_rows, select
+from textcurate.distill.methods import FUNCS, SAMPLE, Selection, kernel_weights, make_context, mass_weights, select
 from textcurate.distill.metrics import Reference, cluster_kl, covering_radius
 from textcurate.distill.store import StoreVectors, Vectors, View, as_vectors
 from textcurate.io.files import pick_device, write_json_atomic, write_parquet_atomic
@@ -63,38 +62,38 @@ def distill(x, n: int, method: str = "dm", compare=DEFAULT_COMPARE, heldout: int
         raise ValueError(f"n = {n:,} is more than the {pool.n:,} documents that can be selected "
                          f"({v.n:,} rows, {len(held):,} held out" + (", the rest outside `within`)" if within is not None
                                                                    else ")"))
-    srows = sample_rows(pool, sample, seed)
-    sx = v.take(srows)
-    kernel = MixtureKernel.around_median(sx, seed=seed)
-    ref = Reference(kernel, v.take(held), device) if len(held) else None
+    ctx = make_context(pool, seed, device, sample)  # one sample and kernel for every method
+    kernel = ctx.kernel
+    held_x = v.take(held) if len(held) else None
+    ref = Reference(kernel, held_x, device) if len(held) else None
     from textcurate.cluster.kmeans import SphericalKMeans
 
-    k = max(2, min(clusters, len(sx) // 20))
-    km = SphericalKMeans(k, seed=seed, device=device).fit(sx)
+    k = max(2, min(clusters, len(ctx.sample) // 20))
+    km = SphericalKMeans(k, seed=seed, device=device).fit(ctx.sample)
     corpus_hist = np.zeros(k, dtype=np.int64)
     for _, xb in v.blocks():
         corpus_hist += np.bincount(km.assign(xb)[0], minlength=k)
-    corpus_labels = np.repeat(np.arange(k), corpus_hist)
-    held_x = v.take(held) if len(held) else None
     selections: dict[str, Selection] = {}
     table = []
+
     def measure(m: str, seed_: int) -> tuple[Selection, dict]:
         t0 = time.perf_counter()
+        shared = ctx if groups is None and seed_ == seed else None  # groups and other seeds draw their own
         sel = select(pool, n, m, seed=seed_, device=device, groups=groups, sample=sample, kernel=kernel, check=False,
-                     weights=weights, **(options or {}).get(m, {}))
+                     weights=weights, context=shared, **(options or {}).get(m, {}))
         seconds = time.perf_counter() - t0
-        xs = v.take(sel.indices)
+        xs = sel.vectors
         row = {"method": m, "n": n, "seconds": round(seconds, 2)}
         if ref is not None:
             row["mmd2_weighted"] = ref.mmd2(xs, sel.weights)
             row["mmd2_uniform"] = ref.mmd2(xs)
-            other = mass_weights(pool, sel.indices, device) if weights == "kernel" else \
+            other = mass_weights(pool, xs, device) if weights == "kernel" else \
                 kernel_weights(pool, xs, kernel, device)
             row["mmd2_mass" if weights == "kernel" else "mmd2_kernel"] = ref.mmd2(xs, other)
             row["covering_radius"] = covering_radius(held_x, xs, device)
         labels = km.assign(xs)[0]
-        row["cluster_kl_weighted"] = cluster_kl(corpus_labels, labels, sel.weights, k)
-        row["cluster_kl_uniform"] = cluster_kl(corpus_labels, labels, None, k)
+        row["cluster_kl_weighted"] = cluster_kl(corpus_hist, labels, sel.weights, k)
+        row["cluster_kl_uniform"] = cluster_kl(corpus_hist, labels, None, k)
         return sel, row
 
     for m in methods:
@@ -117,7 +116,7 @@ def distill(x, n: int, method: str = "dm", compare=DEFAULT_COMPARE, heldout: int
                 r[f"time_vs_{peer}"] = r["seconds"] / base[peer]["seconds"]
     card = {"method": method, "n": n, "rows": v.n, "dim": v.dim, "selectable": pool.n, "heldout": int(len(held)),
             "within": None if within is None else int(np.asarray(within, bool).sum()), "seed": seed,
-            "device": device, "sample": int(len(srows)), "weights": weights, "kernel": kernel.to_dict(), "clusters": k,
+            "device": device, "sample": int(len(ctx.sample_rows)), "weights": weights, "kernel": kernel.to_dict(), "clusters": k,
             "mean_sq_norm": stats["mean_sq_norm"], "table": table,
             "groups": selections[method].info.get("groups"),
             "info": {m: {k2: v2 for k2, v2 in s.info.items() if k2 not in ("synthetic", "groups")}

@@ -37,6 +37,7 @@ MIX_TARGET_SALT = 505    # a fitted mixture's held-out target (mix.run.fit_weigh
 MATERIALISE_SALT = 7919  # mix/materialise.py's per-pass document order
 RANDOM_SUBSET_SALT = 7   # evaluate's seeded permutation of the pool: rng([seed, 7])
 WARMUP_SALT = 11         # influence's seeded warm-up subset: rng([seed, 11])
+HEAD_VALIDATION_SALT = 13  # value's annotations held out as the head's validation loss: hash salt seed + 13
 
 CACHE_VERSION = 1        # bump when a run's result would change for the same inputs
 

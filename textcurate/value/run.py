@@ -177,12 +177,13 @@ def value_annotations(path: str, spec: ValueSpec, out: str, embedder: str = "min
     from textcurate.embed.embedder import Embedder
     from textcurate.io.files import write_json_atomic, write_parquet_atomic
     from textcurate.io.records import hash_share
+    from textcurate.lm.experiment import HEAD_VALIDATION_SALT
     from textcurate.value.influence import influence_values, loo_exact
 
     t0 = time.perf_counter()
     ids, texts, y, extra = load_annotations(path)
     x = Embedder(embedder).encode(texts)
-    val = np.array([hash_share(i, spec.seed + 13) < spec.val_frac for i in ids])
+    val = np.array([hash_share(i, spec.seed + HEAD_VALIDATION_SALT) < spec.val_frac for i in ids])
     tr = ~val
     if val.sum() < 2 or tr.sum() < 2:
         raise ValueError(f"{path}: {int(tr.sum())} training and {int(val.sum())} validation annotations; need 2 each")
