@@ -254,6 +254,7 @@ def test_cg_influence_of_a_small_mlp_head_tracks_its_retrained_leave_one_out():
     loo = np.array([vloss(fit(np.delete(np.arange(n), i), init=state, steps=300)) - base for i in range(n)])
     inf, info = module_influence(full, xt, yt, xv, yv, weight_decay=wd, damping=1e-4)
     rho = spearmanr(inf, loo).statistic
+    print(f"MLP head: influence vs leave-one-out retraining, Spearman {rho:.3f}")  # pytest -s shows it
     assert info["cg_iterations"] > 0
     assert rho > 0.6, rho
     assert len(set(np.argsort(inf)[:6].tolist()) & set(bad.tolist())) >= 4
