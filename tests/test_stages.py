@@ -309,3 +309,50 @@ def test_the_documented_example_stage_runs(tmp_path, run_cfg):
     finally:
         STAGES.pop("unique_words", None)
         sys.modules.pop(mod.__name__, None)
+
+
+def test_an_after_run_block_declared_outside_the_package_runs_in_order(tmp_path, run_cfg):
+    """A new pipeline block (like evaluate, value, mix) needs no edit of config.py or the runner."""
+    import json
+
+    from pydantic import BaseModel, ConfigDict
+
+    from conftest import make_corpus
+    from textcurate.config import ConfigError, parse_pipeline
+    from textcurate.io.readers import read_documents
+    from textcurate.registry import AFTER_RUN, after_run
+    from textcurate.runner.run import run_pipeline
+
+    class CountSpec(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        min_words: int = 0
+
+    seen = []
+
+    @after_run("test_count", CountSpec, order=5)
+    def count_block(spec: CountSpec, run_dir: str) -> dict:
+        seen.append("test_count")
+        return {"documents": sum(len(d.text.split()) >= spec.min_words for d in read_documents(run_dir))}
+
+    @after_run("test_later", CountSpec, order=99)
+    def later_block(spec: CountSpec, run_dir: str) -> dict:
+        seen.append("test_later")
+        return {}
+
+    try:
+        make_corpus(tmp_path / "in", n_files=1, docs_per_file=7)
+        cfg = run_cfg({"type": "jsonl", "path": str(tmp_path / "in")}, [{"type": "text_stats"}])
+        data = {**cfg.model_dump(mode="json"), "test_later": {}, "test_count": {"min_words": 1}}
+        cfg = parse_pipeline(data)
+        assert isinstance(cfg.block("test_count"), CountSpec) and cfg.block("evaluate") is None
+        record = run_pipeline(cfg, report=False)
+        assert seen == ["test_count", "test_later"]
+        assert record["test_count"] == {"documents": 7}
+        assert json.loads((tmp_path / "run" / "run.json").read_text())["test_count"] == {"documents": 7}
+        with pytest.raises(ConfigError, match=r"test_count.min_words: Input should be a valid integer"):
+            parse_pipeline({**data, "test_count": {"min_words": "many"}})
+        with pytest.raises(ConfigError, match=r"test_cont: unknown key \(did you mean 'test_count'\?\)"):
+            parse_pipeline({**{k: v for k, v in data.items() if k != "test_count"}, "test_cont": {}})
+    finally:
+        AFTER_RUN.pop("test_count", None)
+        AFTER_RUN.pop("test_later", None)

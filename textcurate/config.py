@@ -21,11 +21,8 @@ import json
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
-
-from textcurate.evaluate.spec import EvaluateSpec
-from textcurate.value.run import ValueSpec
-from textcurate.mix.spec import MixSpec
+from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, field_validator,
+                      model_validator)
 
 
 class ConfigError(ValueError):
@@ -118,14 +115,40 @@ class PipelineConfig(_Strict):
     output: OutputConfig
     executor: ExecutorConfig = ExecutorConfig()
     seed: int = 0
-    evaluate: EvaluateSpec | None = None  # after the run: train small LMs on selections vs random
-    mix: MixSpec | None = None  # after the run: plan (and write) a mixture of the kept documents' sources
-    value: ValueSpec | None = None  # after the run: what each unit of the kept documents is worth to a target
+    # after the run, in their declared order: the blocks registered with @after_run (evaluate: small
+    # LMs on selections vs random; value: what each unit is worth to a target; mix: a mixture plan).
+    # In the YAML they are top-level keys (``evaluate: {...}``); here they are gathered by name.
+    blocks: dict[str, Any] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_blocks(cls, data):
+        if not isinstance(data, dict):
+            return data
+        from textcurate.registry import discover_after_run
+
+        known = discover_after_run()
+        data = dict(data)
+        blocks = dict(data.get("blocks") or {})
+        for key in [k for k in data if k in known]:
+            blocks[key] = data.pop(key)
+        data["blocks"] = {k: v for k, v in blocks.items() if v is not None}
+        return data
+
+    @field_validator("blocks")
+    @classmethod
+    def _blocks(cls, v):
+        validated = _blocks_model().model_validate(v)
+        return {k: getattr(validated, k) for k in v}
 
     @field_validator("input", mode="before")
     @classmethod
     def _input(cls, v):
         return validate_input(v)
+
+    def block(self, name: str) -> BaseModel | None:
+        """The validated parameters of the after-run block ``name``, or None when the pipeline has none."""
+        return self.blocks.get(name)
 
     def stage_params(self) -> list[tuple[str, BaseModel]]:
         """Validate each stage against its registered parameter model."""
@@ -159,17 +182,28 @@ class PipelineConfig(_Strict):
         """What must match for a run directory to be resumed rather than started over. The number
         of tasks counts (it decides which task reads which file); workers and executor type do not."""
         # evaluating and mixing read the run's documents; they change none of them
-        data = self.model_dump(mode="json", exclude={"executor", "evaluate", "mix", "value"})
+        data = self.model_dump(mode="json", exclude={"executor", "blocks"})
         data["tasks"] = self.executor.tasks
         blob = json.dumps(data, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _blocks_model() -> type[BaseModel]:
+    """A model with one optional field per registered after-run block, so errors name the block."""
+    from textcurate.registry import discover_after_run
+
+    known = discover_after_run()
+    return create_model("Blocks", __config__=ConfigDict(extra="forbid"),
+                        **{name: (b.spec | None, None) for name, b in sorted(known.items())})
 
 
 def _format_errors(e: ValidationError, prefix: str, model: type[BaseModel] | None = None) -> list[str]:
     lines = []
     for err in e.errors():
         loc = prefix
-        for part in err["loc"]:
+        for k, part in enumerate(err["loc"]):
+            if k == 0 and part == "blocks" and model is PipelineConfig:
+                continue  # a block is a top-level key in the YAML
             if isinstance(part, int):
                 loc += f"[{part}]"
             elif part in ("jsonl", "parquet", "hf_dataset", "file_tree") and loc.endswith("input"):
@@ -190,15 +224,22 @@ def _known_keys(model, loc) -> list[str]:
         return []
     try:
         node = model
-        for part in loc[:-1]:
+        for k, part in enumerate(loc[:-1]):
             if isinstance(part, int):
+                continue
+            if k == 0 and part == "blocks" and node is PipelineConfig:
+                node = _blocks_model()
                 continue
             if part in ("jsonl", "parquet", "hf_dataset", "file_tree"):
                 node = {"jsonl": JsonlInput, "parquet": ParquetInput, "hf_dataset": HFDatasetInput,
                         "file_tree": FileTreeInput}[part]
                 continue
             ann = node.model_fields[part].annotation if node is not None else None
+            args = [a for a in getattr(ann, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+            ann = args[0] if len(args) == 1 else ann  # X | None
             node = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if node is PipelineConfig:
+            return sorted((set(node.model_fields) - {"blocks"}) | set(_blocks_model().model_fields))
         return sorted(node.model_fields) if node is not None else []
     except (KeyError, AttributeError, TypeError):
         return []

@@ -17,6 +17,13 @@ it, and the step class takes its parameters as keywords without defaults of its 
 ``needs`` says what the stage reads from an earlier one; its report section registers
 itself with ``@section`` (``textcurate.report.html``) in any module.
 
+A block that runs once after the run's documents are written (``evaluate``, ``mix``, ``value``:
+a top-level key of the pipeline YAML, not a stage) declares itself the same way:
+
+    @after_run("value", ValueSpec, order=20)
+    def value_block(spec: ValueSpec, run_dir: str) -> dict:
+        ...   # returns the summary kept under "value" in the run's run.json
+
 This file keeps no catalogue: ``discover()`` imports every module of the package that
 declares a stage at top level (a line starting with ``@stage(``), and any stage that an
 installed package exposes under the entry-point group ``textcurate.stages``.
@@ -29,7 +36,7 @@ import os
 import pkgutil
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -186,6 +193,39 @@ def import_declaring(marker: str) -> list[str]:
             importlib.import_module(name)
         _imported[marker] = names
     return _imported[marker]
+
+
+@dataclass(frozen=True)
+class AfterRun:
+    name: str
+    spec: type[BaseModel]
+    run: Callable[[BaseModel, str], dict]
+    order: int
+    needs_documents: bool
+
+
+AFTER_RUN: dict[str, AfterRun] = {}
+
+
+def after_run(name: str, spec: type[BaseModel], order: int = 50, needs_documents: bool = True):
+    """Register ``fn(spec, run_dir) -> dict`` as the pipeline block ``name:`` (validated by ``spec``),
+    run after the run's documents are written, in ``order`` (smaller first; a block that reads
+    another's output comes after it). Its summary is stored under ``name`` in run.json."""
+    def register(fn):
+        old = AFTER_RUN.get(name)
+        if old is not None and (old.run.__module__, old.run.__qualname__) != (fn.__module__, fn.__qualname__):
+            raise ValueError(f"pipeline block {name!r} is declared twice: {old.run.__module__}.{old.run.__qualname__} "
+                             f"and {fn.__module__}.{fn.__qualname__}")
+        AFTER_RUN[name] = AfterRun(name, spec, fn, order, needs_documents)
+        return fn
+    return register
+
+
+def discover_after_run() -> dict[str, AfterRun]:
+    """Every after-run block declared with ``@after_run`` in the package or an installed plugin."""
+    import_declaring("@after_run(")
+    discover()  # plugins' modules may declare blocks too
+    return AFTER_RUN
 
 
 def discover() -> dict[str, type[StageParams]]:

@@ -229,48 +229,16 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
                   finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   wall_seconds=round(time.time() - started, 2))
     write_json_atomic(record_path, record)
-    if cfg.evaluate is not None:
-        if not cfg.output.write_documents:
-            raise ConfigError("evaluate needs output.write_documents: it trains on the documents the run wrote")
-        from textcurate.evaluate.run import evaluate
-        from textcurate.io.readers import read_documents
+    from textcurate.registry import discover_after_run
 
-        target = list(read_documents(cfg.evaluate.target.path)) if cfg.evaluate.target.path else None
-        result = evaluate(list(read_documents(run_dir)), cfg.evaluate, os.path.join(run_dir, "evaluate"), target)
-        record["evaluate"] = {"file": os.path.join(run_dir, "evaluate", "evaluate.json"),
-                              "selections": [{k: s[k] for k in ("name", "requested", "fraction", "multiplier")}
-                                             for s in result["selections"]]}
-        write_json_atomic(record_path, record)
-    if cfg.value is not None:
-        if not cfg.output.write_documents:
-            raise ConfigError("value needs output.write_documents: it trains on the documents the run wrote")
-        from textcurate.io.readers import read_documents
-        from textcurate.value.run import value_units
-
+    blocks = discover_after_run()
+    for name in sorted(cfg.blocks, key=lambda k: (blocks[k].order, k)):
+        if blocks[name].needs_documents and not cfg.output.write_documents:
+            raise ConfigError(f"{name} needs output.write_documents: it reads the documents the run wrote")
         try:
-            result = value_units(list(read_documents(run_dir)), cfg.value, os.path.join(run_dir, "artifacts", "value"))
+            record[name] = blocks[name].run(cfg.blocks[name], run_dir)
         except ValueError as e:
-            raise ConfigError(f"value: {e}") from e
-        record["value"] = {"file": os.path.join(run_dir, "artifacts", "value", "values.json"),
-                           "values": {r["unit"]: r["value"] for r in result["table"]},
-                           "trainings": result["trainings"]}
-        write_json_atomic(record_path, record)
-    if cfg.mix is not None:
-        if not cfg.output.write_documents:
-            raise ConfigError("mix needs output.write_documents: it plans the documents the run wrote")
-        from textcurate.mix.planner import PlanError
-        from textcurate.mix.run import run_plan
-
-        try:
-            result = run_plan(cfg.mix, os.path.join(run_dir, "artifacts", "mix"), default_path=run_dir)
-        except (PlanError, ValueError) as e:
-            raise ConfigError(f"mix: {e}") from e
-        mixture = result.get("mixture") or {}
-        record["mix"] = {"plan": os.path.join(run_dir, "artifacts", "mix", "plan.json"),
-                         "weights": {r["name"]: r["weight"] for r in result["plan"]["rows"]},
-                         "epochs": {r["name"]: r["epochs"] for r in result["plan"]["rows"]},
-                         "realised_tokens": mixture.get("realised_tokens"),
-                         "within_tolerance": mixture.get("within_tolerance")}
+            raise ConfigError(f"{name}: {e}") from e
         write_json_atomic(record_path, record)
     if report:
         from textcurate.report.html import write_report
