@@ -38,6 +38,16 @@ def test_noisy_games_are_matched_within_their_standard_errors():
     assert g.evaluations <= 2 ** len(A)
 
 
+def test_the_standard_error_rule_stops_once_every_unit_is_resolved():
+    g = additive(noise=0.3)
+    sh = tmc_shapley(g, truncation=0.0, convergence=0.0, max_stderr=0.15, max_permutations=2000, seed=4)
+    assert sh.info["stopped_by"] == "stderr" and sh.stderr.max() <= 0.15 and sh.samples < 2000
+    longer = tmc_shapley(g, truncation=0.0, convergence=0.0, max_stderr=0.05, max_permutations=2000, seed=4)
+    assert longer.samples > sh.samples and longer.stderr.max() <= 0.05
+    bz = banzhaf_msr(additive(noise=0.3), samples=5000, max_stderr=0.15, seed=4)
+    assert bz.samples < 5000 and bz.stderr.max() <= 0.15
+
+
 def test_a_symmetric_game_gives_equal_values_and_shapley_is_efficient():
     f = lambda s: float(len(s) ** 2)  # noqa: E731 - U depends on the size only
     n = 5
@@ -187,8 +197,9 @@ def test_cli_values_annotations_by_influence_with_the_exact_check(tmp_path):
     docs = _prose_units()[:80]
     scores = [4.0 if d.metadata["unit"] == "a" else 1.0 for d in docs]  # a learnable rule
     scores[3] = 0.0 if scores[3] == 4.0 else 5.0  # one label contradicts it
-    pq.write_table(pa.table({"id": [d.id for d in docs], "text": [d.text for d in docs], "score": scores}),
-                   tmp_path / "labels.parquet")
+    split = ["test" if i % 8 == 7 else "train" for i in range(len(docs))]  # held out of everything
+    pq.write_table(pa.table({"id": [d.id for d in docs], "text": [d.text for d in docs], "score": scores,
+                             "split": split}), tmp_path / "labels.parquet")
     res = CliRunner().invoke(app, ["value", str(tmp_path / "labels.parquet"), "--method", "influence",
                                    "--lam", "0.1", "--out", str(tmp_path / "v")])
     assert res.exit_code == 0, res.output
@@ -196,6 +207,9 @@ def test_cli_values_annotations_by_influence_with_the_exact_check(tmp_path):
     assert out["spearman_to_loo"] > 0.8, out["spearman_to_loo"]
     t = pq.read_table(tmp_path / "v" / "values.parquet")
     assert set(t.column_names) >= {"id", "score", "value", "loo"} and t.num_rows == out["train"]
+    assert out["test_excluded"] == 10 and out["train"] + out["validation"] == 70
+    held = {d.id for d, s in zip(docs, split) if s == "test"}
+    assert not held & set(t.column("id").to_pylist())
     assert "hurt the head most" in res.output
 
 
@@ -204,7 +218,7 @@ def test_a_pipeline_value_block_is_validated():
 
     base = {"name": "v", "input": {"type": "jsonl", "path": "x"}, "output": {"path": "/tmp/never"}}
     cfg = parse_pipeline({**base, "value": {"units": "language", "target_expr": "kind == 'doc'"}})
-    assert cfg.value.method == "loo" and cfg.value.budget_tokens == 100_000
+    assert cfg.block("value").method == "loo" and cfg.block("value").budget_tokens == 100_000
     with pytest.raises((ConfigError, ValueError), match="method"):
         parse_pipeline({**base, "value": {"units": "language", "target_expr": "x", "method": "magic"}})
 

@@ -48,6 +48,9 @@ class ValueSpec(BaseModel):
     convergence: float = Field(0.05, ge=0, description="shapley: stop when the values moved less than this "
                                                        "(mean relative change over the last window permutations)")
     window: int = Field(100, ge=1, description="shapley: the window of that rule")
+    stderr: float | None = Field(None, gt=0, description="shapley, banzhaf: also stop once every unit's standard "
+                                                         "error is below this fraction of |U(all) - U(none)| "
+                                                         "(pyDVL's AbsoluteStandardError, relative)")
     max_permutations: int = Field(200, ge=2)
     samples: int = Field(64, ge=4, description="banzhaf: subsets sampled")
     max_units: int = Field(300, ge=2, description="more units than this is an error (each costs trainings)")
@@ -137,10 +140,11 @@ def estimate(game: Game, spec: ValueSpec, log: Callable = print) -> Values:
         return leave_one_out(game)
     if spec.method == "exact":
         return exact_shapley(game)
+    max_stderr = spec.stderr * abs(game(game.full) - game(())) if spec.stderr else None
     if spec.method == "shapley":
         return tmc_shapley(game, truncation=spec.truncation, convergence=spec.convergence, window=spec.window,
-                           max_permutations=spec.max_permutations, seed=spec.seed, log=log)
-    return banzhaf_msr(game, samples=spec.samples, seed=spec.seed, log=log)
+                           max_stderr=max_stderr, max_permutations=spec.max_permutations, seed=spec.seed, log=log)
+    return banzhaf_msr(game, samples=spec.samples, seed=spec.seed, max_stderr=max_stderr, log=log)
 
 
 def value_units(docs: list, spec: ValueSpec, out: str, log: Callable = print) -> dict:
@@ -182,9 +186,13 @@ def value_annotations(path: str, spec: ValueSpec, out: str, embedder: str = "min
 
     t0 = time.perf_counter()
     ids, texts, y, extra = load_annotations(path)
+    # rows whose split column says "test" are held out of everything, as the classifier's training holds them
+    test = np.array([s == "test" for s in extra.get("split", [None] * len(ids))])
+    if test.all():
+        test[:] = False
     x = Embedder(embedder).encode(texts)
-    val = np.array([hash_share(i, spec.seed + HEAD_VALIDATION_SALT) < spec.val_frac for i in ids])
-    tr = ~val
+    val = np.array([hash_share(i, spec.seed + HEAD_VALIDATION_SALT) < spec.val_frac for i in ids]) & ~test
+    tr = ~val & ~test
     if val.sum() < 2 or tr.sum() < 2:
         raise ValueError(f"{path}: {int(tr.sum())} training and {int(val.sum())} validation annotations; need 2 each")
     yf = np.asarray(y, dtype=np.float64)
@@ -192,7 +200,7 @@ def value_annotations(path: str, spec: ValueSpec, out: str, embedder: str = "min
     rows = {"id": [i for i, t in zip(ids, tr) if t], "score": yf[tr], "value": inf,
             "text": [t[:300] for t, k in zip(texts, tr) if k]}
     result = {"method": "influence", "annotations": path, "train": int(tr.sum()), "validation": int(val.sum()),
-              "embedder": embedder, **info}
+              "test_excluded": int(test.sum()), "embedder": embedder, **info}
     if spec.check_loo:
         from scipy.stats import spearmanr
 
