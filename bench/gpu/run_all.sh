@@ -36,12 +36,12 @@ else
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
   fi
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$log"
-  limit=75  # 7 stages: at most 560 s with the kills, inside one call of 600
+  limit=65  # 8 stages: at most 560 s with the kills, inside one call of 600
 fi
 "$PY" -c "import torch, transformers, sentence_transformers as st; print('torch', torch.__version__, \
 'transformers', transformers.__version__, 'sentence-transformers', st.__version__)" | tee -a "$log"
 
-finish() { "$PY" bench/gpu/table.py "$rows" --expect edu_score,kmeans,semdedup,influence,generate,synth,distill | tee "$out/table.md"; }
+finish() { "$PY" bench/gpu/table.py "$rows" --expect edu_score,kmeans,semdedup,influence,generate,synth,distill,distill_labels | tee "$out/table.md"; }
 trap 'finish; exit 1' INT TERM  # killed from outside: still leave the table of what finished
 
 stage() {  # stage NAME SCRIPT ARGS...: run one script under a time limit; a crash is a failed row
@@ -65,6 +65,7 @@ stage influence influence.py
 stage generate generate.py --tokenizer "$assets/smollm2-tok"
 stage synth synth.py --tokenizer "$assets/smollm2-tok"
 stage distill distill.py
+stage distill_labels distill_labels.py
 
 trap - INT TERM
 finish

@@ -18,14 +18,19 @@ def distill_cmd(features: str = typer.Argument(..., help="a feature store (RUN/f
                                                          "store, or Parquet shards with id + vector"),
                 out: str = typer.Option(..., "--out", help="folder for selection.parquet, selections/, "
                                                            "synthetic.safetensors, distill.json"),
+                embedder: str = typer.Option("minilm", "--embedder", help="with --labels and a file of texts: the "
+                                                                          "embedder (a packaged id or a path)"),
                 *, params: DistillParams):
-    """Distil stored embeddings to n real documents with weights (distribution matching), beside its baselines."""
+    """Distil stored embeddings to n real documents with weights (distribution matching), beside its baselines;
+    with --labels, a labelled set to a few synthetic examples per class (dd, gm, tm, dm)."""
     from rich.table import Table
 
     from textcurate.distill.run import distill, field_values, top_share, write_outputs
     from textcurate.distill.store import StoreVectors
 
     p = params
+    if p.labels:
+        return _labels_cmd(features, out, embedder, p)
     try:
         v = StoreVectors(features)
         groups = field_values(features, v, p.group_by).astype(str) if p.group_by else None
@@ -51,3 +56,37 @@ def distill_cmd(features: str = typer.Argument(..., help="a feature store (RUN/f
                       style="bold" if r["method"] == card["method"] else None)
     console.print(table)
     console.print(f"selection: {os.path.join(out, 'selection.parquet')} (id, distill_weight)")
+
+
+def _labels_cmd(path: str, out: str, embedder: str, p: DistillParams) -> None:
+    from rich.table import Table
+
+    from textcurate.distill.labelled import LabelledOptions
+    from textcurate.distill.labelled_run import distill_labels, read_labelled, table_lines, write_labelled
+
+    try:
+        x, values, ids, split = read_labelled(path, p.labels, embedder)
+        console.print(f"distill: {len(ids):,} labelled rows ({p.labels!r}) of dimension {x.shape[1]}; method "
+                      f"{p.method}, per class {', '.join(map(str, p.per_class))}; baselines {', '.join(p.compare)}")
+        opts = LabelledOptions(iterations=p.steps, arch=p.arch, soft_labels=p.soft_labels,
+                               device="cpu" if p.device == "auto" else p.device)
+        os.makedirs(out, exist_ok=True)
+        result = distill_labels(x, values, ids, split, [p.method], p.per_class, p.compare, p.seed, opts,
+                                inits=p.inits, test_share=p.test_share,
+                                experts_path=os.path.join(out, "experts.safetensors") if p.method == "tm" else None,
+                                label=p.labels, log=lambda s: console.print(s, soft_wrap=True))
+        card = write_labelled(result, out)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    for metric, what in (("acc", "accuracy"), ("f1", "macro-F1")):
+        header, rows = table_lines(card, metric)
+        table = Table(title=f"{what} (%) on {card['test']:,} test rows ({card['test_how']}), {len(card['classes'])} "
+                            f"classes; mean ± std over {card['inits']} fresh heads"
+                            + (f" x {card['coreset_draws']} draws for random" if "random" in card["compare"] else ""))
+        for col in header:
+            table.add_column(col, justify="right")
+        for r in rows:
+            table.add_row(*r, style="bold" if r[0] == card["methods"][0] else None)
+        console.print(table)
+    console.print(f"written: {os.path.join(out, 'distill_labels.json')}, synthetic_labels.safetensors, "
+                  f"synthetic_labels.parquet")

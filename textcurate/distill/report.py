@@ -42,3 +42,31 @@ def _distill(run_dir: str, record: dict) -> str | None:
                 f"<tr><td>{_esc(g)}</td><td>{v['documents']:,}</td><td>{v['selected']:,}</td></tr>"
                 for g, v in c["groups"].items()) + "</table>")
     return "".join(parts)
+
+
+@section("Distillation of a labelled set", 59)
+def _distill_labels(run_dir: str, record: dict) -> str | None:
+    from textcurate.distill.labelled_run import table_lines
+
+    cards = sorted(glob.glob(os.path.join(run_dir, "artifacts", "*", "distill_labels.json")))
+    if not cards:
+        return None
+    parts = []
+    for path in cards:
+        with open(path) as fh:
+            c = json.load(fh)
+        name = os.path.basename(os.path.dirname(path))
+        parts.append(f"<h3>{_esc(name)}: {_esc(', '.join(c['methods']))} on {_esc(c['labels'])} "
+                     f"({len(c['classes'])} classes, {c['train']:,} training rows)</h3>"
+                     f"<p>Fresh heads trained on each set, {c['inits']} initialisations each (random: also "
+                     f"{c['coreset_draws']} draws), tested on {c['test']:,} rows ({_esc(c['test_how'])}); "
+                     f"mean ± standard deviation in percent."
+                     + (f" Sizes capped at a class's rows: {_esc(', '.join(f'{k} ({v})' for k, v in c['capped'].items()))}."
+                        if c.get("capped") else "") + "</p>")
+        for metric, what in (("acc", "accuracy"), ("f1", "macro-F1")):
+            header, rows = table_lines(c, metric)
+            parts.append(f"<p>{what}</p><table><tr>" + "".join(f"<th>{_esc(h)}</th>" for h in header) + "</tr>"
+                         + "".join("<tr" + (" style='font-weight:bold'" if r[0] in c["methods"] else "") + ">"
+                                   + "".join(f"<td>{_esc(x)}</td>" for x in r) + "</tr>" for r in rows)
+                         + "</table>")
+    return "".join(parts)

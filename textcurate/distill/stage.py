@@ -17,11 +17,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import Document
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from textcurate.cluster.stage import doc_vector
+from textcurate.distill.labelled import CORESETS, HEADS, LABEL_METHODS
 from textcurate.distill.methods import MAPPINGS, METHODS, SAMPLE, WEIGHTS
 from textcurate.embed.step import EMBEDDING_KEY
+from textcurate.io.files import write_parquet_atomic
 from textcurate.io.rejects import Reject
 from textcurate.registry import Needs, RunPaths, ScorerParams, stage
 from textcurate.steps.base import Scorer
@@ -35,8 +37,11 @@ class Distill(RowFittedStage, Scorer):
 
     def __init__(self, *, n: int, method: str, compare: list[str], weights: str, heldout: int, sample: int,
                  steps: int, mapping: str, group_by: str | None, quality: str | None, quality_top: float,
-                 clusters: int, seed: int, device: str, embedding_field: str, **kwargs):
+                 clusters: int, seed: int, device: str, embedding_field: str, labels: str | None,
+                 per_class: list[int], soft_labels: bool, arch: str, inits: int, test_share: float, **kwargs):
         super().__init__(**kwargs)
+        self.labels, self.per_class, self.soft_labels, self.arch = labels, list(per_class), soft_labels, arch
+        self.inits, self.test_share = inits, test_share
         self.n, self.method, self.compare, self.weights = n, method, list(compare), weights
         self.heldout, self.sample, self.steps, self.mapping = heldout, sample, steps, mapping
         self.group_by, self.quality, self.quality_top = group_by, quality, quality_top
@@ -56,6 +61,11 @@ class Distill(RowFittedStage, Scorer):
         if self.quality:
             q = doc.metadata.get(self.quality)
             row["quality"] = None if q is None else float(q)
+        if self.labels:
+            lab = doc.metadata.get(self.labels)
+            row["label"] = None if lab is None else str(lab)
+            sp = doc.metadata.get("split")
+            row["split"] = None if sp is None else str(sp)
         return row
 
     def fit_schema(self) -> pa.Schema:
@@ -64,6 +74,8 @@ class Distill(RowFittedStage, Scorer):
             fields.append(("group", pa.string()))
         if self.quality:
             fields.append(("quality", pa.float64()))
+        if self.labels:
+            fields += [("label", pa.string()), ("split", pa.string())]
         return pa.schema(fields)
 
     def fit(self, table: pa.Table, artifacts: str) -> dict:  # the runner calls fit_folder
@@ -74,6 +86,8 @@ class Distill(RowFittedStage, Scorer):
         from textcurate.distill.store import StoreVectors
 
         v = StoreVectors(folder, column="vector")
+        if self.labels:
+            return self._fit_labels(v, artifacts)
         groups = within = None
         if self.group_by:
             g = v.column_values("group")
@@ -91,6 +105,34 @@ class Distill(RowFittedStage, Scorer):
         self._load(artifacts)
         self.decision = {"artifact": artifacts, **{k: card[k] for k in ("method", "n", "rows", "heldout", "weights")},
                          "table": card["table"]}
+        return self.decision
+
+    def _fit_labels(self, v, artifacts: str) -> dict:
+        """Labelled distillation of the fit rows; the documents nearest the synthetic examples of the
+        largest per-class size get distill_weight = how many examples they are nearest to."""
+        from textcurate.distill.labelled import LabelledOptions
+        from textcurate.distill.labelled_run import distill_labels, write_labelled
+
+        split = list(v.column_values("split"))
+        opts = LabelledOptions(iterations=self.steps, arch=self.arch, soft_labels=self.soft_labels,
+                               device="cpu" if self.device == "auto" else self.device)
+        result = distill_labels(v.take(v.rows()), list(v.column_values("label")), v.ids(v.rows()),
+                                split if any(s is not None for s in split) else None, [self.method], self.per_class,
+                                self.compare, self.seed, opts, inits=self.inits, test_share=self.test_share,
+                                experts_path=os.path.join(artifacts, "experts.safetensors") if self.method == "tm"
+                                else None, label=self.labels, log=lambda s: None)
+        os.makedirs(artifacts, exist_ok=True)
+        card = write_labelled(result, artifacts)
+        near = result["nearest"][self.method][max(self.per_class)]
+        ids = result["train_ids"]
+        chosen: dict[str, float] = {}
+        for k in near:
+            chosen[ids[int(k)]] = chosen.get(ids[int(k)], 0.0) + 1.0
+        write_parquet_atomic(os.path.join(artifacts, "selection.parquet"),
+                             pa.table({"id": list(chosen), "distill_weight": list(chosen.values())}))
+        self._load(artifacts)
+        self.decision = {"artifact": artifacts, "method": self.method, "labels": self.labels,
+                         "per_class": self.per_class, "nearest_documents": len(chosen), "table": card["table"]}
         return self.decision
 
     def _load(self, artifacts: str) -> None:
@@ -127,7 +169,7 @@ class DistillParams(ScorerParams):
                                                  "MMD, covering radius and cluster KL against")
     sample: int = Field(SAMPLE, ge=100, description="documents the methods hold in memory (a seeded sample); the rest "
                                                     "is streamed")
-    steps: int = Field(300, ge=1, description="dm: Adam steps")
+    steps: int = Field(300, ge=1, description="dm: Adam steps; with labels, every method's outer steps")
     mapping: str = Field("greedy", description="dm: greedy (herd among the synthetic points' neighbours) | nearest")
     group_by: str | None = Field(None, description="a metadata field: each value keeps its share of n")
     quality: str | None = Field(None, description="a numeric metadata field: distil only inside its top quality_top")
@@ -137,22 +179,54 @@ class DistillParams(ScorerParams):
     seed: int = Field(0, description="seeds the held-out rows, the sample and every method")
     device: str = Field("auto", description="auto | cpu | cuda[:N]")
     embedding_field: str = Field(EMBEDDING_KEY, description="metadata field holding the vector")
+    labels: str | None = Field(None, description="a metadata field of classes: distil a labelled set instead, "
+                                                 "per_class synthetic embeddings per class by method dd | gm | tm | dm, "
+                                                 "evaluated against random, herding and k-center real examples")
+    per_class: list[int] = Field([1, 10, 50], min_length=1, description="with labels: synthetic examples per class "
+                                                                        "(each size distilled and evaluated)")
+    soft_labels: bool = Field(False, description="with labels: learn each synthetic example's label distribution too")
+    arch: str = Field("mlp", description="with labels: the head distilled through (linear | mlp); both are evaluated")
+    inits: int = Field(5, ge=1, description="with labels: fresh heads per evaluation (mean and standard deviation)")
+    test_share: float = Field(0.3, gt=0, lt=1, description="with labels and no split field saying 'test': the "
+                                                           "stratified share of every class held out for the accuracy")
 
-    @field_validator("method", "weights", "mapping")
+    @field_validator("weights", "mapping")
     @classmethod
     def _one_of(cls, v: str, info) -> str:
-        allowed = {"method": METHODS, "weights": WEIGHTS, "mapping": MAPPINGS}[info.field_name]
+        allowed = {"weights": WEIGHTS, "mapping": MAPPINGS}[info.field_name]
         if v not in allowed:
             raise ValueError(f"{info.field_name}: one of {', '.join(allowed)}, got {v!r}")
         return v
 
-    @field_validator("compare")
+    @field_validator("per_class", "compare", mode="before")
     @classmethod
-    def _compare(cls, v: list[str]) -> list[str]:
-        bad = [m for m in v if m not in METHODS]
-        if bad:
-            raise ValueError(f"compare: unknown {bad}; each one of {', '.join(METHODS)}")
+    def _commas(cls, v):
+        if isinstance(v, str):  # --per-class 1,10,50
+            return [x.strip() for x in v.split(",") if x.strip()]
+        if isinstance(v, int):
+            return [v]
         return v
+
+    @field_validator("arch")
+    @classmethod
+    def _arch(cls, v: str) -> str:
+        if v not in HEADS:
+            raise ValueError(f"arch: one of {', '.join(HEADS)}, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _methods(self):
+        methods, compare = (LABEL_METHODS, CORESETS) if self.labels else (METHODS, METHODS)
+        if self.method not in methods:
+            raise ValueError(f"method: one of {', '.join(methods)}{' (with labels)' if self.labels else ''}, "
+                             f"got {self.method!r}")
+        if self.labels and "compare" not in self.model_fields_set:
+            self.compare = list(CORESETS)
+        bad = [m for m in self.compare if m not in compare]
+        if bad:
+            raise ValueError(f"compare: unknown {bad}; each one of {', '.join(compare)}"
+                             f"{' (with labels)' if self.labels else ''}")
+        return self
 
     def build(self, paths: RunPaths, name: str):
         return Distill(**self.step_kwargs(), **self.scorer_kwargs(paths, name))
