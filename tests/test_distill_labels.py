@@ -188,3 +188,54 @@ def test_a_pipeline_distils_labels_and_marks_the_nearest_documents(tmp_path, run
     assert 1 <= len(marked) <= 9 and sum(d["metadata"]["distill_weight"] for d in marked) == 9
     assert all(d["metadata"]["split"] == "train" for d in marked)
     assert "Distillation of a labelled set" in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_kcenter_never_takes_a_duplicate_twice():
+    z = np.repeat(np.eye(3, 4, dtype=np.float32), 3, axis=0)  # three distinct points, each three times
+    y = np.zeros(9, dtype=np.int64)
+    y[4:] = 1
+    s = coreset("kcenter", z, y, 2, 4, seed=0)
+    assert len(set(s.source.tolist())) == len(s.source) == 8  # 4 of class 0 (its 4 rows), 4 of class 1 (5)
+
+
+def test_labels_of_every_float_kind():
+    ids = ["a", "b", "c", "d", "e"]
+    y, classes, keep = encode_labels([np.float32(1.0), np.float32("nan"), 2, np.float64(2.0), None], ids)
+    assert classes == ["1", "2"] and keep.tolist() == [0, 2, 3]
+    with pytest.raises(ValueError, match=r"row 1 \(id 'b'\).*non-integral label inf"):
+        encode_labels([1.0, float("inf"), 2.0], ids[:3])
+
+
+def test_stored_experts_of_another_run_are_not_reused(tmp_path):
+    from textcurate.distill.labelled_run import distill_labels
+
+    z, y, zt, yt, c = gaussian_task()
+    x = np.concatenate([z, zt])
+    labels = [int(v) for v in np.concatenate([y, yt])]
+    ids = [f"r{i}" for i in range(len(labels))]
+    split = ["train"] * len(y) + ["test"] * len(yt)
+    path = str(tmp_path / "experts.safetensors")
+    opts = LabelledOptions(iterations=5, experts=2, max_start_epoch=3)
+    logs = []
+    distill_labels(x, labels, ids, split, ["tm"], [1], seed=0, opts=opts, inits=1, coreset_draws=1,
+                   experts_path=path, log=logs.append)
+    first = load_experts(path)["key"]
+    logs.clear()
+    distill_labels(x, labels, ids, split, ["tm"], [1], seed=0, opts=opts, inits=1, coreset_draws=1,
+                   experts_path=path, log=logs.append)
+    assert not any("expert trajectories in" in m for m in logs)  # the same run: reused
+    other = LabelledOptions(iterations=5, experts=2, max_start_epoch=3, arch="linear")
+    distill_labels(x, labels, ids, split, ["tm"], [1], seed=0, opts=other, inits=1, coreset_draws=1,
+                   experts_path=path, log=logs.append)
+    assert any("experts of another run" in m for m in logs) and load_experts(path)["key"] != first
+    assert load_experts(path)["arch"] == "linear"
+
+
+def test_soft_labels_start_near_one_hot_with_many_classes():
+    rng = np.random.default_rng(0)
+    c = 100
+    y = np.repeat(np.arange(c), 3)
+    z = (rng.normal(0, 1, (len(y), 8)) + np.eye(c, 8)[y] * 0).astype(np.float32)
+    s = distill_labelled("dd", z, y, c, 1, seed=0, opts=LabelledOptions(iterations=1, soft_labels=True,
+                                                                        lr_points=1e-6))
+    assert s.y.max(1).min() > 0.9  # one step from the start: still about 0.95 on its class

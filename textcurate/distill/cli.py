@@ -68,8 +68,10 @@ def _labels_cmd(path: str, out: str, embedder: str, p: DistillParams) -> None:
         x, values, ids, split = read_labelled(path, p.labels, embedder)
         console.print(f"distill: {len(ids):,} labelled rows ({p.labels!r}) of dimension {x.shape[1]}; method "
                       f"{p.method}, per class {', '.join(map(str, p.per_class))}; baselines {', '.join(p.compare)}")
+        from textcurate.io.files import pick_device
+
         opts = LabelledOptions(iterations=p.steps, arch=p.arch, soft_labels=p.soft_labels,
-                               device="cpu" if p.device == "auto" else p.device)
+                               device=pick_device(p.device))
         os.makedirs(out, exist_ok=True)
         result = distill_labels(x, values, ids, split, [p.method], p.per_class, p.compare, p.seed, opts,
                                 inits=p.inits, test_share=p.test_share,

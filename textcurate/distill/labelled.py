@@ -9,9 +9,11 @@ standardised embeddings:
   gradient descent on the synthetic set (learnable step size), then the loss on a real batch;
   its gradient flows back through the unrolled steps into the synthetic points.
 - ``gm``, gradient matching (Zhao et al., ICLR 2021): per class, the distance (1 - cosine, per
-  output unit, summed over layers) between the head's gradients on a real batch and on the
-  synthetic points of that class, along the synthetic set's own training trajectory (the head
-  takes ``inner`` steps on the synthetic set between matches; fresh heads every outer step).
+  output unit, summed over layers; the biases count as one unit each, where Zhao's code skips
+  them) between the head's gradients on a real batch and on the synthetic points of that class,
+  along the synthetic set's own training trajectory: a fresh head every outer step, matched
+  ``max(1, inner // 5)`` times, with 2 steps (10 x ``inner_lr``) on the synthetic set between
+  matches, and one Adam update of the points from the summed distances.
 - ``tm``, trajectory matching (Cazenavette et al., CVPR 2022): ``experts`` heads trained on the
   real set, their parameters saved after every epoch (``experts.safetensors``); from an expert's
   epoch t, ``inner`` steps on the synthetic set (learnable step size) should land near the
@@ -28,6 +30,7 @@ here: no maintained library distils tabular embeddings (the papers' code is for 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -57,21 +60,32 @@ class Labelled:
         return len(self.classes)
 
 
+def label_of(v, where: str = "") -> str | None:
+    """A class name for a label value: None when missing (None, NaN, ""), an integral float as its
+    integer ("3" for 3.0), an error for a non-integral or infinite float."""
+    if v is None or (isinstance(v, str) and not v.strip()):
+        return None
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        if math.isnan(f):
+            return None
+        if not math.isfinite(f) or f != round(f):
+            raise ValueError(f"{where}has the non-integral label {v!r}; a labelled set needs classes (round a "
+                             f"score into a column of its own first)")
+        return str(int(round(f)))
+    return str(v)
+
+
 def encode_labels(values, ids: list[str], what: str = "labels") -> tuple[np.ndarray, list[str], np.ndarray]:
     """(class index per row, the classes, the rows kept). Missing labels (None, NaN, "") are left
     out and counted by the caller; a float label must be integral (a score is rounded by its owner,
     not here); one class only, or more than 1,000, is an error."""
     keep, labels = [], []
     for i, v in enumerate(values):
-        if v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip()):
-            continue
-        if isinstance(v, (float, np.floating)):
-            if float(v) != round(float(v)):
-                raise ValueError(f"{what}: row {i} (id {ids[i]!r}) has the non-integral label {v!r}; a labelled "
-                                 f"set needs classes (round a score into a column of its own first)")
-            v = int(round(float(v)))
-        keep.append(i)
-        labels.append(str(v))
+        c = label_of(v, f"{what}: row {i} (id {ids[i]!r}) ")
+        if c is not None:
+            keep.append(i)
+            labels.append(c)
     if not labels:
         raise ValueError(f"{what}: no row has a label")
     classes = sorted(set(labels), key=lambda c: (not c.lstrip("-").isdigit(), int(c) if c.lstrip("-").isdigit() else 0, c))
@@ -219,6 +233,7 @@ def coreset(kind: str, z: np.ndarray, y: np.ndarray, n_classes: int, ipc: int, s
             chosen.append(j)
             dist = np.sum((zc - zc[j]) ** 2, axis=1)
             while len(chosen) < k:
+                dist[chosen] = -np.inf  # duplicates (distance 0) must not be taken twice
                 j = int(np.argmax(dist))
                 chosen.append(j)
                 dist = np.minimum(dist, np.sum((zc - zc[j]) ** 2, axis=1))
@@ -272,14 +287,28 @@ def train_experts(z: np.ndarray, y: np.ndarray, n_classes: int, opts: LabelledOp
     return {"params": out, "lr": lr, "arch": opts.arch}
 
 
-def save_experts(experts: dict, path: str) -> None:
+def data_key(z: np.ndarray, y: np.ndarray, opts: "LabelledOptions", seed: int) -> str:
+    """What expert trajectories were trained on and how: a stored set is reused only when it matches."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(z, dtype=np.float32).tobytes())
+    h.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+    h.update(repr((opts.arch, opts.experts, opts.max_start_epoch, opts.expert_epochs, opts.expert_batch,
+                   opts.inner_lr, seed)).encode())
+    return h.hexdigest()[:24]
+
+
+def save_experts(experts: dict, path: str, key: str = "") -> None:
     from safetensors.torch import save_file
 
     tensors = {f"e{e}.t{t}.p{k}": p.contiguous() for e, traj in enumerate(experts["params"])
                for t, ps in enumerate(traj) for k, p in enumerate(ps)}
-    save_file(tensors, path, metadata={"lr": repr(experts["lr"]), "arch": experts["arch"],
-                                       "experts": str(len(experts["params"])),
-                                       "epochs": str(len(experts["params"][0]))})
+    tmp = path + ".tmp"
+    save_file(tensors, tmp, metadata={"lr": repr(experts["lr"]), "arch": experts["arch"],
+                                      "experts": str(len(experts["params"])),
+                                      "epochs": str(len(experts["params"][0])), "key": key})
+    os.replace(tmp, path)  # a killed run leaves the old file or the new one
 
 
 def load_experts(path: str) -> dict:
@@ -291,7 +320,7 @@ def load_experts(path: str) -> dict:
         n_e, n_t = int(meta["experts"]), int(meta["epochs"])
         n_p = len({k.split(".")[2] for k in keys})
         params = [[[fh.get_tensor(f"e{e}.t{t}.p{k}") for k in range(n_p)] for t in range(n_t)] for e in range(n_e)]
-    return {"params": params, "lr": float(meta["lr"]), "arch": meta["arch"]}
+    return {"params": params, "lr": float(meta["lr"]), "arch": meta["arch"], "key": meta.get("key", "")}
 
 
 def distill_labelled(method: str, z: np.ndarray, y: np.ndarray, n_classes: int, ipc: int, seed: int = 0,
@@ -309,8 +338,12 @@ def distill_labelled(method: str, z: np.ndarray, y: np.ndarray, n_classes: int, 
     dev = torch.device(opts.device)
     zs = torch.tensor(start.z, device=dev, requires_grad=True)
     lab = torch.from_numpy(start.label).to(dev)
-    # soft labels: learnable logits, a distribution by construction (softmax), starting near one-hot
-    logit0 = torch.from_numpy(_onehot(start.label, n_classes) * 4.0).to(dev)
+    # soft labels: learnable logits, a distribution by construction (softmax), starting at 0.95 on the
+    # class whatever the number of classes; dm matches inputs only, so its labels stay one-hot
+    if method == "dm":
+        opts = LabelledOptions(**{**opts.__dict__, "soft_labels": False})
+    scale = math.log(0.95 * max(n_classes - 1, 1) / 0.05)
+    logit0 = torch.from_numpy(_onehot(start.label, n_classes) * scale).to(dev)
     logits = logit0.clone().requires_grad_(opts.soft_labels)
     log_lr = torch.tensor(math.log(opts.inner_lr), device=dev, requires_grad=method in ("dd", "tm"))
     learn = [zs] + ([logits] if opts.soft_labels else [])
@@ -331,6 +364,10 @@ def distill_labelled(method: str, z: np.ndarray, y: np.ndarray, n_classes: int, 
     if method == "tm":
         if experts is None:
             experts = train_experts(z, y, n_classes, opts, seed)
+        need = opts.max_start_epoch + opts.expert_epochs
+        if len(experts["params"][0]) <= need - 1 or experts["params"][0][0][0].shape[0] != d:
+            raise ValueError(f"tm: the expert trajectories have {len(experts['params'][0])} checkpoints of dimension "
+                             f"{experts['params'][0][0][0].shape[0]}; this run needs {need} of dimension {d}")
         log_lr.data.fill_(math.log(experts["lr"]))
     if method == "dm":
         from textcurate.distill.kernels import MixtureKernel
@@ -382,7 +419,7 @@ def distill_labelled(method: str, z: np.ndarray, y: np.ndarray, n_classes: int, 
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if method == "tm":
+        if method in ("dd", "tm"):
             with torch.no_grad():
                 log_lr.clamp_(math.log(1e-4), math.log(1.0))
         history.append(float(loss.detach()))

@@ -39,7 +39,7 @@ def read_labelled(path: str, labels: str, embedder: str = "minilm", split_field:
             is_texts = path.endswith((".jsonl", ".json", ".jsonl.gz"))
     if is_texts:
         rows = _read_rows(path)
-        missing = [k for k in ("text", labels) if k not in rows[0]] if rows else ["text", labels]
+        missing = [k for k in ("text", labels) if not any(k in r for r in rows)] if rows else ["text", labels]
         if missing:
             raise ValueError(f"{path}: no {missing[0]!r} column (labels: {labels!r})")
         from textcurate.embed.embedder import Embedder
@@ -49,7 +49,7 @@ def read_labelled(path: str, labels: str, embedder: str = "minilm", split_field:
         if bad is not None:
             raise ValueError(f"{path}: row {bad} (id {ids[bad]!r}) has no text")
         x = Embedder(embedder).encode([r["text"] for r in rows])
-        split = [r.get(split_field) for r in rows] if split_field in rows[0] else None
+        split = [r.get(split_field) for r in rows] if any(split_field in r for r in rows) else None
         return np.asarray(x, dtype=np.float32), [r.get(labels) for r in rows], ids, split
     v = StoreVectors(path)
     values = list(field_values(path, v, labels))
@@ -83,7 +83,7 @@ def _read_rows(path: str) -> list[dict]:
 def split_rows(y: np.ndarray, split: list | None, test_share: float, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
     """(train mask, test mask, how)."""
     if split is not None:
-        test = np.array([s == "test" for s in split])
+        test = np.array([isinstance(s, str) and s.strip().lower() == "test" for s in split])
         if test.any() and (~test).any():
             return ~test, test, "the rows whose split is 'test'"
     rng = np.random.default_rng(seed)
@@ -149,16 +149,23 @@ def distill_labels(x: np.ndarray, label_values: list, ids: list[str], split: lis
     rows = [{"method": "full", "ipc": None, "size": int(len(y)), "seconds": 0.0,
              **{h: {"acc": _stats(full[h]["acc"]), "f1": _stats(full[h]["f1"])} for h in heads}}]
     log(f"  full set: " + ", ".join(f"{h} {100 * np.mean(full[h]['acc']):.1f} %" for h in heads))
-    experts = None
+    experts, experts_seconds = None, 0.0
     if "tm" in methods:
+        from textcurate.distill.labelled import data_key
+
+        key = data_key(z, y, opts, seed)
         if experts_path and os.path.exists(experts_path):
             experts = load_experts(experts_path)
-        else:
+            if experts.get("key") != key:  # another run's (other data, head or settings): train anew
+                log(f"  tm: {experts_path} holds experts of another run; training new ones")
+                experts = None
+        if experts is None:
             te0 = time.perf_counter()
             experts = train_experts(z, y, C, opts, seed)
+            experts_seconds = time.perf_counter() - te0
             if experts_path:
-                save_experts(experts, experts_path)
-            log(f"  tm: {len(experts['params'])} expert trajectories in {time.perf_counter() - te0:.1f} s")
+                save_experts(experts, experts_path, key)
+            log(f"  tm: {len(experts['params'])} expert trajectories in {experts_seconds:.1f} s")
     sets: dict[str, dict[int, DistilledSet]] = {}
     for ipc in per_class:
         for kind in compare:
@@ -186,7 +193,7 @@ def distill_labels(x: np.ndarray, label_values: list, ids: list[str], split: lis
             "dropped_without_label": int(dropped), "capped": capped, "per_class": list(per_class),
             "methods": list(methods), "compare": list(compare), "heads": list(heads), "inits": inits,
             "coreset_draws": coreset_draws, "options": {k: getattr(opts, k) for k in opts.__dataclass_fields__},
-            "table": rows, "seconds": round(time.perf_counter() - t0, 1)}
+            "table": rows, "experts_seconds": round(experts_seconds, 2), "seconds": round(time.perf_counter() - t0, 1)}
     return {"card": card, "sets": sets, "nearest": nearest, "standardiser": st, "train_ids": tr_ids,
             "experts": experts}
 

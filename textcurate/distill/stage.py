@@ -12,6 +12,7 @@ synthetic.safetensors, distill.json). Apply: looks the document's id up in the s
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +24,7 @@ from textcurate.cluster.stage import doc_vector
 from textcurate.distill.labelled import CORESETS, HEADS, LABEL_METHODS
 from textcurate.distill.methods import MAPPINGS, METHODS, SAMPLE, WEIGHTS
 from textcurate.embed.step import EMBEDDING_KEY
-from textcurate.io.files import write_parquet_atomic
+from textcurate.io.files import pick_device, write_parquet_atomic
 from textcurate.io.rejects import Reject
 from textcurate.registry import Needs, RunPaths, ScorerParams, stage
 from textcurate.steps.base import Scorer
@@ -62,8 +63,14 @@ class Distill(RowFittedStage, Scorer):
             q = doc.metadata.get(self.quality)
             row["quality"] = None if q is None else float(q)
         if self.labels:
-            lab = doc.metadata.get(self.labels)
-            row["label"] = None if lab is None else str(lab)
+            from textcurate.distill.labelled import label_of
+
+            # the command's rule: missing is None, an integral float is its integer; a non-integral
+            # one (2.5) is no class either: left out of the fit and counted with the missing ones
+            try:
+                row["label"] = label_of(doc.metadata.get(self.labels))
+            except ValueError:
+                row["label"] = None
             sp = doc.metadata.get("split")
             row["split"] = None if sp is None else str(sp)
         return row
@@ -115,7 +122,7 @@ class Distill(RowFittedStage, Scorer):
 
         split = list(v.column_values("split"))
         opts = LabelledOptions(iterations=self.steps, arch=self.arch, soft_labels=self.soft_labels,
-                               device="cpu" if self.device == "auto" else self.device)
+                               device=pick_device(self.device))
         result = distill_labels(v.take(v.rows()), list(v.column_values("label")), v.ids(v.rows()),
                                 split if any(s is not None for s in split) else None, [self.method], self.per_class,
                                 self.compare, self.seed, opts, inits=self.inits, test_share=self.test_share,
@@ -182,7 +189,7 @@ class DistillParams(ScorerParams):
     labels: str | None = Field(None, description="a metadata field of classes: distil a labelled set instead, "
                                                  "per_class synthetic embeddings per class by method dd | gm | tm | dm, "
                                                  "evaluated against random, herding and k-center real examples")
-    per_class: list[int] = Field([1, 10, 50], min_length=1, description="with labels: synthetic examples per class "
+    per_class: list[Annotated[int, Field(ge=1)]] = Field([1, 10, 50], min_length=1, description="with labels: synthetic examples per class "
                                                                         "(each size distilled and evaluated)")
     soft_labels: bool = Field(False, description="with labels: learn each synthetic example's label distribution too")
     arch: str = Field("mlp", description="with labels: the head distilled through (linear | mlp); both are evaluated")
