@@ -96,6 +96,17 @@ def test_ray_executor(tmp_path):
     assert len(docs) == 10 and record["ledger"]["tasks"] == 4
     assert record["ledger"]["totals"] == {"in": 100, "kept": 10, "dropped": 90, "rejected": 0, "created": 0,
                                           "balanced": True}
+    # every phase in one call, and the same documents as the local executor's, file for file
+    local = parse_pipeline({**cfg.model_dump(mode="json"), "output": {"path": str(tmp_path / "local")},
+                            "executor": {"type": "local", "tasks": 4}})
+    run_pipeline(local, report=False)
+    import gzip
+
+    names = sorted(os.listdir(tmp_path / "run" / "documents"))
+    assert names == sorted(os.listdir(tmp_path / "local" / "documents"))
+    for f in names:
+        assert gzip.open(tmp_path / "run" / "documents" / f).read() == gzip.open(
+            tmp_path / "local" / "documents" / f).read()
 
 
 def test_same_input_same_output_byte_for_byte(run_cfg, tmp_path):

@@ -105,6 +105,12 @@ def _execute(make_config, overwrite: bool, report: bool = True, verbose: bool = 
         if verbose or e.errno is None:
             raise
         _fail(str(RunOSError(e, os.path.abspath(cfg.output.path) if cfg else where)), code=1)
+    if record["status"] == "submitted":  # slurm: every phase is queued, chained by dependencies
+        Console().print(f"submitted {len(record['slurm']['phases'])} Slurm jobs, chained by dependencies: "
+                        + ", ".join(f"{p['name']} ({p['job_id'] or 'done'})" for p in record["slurm"]["phases"])
+                        + f"\nfollow them with: textcurate status {record['config']['output']['path']}",
+                        highlight=False, soft_wrap=True)
+        return record
     if record["status"] != "complete":
         phase = record.get("waiting_for", "main")
         how = ("the Slurm jobs were submitted; run the same command again once they finish"
@@ -632,3 +638,21 @@ def main():  # python -m textcurate
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+@app.command("status")
+def status_cmd(run_dir: str = typer.Argument(..., help="a run folder")):
+    """Where a run stands: each phase's tasks done and, on Slurm, its job's state."""
+    from rich.table import Table
+
+    from textcurate.runner.slurm import status
+
+    if not os.path.exists(os.path.join(run_dir, "run.json")):
+        _fail(f"{run_dir}: no run.json; not a textcurate run folder")
+    st = status(run_dir)
+    table = Table(title=f"{run_dir}: {st['status']}")
+    for col in ("phase", "kind", "tasks done", "job", "state"):
+        table.add_column(col)
+    for r in st["phases"]:
+        table.add_row(r["phase"], r["kind"], f"{r['done']} / {r['tasks']}", r["job_id"] or "", r["state"])
+    Console().print(table)

@@ -154,6 +154,11 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
     from textcurate.runner.console import run_phase, setup as setup_terminal
 
     setup_terminal()  # quiet unless TEXTCURATE_VERBOSE=1 (textcurate run --verbose): runner/console.py
+    old = _run_record(os.path.abspath(cfg.output.path)) if os.path.isdir(cfg.output.path) else None
+    if old is not None and old.get("slurm"):  # its jobs must not run while this run starts over them
+        from textcurate.runner.slurm import refuse_while_queued
+
+        refuse_while_queued(os.path.abspath(cfg.output.path), old)
     run_dir = prepare_run_dir(cfg, overwrite)
     paths = RunPaths(run_dir)
     record_path = os.path.join(run_dir, "run.json")
@@ -176,6 +181,13 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
     labels = ["read"] + [name for name, _ in stages]
     steps = [reader] + [step for _, step in stages]
     record["phases"] = {}
+    for name, step in stages:
+        if isinstance(step, FittedStage):  # a worker that gets it unfitted restores the decision from here
+            step.fitted_artifacts = os.path.join(run_dir, "artifacts", name)
+    if cfg.executor.type == "slurm":
+        from textcurate.runner.slurm import submit
+
+        return submit(cfg, run_dir, stages, steps, labels, record, report)
 
     for i, (name, step) in enumerate(stages, start=1):
         if not (isinstance(step, FittedStage) and step.needs_fit):
@@ -184,32 +196,48 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
         logs = os.path.join(run_dir, "logs", f"fit-{name}")
         pipeline = ledgered(steps[:i], labels[:i]) + [FitRecorder(step, fit_dir)]
         run_phase(make_executor(cfg, pipeline, logs))
-        if tasks_done(fit_dir) < cfg.executor.tasks:  # slurm returns once the jobs are submitted
+        if tasks_done(fit_dir) < cfg.executor.tasks:
             record.update(status="incomplete", waiting_for=f"fit-{name}",
                           ledger={"tasks": tasks_done(fit_dir), "steps": [], "totals": {}})
             write_json_atomic(record_path, record)
             return record
-        artifacts = os.path.join(run_dir, "artifacts", name)
-        os.makedirs(artifacts, exist_ok=True)
-        if os.path.exists(os.path.join(artifacts, "decision.json")):  # written last: the fit finished
-            decision = step.restore(artifacts)
-        else:
-            try:
-                decision = step.fit_folder(fit_dir, artifacts)
-            except ValueError as e:
-                raise ConfigError(f"fitting stage {name!r}: {e}") from e
-            step.save_decision(os.path.join(artifacts, "decision.json"))
+        decision = fit_stage(step, name, run_dir)
         record["phases"][f"fit-{name}"] = {**aggregate(logs), "decision": decision}
 
+    run_phase(make_executor(cfg, main_pipeline(cfg, run_dir, steps, labels), os.path.join(run_dir, "logs", "main")))
+    return finish_run(cfg, run_dir, record, started, report)
+
+
+def fit_stage(step: FittedStage, name: str, run_dir: str) -> dict:
+    """Fit ``step`` on what its fit phase recorded, or take up the decision a finished fit saved."""
+    artifacts = os.path.join(run_dir, "artifacts", name)
+    os.makedirs(artifacts, exist_ok=True)
+    if os.path.exists(os.path.join(artifacts, "decision.json")):  # written last: the fit finished
+        return step.restore(artifacts)
+    try:
+        decision = step.fit_folder(os.path.join(run_dir, "fit", name), artifacts)
+    except ValueError as e:
+        raise ConfigError(f"fitting stage {name!r}: {e}") from e
+    step.save_decision(os.path.join(artifacts, "decision.json"))
+    return decision
+
+
+def main_pipeline(cfg: PipelineConfig, run_dir: str, steps: list, labels: list[str]) -> list:
+    """The last phase: every step, then the writer, each counted in the ledger."""
     pipeline = ledgered(steps, labels)
     if cfg.output.write_documents:
         from textcurate.runner.ledger import Ledgered
 
         writer = make_writer(os.path.join(run_dir, "documents"), cfg.output.format, cfg.output.compression)
         pipeline.append(Ledgered(writer, len(pipeline), "write"))
-    logs = os.path.join(run_dir, "logs", "main")
-    run_phase(make_executor(cfg, pipeline, logs))
+    return pipeline
 
+
+def finish_run(cfg: PipelineConfig, run_dir: str, record: dict, started: float, report: bool = True) -> dict:
+    """After the last phase: the ledger, the rejects' summary, the after-run blocks, the report."""
+    paths = RunPaths(run_dir)
+    record_path = os.path.join(run_dir, "run.json")
+    logs = os.path.join(run_dir, "logs", "main")
     ledger = aggregate(logs)
     if ledger["tasks"] < cfg.executor.tasks:
         record.update(status="incomplete", ledger=ledger)

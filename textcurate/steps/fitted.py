@@ -32,6 +32,9 @@ class FittedStage(ABC):
     PipelineStep)``. Most stages want ``RowFittedStage``, which fits on rows, one per document."""
 
     decision: dict | None = None
+    # where the runner will save this stage's decision: a worker that receives the stage unfitted (on
+    # Slurm every phase is submitted before any fit has run) restores it from there
+    fitted_artifacts: str | None = None
 
     @property
     def needs_fit(self) -> bool:
@@ -58,6 +61,9 @@ class FittedStage(ABC):
 
     def require_fitted(self) -> None:
         """The one guard: applying an unfitted stage is a programming error, said plainly."""
+        if self.needs_fit and self.decision is None and self.fitted_artifacts \
+                and os.path.exists(os.path.join(self.fitted_artifacts, "decision.json")):
+            self.restore(self.fitted_artifacts)
         if self.needs_fit and self.decision is None:
             name = getattr(self, "step_name", type(self).__name__)
             raise RuntimeError(f"{name} must be fitted first (the runner fits it; from Python call fit_folder "
