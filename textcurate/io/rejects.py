@@ -85,14 +85,37 @@ def reject_kind(r: dict) -> str:
     return f"{r['step']}: {r['field']}: {re.sub(r'(?<![A-Za-z-])[0-9][0-9,.]*', 'N', reason)}"
 
 
-def read_rejects(folder: str) -> list[dict]:
-    """All reject records under a run's rejects/ folder, in a stable order."""
-    out: list[dict] = []
+def iter_rejects(folder: str):
+    """Every reject record under a run's rejects/ folder, in a stable order, one at a time."""
     if not os.path.isdir(folder):
-        return out
-    for root, _, files in sorted(os.walk(folder)):
+        return
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
         for name in sorted(files):
             if name.endswith(".jsonl"):
                 with open(os.path.join(root, name), "rb") as fh:
-                    out.extend(orjson.loads(line) for line in fh if line.strip())
-    return out
+                    for line in fh:
+                        if line.strip():
+                            yield orjson.loads(line)
+
+
+def read_rejects(folder: str) -> list[dict]:
+    """All reject records under a run's rejects/ folder, in a stable order (for small folders;
+    ``summarise_rejects`` reads any size in constant memory)."""
+    return list(iter_rejects(folder))
+
+
+def summarise_rejects(folder: str, first: int = 20) -> dict:
+    """Count, count per kind (``reject_kind``), where the first of each kind is, and the first
+    ``first`` records: one pass, memory bounded by the number of kinds."""
+    count, by_reason, example, head = 0, {}, {}, []
+    for r in iter_rejects(folder):
+        count += 1
+        key = reject_kind(r)
+        by_reason[key] = by_reason.get(key, 0) + 1
+        if key not in example:
+            where = f"{r.get('file')}:{r.get('line')}" if r.get("line") is not None else f"{r.get('file')}"
+            example[key] = f"{where} field {r.get('field')!r}" + (f" (id {r['id']})" if r.get("id") else "")
+        if len(head) < first:
+            head.append(r)
+    return {"count": count, "by_reason": by_reason, "example": example, "first": head}

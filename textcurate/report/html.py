@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from textcurate.io.files import write_text_atomic
 from textcurate.io.attributes import attribute_columns, list_attribute_steps, read_attributes
-from textcurate.io.rejects import read_rejects, reject_kind
+from textcurate.io.rejects import summarise_rejects
 
 SECTIONS: list[tuple[int, str, Callable[[str, dict], str | None]]] = []
 
@@ -87,18 +87,15 @@ def _ledger(run_dir: str, record: dict) -> str | None:
 
 @section("Rejects", 20)
 def _rejects(run_dir: str, record: dict) -> str | None:
-    rejects = read_rejects(os.path.join(run_dir, "rejects"))
-    if not rejects:
+    rej = summarise_rejects(os.path.join(run_dir, "rejects"), first=20)  # streamed: any number of rejects
+    if not rej["count"]:
         return "<p>No record was rejected.</p>"
-    counts: dict[str, int] = {}
-    for r in rejects:
-        key = reject_kind(r)
-        counts[key] = counts.get(key, 0) + 1
+    counts = rej["by_reason"]
     rows = "".join(f"<tr><td>{_esc(k)}</td><td>{v:,}</td></tr>" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
     examples = "".join(
         f"<tr><td>{_esc(r['file'])}:{_esc(r['line'] if r['line'] is not None else '')}</td><td>{_esc(r['field'])}"
-        f"</td><td>{_esc(r['reason'])}</td></tr>" for r in rejects[:20])
-    return (f"<p>{len(rejects):,} rejected records (all of them in <code>rejects/</code>).</p>"
+        f"</td><td>{_esc(r['reason'])}</td></tr>" for r in rej["first"])
+    return (f"<p>{rej['count']:,} rejected records (all of them in <code>rejects/</code>).</p>"
             f"<table><tr><th>step: field: reason</th><th>count</th></tr>{rows}</table>"
             f"<h3>First examples</h3><table><tr><th>where</th><th>field</th><th>reason</th></tr>{examples}</table>")
 

@@ -24,7 +24,7 @@ from textcurate import __version__
 from textcurate.config import ConfigError, PipelineConfig
 from textcurate.io.readers import FileTreeReader, HFDatasetReader, JsonlReader, ParquetReader
 from textcurate.io.files import write_json_atomic
-from textcurate.io.rejects import read_rejects, reject_kind
+from textcurate.io.rejects import summarise_rejects
 from textcurate.io.writers import make_writer
 from textcurate.registry import RunPaths
 from textcurate.runner.ledger import aggregate, check_balance, ledgered
@@ -243,17 +243,9 @@ def finish_run(cfg: PipelineConfig, run_dir: str, record: dict, started: float, 
         record.update(status="incomplete", ledger=ledger)
         write_json_atomic(record_path, record)
         return record
-    rejects = read_rejects(paths.rejects)
-    by_reason: dict[str, int] = {}
-    example: dict[str, str] = {}  # the first of each kind, where it is: file:line field
-    for r in rejects:
-        key = reject_kind(r)
-        by_reason[key] = by_reason.get(key, 0) + 1
-        if key not in example:
-            where = f"{r.get('file')}:{r.get('line')}" if r.get("line") is not None else f"{r.get('file')}"
-            example[key] = f"{where} field {r.get('field')!r}" + (f" (id {r['id']})" if r.get("id") else "")
+    rej = summarise_rejects(paths.rejects, first=0)  # one pass, memory by kinds of reject, not by rejects
     record.update(status="complete", ledger=ledger, problems=check_balance(ledger),
-                  rejects={"count": len(rejects), "by_reason": by_reason, "example": example},
+                  rejects={k: rej[k] for k in ("count", "by_reason", "example")},
                   finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   wall_seconds=round(time.time() - started, 2))
     write_json_atomic(record_path, record)

@@ -26,6 +26,23 @@ from textcurate.select.expr import Expr, ExprError, MissingField
 from textcurate.steps.fitted import RowFittedStage
 
 ALL = "all"
+FIT_BATCH = 65_536  # fit rows read at a time
+COLLECT = 1 << 18  # a boundary bucket this small is gathered and sorted instead of split again
+
+
+def _digit(key: np.ndarray, hashes: np.ndarray, j: int) -> np.ndarray:
+    """The j-th 8-bit digit (0 = most significant) of the 128-bit (key, hash)."""
+    src, shift = (key, 56 - 8 * j) if j < 8 else (hashes, 56 - 8 * (j - 8))
+    return ((src >> np.uint64(shift)) & np.uint64(0xFF)).astype(np.int64)
+
+
+def _prefix_match(key: np.ndarray, hashes: np.ndarray, prefix: int, j: int) -> np.ndarray:
+    """Rows whose first j digits of (key, hash) are ``prefix``."""
+    if j <= 8:
+        shift = 64 - 8 * j
+        return (key >> np.uint64(shift)) == np.uint64(prefix) if shift < 64 else np.ones(len(key), bool)
+    top, low = prefix >> (8 * (j - 8)), prefix & ((1 << (8 * (j - 8))) - 1)
+    return (key == np.uint64(top)) & ((hashes >> np.uint64(64 - 8 * (j - 8))) == np.uint64(low))
 
 
 class Select(RowFittedStage, PipelineStep):
@@ -61,7 +78,8 @@ class Select(RowFittedStage, PipelineStep):
         return self.top_k is not None or self.fraction is not None or self.per_group is not None
 
     def fit_schema(self) -> pa.Schema:
-        return pa.schema([("id", pa.string()), ("score", pa.float64()), ("group", pa.string())])
+        # the id's hash, not the id: 8 bytes a document on disk, and no string per document in the fit
+        return pa.schema([("hash", pa.uint64()), ("score", pa.float64()), ("group", pa.string())])
 
     def _hash(self, doc_id: str) -> int:
         return stable_hash(doc_id, self.seed)
@@ -80,7 +98,7 @@ class Select(RowFittedStage, PipelineStep):
         try:
             if self.expr is not None and not self.expr.keep(doc.metadata):
                 return None
-            return {"id": doc.id, "score": self._score(doc.metadata), "group": self._group(doc.metadata)}
+            return {"hash": self._hash(doc.id), "score": self._score(doc.metadata), "group": self._group(doc.metadata)}
         except (KeyError, ExprError, TypeError, ValueError):
             return None  # the apply pass rejects it with the reason
 
@@ -93,26 +111,105 @@ class Select(RowFittedStage, PipelineStep):
         return min(n, int(q))
 
     def fit(self, table: pa.Table, artifacts: str | None = None) -> dict:
-        ids = table.column("id").to_pylist()
-        scores = np.asarray(table.column("score").to_numpy(zero_copy_only=False), dtype=np.float64)
-        groups = table.column("group").to_pylist()
-        hashes = np.array([self._hash(i) for i in ids], dtype=np.uint64)
-        decision: dict = {"by": self.by, "ascending": self.ascending, "seed": self.seed, "groups": {}}
-        order_groups: dict[str, list[int]] = {}
-        for i, g in enumerate(groups):
-            order_groups.setdefault(g, []).append(i)
-        for g, idx in sorted(order_groups.items()):
-            idx = np.asarray([i for i in idx if not math.isnan(scores[i])], dtype=np.int64)
-            k = self._quota(g, len(idx))
-            if k <= 0 or len(idx) == 0:
-                decision["groups"][g] = None
+        """The decision from fit rows in memory (id or hash, score, group): for Python callers."""
+        return self._fit_batches(lambda: iter(table.combine_chunks().to_batches()))
+
+    def fit_folder(self, folder: str, artifacts: str) -> dict:
+        """The decision from the fit shards, streamed: memory is one batch and a few counters per group."""
+        import glob
+        import os
+
+        import pyarrow.parquet as pq
+
+        files = sorted(glob.glob(os.path.join(folder, "*.parquet")))
+
+        def batches():
+            for f in files:
+                yield from pq.ParquetFile(f).iter_batches(batch_size=FIT_BATCH)
+        self.decision = self._fit_batches(batches)
+        return self.decision
+
+    def _columns(self, batch, codes_of: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(group code, sortable key, hash, score) of a batch's eligible rows (score not NaN); new
+        groups get the next code. The key orders rows best first as unsigned integers."""
+        names = batch.schema.names
+        if "hash" in names:
+            hashes = np.asarray(batch.column(names.index("hash")).to_numpy(zero_copy_only=False), dtype=np.uint64)
+        else:  # rows by id (a Python caller, or fit shards of an older run)
+            hashes = np.array([self._hash(i) for i in batch.column(names.index("id")).to_pylist()], dtype=np.uint64)
+        scores = np.asarray(batch.column(names.index("score")).to_numpy(zero_copy_only=False), dtype=np.float64) + 0.0
+        enc = batch.column(names.index("group"))
+        enc = enc if pa.types.is_dictionary(enc.type) else enc.dictionary_encode()
+        local = [codes_of.setdefault(str(g), len(codes_of)) for g in enc.dictionary.to_pylist()]
+        codes = np.asarray(local, dtype=np.int64)[np.asarray(enc.indices.to_numpy(zero_copy_only=False),
+                                                             dtype=np.int64)] if len(local) else \
+            np.zeros(0, dtype=np.int64)
+        ok = ~np.isnan(scores)
+        bits = scores[ok].view(np.uint64)
+        key = np.where(bits >> np.uint64(63), ~bits, bits | np.uint64(1 << 63))  # float order as unsigned order
+        if not self.ascending:
+            key = ~key  # the highest score first
+        return codes[ok], key, hashes[ok], scores[ok]
+
+    def _fit_batches(self, batches) -> dict:
+        """Exact k-th best (score, then the smaller id-hash) per group by radix selection on the
+        128-bit key (score's order bits, hash): each pass over the rows counts one 8-bit digit of
+        the rows still tied with the boundary, per group, until the boundary's bucket holds at most
+        COLLECT rows, which one last pass gathers and sorts. Memory: 256 counters per group and
+        that bucket; never a row per document."""
+        codes_of: dict[str, int] = {}
+        hist: dict[int, np.ndarray] = {}  # digit 0's histogram per group, and the eligible counts
+        for b in batches():
+            codes, key, _, _ = self._columns(b, codes_of)
+            if len(codes):
+                counts = np.bincount(codes * 256 + (key >> np.uint64(56)).astype(np.int64),
+                                     minlength=len(codes_of) * 256)
+                for g in np.unique(codes):
+                    hist[int(g)] = hist.get(int(g), 0) + counts[g * 256:(g + 1) * 256]
+        names = {c: g for g, c in codes_of.items()}
+        decision: dict = {"by": self.by, "ascending": self.ascending, "seed": self.seed, "groups": {}, "passes": 1}
+        state = {}  # group code -> [digits fixed, value of those digits (128-bit int), rows still ahead, quota, n]
+        for c, h in hist.items():
+            n = int(h.sum())
+            k = self._quota(names[c], n)
+            if k <= 0:
                 continue
-            s, h = scores[idx], hashes[idx]
-            primary = s if self.ascending else -s
-            order = np.lexsort((h, primary))  # best first: score, then the smaller hash
-            last = idx[order[k - 1]]
-            decision["groups"][g] = {"score": float(scores[last]), "hash": int(hashes[last]), "kept": int(k),
-                                     "eligible": int(len(idx))}
+            state[c] = {"j": 0, "prefix": 0, "rem": k, "k": k, "n": n, "hist": h}
+        for g in sorted(codes_of):
+            decision["groups"][g] = None
+        while state:
+            collect, more = {}, {}
+            for c, st in state.items():
+                cum = np.cumsum(st["hist"])
+                d = int(np.searchsorted(cum, st["rem"]))  # the bucket holding the rem-th row
+                st["rem"] -= int(cum[d - 1]) if d else 0
+                st["prefix"] = (st["prefix"] << 8) | d
+                st["j"] += 1
+                (collect if int(st["hist"][d]) <= COLLECT or st["j"] == 16 else more)[c] = st
+            gathered = {c: [] for c in collect}
+            new_hist = {c: np.zeros(256, dtype=np.int64) for c in more}
+            decision["passes"] += 1
+            for b in batches():
+                codes, key, hashes, scores = self._columns(b, codes_of)
+                for c, st in list(collect.items()) + list(more.items()):
+                    m = codes == c
+                    if not m.any():
+                        continue
+                    k_, h_, s_ = key[m], hashes[m], scores[m]
+                    m2 = _prefix_match(k_, h_, st["prefix"], st["j"])
+                    if c in collect:
+                        gathered[c].append((k_[m2], h_[m2], s_[m2]))
+                    else:
+                        new_hist[c] += np.bincount(_digit(k_[m2], h_[m2], st["j"]), minlength=256)
+            for c, st in collect.items():
+                k_ = np.concatenate([x[0] for x in gathered[c]]) if gathered[c] else np.zeros(0, np.uint64)
+                h_ = np.concatenate([x[1] for x in gathered[c]]) if gathered[c] else np.zeros(0, np.uint64)
+                s_ = np.concatenate([x[2] for x in gathered[c]]) if gathered[c] else np.zeros(0)
+                order = np.lexsort((h_, k_))
+                last = order[st["rem"] - 1]
+                decision["groups"][names[c]] = {"score": float(s_[last]), "hash": int(h_[last]), "kept": st["k"],
+                                                "eligible": st["n"]}
+            state = {c: {**st, "hist": new_hist[c]} for c, st in more.items()}
         self.decision = decision
         return decision
 
