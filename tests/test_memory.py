@@ -76,3 +76,19 @@ def test_peak_memory_does_not_grow_with_the_input(tmp_path, kind, n, make):
     assert out_big == (round(0.3 * 4 * n) if kind == "select" else 4 * n) and out_small > 0
     # holding the rows would add about 3x (select: 16+ bytes a row; rejects: ~250 bytes a record)
     assert add_big - add_small < 25, (add_small, add_big)
+
+
+def test_numeric_summary_keeps_a_uniform_sample_and_the_exact_mean():
+    import numpy as np
+
+    from textcurate.io.attributes import NumericSummary
+
+    rng = np.random.default_rng(1)
+    s = NumericSummary(keep=5000, seed=0)
+    data = rng.exponential(2.0, 100_000)
+    data[::1000] = np.nan
+    for i in range(0, len(data), 7919):
+        s.add(data[i:i + 7919])
+    assert s.n == 100_000 and s.sampled and len(s.values) == 5000
+    assert abs(s.mean - np.nanmean(data)) < 1e-9
+    assert abs(np.nanmedian(s.values) - np.nanmedian(data)) < 0.1  # a uniform sample's median

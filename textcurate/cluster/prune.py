@@ -93,25 +93,56 @@ class PrototypePrune(Select):
         return row
 
     def fit(self, table: pa.Table, artifacts: str | None = None) -> dict:
-        scores = table.column("score").to_numpy(zero_copy_only=False).astype(np.float64)
-        valid = ~np.isnan(scores)
-        groups = np.array(table.column("group").to_pylist(), dtype=object)[valid]
-        scores = scores[valid]
-        corpus_tokens = float(table.column("chars").to_numpy()[valid].sum()) / CHARS_PER_TOKEN
+        return self._fit_prune(lambda: iter(table.combine_chunks().to_batches()))
+
+    def fit_folder(self, folder: str, artifacts: str) -> dict:
+        import glob
+        import os
+
+        import pyarrow.parquet as pq
+
+        files = sorted(glob.glob(os.path.join(folder, "*.parquet")))
+
+        def batches():
+            for f in files:
+                yield from pq.ParquetFile(f).iter_batches(batch_size=65_536)
+        return self._fit_prune(batches)
+
+    def _fit_prune(self, batches) -> dict:
+        """Per-cluster sizes, difficulty sums and the corpus's characters in one streamed pass (memory:
+        a few numbers per cluster), the quotas from them, then Select's exact streamed threshold."""
+        sizes_of: dict[str, int] = {}
+        sums_of: dict[str, float] = {}
+        chars = 0.0
+        for b in batches():
+            names = b.schema.names
+            scores = np.asarray(b.column(names.index("score")).to_numpy(zero_copy_only=False), dtype=np.float64)
+            valid = ~np.isnan(scores)
+            chars += float(np.asarray(b.column(names.index("chars")).to_numpy(zero_copy_only=False))[valid].sum())
+            groups = np.asarray(b.column(names.index("group")).to_pylist(), dtype=object)[valid].astype(str)
+            if not len(groups):
+                continue
+            g_names, inverse = np.unique(groups, return_inverse=True)
+            n_g = np.bincount(inverse, minlength=len(g_names))
+            s_g = np.bincount(inverse, weights=scores[valid], minlength=len(g_names))
+            for g, n, sm in zip(g_names.tolist(), n_g.tolist(), s_g.tolist()):
+                sizes_of[g] = sizes_of.get(g, 0) + int(n)
+                sums_of[g] = sums_of.get(g, 0.0) + float(sm)
+        corpus_tokens = chars / CHARS_PER_TOKEN
         keep = self.keep
         if keep == "auto":
             keep = paper_rule(corpus_tokens, self.budget_tokens, self.keep_fraction)
         self.ascending = keep == "easy"
-        names, inverse = np.unique(groups.astype(str), return_inverse=True) if len(groups) else ([], np.zeros(0, int))
-        sizes = np.bincount(inverse, minlength=len(names))
-        mean_difficulty = np.bincount(inverse, weights=scores, minlength=len(names)) / np.maximum(sizes, 1)
+        names = sorted(sizes_of)
+        sizes = np.array([sizes_of[g] for g in names], dtype=np.int64)
+        mean_difficulty = np.array([sums_of[g] for g in names]) / np.maximum(sizes, 1) if names else np.zeros(0)
         weights = sizes * mean_difficulty if self.allocation == "spread" else sizes.astype(np.float64)
-        quotas = allocate(int(round(self.keep_fraction * len(scores))), sizes, weights)
+        quotas = allocate(int(round(self.keep_fraction * int(sizes.sum()))), sizes, weights)
         self.per_group = {str(g): int(q) for g, q in zip(names, quotas)}
-        decision = super().fit(table, artifacts)
+        decision = self._fit_batches(batches)
         decision.update(kind="prune", keep=keep, keep_requested=self.keep, allocation=self.allocation,
                         fraction=self.keep_fraction, corpus_tokens=round(corpus_tokens),
-                        budget_tokens=self.budget_tokens, eligible=int(len(scores)), kept=int(quotas.sum()))
+                        budget_tokens=self.budget_tokens, eligible=int(sizes.sum()), kept=int(quotas.sum()))
         self.decision = decision
         return decision
 

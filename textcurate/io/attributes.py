@@ -12,6 +12,7 @@ import glob
 import os
 import shutil
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -23,6 +24,76 @@ def arrow_schema(columns: dict) -> pa.Schema:
     A value may also be an Arrow type, e.g. ``pa.list_(pa.float16(), 384)`` for a feature vector."""
     return pa.schema([("id", pa.string())] + [(name, t if isinstance(t, pa.DataType) else pa.type_for_alias(t))
                                              for name, t in columns.items()])
+
+
+class RowCache:
+    """id -> row (a dict of the step's columns) over an Arrow table: ``doc_id in cache`` and
+    ``cache[doc_id]``. Later rows of the same id win, as a dict filled in order would."""
+
+    def __init__(self, table: pa.Table | None):
+        from textcurate.io.records import stable_hash
+
+        self.table = table
+        if table is None or table.num_rows == 0:
+            self.hashes = np.zeros(0, dtype=np.uint64)
+            self.rows = np.zeros(0, dtype=np.int64)
+            return
+        ids = table.column("id")
+        h = np.fromiter((stable_hash(i) for i in ids.to_pylist()), dtype=np.uint64, count=table.num_rows)
+        order = np.lexsort((-np.arange(len(h)), h))  # by hash, the last row of an id first
+        self.hashes, self.rows = h[order], order.astype(np.int64)
+        self.ids = ids
+        self.cols = [(name, table.column(name)) for name in table.column_names if name != "id"]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _find(self, doc_id: str) -> int:
+        if not len(self.rows):
+            return -1
+        from textcurate.io.records import stable_hash
+
+        h = np.uint64(stable_hash(doc_id))
+        i = int(np.searchsorted(self.hashes, h))
+        while i < len(self.hashes) and self.hashes[i] == h:
+            r = int(self.rows[i])
+            if self.ids[r].as_py() == doc_id:
+                return r
+            i += 1
+        return -1
+
+    def lookup(self, doc_ids: list[str]) -> list[dict | None]:
+        """The cached row of each id, or None: one vectorised search for a batch."""
+        if not len(self.rows) or not doc_ids:
+            return [None] * len(doc_ids)
+        from textcurate.io.records import stable_hash
+
+        h = np.fromiter((stable_hash(i) for i in doc_ids), dtype=np.uint64, count=len(doc_ids))
+        pos = np.searchsorted(self.hashes, h)
+        found = np.full(len(doc_ids), -1, dtype=np.int64)
+        for k, (p, hk) in enumerate(zip(pos.tolist(), h)):
+            while p < len(self.hashes) and self.hashes[p] == hk:
+                r = int(self.rows[p])
+                if self.ids[r].as_py() == doc_ids[k]:
+                    found[k] = r
+                    break
+                p += 1
+        hit = np.flatnonzero(found >= 0)
+        out: list[dict | None] = [None] * len(doc_ids)
+        if len(hit):
+            rows = self.table.take(pa.array(found[hit])).drop_columns(["id"]).to_pylist()
+            for k, row in zip(hit.tolist(), rows):
+                out[k] = row
+        return out
+
+    def __contains__(self, doc_id: str) -> bool:
+        return self._find(doc_id) >= 0
+
+    def __getitem__(self, doc_id: str) -> dict:
+        r = self._find(doc_id)
+        if r < 0:
+            raise KeyError(doc_id)
+        return {name: col[r].as_py() for name, col in self.cols}
 
 
 class AttributeWriter:
@@ -41,12 +112,14 @@ class AttributeWriter:
         self._writer: pq.ParquetWriter | None = None
         self._n_parts = len(glob.glob(os.path.join(self.ckpt_dir, "part-*.parquet")))
 
-    def load_cache(self) -> dict[str, dict]:
-        """Rows scored by an earlier, unfinished attempt of this task (id -> row)."""
+    def load_cache(self) -> "RowCache":
+        """Rows scored by an earlier attempt of this task, or by an earlier phase of the run over the
+        same documents (id -> row), held as Arrow columns with a sorted index of id hashes: about
+        40 bytes a row instead of a Python dict per row."""
         paths = sorted(glob.glob(os.path.join(self.ckpt_dir, "part-*.parquet")))
         if os.path.exists(self.final_path):  # finished writing but the task was not marked complete
             paths.append(self.final_path)
-        cache: dict[str, dict] = {}
+        tables = []
         for path in paths:
             try:
                 table = pq.read_table(path)
@@ -54,9 +127,8 @@ class AttributeWriter:
                 continue
             if table.schema.names != self.schema.names:
                 continue
-            for row in table.to_pylist():
-                cache[row.pop("id")] = row
-        return cache
+            tables.append(table)
+        return RowCache(pa.concat_tables(tables).combine_chunks() if tables else None)
 
     def add(self, doc_id: str, row: dict, new: bool) -> None:
         full = {"id": doc_id, **{c: row.get(c) for c in self.columns}}
@@ -123,3 +195,42 @@ def attribute_columns(run_dir: str, step: str) -> list[str]:
     """Column names of a step's attribute table, from the first file's schema (no data read)."""
     paths = sorted(glob.glob(os.path.join(run_dir, "attributes", step, "*.parquet")))
     return pq.read_schema(paths[0]).names if paths else []
+
+
+def iter_attribute_batches(run_dir: str, step: str, columns: list[str] | None = None, batch_size: int = 65_536):
+    """The attribute table of one step in record batches (all tasks in rank order): constant memory."""
+    for p in sorted(glob.glob(os.path.join(run_dir, "attributes", step, "*.parquet"))):
+        yield from pq.ParquetFile(p).iter_batches(batch_size=batch_size, columns=columns)
+
+
+class NumericSummary:
+    """Count, mean, and a uniform sample (at most ``keep`` values, by random keys) of a numeric
+    column read in batches: a histogram and a median for any number of rows in bounded memory."""
+
+    def __init__(self, keep: int = 200_000, seed: int = 0):
+        self.keep, self.rng = keep, np.random.default_rng(seed)
+        self.n = self.finite = 0
+        self.total = 0.0
+        self.values = np.zeros(0)
+        self.keys = np.zeros(0)
+
+    def add(self, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float64)
+        self.n += len(values)
+        ok = np.isfinite(values)
+        self.finite += int(ok.sum())
+        self.total += float(values[ok].sum())
+        v = np.concatenate([self.values, values])
+        k = np.concatenate([self.keys, self.rng.random(len(values))])
+        if len(v) > self.keep:
+            idx = np.argpartition(k, self.keep)[:self.keep]
+            v, k = v[idx], k[idx]
+        self.values, self.keys = v, k
+
+    @property
+    def sampled(self) -> bool:
+        return self.n > self.keep
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.finite if self.finite else float("nan")

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pyarrow.parquet as pq
 
-from textcurate.io.attributes import attribute_columns, list_attribute_steps, read_attributes
+from textcurate.io.attributes import attribute_columns, iter_attribute_batches, list_attribute_steps
 from textcurate.report.html import _esc, _svg, figure, section
 
 
@@ -51,8 +51,11 @@ def _clusters(run_dir: str, record: dict) -> str | None:
     for name, folder, card in _cards(run_dir, "kmeans"):
         sizes = None
         if name in list_attribute_steps(run_dir) and "cluster_id" in attribute_columns(run_dir, name):
-            ids = np.asarray(read_attributes(run_dir, name, ["cluster_id"]).column("cluster_id").to_numpy())
-            sizes = np.bincount(ids, minlength=card["k"])
+            sizes = np.zeros(card["k"], dtype=np.int64)
+            for batch in iter_attribute_batches(run_dir, name, ["cluster_id"]):  # streamed
+                ids = np.asarray(batch.column(0).fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+                ids = ids[ids >= 0]
+                sizes += np.bincount(ids, minlength=card["k"])[:card["k"]]
         summary = (f"<p>k = {card['k']}, fitted on {card['sample_size']:,} documents ({card['backend']} on "
                    f"{card['device']}, {card['niter']} iterations, seed {card['seed']}, {card['fit_seconds']} s); "
                    f"inertia {card['inertia']:.4g}, mean cosine to the centroid {card['mean_cosine']:.3f}")

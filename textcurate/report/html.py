@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from textcurate.io.files import write_text_atomic
-from textcurate.io.attributes import attribute_columns, list_attribute_steps, read_attributes
+from textcurate.io.attributes import (NumericSummary, attribute_columns, iter_attribute_batches,
+                                      list_attribute_steps)
 from textcurate.io.rejects import summarise_rejects
 
 SECTIONS: list[tuple[int, str, Callable[[str, dict], str | None]]] = []
@@ -104,18 +105,22 @@ def _rejects(run_dir: str, record: dict) -> str | None:
 def _attributes(run_dir: str, record: dict) -> str | None:
     parts = []
     for step in list_attribute_steps(run_dir):
-        table = read_attributes(run_dir, step)
+        numeric, rows = {}, 0
+        for batch in iter_attribute_batches(run_dir, step):  # streamed: any number of rows
+            rows += batch.num_rows
+            for name, col in zip(batch.schema.names, batch.columns):
+                if name == "id" or not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+                                        or pa.types.is_boolean(col.type)):
+                    continue
+                numeric.setdefault(name, NumericSummary()).add(col.to_numpy(zero_copy_only=False))
         plots = []
-        for name in table.column_names:
-            if name == "id":
+        for name, summ in numeric.items():
+            if not summ.n:
                 continue
-            col = table.column(name)
-            if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type)):
-                continue
-            values = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
-            plots.append(f"<figure>{svg_histogram(values, name)}<figcaption>{name}: mean {np.nanmean(values):.3g}, "
-                         f"median {np.nanmedian(values):.3g}</figcaption></figure>" if len(values) else "")
-        parts.append(f"<h3>{_esc(step)} ({table.num_rows:,} rows)</h3><div class=grid>{''.join(plots)}</div>")
+            note = f" (histogram and median of a uniform sample of {summ.keep:,})" if summ.sampled else ""
+            plots.append(f"<figure>{svg_histogram(summ.values, name)}<figcaption>{name}: mean {summ.mean:.3g}, "
+                         f"median {np.nanmedian(summ.values):.3g}{note}</figcaption></figure>")
+        parts.append(f"<h3>{_esc(step)} ({rows:,} rows)</h3><div class=grid>{''.join(plots)}</div>")
     return "".join(parts) or None
 
 
@@ -126,14 +131,21 @@ def _edu(run_dir: str, record: dict) -> str | None:
         columns = attribute_columns(run_dir, step)
         if "edu_int" not in columns:
             continue  # read only the tables, and columns, this section shows
-        table = read_attributes(run_dir, step, [c for c in ("edu_int", "edu_path") if c in columns])
-        ints = np.asarray(table.column("edu_int").to_numpy(zero_copy_only=False))
-        rows = "".join(f"<tr><td>edu_int &gt;= {t}</td><td>{int((ints >= t).sum()):,}</td>"
-                       f"<td>{(ints >= t).mean():.1%}</td></tr>" for t in range(6))
+        at_least, n, path_counts = np.zeros(6, dtype=np.int64), 0, {}
+        for batch in iter_attribute_batches(run_dir, step, [c for c in ("edu_int", "edu_path") if c in columns]):
+            ints = np.asarray(batch.column(0).to_numpy(zero_copy_only=False), dtype=np.float64)
+            n += len(ints)
+            at_least += np.array([int((ints >= t).sum()) for t in range(6)])
+            if batch.num_columns > 1:
+                for p, c in zip(*np.unique(np.asarray(batch.column(1).to_pylist(), dtype=object).astype(str),
+                                           return_counts=True)):
+                    path_counts[p] = path_counts.get(p, 0) + int(c)
+        rows = "".join(f"<tr><td>edu_int &gt;= {t}</td><td>{int(at_least[t]):,}</td>"
+                       f"<td>{at_least[t] / max(n, 1):.1%}</td></tr>" for t in range(6))
         paths = ""
-        if "edu_path" in table.column_names:
-            vals = table.column("edu_path").to_pylist()
-            paths = "<p>scored by: " + ", ".join(f"{p} {vals.count(p) / len(vals):.1%}" for p in sorted(set(vals))) + "</p>"
+        if path_counts:
+            total = sum(path_counts.values())
+            paths = "<p>scored by: " + ", ".join(f"{p} {c / total:.1%}" for p, c in sorted(path_counts.items())) + "</p>"
         parts.append(f"<h3>{_esc(step)}</h3>{paths}<table><tr><th>threshold</th><th>documents</th>"
                      f"<th>kept fraction</th></tr>{rows}</table>")
     return "".join(parts) or None

@@ -62,7 +62,7 @@ class Scorer(PipelineStep):
             return
         self.setup(rank)
         store = None
-        cache: dict[str, dict] = {}
+        cache = None
         if self.attributes_folder:
             store = AttributeWriter(os.path.join(self.attributes_folder, self.step_name), rank, self.columns,
                                     self.checkpoint_every)
@@ -71,7 +71,9 @@ class Scorer(PipelineStep):
         data = iter(data)
         try:
             for batch in batched(data, self.batch_size):
-                todo = [d for d in batch if d.id not in cache]
+                cached = cache.lookup([d.id for d in batch]) if cache is not None and len(cache) else \
+                    [None] * len(batch)
+                todo = [d for d, c in zip(batch, cached) if c is None]
                 if todo:
                     with self.track_time("batch"):
                         results = self.score(todo)
@@ -84,9 +86,9 @@ class Scorer(PipelineStep):
                     fresh = {}
                 if len(todo) < len(batch):
                     self.stat_update("cached", value=len(batch) - len(todo))
-                for doc in batch:
-                    is_new = doc.id in fresh
-                    row = fresh[doc.id] if is_new else cache[doc.id]
+                for doc, old in zip(batch, cached):
+                    is_new = old is None
+                    row = fresh[doc.id] if is_new else old
                     if isinstance(row, Reject):
                         row.id = doc.id
                         rejects.add(row)
