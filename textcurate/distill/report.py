@@ -10,16 +10,17 @@ import os
 from textcurate.report.html import _esc, section
 
 
+def _cards(run_dir: str, filename: str):
+    """(stage name, card) of every distill stage of the run that wrote ``filename``."""
+    for path in sorted(glob.glob(os.path.join(run_dir, "artifacts", "*", filename))):
+        with open(path) as fh:
+            yield os.path.basename(os.path.dirname(path)), json.load(fh)
+
+
 @section("Distillation", 58)
 def _distill(run_dir: str, record: dict) -> str | None:
-    cards = sorted(glob.glob(os.path.join(run_dir, "artifacts", "*", "distill.json")))
-    if not cards:
-        return None
     parts = []
-    for path in cards:
-        with open(path) as fh:
-            c = json.load(fh)
-        name = os.path.basename(os.path.dirname(path))
+    for name, c in _cards(run_dir, "distill.json"):
         parts.append(f"<h3>{_esc(name)}: {c['n']:,} of {c['rows']:,} documents by {_esc(c['method'])}</h3>"
                      f"<p>{c['heldout']:,} documents held out of every selection and measured against; "
                      f"{_esc(c['weights'])} weights; kernel bandwidths "
@@ -41,21 +42,15 @@ def _distill(run_dir: str, record: dict) -> str | None:
             parts.append("<table><tr><th>group</th><th>documents</th><th>selected</th></tr>" + "".join(
                 f"<tr><td>{_esc(g)}</td><td>{v['documents']:,}</td><td>{v['selected']:,}</td></tr>"
                 for g, v in c["groups"].items()) + "</table>")
-    return "".join(parts)
+    return "".join(parts) or None
 
 
 @section("Distillation of a labelled set", 59)
 def _distill_labels(run_dir: str, record: dict) -> str | None:
     from textcurate.distill.labelled_run import table_lines
 
-    cards = sorted(glob.glob(os.path.join(run_dir, "artifacts", "*", "distill_labels.json")))
-    if not cards:
-        return None
     parts = []
-    for path in cards:
-        with open(path) as fh:
-            c = json.load(fh)
-        name = os.path.basename(os.path.dirname(path))
+    for name, c in _cards(run_dir, "distill_labels.json"):
         parts.append(f"<h3>{_esc(name)}: {_esc(', '.join(c['methods']))} on {_esc(c['labels'])} "
                      f"({len(c['classes'])} classes, {c['train']:,} training rows)</h3>"
                      f"<p>Fresh heads trained on each set, {c['inits']} initialisations each (random: also "
@@ -69,4 +64,4 @@ def _distill_labels(run_dir: str, record: dict) -> str | None:
                          + "".join("<tr" + (" style='font-weight:bold'" if r[0] in c["methods"] else "") + ">"
                                    + "".join(f"<td>{_esc(x)}</td>" for x in r) + "</tr>" for r in rows)
                          + "</table>")
-    return "".join(parts)
+    return "".join(parts) or None
