@@ -35,6 +35,7 @@ from textcurate.io.files import write_json_atomic
 DEFAULT_EPS_TABLE = (0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)
 KEEP_CHOICES = ("farthest", "nearest", "random")
 BLOCK = 2048
+BLOCK_ELEMENTS = 8_000_000  # similarities per block: memory stays flat as a cluster grows
 PREVIEW_CHARS = 300
 
 
@@ -83,8 +84,9 @@ def dedup_cluster(x: np.ndarray, order: np.ndarray, eps_values: list[float], dev
     # the most similar earlier document of each one (in walk order), from row blocks of X X^T
     max_prev = np.full(n, -np.inf, dtype=np.float32)
     arg_prev = np.zeros(n, dtype=np.int64)
-    for start in range(0, n, BLOCK):
-        rows = xo[start:start + BLOCK]
+    block = max(16, min(BLOCK, BLOCK_ELEMENTS // n))  # a block of rows x n similarities: about 32 MB
+    for start in range(0, n, block):
+        rows = xo[start:start + block]
         sims = (rows @ xo[: start + len(rows)].T).float()
         j = torch.arange(start, start + len(rows), device=sims.device)
         mask = torch.arange(start + len(rows), device=sims.device)[None, :] >= j[:, None]
