@@ -22,7 +22,7 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from textcurate.registry import RunPaths, StageParams, stage
-from textcurate.select.step import Select
+from textcurate.select.step import Select, shard_batches, table_batches
 
 CHARS_PER_TOKEN = 4.0
 
@@ -93,20 +93,10 @@ class PrototypePrune(Select):
         return row
 
     def fit(self, table: pa.Table, artifacts: str | None = None) -> dict:
-        return self._fit_prune(lambda: iter(table.combine_chunks().to_batches()))
+        return self._fit_prune(table_batches(table))
 
     def fit_folder(self, folder: str, artifacts: str) -> dict:
-        import glob
-        import os
-
-        import pyarrow.parquet as pq
-
-        files = sorted(glob.glob(os.path.join(folder, "*.parquet")))
-
-        def batches():
-            for f in files:
-                yield from pq.ParquetFile(f).iter_batches(batch_size=65_536)
-        return self._fit_prune(batches)
+        return self._fit_prune(shard_batches(folder))
 
     def _fit_prune(self, batches) -> dict:
         """Per-cluster sizes, difficulty sums and the corpus's characters in one streamed pass (memory:

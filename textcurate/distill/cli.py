@@ -61,23 +61,14 @@ def distill_cmd(features: str = typer.Argument(..., help="a feature store (RUN/f
 def _labels_cmd(path: str, out: str, embedder: str, p: DistillParams) -> None:
     from rich.table import Table
 
-    from textcurate.distill.labelled import LabelledOptions
-    from textcurate.distill.labelled_run import distill_labels, read_labelled, table_lines, write_labelled
+    from textcurate.distill.labelled_run import distill_labels_to, read_labelled, table_lines
 
     try:
         x, values, ids, split = read_labelled(path, p.labels, embedder)
         console.print(f"distill: {len(ids):,} labelled rows ({p.labels!r}) of dimension {x.shape[1]}; method "
                       f"{p.method}, per class {', '.join(map(str, p.per_class))}; baselines {', '.join(p.compare)}")
-        from textcurate.io.files import pick_device
-
-        opts = LabelledOptions(iterations=p.steps, arch=p.arch, soft_labels=p.soft_labels,
-                               device=pick_device(p.device))
-        os.makedirs(out, exist_ok=True)
-        result = distill_labels(x, values, ids, split, [p.method], p.per_class, p.compare, p.seed, opts,
-                                inits=p.inits, test_share=p.test_share,
-                                experts_path=os.path.join(out, "experts.safetensors") if p.method == "tm" else None,
-                                label=p.labels, log=lambda s: console.print(s, soft_wrap=True))
-        card = write_labelled(result, out)
+        card = distill_labels_to(out, x, values, ids, split, p,
+                                 log=lambda s: console.print(s, soft_wrap=True))["card"]
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     for metric, what in (("acc", "accuracy"), ("f1", "macro-F1")):

@@ -30,7 +30,6 @@ here: no maintained library distils tabular embeddings (the papers' code is for 
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -43,21 +42,6 @@ LABEL_METHODS = ("dd", "gm", "tm", "dm")
 CORESETS = ("random", "herding", "kcenter")
 HEADS = ("linear", "mlp")
 HIDDEN = 128
-
-
-# --- data -----------------------------------------------------------------------------------------------
-@dataclass
-class Labelled:
-    """Real labelled embeddings: ``x`` (n x d, float32), ``y`` (n, int class index), ``classes``
-    (the label value of each index), ``ids``."""
-    x: np.ndarray
-    y: np.ndarray
-    classes: list[str]
-    ids: list[str]
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.classes)
 
 
 def label_of(v, where: str = "") -> str | None:
@@ -304,11 +288,13 @@ def save_experts(experts: dict, path: str, key: str = "") -> None:
 
     tensors = {f"e{e}.t{t}.p{k}": p.contiguous() for e, traj in enumerate(experts["params"])
                for t, ps in enumerate(traj) for k, p in enumerate(ps)}
-    tmp = path + ".tmp"
+    from textcurate.io.files import commit, temp_path
+
+    tmp = temp_path(path)
     save_file(tensors, tmp, metadata={"lr": repr(experts["lr"]), "arch": experts["arch"],
                                       "experts": str(len(experts["params"])),
                                       "epochs": str(len(experts["params"][0])), "key": key})
-    os.replace(tmp, path)  # a killed run leaves the old file or the new one
+    commit(tmp, path)  # a killed run leaves the old file or the new one
 
 
 def load_experts(path: str) -> dict:

@@ -16,8 +16,8 @@ from typing import Callable
 import numpy as np
 
 from textcurate.distill.labelled import (CORESETS, HEADS, LABEL_METHODS, DistilledSet, LabelledOptions, Standardiser,
-                                         coreset, distill_labelled, encode_labels, evaluate_set, load_experts,
-                                         nearest_real, save_experts, train_experts)
+                                         coreset, data_key, distill_labelled, encode_labels, evaluate_set,
+                                         load_experts, nearest_real, per_class_sizes, save_experts, train_experts)
 
 
 def read_labelled(path: str, labels: str, embedder: str = "minilm", split_field: str = "split"
@@ -137,8 +137,7 @@ def distill_labels(x: np.ndarray, label_values: list, ids: list[str], split: lis
     st = Standardiser(x[tr])
     z, zt = st(x[tr]), st(x[te])
     tr_ids = [i for i, k in zip(ids, tr) if k]
-    counts = np.bincount(y, minlength=C)
-    capped = {classes[c]: int(counts[c]) for c in range(C) if counts[c] < max(per_class)}
+    capped = {classes[c]: n for c, n in per_class_sizes(y, C, max(per_class))[1].items()}
     if capped:
         log(f"distill: per-class sizes above a class's training rows are capped there: "
             + ", ".join(f"{k} ({v})" for k, v in capped.items()))
@@ -151,8 +150,6 @@ def distill_labels(x: np.ndarray, label_values: list, ids: list[str], split: lis
     log(f"  full set: " + ", ".join(f"{h} {100 * np.mean(full[h]['acc']):.1f} %" for h in heads))
     experts, experts_seconds = None, 0.0
     if "tm" in methods:
-        from textcurate.distill.labelled import data_key
-
         key = data_key(z, y, opts, seed)
         if experts_path and os.path.exists(experts_path):
             experts = load_experts(experts_path)
@@ -203,6 +200,24 @@ def _row(method: str, ipc: int, size: int, seconds: float, res: dict, heads) -> 
             **{h: {"acc": _stats(res[h]["acc"]), "f1": _stats(res[h]["f1"])} for h in heads}}
 
 
+def distill_labels_to(out: str, x: np.ndarray, label_values: list, ids: list[str], split: list | None, p,
+                      log: Callable = print) -> dict:
+    """The labelled distillation the command and the stage run: ``p`` carries the distill parameters
+    (``DistillParams`` or the step: labels, method, per_class, compare, steps, arch, soft_labels,
+    inits, test_share, seed, device); tm's experts are kept in ``out``; the outputs are written there.
+    Returns the result, its ``card`` as written."""
+    from textcurate.io.files import pick_device
+
+    opts = LabelledOptions(iterations=p.steps, arch=p.arch, soft_labels=p.soft_labels, device=pick_device(p.device))
+    os.makedirs(out, exist_ok=True)
+    result = distill_labels(x, label_values, ids, split, [p.method], p.per_class, p.compare, p.seed, opts,
+                            inits=p.inits, test_share=p.test_share,
+                            experts_path=os.path.join(out, "experts.safetensors") if p.method == "tm" else None,
+                            label=p.labels, log=log)
+    result["card"] = write_labelled(result, out)
+    return result
+
+
 def write_labelled(result: dict, out: str) -> dict:
     """OUT/distill_labels.json (the card), OUT/synthetic_labels.safetensors (for each method and
     size: the points in the embedding space, their label distributions), OUT/synthetic_labels.parquet
@@ -210,7 +225,7 @@ def write_labelled(result: dict, out: str) -> dict:
     import pyarrow as pa
     from safetensors.numpy import save_file
 
-    from textcurate.io.files import write_json_atomic, write_parquet_atomic
+    from textcurate.io.files import commit, temp_path, write_json_atomic, write_parquet_atomic
 
     os.makedirs(out, exist_ok=True)
     card, st = result["card"], result["standardiser"]
@@ -227,9 +242,10 @@ def write_labelled(result: dict, out: str) -> dict:
                 rows["class"].append(card["classes"][int(s.label[k])])
                 rows["nearest_id"].append(result["train_ids"][int(near[k])])
                 rows["source_id"].append(result["train_ids"][int(s.source[k])] if s.source[k] >= 0 else None)
-    tmp = os.path.join(out, "synthetic_labels.safetensors.tmp")
+    path = os.path.join(out, "synthetic_labels.safetensors")
+    tmp = temp_path(path)
     save_file(tensors, tmp, metadata={"classes": json.dumps(card["classes"]), "labels": card["labels"]})
-    os.replace(tmp, os.path.join(out, "synthetic_labels.safetensors"))
+    commit(tmp, path)
     write_parquet_atomic(os.path.join(out, "synthetic_labels.parquet"), pa.table(rows))
     write_json_atomic(os.path.join(out, "distill_labels.json"), card, indent=1)
     return card

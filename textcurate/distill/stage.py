@@ -24,7 +24,7 @@ from textcurate.cluster.stage import doc_vector
 from textcurate.distill.labelled import CORESETS, HEADS, LABEL_METHODS
 from textcurate.distill.methods import MAPPINGS, METHODS, SAMPLE, WEIGHTS
 from textcurate.embed.step import EMBEDDING_KEY
-from textcurate.io.files import pick_device, write_parquet_atomic
+from textcurate.io.files import write_parquet_atomic
 from textcurate.io.rejects import Reject
 from textcurate.registry import Needs, RunPaths, ScorerParams, stage
 from textcurate.steps.base import Scorer
@@ -117,19 +117,11 @@ class Distill(RowFittedStage, Scorer):
     def _fit_labels(self, v, artifacts: str) -> dict:
         """Labelled distillation of the fit rows; the documents nearest the synthetic examples of the
         largest per-class size get distill_weight = how many examples they are nearest to."""
-        from textcurate.distill.labelled import LabelledOptions
-        from textcurate.distill.labelled_run import distill_labels, write_labelled
+        from textcurate.distill.labelled_run import distill_labels_to
 
-        split = list(v.column_values("split"))
-        opts = LabelledOptions(iterations=self.steps, arch=self.arch, soft_labels=self.soft_labels,
-                               device=pick_device(self.device))
-        result = distill_labels(v.take(v.rows()), list(v.column_values("label")), v.ids(v.rows()),
-                                split if any(s is not None for s in split) else None, [self.method], self.per_class,
-                                self.compare, self.seed, opts, inits=self.inits, test_share=self.test_share,
-                                experts_path=os.path.join(artifacts, "experts.safetensors") if self.method == "tm"
-                                else None, label=self.labels, log=lambda s: None)
-        os.makedirs(artifacts, exist_ok=True)
-        card = write_labelled(result, artifacts)
+        result = distill_labels_to(artifacts, v.take(v.rows()), list(v.column_values("label")), v.ids(v.rows()),
+                                   list(v.column_values("split")), self, log=lambda s: None)
+        card = result["card"]
         near = result["nearest"][self.method][max(self.per_class)]
         ids = result["train_ids"]
         chosen: dict[str, float] = {}

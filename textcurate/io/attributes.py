@@ -27,8 +27,8 @@ def arrow_schema(columns: dict) -> pa.Schema:
 
 
 class RowCache:
-    """id -> row (a dict of the step's columns) over an Arrow table: ``doc_id in cache`` and
-    ``cache[doc_id]``. Later rows of the same id win, as a dict filled in order would."""
+    """id -> row (a dict of the step's columns) over an Arrow table, looked up a batch at a time
+    (``lookup``). Later rows of the same id win, as a dict filled in order would."""
 
     def __init__(self, table: pa.Table | None):
         from textcurate.io.records import stable_hash
@@ -43,24 +43,9 @@ class RowCache:
         order = np.lexsort((-np.arange(len(h)), h))  # by hash, the last row of an id first
         self.hashes, self.rows = h[order], order.astype(np.int64)
         self.ids = ids
-        self.cols = [(name, table.column(name)) for name in table.column_names if name != "id"]
 
     def __len__(self) -> int:
         return len(self.rows)
-
-    def _find(self, doc_id: str) -> int:
-        if not len(self.rows):
-            return -1
-        from textcurate.io.records import stable_hash
-
-        h = np.uint64(stable_hash(doc_id))
-        i = int(np.searchsorted(self.hashes, h))
-        while i < len(self.hashes) and self.hashes[i] == h:
-            r = int(self.rows[i])
-            if self.ids[r].as_py() == doc_id:
-                return r
-            i += 1
-        return -1
 
     def lookup(self, doc_ids: list[str]) -> list[dict | None]:
         """The cached row of each id, or None: one vectorised search for a batch."""
@@ -85,15 +70,6 @@ class RowCache:
             for k, row in zip(hit.tolist(), rows):
                 out[k] = row
         return out
-
-    def __contains__(self, doc_id: str) -> bool:
-        return self._find(doc_id) >= 0
-
-    def __getitem__(self, doc_id: str) -> dict:
-        r = self._find(doc_id)
-        if r < 0:
-            raise KeyError(doc_id)
-        return {name: col[r].as_py() for name, col in self.cols}
 
 
 class AttributeWriter:

@@ -30,6 +30,27 @@ FIT_BATCH = 65_536  # fit rows read at a time
 COLLECT = 1 << 18  # a boundary bucket this small is gathered and sorted instead of split again
 
 
+def shard_batches(folder: str):
+    """A function that reads the fit shards of ``folder`` again, ``FIT_BATCH`` rows at a time, on
+    every call: one call per pass of the streamed fit."""
+    import glob
+    import os
+
+    import pyarrow.parquet as pq
+
+    files = sorted(glob.glob(os.path.join(folder, "*.parquet")))
+
+    def batches():
+        for f in files:
+            yield from pq.ParquetFile(f).iter_batches(batch_size=FIT_BATCH)
+    return batches
+
+
+def table_batches(table: pa.Table):
+    """The same for fit rows already in memory (Python callers)."""
+    return lambda: iter(table.combine_chunks().to_batches())
+
+
 def _digit(key: np.ndarray, hashes: np.ndarray, j: int) -> np.ndarray:
     """The j-th 8-bit digit (0 = most significant) of the 128-bit (key, hash)."""
     src, shift = (key, 56 - 8 * j) if j < 8 else (hashes, 56 - 8 * (j - 8))
@@ -112,21 +133,11 @@ class Select(RowFittedStage, PipelineStep):
 
     def fit(self, table: pa.Table, artifacts: str | None = None) -> dict:
         """The decision from fit rows in memory (id or hash, score, group): for Python callers."""
-        return self._fit_batches(lambda: iter(table.combine_chunks().to_batches()))
+        return self._fit_batches(table_batches(table))
 
     def fit_folder(self, folder: str, artifacts: str) -> dict:
         """The decision from the fit shards, streamed: memory is one batch and a few counters per group."""
-        import glob
-        import os
-
-        import pyarrow.parquet as pq
-
-        files = sorted(glob.glob(os.path.join(folder, "*.parquet")))
-
-        def batches():
-            for f in files:
-                yield from pq.ParquetFile(f).iter_batches(batch_size=FIT_BATCH)
-        self.decision = self._fit_batches(batches)
+        self.decision = self._fit_batches(shard_batches(folder))
         return self.decision
 
     def _columns(self, batch, codes_of: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
