@@ -234,3 +234,55 @@ def test_unit_values_of_a_valuation_are_the_sources_quality(tmp_path, tokenize):
     with pytest.raises(ValueError, match="source 'python' has no value"):
         run_plan(_spec(str(tmp_path / "c"), 20000, quality_values=str(tmp_path / "bad.json")), str(tmp_path / "o2"),
                  materialise=False)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_streamed_draw_equals_the_in_memory_draw(tmp_path, tokenize, monkeypatch, weighted):
+    """Materialise never holds a table of the documents: the partial pass's boundary is found by
+    radix selection over a spill read in batches. With batches of 7 rows and no boundary bucket
+    gathered before the last digit, the selection recurses through all 8 digits, and the copies
+    must still equal ``draw_copies`` on each whole source in memory, document by document; the
+    count pass's token log is used (no document tokenised twice) and removed."""
+    import textcurate.mix.materialise as m
+    from textcurate.io.readers import read_documents
+
+    monkeypatch.setattr(m, "BATCH", 7)
+    monkeypatch.setattr(m, "COLLECT", 0)
+    rows = _corpus(str(tmp_path / "c"), (("markdown", 90), ("python", 40), ("text", 25)), seed=3)
+    if weighted:  # some documents of weight 0, the rest spread over two orders of magnitude
+        rng = np.random.default_rng(1)
+        for r in rows:
+            r["metadata"]["w"] = 0.0 if rng.random() < 0.2 else float(rng.lognormal(0, 1))
+        for shard in range(2):
+            with open(tmp_path / "c" / f"{shard:05d}.jsonl", "w") as fh:
+                fh.writelines(json.dumps(r) + "\n" for r in rows[shard::2])
+    calls = []
+
+    def counting(texts):
+        calls.append(len(texts))
+        return tokenize(texts)
+
+    monkeypatch.setattr("textcurate.mix.accounting.make_tokenize",
+                        lambda name: counting)
+    spec = _spec(str(tmp_path / "c"), 23456.0, shard_bytes=8000, **({"weight_field": "w"} if weighted else {}))
+    result = run_plan(spec, str(tmp_path / "out"), materialise=True)
+    mix = result["mixture"]
+    assert sum(calls) == len(rows)  # counted once, never tokenised again for materialising
+    assert not os.path.exists(tmp_path / "out" / "_count_tokens.parquet")
+    assert not os.path.exists(tmp_path / "out" / "mixture" / "_work")
+    assert mix["selection_passes"] >= 3  # the radix recursed
+    table = read_mixture(str(tmp_path / "out" / "mixture")).select(["source", "doc_id"]).to_pylist()
+    got: dict = {}
+    for r in table:
+        got[(r["source"], r["doc_id"])] = got.get((r["source"], r["doc_id"]), 0) + 1
+    docs = list(read_documents(str(tmp_path / "c")))
+    plan = {r["name"]: r["train_tokens"] for r in result["plan"]["rows"]}
+    for name in plan:
+        mine = [d for d in docs if d.metadata["language"] == name]
+        ids = [d.id for d in mine]
+        t = np.array([len(x) for x in tokenize([d.text for d in mine])], dtype=np.float64)
+        w = np.array([d.metadata["w"] for d in mine]) if weighted else None
+        want = m.draw_copies(ids, t, plan[name], spec.seed, w)
+        assert want.sum() > len(ids) // 2  # a real partial pass, not everything or nothing
+        assert [got.get((name, i), 0) for i in ids] == want.tolist(), name
+        assert mix["sources"][name]["realised_tokens"] == int((want * t).sum())

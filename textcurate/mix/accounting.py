@@ -23,6 +23,7 @@ import numpy as np
 from textcurate.io.records import stable_hash
 
 QUANTILES = (0.1, 0.5, 0.9)
+TOKENIZE_BATCH = 512
 
 
 @dataclass
@@ -47,44 +48,35 @@ class SourceCount:
 
 
 class _Counter:
-    """Streaming counts of one source: exact docs and chars; tokens of every document (sample
-    0: tokenised in batches as they stream past, never held) or of a bottom-k sample.
-    ``doc_tokens``, when given, receives {(source, id): tokens} of every document tokenised
-    while the count is exact, so that materialising does not tokenise them again."""
+    """Streaming counts of one source: exact docs and chars; tokens of every document (sample 0:
+    ``count_sources`` tokenises them in batches as they stream past, never held) or of a
+    bottom-k sample. Attributes: an exact count and mean, quantiles from a uniform sample of at
+    most ``NumericSummary.keep`` values, so memory does not grow with the source."""
 
-    FLUSH = 512
+    FLUSH = 4096  # attribute values buffered before they join the summary
 
-    def __init__(self, name: str, sample: int, seed: int, attributes: list[str], tokenize=None,
-                 doc_tokens: dict | None = None):
+    def __init__(self, name: str, sample: int, seed: int, attributes: list[str]):
+        from textcurate.io.attributes import NumericSummary
+
         self.count = SourceCount(name)
         self.sample, self.seed = sample, seed
-        self.tokenize, self.doc_tokens = tokenize, doc_tokens
         self._heap: list = []  # (-hash, id, text): the `sample` smallest hashes
-        self._pending: list = [] if sample == 0 else None  # (id, text) waiting for a tokenizer batch
-        self._exact_tokens = 0.0
-        self._attrs = {a: [] for a in attributes}
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        for (doc_id, _), ids in zip(self._pending, self.tokenize([t for _, t in self._pending])):
-            self._exact_tokens += len(ids)
-            if self.doc_tokens is not None:
-                self.doc_tokens[(self.count.name, doc_id)] = len(ids)
-        self._pending.clear()
+        self.exact_tokens = 0.0
+        self._attrs = {a: NumericSummary(seed=seed) for a in attributes}
+        self._buffer: dict[str, list[float]] = {a: [] for a in attributes}
 
     def add(self, doc) -> None:
         c = self.count
         c.documents += 1
         c.chars += len(doc.text)
-        for a, values in self._attrs.items():
+        for a, values in self._buffer.items():
             v = doc.metadata.get(a)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                 values.append(float(v))
-        if self._pending is not None:
-            self._pending.append((doc.id, doc.text))
-            if len(self._pending) >= self.FLUSH:
-                self._flush()
+                if len(values) >= self.FLUSH:
+                    self._attrs[a].add(np.asarray(values))
+                    values.clear()
+        if self.sample == 0:
             return
         key = -stable_hash(doc.id, self.seed)
         if len(self._heap) < self.sample:
@@ -92,22 +84,18 @@ class _Counter:
         elif key > self._heap[0][0]:
             heapq.heapreplace(self._heap, (key, doc.id, doc.text))
 
-    def finish(self) -> SourceCount:
+    def finish(self, tokenize) -> SourceCount:
         c = self.count
-        if self._pending is not None:  # sample 0: every document was tokenised on the way
-            self._flush()
-            c.sampled_documents, c.tokens, c.exact, c.token_error = c.documents, self._exact_tokens, True, 0.0
+        if self.sample == 0:  # every document was tokenised on the way
+            c.sampled_documents, c.tokens, c.exact, c.token_error = c.documents, self.exact_tokens, True, 0.0
             self._summarise_attributes()
             return c
         texts = [t for _, _, t in self._heap]
         lengths = np.array([len(t) for t in texts], dtype=np.float64)
-        tokens = np.array([len(ids) for ids in self.tokenize(texts)], dtype=np.float64) if texts else np.zeros(0)
+        tokens = np.array([len(ids) for ids in tokenize(texts)], dtype=np.float64) if texts else np.zeros(0)
         c.sampled_documents = len(texts)
         if len(texts) == c.documents:  # every document tokenised: exact
             c.tokens, c.exact, c.token_error = float(tokens.sum()), True, 0.0
-            if self.doc_tokens is not None:
-                for (_, doc_id, _), n in zip(self._heap, tokens):
-                    self.doc_tokens[(c.name, doc_id)] = int(n)
         else:
             ratio = tokens.sum() / max(lengths.sum(), 1.0)
             n, big_n = len(texts), c.documents
@@ -120,11 +108,16 @@ class _Counter:
 
     def _summarise_attributes(self) -> None:
         c = self.count
-        for a, values in self._attrs.items():
-            if values:
-                v = np.asarray(values)
-                c.attributes[a] = {"mean": float(v.mean()), "n": len(v),
+        for a, summary in self._attrs.items():
+            if self._buffer[a]:
+                summary.add(np.asarray(self._buffer[a]))
+                self._buffer[a].clear()
+            if summary.finite:
+                v = summary.values[np.isfinite(summary.values)]
+                c.attributes[a] = {"mean": summary.mean, "n": summary.finite,
                                    **{f"p{int(q * 100)}": float(np.quantile(v, q)) for q in QUANTILES}}
+                if summary.sampled:
+                    c.attributes[a]["quantiles_from"] = len(v)
 
 
 def make_tokenize(tokenizer: str, batch_size: int = 256):
@@ -150,12 +143,32 @@ def make_tokenize(tokenizer: str, batch_size: int = 256):
 
 def count_sources(pairs, tokenize, sample: int = 2000, seed: int = 0,
                   attributes: list[str] = ("edu_score", "edu_int", "difficulty"),
-                  doc_tokens: dict | None = None) -> dict[str, SourceCount]:
+                  token_log=None) -> dict[str, SourceCount]:
     """One pass over ``pairs`` of (source name, document). Returns {source: SourceCount}, in
-    order of first appearance. ``doc_tokens``: see ``_Counter``."""
+    order of first appearance. With ``sample`` 0 every document is tokenised, in batches of
+    ``TOKENIZE_BATCH`` across sources, in the order they come; ``token_log`` (a
+    ``materialise.TokenLog``), when given, receives (source, id, tokens) of each in that order,
+    so that materialising reads the counts instead of tokenising again."""
     counters: dict[str, _Counter] = {}
+    pending: list = []  # (counter, id, text) waiting for a tokenizer batch (sample 0)
+
+    def flush():
+        if not pending:
+            return
+        for (c, doc_id, _), ids in zip(pending, tokenize([t for _, _, t in pending])):
+            c.exact_tokens += len(ids)
+            if token_log is not None:
+                token_log.add(c.count.name, doc_id, len(ids))
+        pending.clear()
+
     for name, doc in pairs:
-        if name not in counters:
-            counters[name] = _Counter(name, sample, seed, list(attributes), tokenize, doc_tokens)
-        counters[name].add(doc)
-    return {name: c.finish() for name, c in counters.items()}
+        c = counters.get(name)
+        if c is None:
+            c = counters[name] = _Counter(name, sample, seed, list(attributes))
+        c.add(doc)
+        if sample == 0:
+            pending.append((c, doc.id, doc.text))
+            if len(pending) >= TOKENIZE_BATCH:
+                flush()
+    flush()
+    return {name: c.finish(tokenize) for name, c in counters.items()}

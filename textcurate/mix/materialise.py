@@ -6,9 +6,13 @@ partial pass in a seeded hash order of the ids, up to the document that crosses 
 realised count is within one document of the plan (the ledger checks it: tolerance = the
 source's largest document).
 
-Three passes, none holding the corpus in memory: (1) ids and exact token counts per source,
-(2) every copy of every drawn document to one of B bucket files by a seeded random key,
-(3) each bucket sorted by that key into an output shard. The output order is then a
+Three passes over the documents, none holding the corpus in memory: (1) exact token counts
+(read from the count pass's log where it has them) to a spill file of (source, id, tokens,
+weight), one row per document, and totals per source; then the partial pass's last document
+per source, by radix selection over the spill (``_Draw``); (2) every copy of every drawn
+document to one of B bucket files by a seeded random key, the spill read alongside to know
+each document's copies; (3) each bucket sorted by that key into an output shard. Memory: a
+batch, counters per source, and one shard in pass 3 (``shard_bytes``). The output order is then a
 uniform shuffle of all copies, whatever the input order; copies of one document land in
 independent places. A rerun of a finished mixture of the same plan does nothing; an
 unfinished one, or another plan, is written again from the start (it is deterministic).
@@ -35,6 +39,13 @@ from textcurate.mix.planner import Plan
 SCHEMA = pa.schema([("id", pa.string()), ("doc_id", pa.string()), ("source", pa.string()), ("epoch", pa.int32()),
                     ("text", pa.string()), ("tokens", pa.int64()), ("metadata", pa.string()), ("key", pa.uint64())])
 HASH_SPACE = 2 ** 64
+# materialising's spill: one row per document of a planned source, in the order they come
+SPILL_SCHEMA = pa.schema([("source", pa.int32()), ("id", pa.string()), ("tokens", pa.int64()), ("weight", pa.float64())])
+# the count pass's token log (accounting.count_sources): the same for every counted document
+LOG_SCHEMA = pa.schema([("source", pa.string()), ("id", pa.string()), ("tokens", pa.int64())])
+BATCH = 65_536  # spill rows written and read at a time
+COLLECT = 1 << 16  # a boundary bucket this small is gathered and sorted instead of split again
+QUEUED_BYTES = 64 * 2**20  # copies waiting for their bucket files, all buckets together
 
 
 def draw_copies(ids: list[str], tokens: np.ndarray, target: float, seed: int,
@@ -89,14 +100,239 @@ def _weighted_copies(ids, tokens, target, seed, w) -> np.ndarray:
     return copies
 
 
+class TokenLog:
+    """Rows appended in the order they come to one Parquet file, ``BATCH`` at a time: the count
+    pass's (source, id, tokens) for materialising, and materialising's own spill. Memory: one
+    batch."""
+
+    def __init__(self, path: str, schema: pa.Schema = LOG_SCHEMA):
+        self.path, self.schema = path, schema
+        self._cols: list[list] = [[] for _ in schema.names]
+        self._writer = None
+        self.rows = 0
+
+    def add(self, *values) -> None:
+        for col, v in zip(self._cols, values):
+            col.append(v)
+        if len(self._cols[0]) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._cols[0]:
+            return
+        if self._writer is None:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            self._writer = pq.ParquetWriter(self.path, self.schema)
+        self._writer.write_table(pa.table(dict(zip(self.schema.names, self._cols)), schema=self.schema))
+        self.rows += len(self._cols[0])
+        for col in self._cols:
+            col.clear()
+
+    def close(self) -> None:
+        self.flush()
+        if self._writer is None:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            pq.write_table(self.schema.empty_table(), self.path)
+        else:
+            self._writer.close()
+
+
+def _log_batches(path: str):
+    if path and os.path.exists(path):
+        yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH)
+
+
+def _log_rows(path: str | None):
+    for b in _log_batches(path):
+        yield from zip(*(b.column(i).to_pylist() for i in range(b.num_columns)))
+
+
+class _Draw:
+    """How many copies each document of the spill gets, decided from per-source totals and one
+    boundary per source, never from a table of the documents.
+
+    Unweighted, source s gets ``full[s]`` copies of everything, then the partial pass: the
+    documents in (key, id, position) order, key = the seeded hash of the id, while the running
+    token total is below ``rest[s]``. Weighted, document i gets floor(e_i) copies, e_i = target x
+    w_i / sum(w t), then one more in the order of its exponential race -log(u_i) / frac(e_i)
+    (u_i: a seeded hash in (0, 1)) while the total is below the rest. Either way the partial pass
+    is the prefix of an order up to a boundary row, which ``_boundaries`` finds by streamed radix
+    selection on the key. Same copies as ``draw_copies`` on the whole source in memory."""
+
+    def __init__(self, names: list[str], targets: list[float], tokens: list[float], mass: list[float],
+                 seed: int, weighted: bool):
+        self.names, self.seed, self.weighted = names, seed, weighted
+        self.target = np.asarray(targets, dtype=np.float64)
+        self.total = np.asarray(tokens, dtype=np.float64)
+        self.mass = np.asarray(mass, dtype=np.float64)
+        ok = (self.target > 0) & ((self.mass if weighted else self.total) > 0)
+        self.ok = ok
+        if weighted:
+            self.full = np.zeros(len(names), dtype=np.int64)
+            self.rest = np.zeros(len(names))  # after the floors: ``add_floors`` fills it
+        else:
+            self.full = np.where(ok, np.floor(self.target / np.where(ok, self.total, 1)), 0).astype(np.int64)
+            self.rest = np.where(ok, self.target - self.full * self.total, 0.0)
+        self.salt = [seed + MATERIALISE_SALT * (int(f) + 1) for f in self.full]
+        self.boundary: dict[int, tuple | None] = {}
+
+    def _columns(self, b):
+        return (np.asarray(b.column(0).to_numpy(zero_copy_only=False), dtype=np.int64), b.column(1).to_pylist(),
+                np.asarray(b.column(2).to_numpy(zero_copy_only=False), dtype=np.float64),
+                np.asarray(b.column(3).to_numpy(zero_copy_only=False), dtype=np.float64))
+
+    def floors(self, codes, tokens, weights) -> tuple[np.ndarray, np.ndarray]:
+        """Copies every document gets for sure, and the fraction left (weighted)."""
+        if not self.weighted:
+            return self.full[codes], np.zeros(len(codes))
+        ok = self.ok[codes]
+        expected = np.where(ok, self.target[codes] * weights / np.where(ok, self.mass[codes], 1), 0.0)
+        f = np.floor(expected)
+        return f.astype(np.int64), expected - f
+
+    def keys(self, codes, ids, frac) -> tuple[np.ndarray, np.ndarray]:
+        """The partial pass's order key of each row (unsigned, smaller first) and whether the row
+        takes part at all."""
+        if not self.weighted:
+            keys = np.fromiter((stable_hash(i, self.salt[c]) for i, c in zip(ids, codes.tolist())),
+                               dtype=np.uint64, count=len(ids))
+            return keys, self.rest[codes] > 0
+        h = np.fromiter((stable_hash(i, self.seed + MATERIALISE_SALT) for i in ids), dtype=np.uint64, count=len(ids))
+        u = (h.astype(np.float64) + 0.5) / HASH_SPACE
+        live = frac > 0
+        race = np.where(live, -np.log(u) / np.maximum(frac, 1e-300), np.inf) + 0.0
+        return race.view(np.uint64), live & (self.rest[codes] > 0)
+
+    def add_floors(self, batches) -> None:
+        """Weighted: the token total of the sure copies per source, hence the rest (one pass)."""
+        if not self.weighted:
+            return
+        sure = np.zeros(len(self.names))
+        for b in batches():
+            codes, _, tokens, weights = self._columns(b)
+            f, _ = self.floors(codes, tokens, weights)
+            sure += np.bincount(codes, weights=f * tokens, minlength=len(self.names))
+        self.rest = np.where(self.ok, self.target - sure, 0.0)
+
+    def find_boundaries(self, batches, sizes) -> int:
+        """The last row of each source's partial pass, by radix selection on the key weighted by
+        tokens: each pass over the spill counts one 8-bit digit of the rows still tied with the
+        boundary, until the boundary's bucket holds at most COLLECT rows, which one last pass
+        gathers and sorts by (key, id, position). Memory: 2 x 256 counters per source and that
+        bucket. Returns the passes made."""
+        state = {c: {"j": 0, "prefix": 0, "rem": float(self.rest[c]), "collect": int(sizes[c]) <= COLLECT}
+                 for c in range(len(self.names)) if self.rest[c] > 0}
+        passes = 0
+        while state:
+            hist = {c: (np.zeros(256), np.zeros(256, dtype=np.int64)) for c in state}
+            gathered: dict[int, list] = {c: [] for c in state}
+            collect = {c for c, st in state.items() if st.get("collect")}
+            position = 0
+            passes += 1
+            for b in batches():
+                codes, ids, tokens, weights = self._columns(b)
+                _, frac = self.floors(codes, tokens, weights)
+                keys, live = self.keys(codes, ids, frac)
+                for c, st in state.items():
+                    m = live & (codes == c)
+                    if st["j"]:
+                        m &= (keys >> np.uint64(64 - 8 * st["j"])) == np.uint64(st["prefix"])
+                    if not m.any():
+                        continue
+                    if c in collect:
+                        rows = np.flatnonzero(m)
+                        gathered[c].append((keys[rows], rows + position, tokens[rows],
+                                            b.column(1).take(pa.array(rows))))
+                    else:
+                        d = ((keys[m] >> np.uint64(56 - 8 * st["j"])) & np.uint64(0xFF)).astype(np.int64)
+                        hist[c][0][:] += np.bincount(d, weights=tokens[m], minlength=256)
+                        hist[c][1][:] += np.bincount(d, minlength=256)
+                position += len(codes)
+            for c in list(state):
+                st = state[c]
+                if c in collect:
+                    self.boundary[c] = _last_drawn(gathered.pop(c), st["rem"])
+                    del state[c]
+                    continue
+                cum = np.cumsum(hist[c][0])
+                d = int(np.searchsorted(cum, st["rem"]))
+                if d >= 256:  # the candidates' tokens never reach the rest: all of them are drawn
+                    self.boundary[c] = None
+                    del state[c]
+                    continue
+                st["rem"] -= float(cum[d - 1]) if d else 0.0
+                st["prefix"] = (st["prefix"] << 8) | d
+                st["j"] += 1
+                st["collect"] = int(hist[c][1][d]) <= COLLECT or st["j"] == 8
+        for c in range(len(self.names)):
+            self.boundary.setdefault(c, None)
+        return passes
+
+    def copies(self, b, position: int) -> np.ndarray:
+        """Copies of each row of a spill batch that starts at row ``position``."""
+        codes, ids, tokens, weights = self._columns(b)
+        f, frac = self.floors(codes, tokens, weights)
+        keys, live = self.keys(codes, ids, frac)
+        extra = np.zeros(len(codes), dtype=bool)
+        for c in np.unique(codes[live]).tolist():
+            m = live & (codes == c)
+            bound = self.boundary.get(c)
+            if bound is None:
+                extra |= m
+                continue
+            bk = np.uint64(bound[0])
+            extra |= m & (keys < bk)
+            for r in np.flatnonzero(m & (keys == bk)).tolist():
+                extra[r] = (ids[r], position + r) <= (bound[1], bound[2])
+        return f + extra
+
+
+def _last_drawn(parts: list, rem: float) -> tuple | None:
+    """(key, id, position) of the row whose tokens, in (key, id, position) order, bring the running
+    total to ``rem``; None when all of them stay below it. ``parts``: (keys, positions, tokens, ids)
+    of the gathered rows, as numpy arrays and an Arrow string array."""
+    if not parts:
+        return None
+    keys = np.concatenate([p[0] for p in parts])
+    pos = np.concatenate([p[1] for p in parts])
+    tokens = np.concatenate([p[2] for p in parts])
+    order = np.lexsort((pos, keys))
+    keys, pos, tokens = keys[order], pos[order], tokens[order]
+    j = int(np.searchsorted(np.cumsum(tokens), rem))
+    if j >= len(keys):
+        return None
+    lo, hi = int(np.searchsorted(keys, keys[j])), int(np.searchsorted(keys, keys[j], side="right"))
+    if hi - lo == 1:
+        return int(keys[j]), _id_at(parts, order[j]), int(pos[j])
+    # rows tied on the key (the same id twice, or a 64-bit hash collision): by id, then position
+    acc = float(tokens[:lo].sum())
+    for doc_id, p, t, i in sorted((_id_at(parts, order[i]), int(pos[i]), float(tokens[i]), i) for i in range(lo, hi)):
+        acc += t
+        if acc >= rem:
+            return int(keys[i]), doc_id, p
+    return None
+
+
+def _id_at(parts: list, i: int) -> str:
+    for p in parts:
+        if i < len(p[0]):
+            return p[3][int(i)].as_py()
+        i -= len(p[0])
+    raise IndexError(i)
+
+
 def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_bytes: int = 256 * 2**20,
-                progress=None, known_tokens: dict | None = None, weight_field: str | None = None) -> dict:
-    """``documents``: a callable returning a fresh iterator of (source, Document); it is called
-    twice. ``known_tokens``: {(source, id): tokens} already counted (by exact accounting); only
-    the other documents are tokenised. ``weight_field``: a metadata field of per-document weights
-    (e.g. ``distill_weight``): inside each source, copies follow the weights (``draw_copies``); a
-    document without the field has weight 0. Writes OUT/part-NNNNN.parquet and OUT/mixture.json (the
-    realised ledger)."""
+                progress=None, token_log: str | None = None, weight_field: str | None = None) -> dict:
+    """``documents``: a callable returning a fresh iterator of (source, Document), the same
+    documents in the same order on every call; it is called twice. ``token_log``: a
+    ``TokenLog`` file of (source, id, tokens) the count pass wrote while reading the same
+    documents in the same order; documents found there in turn are not tokenised again.
+    ``weight_field``: a metadata field of per-document weights (e.g. ``distill_weight``): inside
+    each source, copies follow the weights (``draw_copies``); a document without the field has
+    weight 0. Writes OUT/part-NNNNN.parquet and OUT/mixture.json (the realised ledger).
+
+    Memory: a batch of documents, per-source counters and one boundary bucket (``_Draw``); the
+    per-document (source, id, tokens, weight) go to a spill file under OUT, read back in batches."""
     ledger_path = os.path.join(out, "mixture.json")
     fingerprint = hashlib.sha256(json.dumps([[r.name, r.train_tokens] for r in plan.rows] + [seed, weight_field],
                                             sort_keys=True).encode()).hexdigest()[:16]
@@ -107,110 +343,166 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
             return done
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
-    planned = {r.name: r for r in plan.rows}
+    names = [r.name for r in plan.rows]
+    code_of = {n: i for i, n in enumerate(names)}
+    n_src = len(names)
+    tmp = os.path.join(out, "_work")
+    spill_path = os.path.join(tmp, "documents.parquet")
 
-    # pass 1: ids, exact token counts, bytes
-    ids: dict[str, list[str]] = {n: [] for n in planned}
-    toks: dict[str, list[int]] = {n: [] for n in planned}
-    wts: dict[str, dict[str, float]] = {n: {} for n in planned}
+    # pass 1: exact token counts (from the count pass's log where it has them) to the spill, totals per source
+    docs = np.zeros(n_src, dtype=np.int64)
+    unique = np.zeros(n_src)
+    largest = np.zeros(n_src)
+    mass = np.zeros(n_src)
     nbytes = 0
     unplanned = 0
-    batch: list = []
+    spill = TokenLog(spill_path, SPILL_SCHEMA)
+    known = _log_rows(token_log)
+    ahead = next(known, None)
+    pending: list = []  # (code, id, weight, tokens or None, text): in stream order
 
     def flush():
-        for (name, doc), ids_ in zip(batch, tokenize([d.text for _, d in batch])):
-            ids[name].append(doc.id)
-            toks[name].append(len(ids_))
-        batch.clear()
+        todo = [p[4] for p in pending if p[3] is None]
+        counted = iter(tokenize(todo)) if todo else iter(())
+        for c, doc_id, w, n, _ in pending:
+            n = len(next(counted)) if n is None else n
+            spill.add(c, doc_id, n, w)
+            docs[c] += 1
+            unique[c] += n
+            largest[c] = max(largest[c], n)
+            mass[c] += w * n
+        pending.clear()
 
-    known = known_tokens or {}
     for name, doc in documents():
-        if name not in planned:
+        n = None
+        if ahead is not None and ahead[0] == name and ahead[1] == doc.id:
+            n = ahead[2]
+            ahead = next(known, None)
+        c = code_of.get(name)
+        if c is None:
             unplanned += 1
             continue
         nbytes += len(doc.text)
+        w = 1.0
         if weight_field:
-            value = doc.metadata.get(weight_field)
-            try:
-                wts[name][doc.id] = 0.0 if value is None else float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"document {doc.id!r} of source {name!r}: {weight_field} = {value!r} is not a "
-                                 f"number") from None
-        n = known.get((name, doc.id))
-        if n is not None:
-            ids[name].append(doc.id)
-            toks[name].append(n)
-            continue
-        batch.append((name, doc))
-        if len(batch) >= 512:
+            w = _weight(doc, name, weight_field)
+        pending.append((c, doc.id, w, n, doc.text if n is None else None))
+        if len(pending) >= 512:
             flush()
     flush()
-    copies: dict[str, dict[str, int]] = {}
-    stats = {}
-    for name, row in planned.items():
-        t = np.asarray(toks[name], dtype=np.float64)
-        c = draw_copies(ids[name], t, row.train_tokens, seed,
-                        np.array([wts[name][i] for i in ids[name]]) if weight_field else None)
-        copies[name] = {i: int(k) for i, k in zip(ids[name], c) if k}
-        stats[name] = {"documents": len(ids[name]), "unique_tokens": int(t.sum()),
-                       "planned_tokens": row.train_tokens, "realised_tokens": int((c * t).sum()),
-                       "copies": int(c.sum()), "documents_drawn": int((c > 0).sum()),
-                       "planned_epochs": row.epochs,
-                       "realised_epochs": float((c * t).sum() / t.sum()) if t.sum() else 0.0,
-                       "tolerance_tokens": int(t.max()) if len(t) else 0}
-        if len(t) == 0 and row.train_tokens > 0:
-            stats[name]["error"] = "no documents for this source"
-    unique = sum(s["unique_tokens"] for s in stats.values())
-    total_copies_bytes = nbytes * sum(s["realised_tokens"] for s in stats.values()) / max(unique, 1)
+    spill.close()
+
+    def batches():
+        return _log_batches(spill_path)
+
+    draw = _Draw(names, [r.train_tokens for r in plan.rows], unique.tolist(), mass.tolist(), seed,
+                 weighted=bool(weight_field))
+    draw.add_floors(batches)
+    passes = draw.find_boundaries(batches, docs)
+    expected = sum(r.train_tokens for c, r in enumerate(plan.rows) if draw.ok[c])
+    total_copies_bytes = nbytes * expected / max(float(unique.sum()), 1.0)
     buckets = max(1, math.ceil(total_copies_bytes / shard_bytes))
 
-    # pass 2: each copy to a bucket by its key
-    tmp = os.path.join(out, "_buckets")
-    os.makedirs(tmp)
+    # pass 2: each copy to a bucket by its key, the spill read alongside the documents
     writers = [pq.ParquetWriter(os.path.join(tmp, f"{b:05d}.parquet"), SCHEMA) for b in range(buckets)]
-    pending: list[list[dict]] = [[] for _ in range(buckets)]
-    tok_index = {n: dict(zip(ids[n], toks[n])) for n in planned}
+    queued: list[list[dict]] = [[] for _ in range(buckets)]
+    queued_bytes = 0
+    copies_total = np.zeros(n_src, dtype=np.int64)
+    drawn = np.zeros(n_src, dtype=np.int64)
+    realised = np.zeros(n_src)
 
     def write(b: int):
-        if pending[b]:
-            writers[b].write_table(pa.Table.from_pylist(pending[b], schema=SCHEMA))
-            pending[b].clear()
+        if queued[b]:
+            writers[b].write_table(pa.Table.from_pylist(queued[b], schema=SCHEMA))
+            queued[b].clear()
 
+    rows = _spill_rows(batches, draw)
     for name, doc in documents():
-        k = copies.get(name, {}).get(doc.id, 0)
+        if name not in code_of:
+            continue
+        row = next(rows, None)
+        if row is None or row[1] != doc.id or row[0] != code_of[name]:
+            raise RuntimeError(f"materialise: the documents changed between its two passes: expected "
+                               f"{'the end' if row is None else repr(row[1])} of source "
+                               f"{names[row[0]] if row else name!r}, read {doc.id!r} of {name!r}")
+        c, _, n_tokens, k = row
         if not k:
             continue
+        copies_total[c] += k
+        drawn[c] += 1
+        realised[c] += k * n_tokens
         meta = json.dumps({k2: v for k2, v in doc.metadata.items() if not k2.startswith("__")}, default=str)
-        n_tokens = tok_index[name][doc.id]
         for epoch in range(k):
             key = stable_hash(f"{name}\x00{doc.id}\x00{epoch}", seed)
             b = key * buckets // HASH_SPACE
-            pending[b].append({"id": f"{doc.id}#{epoch}", "doc_id": doc.id, "source": name, "epoch": epoch,
-                               "text": doc.text, "tokens": n_tokens, "metadata": meta, "key": key})
-            if len(pending[b]) >= 1024:
+            queued[b].append({"id": f"{doc.id}#{epoch}", "doc_id": doc.id, "source": name, "epoch": epoch,
+                              "text": doc.text, "tokens": n_tokens, "metadata": meta, "key": key})
+            queued_bytes += len(doc.text) + len(meta) + 64
+            if len(queued[b]) >= 1024:
                 write(b)
+        if queued_bytes > QUEUED_BYTES:  # many buckets: bound what waits across all of them
+            for b in range(buckets):
+                write(b)
+            queued_bytes = 0
+    if next(rows, None) is not None:
+        raise RuntimeError("materialise: the documents changed between its two passes: fewer documents the "
+                           "second time")
     for b in range(buckets):
         write(b)
         writers[b].close()
 
-    # pass 3: sort each bucket by key into an output shard
+    # pass 3: sort each bucket by key into an output shard (memory: one shard)
     for b in range(buckets):
         t = pq.read_table(os.path.join(tmp, f"{b:05d}.parquet"))
         t = t.sort_by("key")
         pq.write_table(t, os.path.join(out, f"part-{b:05d}.parquet"))
+        del t
         if progress:
             progress(b + 1, buckets)
     shutil.rmtree(tmp)
 
-    realised = {n: s["realised_tokens"] for n, s in stats.items()}
+    stats = {}
+    for c, row in enumerate(plan.rows):
+        t = float(unique[c])
+        stats[row.name] = {"documents": int(docs[c]), "unique_tokens": int(t), "planned_tokens": row.train_tokens,
+                           "realised_tokens": int(realised[c]), "copies": int(copies_total[c]),
+                           "documents_drawn": int(drawn[c]), "planned_epochs": row.epochs,
+                           "realised_epochs": float(realised[c] / t) if t else 0.0,
+                           "tolerance_tokens": int(largest[c])}
+        if docs[c] == 0 and row.train_tokens > 0:
+            stats[row.name]["error"] = "no documents for this source"
     ok = all(abs(s["realised_tokens"] - s["planned_tokens"]) <= max(s["tolerance_tokens"], 1) for s in stats.values()
              if "error" not in s)
-    result = {"fingerprint": fingerprint, "plan_budget_tokens": plan.budget_tokens, "realised_tokens": int(sum(realised.values())),
-              "sources": stats, "shards": buckets, "seed": seed, "within_tolerance": bool(ok),
-              "documents_outside_the_plan": unplanned,
+    result = {"fingerprint": fingerprint, "plan_budget_tokens": plan.budget_tokens,
+              "realised_tokens": int(realised.sum()), "sources": stats, "shards": buckets, "seed": seed,
+              "within_tolerance": bool(ok), "documents_outside_the_plan": unplanned, "selection_passes": passes,
               "tolerance": "per source, |realised - planned| <= its largest document's tokens"}
     write_json_atomic(ledger_path, result, indent=1)
     return result
+
+
+def _weight(doc, name: str, field: str) -> float:
+    value = doc.metadata.get(field)
+    try:
+        w = 0.0 if value is None else float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"document {doc.id!r} of source {name!r}: {field} = {value!r} is not a number") from None
+    if not (w >= 0 and math.isfinite(w)):
+        raise ValueError(f"document {doc.id!r} of source {name!r}: {field} = {value!r} (weights must be finite "
+                         f"and >= 0)")
+    return w
+
+
+def _spill_rows(batches, draw: _Draw):
+    """(source code, id, tokens, copies) of every spill row, in order, a batch at a time."""
+    position = 0
+    for b in batches():
+        k = draw.copies(b, position)
+        codes = b.column(0).to_pylist()
+        ids = b.column(1).to_pylist()
+        tokens = b.column(2).to_pylist()
+        yield from zip(codes, ids, tokens, k.tolist())
+        position += len(ids)
 
 
 def read_mixture(out: str) -> pa.Table:

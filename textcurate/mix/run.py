@@ -78,13 +78,19 @@ def run_plan(spec: MixSpec, out: str, default_path: str | None = None, materiali
     os.makedirs(out, exist_ok=True)
     tokenize = make_tokenize(spec.tokenizer) if (spec.group_by is not None or any(s.path for s in spec.sources)) \
         else None
-    from textcurate.io.rejects import read_rejects
+    from textcurate.io.rejects import summarise_rejects
 
     rejects_dir = os.path.join(out, "rejects")
     do_mix = spec.materialise if materialise is None else materialise
-    doc_tokens: dict = {}  # exact per-document counts, handed to materialising
-    counts = count(spec, tokenize, rejects_dir, doc_tokens if do_mix else None)
-    rejected = read_rejects(rejects_dir)
+    token_log = None  # exact per-document counts in the order read, handed to materialising
+    if do_mix and spec.sample == 0:
+        from textcurate.mix.materialise import TokenLog
+
+        token_log = TokenLog(os.path.join(out, "_count_tokens.parquet"))
+    counts = count(spec, tokenize, rejects_dir, token_log)
+    if token_log is not None:
+        token_log.close()
+    rejected = summarise_rejects(rejects_dir, first=5)
     sources = planner_sources(spec, counts)
     fitted = None
     if spec.fit is not None:
@@ -97,7 +103,7 @@ def run_plan(spec: MixSpec, out: str, default_path: str | None = None, materiali
     plan = plan_mixture(sources, spec.budget_tokens, spec.model_params, tokens_per_param=spec.tokens_per_param)
     result = {"plan": plan.to_dict(), "counts": {k: v.to_dict() for k, v in counts.items()},
               "spec": spec.model_dump(mode="json"), "tokenizer": spec.tokenizer,
-              "rejected": {"count": len(rejected), "folder": rejects_dir, "first": rejected[:5]}}
+              "rejected": {"count": rejected["count"], "folder": rejects_dir, "first": rejected["first"]}}
     if fitted is not None:
         result["fit"] = fitted
     write_json_atomic(os.path.join(out, "plan.json"), result)
@@ -111,7 +117,9 @@ def run_plan(spec: MixSpec, out: str, default_path: str | None = None, materiali
 
         result["mixture"] = write_mixture(plan, lambda: documents_of(spec), os.path.join(out, "mixture"),
                                           tokenize, seed=spec.seed, shard_bytes=spec.shard_bytes, progress=progress,
-                                          known_tokens=doc_tokens, weight_field=spec.weight_field)
+                                          token_log=token_log and token_log.path, weight_field=spec.weight_field)
+    if token_log is not None:
+        os.remove(token_log.path)
     return result
 
 

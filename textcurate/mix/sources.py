@@ -63,15 +63,15 @@ def documents_of(spec: MixSpec, rejects_folder: str | None = None) -> Iterator[t
 
 
 def count(spec: MixSpec, tokenize=None, rejects_folder: str | None = None,
-          doc_tokens: dict | None = None) -> dict[str, SourceCount]:
+          token_log=None) -> dict[str, SourceCount]:
     """Counts of every source read from files (sources given by ``tokens`` are not counted).
-    ``doc_tokens`` collects the exact per-document counts (see accounting._Counter)."""
+    ``token_log`` receives the exact per-document counts (see accounting.count_sources)."""
     if not iter_paths(spec):
         return {}
     tokenize = tokenize or make_tokenize(spec.tokenizer)
     attributes = list(dict.fromkeys(spec.attributes + ([spec.quality_from] if spec.quality_from else [])))
     return count_sources(documents_of(spec, rejects_folder), tokenize, sample=spec.sample,
-                         seed=spec.seed, attributes=attributes, doc_tokens=doc_tokens)
+                         seed=spec.seed, attributes=attributes, token_log=token_log)
 
 
 def values_quality(path: str) -> dict[str, float]:
