@@ -349,6 +349,29 @@ def test_cli_cluster_and_dedup_on_a_feature_store_match_the_pipeline(semdedup_ru
     cli_dups = set(pq.read_table(str(tmp_path / "dd" / "duplicates.parquet")).column("id").to_pylist())
     pipe_dups = {r["id"] for r in pq.read_table(str(run / "attributes" / "semdedup")).to_pylist() if r["is_dup"]}
     assert cli_dups == pipe_dups
+    # the texts are read once, after the decision, for the example pairs' previews only
+    card = json.loads((tmp_path / "dd" / "card.json").read_text())
+    assert card["examples"] and all(p["kept"] for p in card["examples"])  # (the run kept no duplicate)
+    # --keep highest:FIELD reads --values into a RowCache: the same duplicates as a dict of the values
+    import numpy as np
+    import pyarrow as pa
+
+    from textcurate.cluster.kmeans import SphericalKMeans
+    from textcurate.cluster.store import dedup_store
+
+    ids = [r["id"] for r in assign]
+    score = np.random.default_rng(0).random(len(ids))
+    pq.write_table(pa.table({"id": ids, "score": score}), str(tmp_path / "values.parquet"))
+    res = runner.invoke(app, ["dedup", str(run / "features" / "embed"), "--clusters", str(tmp_path / "km"),
+                              "--eps", "0.25", "--keep", "highest:score", "--values", str(tmp_path / "values.parquet"),
+                              "--out", str(tmp_path / "dv")])
+    assert res.exit_code == 0, res.output
+    km = SphericalKMeans.load(str(tmp_path / "km"))
+    ref = dedup_store(km, str(run / "features" / "embed"), str(tmp_path / "dref"), 0.25, "highest:score",
+                      values=dict(zip(ids, score.tolist())))
+    got = pq.read_table(str(tmp_path / "dv" / "duplicates.parquet")).to_pylist()
+    assert got == pq.read_table(str(tmp_path / "dref" / "duplicates.parquet")).to_pylist() and ref["duplicates"]
+    assert {r["id"] for r in got} != cli_dups  # the values changed which of a group is kept
     bad = runner.invoke(app, ["dedup", str(run), "--clusters", str(tmp_path / "km"), "--keep", "highest:edu",
                               "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "--values" in bad.output

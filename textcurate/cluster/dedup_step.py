@@ -44,7 +44,7 @@ class SemDeDup(RowFittedStage, Scorer):
         self.eps_table = tuple(eps_table)
         self.cluster_field, self.embedding_field, self.seed, self.device = cluster_field, embedding_field, seed, device
         self.artifact: str | None = None
-        self._dups: dict | None = None
+        self._dups = None  # a RowCache of the duplicates, loaded on first use
         self.columns = {"is_dup": "bool", "dup_of": "string", "dup_group": "string", "dup_sim": "float32"}
 
     # --- fit -------------------------------------------------------------------------------------------
@@ -100,15 +100,15 @@ class SemDeDup(RowFittedStage, Scorer):
         if self._dups is None:
             self._dups = load_duplicates(self.artifact)
         out = []
-        for doc in docs:
+        found = self._dups.lookup([d.id for d in docs])
+        for doc, dup in zip(docs, found):
             missing = [f for f in (self.embedding_field, self.cluster_field) if doc.metadata.get(f) is None]
             if missing:
                 out.append(Reject.for_doc(doc, missing[0], "semdedup needs an embedding and a cluster: put embed "
                                                            "and cluster before it"))
                 continue
-            dup = self._dups.get(doc.id)
-            out.append({"is_dup": dup is not None, "dup_of": dup[0] if dup else None,
-                        "dup_group": dup[0] if dup else doc.id, "dup_sim": dup[1] if dup else None})
+            out.append({"is_dup": dup is not None, "dup_of": dup["dup_of"] if dup else None,
+                        "dup_group": dup["dup_of"] if dup else doc.id, "dup_sim": dup["similarity"] if dup else None})
         return out
 
     def run(self, data, rank: int = 0, world_size: int = 1):

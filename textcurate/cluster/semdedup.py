@@ -202,7 +202,8 @@ def semdedup_partitions(folder: str, eps: float, keep: str, out_dir: str, eps_ta
     main = eps_values.index(eps)
     removed = np.zeros(len(eps_values), dtype=np.int64)
     n_docs = n_clusters = largest = 0
-    dup_rows = {"id": [], "dup_of": [], "similarity": [], "cluster": []}
+    os.makedirs(out_dir, exist_ok=True)
+    dups = _DuplicatesWriter(os.path.join(out_dir, "duplicates.parquet"))
     pairs: list[dict] = []
     for cluster, t in iter_partitions(folder):
         n = t.num_rows
@@ -219,19 +220,12 @@ def semdedup_partitions(folder: str, eps: float, keep: str, out_dir: str, eps_ta
         previews = t.column("preview").to_pylist()
         for j in np.nonzero(res.dup_of[main] >= 0)[0]:
             i = int(res.dup_of[main, j])
-            dup_rows["id"].append(ids[j])
-            dup_rows["dup_of"].append(ids[i])
-            dup_rows["similarity"].append(float(res.sim[main, j]))
-            dup_rows["cluster"].append(cluster)
+            dups.add(ids[j], ids[i], float(res.sim[main, j]), cluster)
             pairs.append({"similarity": float(res.sim[main, j]), "cluster": cluster, "kept_id": ids[i],
                           "dup_id": ids[j], "kept": previews[i], "dup": previews[j]})
             if len(pairs) > 4 * examples:
                 pairs = _spread(pairs, 2 * examples)
-    os.makedirs(out_dir, exist_ok=True)
-    table = pa.table({"id": pa.array(dup_rows["id"], pa.string()), "dup_of": pa.array(dup_rows["dup_of"], pa.string()),
-                      "similarity": pa.array(dup_rows["similarity"], pa.float32()),
-                      "cluster": pa.array(dup_rows["cluster"], pa.int32())})
-    pq.write_table(table, os.path.join(out_dir, "duplicates.parquet"))
+    dups.close()
     card = {"kind": "semdedup", "eps": eps, "threshold": 1.0 - eps, "keep": keep, "documents": n_docs,
             "clusters": n_clusters, "largest_cluster": largest, "duplicates": int(removed[main]),
             "fraction_removed": float(removed[main] / n_docs) if n_docs else 0.0,
@@ -240,6 +234,36 @@ def semdedup_partitions(folder: str, eps: float, keep: str, out_dir: str, eps_ta
             "examples": _spread(pairs, examples), "textcurate": __version__}
     write_json_atomic(os.path.join(out_dir, "card.json"), card)
     return card
+
+
+DUPLICATES_SCHEMA = pa.schema([("id", pa.string()), ("dup_of", pa.string()), ("similarity", pa.float32()),
+                               ("cluster", pa.int32())])
+
+
+class _DuplicatesWriter:
+    """duplicates.parquet written 65,536 rows at a time, so the fit holds one cluster, not every duplicate."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.cols: tuple[list, ...] = ([], [], [], [])
+        self.writer = pq.ParquetWriter(path + ".tmp", DUPLICATES_SCHEMA)
+
+    def add(self, doc_id: str, dup_of: str, similarity: float, cluster: int) -> None:
+        for col, v in zip(self.cols, (doc_id, dup_of, similarity, cluster)):
+            col.append(v)
+        if len(self.cols[0]) >= 65_536:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.cols[0]:
+            self.writer.write_table(pa.table(dict(zip(DUPLICATES_SCHEMA.names, self.cols)), schema=DUPLICATES_SCHEMA))
+            for col in self.cols:
+                col.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.close()
+        os.replace(self.path + ".tmp", self.path)
 
 
 def _spread(pairs: list[dict], n: int) -> list[dict]:
@@ -251,10 +275,13 @@ def _spread(pairs: list[dict], n: int) -> list[dict]:
     return [pairs[i] for i in idx]
 
 
-def load_duplicates(out_dir: str) -> dict[str, tuple[str, float]]:
-    t = pq.read_table(os.path.join(out_dir, "duplicates.parquet"))
-    return {i: (d, s) for i, d, s in zip(t.column("id").to_pylist(), t.column("dup_of").to_pylist(),
-                                         t.column("similarity").to_pylist())}
+def load_duplicates(out_dir: str):
+    """The duplicates as a ``RowCache`` (id -> {dup_of, similarity}, looked up a batch at a time):
+    an Arrow table and a sorted hash index, about 16 bytes plus the two ids per duplicate, where
+    a dict of Python strings took about 250."""
+    from textcurate.io.attributes import RowCache
+
+    return RowCache(pq.read_table(os.path.join(out_dir, "duplicates.parquet"), columns=["id", "dup_of", "similarity"]))
 
 
 def clear(folder: str) -> None:

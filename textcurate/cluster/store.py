@@ -91,19 +91,38 @@ def assign_store(km: SphericalKMeans, path: str, out_file: str, column: str | No
 
 
 def dedup_store(km: SphericalKMeans, path: str, out: str, eps: float, keep: str = "farthest",
-                values: dict[str, float] | None = None, texts: dict[str, str] | None = None, seed: int = 0,
-                device: str = "cpu", column: str | None = None, eps_table=DEFAULT_EPS_TABLE) -> dict:
-    """SemDeDup over a feature store: assign, partition by cluster, decide cluster by cluster."""
+                values=None, texts=None, seed: int = 0, device: str = "cpu", column: str | None = None,
+                eps_table=DEFAULT_EPS_TABLE) -> dict:
+    """SemDeDup over a feature store: assign, partition by cluster, decide cluster by cluster.
+
+    ``values`` (for highest:/lowest:FIELD): a dict id -> value, or a ``RowCache`` of (id, value)
+    rows, looked up a shard at a time. ``texts``: documents (an iterable of objects with ``id`` and
+    ``text``) read once, after the decision, for the previews of the example pairs only; a dict
+    id -> text also works. Memory: a shard and one cluster (plus ``values`` when given)."""
+    from textcurate.io.attributes import RowCache
+
     parts = os.path.join(out, "_partitions")
     clear(parts)
     writer = PartitionWriter(parts, 0)
     for ids, vecs in iter_shards(path, column):
         labels, sims = km.assign(vecs)
         hashes = [stable_hash(i, seed) for i in ids]
-        vals = [float("nan") if (v := (values or {}).get(i)) is None else float(v) for i in ids]
-        previews = [(texts or {}).get(i, "")[:PREVIEW_CHARS] for i in ids]
-        writer.add(labels, rows_table(ids, hashes, sims, vals, previews, vecs))
+        if isinstance(values, RowCache):
+            vals = [float("nan") if r is None or r["value"] is None else float(r["value"]) for r in values.lookup(ids)]
+        else:
+            vals = [float("nan") if (v := (values or {}).get(i)) is None else float(v) for i in ids]
+        writer.add(labels, rows_table(ids, hashes, sims, vals, [""] * len(ids), vecs))
     writer.flush()
     card = semdedup_partitions(parts, eps, keep, out, eps_table, device=device)
     clear(parts)
+    if texts is not None and card["examples"]:
+        wanted = {p[k] for p in card["examples"] for k in ("kept_id", "dup_id")}
+        found = {i: t for i, t in texts.items() if i in wanted} if isinstance(texts, dict) else \
+            {d.id: d.text for d in texts if d.id in wanted}
+        for p in card["examples"]:
+            p["kept"] = found.get(p["kept_id"], "")[:PREVIEW_CHARS]
+            p["dup"] = found.get(p["dup_id"], "")[:PREVIEW_CHARS]
+        from textcurate.io.files import write_json_atomic
+
+        write_json_atomic(os.path.join(out, "card.json"), card)
     return card
