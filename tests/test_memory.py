@@ -149,3 +149,20 @@ def test_id_hashes_is_an_exact_set(monkeypatch):
         assert ours.add(h) == (h not in truth)
         truth.add(h)
     assert len(ours) == len(truth) and len(ours.runs) > 1
+
+
+def test_read_sample_is_the_smallest_hashes_in_input_order(tmp_path):
+    """evaluate and value read at most max_documents of a run: the ones with the smallest id-hash,
+    streamed through a heap of that size, in the input's order; all of them when there are fewer."""
+    from textcurate.io.readers import SAMPLE_SALT, read_sample
+    from textcurate.io.records import stable_hash
+
+    os.makedirs(tmp_path / "docs")
+    ids = [f"doc-{i * 7919 % 1000}" for i in range(1000)]
+    with open(tmp_path / "docs" / "a.jsonl", "w") as fh:
+        fh.writelines(json.dumps({"id": i, "text": f"text of {i}"}) + "\n" for i in ids)
+    docs, seen = read_sample(str(tmp_path / "docs"), 100)
+    smallest = set(sorted(ids, key=lambda i: stable_hash(i, SAMPLE_SALT))[:100])
+    assert seen == 1000 and [d.id for d in docs] == [i for i in ids if i in smallest]
+    everything, seen = read_sample(str(tmp_path / "docs"), 5000)
+    assert seen == 1000 and [d.id for d in everything] == ids

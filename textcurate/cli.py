@@ -357,7 +357,7 @@ def evaluate(pool: str = typer.Argument(..., help="documents with attributes: a 
 
     from textcurate.evaluate.run import evaluate as run_evaluation
     from textcurate.evaluate.spec import EvaluateSpec
-    from textcurate.io.readers import read_documents
+    from textcurate.io.readers import read_sample
 
     data: dict = {}
     if spec:
@@ -392,8 +392,12 @@ def evaluate(pool: str = typer.Argument(..., help="documents with attributes: a 
 
     try:
         es = EvaluateSpec.model_validate(data)
-        tdocs = list(read_documents(es.target.path)) if es.target.path else None
-        result = run_evaluation(list(read_documents(pool)), es, out, tdocs, log=console.print)
+        tdocs = read_sample(es.target.path, es.max_documents)[0] if es.target.path else None
+        docs, seen = read_sample(pool, es.max_documents)
+        if seen > len(docs):
+            console.print(f"evaluating on {len(docs):,} of the pool's {seen:,} documents (max_documents: the "
+                          f"smallest id-hashes, a uniform sample)")
+        result = run_evaluation(docs, es, out, tdocs, log=console.print)
     except ValidationError as e:
         _fail("invalid evaluation: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))
     except (ValueError, FileNotFoundError) as e:

@@ -11,10 +11,11 @@ from textcurate.registry import after_run
 @after_run("evaluate", EvaluateSpec, order=10)
 def evaluate_block(spec: EvaluateSpec, run_dir: str) -> dict:
     from textcurate.evaluate.run import evaluate
-    from textcurate.io.readers import read_documents
+    from textcurate.io.readers import read_sample
 
-    target = list(read_documents(spec.target.path)) if spec.target.path else None
-    result = evaluate(list(read_documents(run_dir)), spec, os.path.join(run_dir, "evaluate"), target)
-    return {"file": os.path.join(run_dir, "evaluate", "evaluate.json"),
+    target = read_sample(spec.target.path, spec.max_documents)[0] if spec.target.path else None
+    docs, seen = read_sample(run_dir, spec.max_documents)
+    result = evaluate(docs, spec, os.path.join(run_dir, "evaluate"), target)
+    return {"file": os.path.join(run_dir, "evaluate", "evaluate.json"), "documents": seen, "read": len(docs),
             "selections": [{k: s[k] for k in ("name", "requested", "fraction", "multiplier")}
                            for s in result["selections"]]}

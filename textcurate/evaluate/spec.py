@@ -98,6 +98,9 @@ class EvaluateSpec(_Strict):
     general_holdout: float = Field(0.05, gt=0, lt=1, description="share of the pool held out as a general test")
     max_doc_tokens: int = Field(1024, ge=16, description="longer documents are cut (bounds memory and time)")
     domain_field: str | None = Field(None, description="report target loss per value of this attribute")
+    max_documents: int | None = Field(200_000, ge=2, description=(
+        "read at most this many documents of the pool: all when there are no more, else the ones with the smallest "
+        "id-hash (a uniform sample), so memory is bounded whatever the corpus's size; null: every document"))
     model: ModelSpec = ModelSpec()
     device: str = "auto"
 

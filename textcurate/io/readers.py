@@ -380,3 +380,27 @@ def read_documents(path: str, fmt: str | None = None, rejects_folder: str | None
     if fmt == "file_tree":
         return FileTreeReader([path], rejects_folder=rejects_folder).run()
     return (ParquetReader if fmt == "parquet" else JsonlReader)(path, rejects_folder=rejects_folder).run()
+
+
+SAMPLE_SALT = 0x5A3D  # read_sample's hash: independent of the salts that split pools and targets
+
+
+def read_sample(path: str, n: int | None, seed: int = SAMPLE_SALT) -> tuple[list, int]:
+    """At most ``n`` documents of ``path``, streamed: all of them when there are no more, else the
+    ``n`` with the smallest xxhash64(id, seed), a uniform sample whatever the input's order. They
+    keep the input's order. Returns (documents, how many were read). Memory: ``n`` documents."""
+    import heapq
+
+    if n is None:
+        docs = list(read_documents(path))
+        return docs, len(docs)
+    heap: list = []  # (-hash, position, document): the n smallest hashes
+    seen = 0
+    for doc in read_documents(path):
+        key = -stable_hash(doc.id, seed)
+        if len(heap) < n:
+            heapq.heappush(heap, (key, seen, doc))
+        elif key > heap[0][0]:
+            heapq.heapreplace(heap, (key, seen, doc))
+        seen += 1
+    return [d for _, _, d in sorted(heap, key=lambda x: x[1])], seen

@@ -29,9 +29,13 @@ def value_cmd(pool: str = typer.Argument(..., help="documents with the units' fi
         if params.method == "influence":
             res = value_annotations(pool, params, out, log=console.print)
         else:
-            from textcurate.io.readers import read_documents
+            from textcurate.io.readers import read_sample
 
-            res = value_units(list(read_documents(pool)), params, out, log=console.print)
+            docs, seen = read_sample(pool, params.max_documents)
+            if seen > len(docs):
+                console.print(f"valuing on {len(docs):,} of the pool's {seen:,} documents (max_documents: the "
+                              f"smallest id-hashes, a uniform sample)")
+            res = value_units(docs, params, out, log=console.print)
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
     if params.method == "influence":

@@ -54,6 +54,9 @@ class ValueSpec(BaseModel):
     max_permutations: int = Field(200, ge=2)
     samples: int = Field(64, ge=4, description="banzhaf: subsets sampled")
     max_units: int = Field(300, ge=2, description="more units than this is an error (each costs trainings)")
+    max_documents: int | None = Field(200_000, ge=2, description=(
+        "read at most this many documents of the pool: all when there are no more, else the ones with the smallest "
+        "id-hash (a uniform sample), so memory is bounded whatever the corpus's size; null: every document"))
     seed: int = 0
     model: LMSpec = LMSpec(n_layer=2, n_embd=64, n_head=4, block_size=128, vocab_size=1024)
     batch_size: int = 16
