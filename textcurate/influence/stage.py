@@ -35,7 +35,7 @@ class Influence(RowFittedStage, Scorer):
         super().__init__(**kwargs)
         self.spec, self.target_expr, self.holdout, self.max_chars = spec, target_expr, holdout, max_chars
         self.artifact: str | None = None
-        self._scores: dict | None = None
+        self._scores = None  # a RowCache of influence.parquet, loaded on first use
         self.columns = {"influence": "float32", "target_sim": "float32", "target_sim_nearest": "float32"}
 
     def fit_schema(self) -> pa.Schema:
@@ -67,12 +67,16 @@ class Influence(RowFittedStage, Scorer):
 
     def score(self, docs: list[Document]) -> list[dict]:
         empty = {c: math.nan for c in self.columns}
-        if self._scores is None:  # every column for every pool document, NaN where a run has none
-            t = pq.read_table(os.path.join(self.artifact, "influence.parquet"))
-            cols = [c for c in self.columns if c in t.column_names]
-            self._scores = {i: {**empty, **{c: x for c, x in zip(cols, v) if x is not None}} for i, *v in
-                            zip(t.column("id").to_pylist(), *(t.column(c).to_pylist() for c in cols))}
-        return [self._scores.get(d.id, empty) for d in docs]
+        if self._scores is None:  # a RowCache (Arrow + sorted hashes), not a dict of every pool document
+            from textcurate.io.attributes import RowCache
+
+            path = os.path.join(self.artifact, "influence.parquet")
+            cols = [c for c in self.columns if c in pq.read_schema(path).names]
+            self._scores = RowCache(pq.read_table(path, columns=["id", *cols]))
+        out = []
+        for row in self._scores.lookup([d.id for d in docs]):
+            out.append(empty if row is None else {**empty, **{c: x for c, x in row.items() if x is not None}})
+        return out
 
 
 @stage("influence")
