@@ -30,6 +30,14 @@ if kind == "select":
     out = d["groups"]["all"]["kept"]
 elif kind == "rejects":
     out = summarise_rejects(folder)["count"]
+elif kind == "report":
+    from textcurate.report.html import write_report
+    out = os.path.getsize(write_report(folder))
+    out = int(open(os.path.join(folder, "n")).read())
+elif kind == "sample":  # what evaluate and value read of a run: max_documents of it
+    from textcurate.io.readers import read_sample
+    docs, out = read_sample(os.path.join(folder, "docs"), 2000)
+    assert len(docs) == 2000
 elif kind == "materialise":
     from textcurate.mix.run import run_plan
     from textcurate.mix.spec import MixSpec
@@ -90,6 +98,32 @@ def _documents(folder, n):
         fh.write(str(n))
 
 
+def _run_folder(folder, n):
+    """A run folder as the report reads it: an attribute table of n rows (a score, an integer
+    band, a cluster) and a feature store of n 32-dim vectors, in 4 task files each."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from textcurate.io.files import vectors_column
+
+    rng = np.random.default_rng(n)
+    for sub in ("attributes/edu", "features/embed"):
+        os.makedirs(os.path.join(folder, sub), exist_ok=True)
+    for t in range(4):
+        m = n // 4
+        ids = [f"t{t}-{i}" for i in range(m)]
+        score = rng.normal(2.5, 1, m)
+        pq.write_table(pa.table({"id": ids, "edu_score": score, "edu_int": np.clip(score.round(), 0, 5).astype(int)}),
+                       os.path.join(folder, "attributes", "edu", f"{t:05d}.parquet"))
+        pq.write_table(pa.table({"id": ids, "embedding": vectors_column(rng.normal(0, 1, (m, 32)), pa.float16())}),
+                       os.path.join(folder, "features", "embed", f"{t:05d}.parquet"))
+    with open(os.path.join(folder, "run.json"), "w") as fh:
+        json.dump({"name": "memory", "status": "complete", "steps": [], "config": {"stages": [{"type": "embed"}]}}, fh)
+    with open(os.path.join(folder, "n"), "w") as fh:
+        fh.write(str(n))
+
+
 def _peak(kind, folder):
     out = subprocess.run([sys.executable, "-c", CHILD, ROOT, kind, folder], capture_output=True, text=True,
                          check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -99,7 +133,8 @@ def _peak(kind, folder):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind,n,make", [("select", 1_000_000, _select_shards), ("rejects", 150_000, _rejects),
-                                         ("materialise", 100_000, _documents)])
+                                         ("materialise", 100_000, _documents), ("sample", 100_000, _documents),
+                                         ("report", 400_000, _run_folder)])
 def test_peak_memory_does_not_grow_with_the_input(tmp_path, kind, n, make):
     small, big = str(tmp_path / "small"), str(tmp_path / "big")
     make(small, n)
@@ -110,8 +145,8 @@ def test_peak_memory_does_not_grow_with_the_input(tmp_path, kind, n, make):
     assert out_big == (round(0.3 * 4 * n) if kind == "select" else 4 * n) and out_small > 0
     # holding the rows would add about 3x (select: 16+ bytes a row; rejects: ~250 bytes a record;
     # materialise: ids, token counts and copies, over 1 KB a document before this change)
-    # materialise reads the documents three times through the readers, whose duplicate-id check
-    # keeps about 25 bytes an id (IdHashes): 300,000 more documents may add that much
+    # the readers' duplicate-id check keeps about 25 bytes an id (IdHashes): 300,000 more documents
+    # may add that much; materialise reads the documents three times
     assert add_big - add_small < (40 if kind == "materialise" else 25), (add_small, add_big)
 
 
@@ -166,3 +201,31 @@ def test_read_sample_is_the_smallest_hashes_in_input_order(tmp_path):
     assert seen == 1000 and [d.id for d in docs] == [i for i in ids if i in smallest]
     everything, seen = read_sample(str(tmp_path / "docs"), 5000)
     assert seen == 1000 and [d.id for d in everything] == ids
+
+
+def test_the_report_scans_a_feature_store_in_batches(tmp_path):
+    """The Embeddings section reads the store a batch at a time: exact count and norm range, and a
+    uniform sample of vectors (rows of the store) for the nearest-neighbour histogram."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from textcurate.io.files import vectors_column
+    from textcurate.report.embed import scan_features
+
+    rng = np.random.default_rng(0)
+    shards = [rng.normal(0, 1 + s, (40 + 13 * s, 8)).astype(np.float16) for s in range(3)]
+    for s, v in enumerate(shards):
+        pq.write_table(pa.table({"id": [f"{s}-{i}" for i in range(len(v))],
+                                 "embedding": vectors_column(v, pa.float16())}), str(tmp_path / f"{s:05d}.parquet"))
+    scan = scan_features(str(tmp_path), sample=50, batch_size=7)
+    every = np.concatenate(shards).astype(np.float32)
+    norms = np.linalg.norm(every, axis=1)
+    assert scan["n"] == len(every) and scan["dim"] == 8
+    assert np.isclose(scan["norm_min"], norms.min()) and np.isclose(scan["norm_max"], norms.max())
+    rows = {r.tobytes() for r in every}
+    assert scan["sample"].shape == (50, 8) and all(r.tobytes() in rows for r in scan["sample"])
+    assert len({r.tobytes() for r in scan["sample"]}) == 50
+    # the last shard is represented: the sample is not the first rows read
+    firsts = {r.tobytes() for r in shards[2].astype(np.float32)}
+    assert any(r.tobytes() in firsts for r in scan["sample"])

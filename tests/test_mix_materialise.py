@@ -286,3 +286,26 @@ def test_streamed_draw_equals_the_in_memory_draw(tmp_path, tokenize, monkeypatch
         assert want.sum() > len(ids) // 2  # a real partial pass, not everything or nothing
         assert [got.get((name, i), 0) for i in ids] == want.tolist(), name
         assert mix["sources"][name]["realised_tokens"] == int((want * t).sum())
+
+
+def test_a_bucket_larger_than_a_shard_is_cut_by_key_range(tmp_path, monkeypatch):
+    """Buckets are sized from an estimate of the copies' bytes; when it falls short, pass 3 cuts
+    a bucket into key ranges read back one at a time, so no shard is much over shard_bytes. The
+    shards are key ranges in order either way: the mixture, read in shard order, is the same."""
+    import pyarrow.parquet as pq
+
+    import textcurate.mix.materialise as m
+
+    _corpus(str(tmp_path / "c"))
+    spec = _spec(str(tmp_path / "c"), 20000, shard_bytes=30000)
+    run_plan(spec, str(tmp_path / "a"), materialise=True)
+    want = read_mixture(str(tmp_path / "a" / "mixture")).to_pylist()
+    monkeypatch.setattr(m, "_bucket_count", lambda total, shard: 1)  # as if the estimate were far short
+    result = run_plan(spec, str(tmp_path / "b"), materialise=True)["mixture"]
+    parts = sorted((tmp_path / "b" / "mixture").glob("part-*.parquet"))
+    assert result["shards"] == len(parts) > 3
+    sizes = [pq.ParquetFile(p).metadata.row_group(0).total_byte_size for p in parts]
+    assert max(sizes) < 2 * 30000, sizes
+    assert read_mixture(str(tmp_path / "b" / "mixture")).to_pylist() == want
+    keys = [r["key"] for r in want]
+    assert keys == sorted(keys)

@@ -29,6 +29,7 @@ import shutil
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from textcurate.io.files import write_json_atomic
@@ -354,7 +355,8 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
     unique = np.zeros(n_src)
     largest = np.zeros(n_src)
     mass = np.zeros(n_src)
-    nbytes = 0
+    nbytes = 0  # an estimate of the bytes of one copy of every document, to size the buckets
+    planned_docs = 0
     unplanned = 0
     spill = TokenLog(spill_path, SPILL_SCHEMA)
     known = _log_rows(token_log)
@@ -382,7 +384,10 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
         if c is None:
             unplanned += 1
             continue
-        nbytes += len(doc.text)
+        nbytes += len(doc.text) + 2 * len(doc.id) + 48
+        if planned_docs % 16 == 0:  # the metadata column's size, measured on every 16th document
+            nbytes += 16 * len(_metadata_json(doc))
+        planned_docs += 1
         w = 1.0
         if weight_field:
             w = _weight(doc, name, weight_field)
@@ -401,7 +406,7 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
     passes = draw.find_boundaries(batches, docs)
     expected = sum(r.train_tokens for c, r in enumerate(plan.rows) if draw.ok[c])
     total_copies_bytes = nbytes * expected / max(float(unique.sum()), 1.0)
-    buckets = max(1, math.ceil(total_copies_bytes / shard_bytes))
+    buckets = _bucket_count(total_copies_bytes, shard_bytes)
 
     # pass 2: each copy to a bucket by its key, the spill read alongside the documents
     writers = [pq.ParquetWriter(os.path.join(tmp, f"{b:05d}.parquet"), SCHEMA) for b in range(buckets)]
@@ -431,7 +436,7 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
         copies_total[c] += k
         drawn[c] += 1
         realised[c] += k * n_tokens
-        meta = json.dumps({k2: v for k2, v in doc.metadata.items() if not k2.startswith("__")}, default=str)
+        meta = _metadata_json(doc)
         for epoch in range(k):
             key = stable_hash(f"{name}\x00{doc.id}\x00{epoch}", seed)
             b = key * buckets // HASH_SPACE
@@ -451,12 +456,31 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
         write(b)
         writers[b].close()
 
-    # pass 3: sort each bucket by key into an output shard (memory: one shard)
+    # pass 3: each bucket sorted by key into output shards. A bucket larger than shard_bytes (the
+    # estimate above was short) is cut into equal ranges of its keys, each read back on its own, so
+    # memory stays one shard whatever the estimate; the sorted rows are taken and written a slice
+    # at a time rather than as a second, sorted copy
+    shards = 0
     for b in range(buckets):
-        t = pq.read_table(os.path.join(tmp, f"{b:05d}.parquet"))
-        t = t.sort_by("key")
-        pq.write_table(t, os.path.join(out, f"part-{b:05d}.parquet"))
-        del t
+        path = os.path.join(tmp, f"{b:05d}.parquet")
+        meta_ = pq.ParquetFile(path).metadata
+        size = sum(meta_.row_group(i).total_byte_size for i in range(meta_.num_row_groups))
+        parts = max(1, math.ceil(size / shard_bytes))
+        lo, hi = b * HASH_SPACE // buckets, (b + 1) * HASH_SPACE // buckets
+        for p in range(parts):
+            if parts == 1:
+                t = pq.read_table(path)
+            else:
+                a, z = lo + (hi - lo) * p // parts, lo + (hi - lo) * (p + 1) // parts
+                key = pc.field("key")
+                t = pq.read_table(path, filters=(key >= pa.scalar(a, pa.uint64())) &
+                                  (key <= pa.scalar(z - 1, pa.uint64())))
+            order = pa.array(np.argsort(t.column("key").to_numpy(), kind="stable"))
+            with pq.ParquetWriter(os.path.join(out, f"part-{shards:05d}.parquet"), SCHEMA) as w:
+                for i in range(0, len(order), 131_072):
+                    w.write_table(t.take(order[i:i + 131_072]))
+            shards += 1
+            del t, order
         if progress:
             progress(b + 1, buckets)
     shutil.rmtree(tmp)
@@ -474,11 +498,19 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
     ok = all(abs(s["realised_tokens"] - s["planned_tokens"]) <= max(s["tolerance_tokens"], 1) for s in stats.values()
              if "error" not in s)
     result = {"fingerprint": fingerprint, "plan_budget_tokens": plan.budget_tokens,
-              "realised_tokens": int(realised.sum()), "sources": stats, "shards": buckets, "seed": seed,
+              "realised_tokens": int(realised.sum()), "sources": stats, "shards": shards, "seed": seed,
               "within_tolerance": bool(ok), "documents_outside_the_plan": unplanned, "selection_passes": passes,
               "tolerance": "per source, |realised - planned| <= its largest document's tokens"}
     write_json_atomic(ledger_path, result, indent=1)
     return result
+
+
+def _bucket_count(total_bytes: float, shard_bytes: int) -> int:
+    return max(1, math.ceil(total_bytes / shard_bytes))
+
+
+def _metadata_json(doc) -> str:
+    return json.dumps({k: v for k, v in doc.metadata.items() if not k.startswith("__")}, default=str)
 
 
 def _weight(doc, name: str, field: str) -> float:

@@ -10,7 +10,6 @@ import os
 
 import numpy as np
 
-from textcurate.embed.step import read_features
 from textcurate.report.html import _esc, figure, _svg, section
 
 SAMPLE = 2000  # documents for the neighbour histogram: an exact 2000 x 2000 product, no index
@@ -21,6 +20,33 @@ def _stage_config(record: dict, name: str) -> dict:
         if stage.get("type") == "embed" and stage.get("name", "embed") == name:
             return stage
     return {}
+
+
+def scan_features(folder: str, sample: int = SAMPLE, seed: int = 0, batch_size: int = 65_536) -> dict:
+    """Count, dimension and norm range of a feature store read a batch at a time, and a uniform
+    sample of ``sample`` vectors (the smallest of a random key per row): memory is one batch and
+    the sample, whatever the store's size."""
+    import pyarrow.parquet as pq
+
+    from textcurate.io.files import column_vectors
+
+    rng = np.random.default_rng(seed)
+    n, dim, lo, hi = 0, 0, np.inf, -np.inf
+    keys, kept = np.zeros(0), None
+    for path in sorted(glob.glob(os.path.join(folder, "*.parquet"))):
+        for b in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=["embedding"]):
+            if not b.num_rows:
+                continue
+            v = column_vectors(b.column(0)).astype(np.float32)
+            n, dim = n + len(v), v.shape[1]
+            norms = np.linalg.norm(v, axis=1)
+            lo, hi = min(lo, float(norms.min())), max(hi, float(norms.max()))
+            k = np.concatenate([keys, rng.random(len(v))])
+            pool = v if kept is None else np.concatenate([kept, v])
+            top = np.argsort(k, kind="stable")[:sample]
+            keys, kept = k[top], pool[top]
+    return {"n": n, "dim": dim, "norm_min": lo, "norm_max": hi,
+            "sample": kept if kept is not None else np.zeros((0, 0), np.float32)}
 
 
 def nearest_neighbour_cosines(vecs: np.ndarray, sample: int = SAMPLE, seed: int = 0) -> np.ndarray:
@@ -50,19 +76,20 @@ def _embeddings(run_dir: str, record: dict) -> str | None:
         if not shards:
             continue
         name = os.path.basename(folder)
-        ids, vecs = read_features(folder)
-        if not len(ids):  # every document was dropped before the embedding
+        scan = scan_features(folder)
+        n = scan["n"]
+        if not n:  # every document was dropped before the embedding
             continue
         cfg = _stage_config(record, name)
         size = sum(os.path.getsize(p) for p in shards)
-        norms = np.linalg.norm(vecs, axis=1)
         summary = (f"<p>model <code>{_esc(cfg.get('model', 'minilm'))}</code>, truncated to "
-                   f"{cfg.get('max_tokens', 256)} tokens; {len(ids):,} vectors of dimension {vecs.shape[1]} "
-                   f"in {len(shards)} shard(s), {size / 2**20:.1f} MiB on disk ({size / max(len(ids), 1):,.0f} "
-                   f"bytes per document, float16); norms {norms.min():.3f}-{norms.max():.3f}</p>")
-        if len(ids) < 2:
+                   f"{cfg.get('max_tokens', 256)} tokens; {n:,} vectors of dimension {scan['dim']} "
+                   f"in {len(shards)} shard(s), {size / 2**20:.1f} MiB on disk ({size / max(n, 1):,.0f} "
+                   f"bytes per document, float16); norms {scan['norm_min']:.3f}-{scan['norm_max']:.3f}</p>")
+        if n < 2:
             parts.append(f"<h3>{_esc(name)}</h3>{summary}")
             continue
+        vecs = scan["sample"]
         nn = nearest_neighbour_cosines(vecs)
         table = "".join(f"<tr><td>&ge; {t:.2f} (eps {1 - t:.2f})</td><td>{(nn >= t).mean():.1%}</td></tr>"
                         for t in (0.99, 0.95, 0.9, 0.85, 0.8, 0.75))
