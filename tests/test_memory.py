@@ -44,7 +44,7 @@ elif kind == "materialise":
     n = int(open(os.path.join(folder, "n")).read())
     spec = MixSpec.model_validate({"tokenizer": "minilm", "sample": 0, "budget_tokens": 12.0 * n, "attributes": [],
                                    "group_by": {"path": os.path.join(folder, "docs"), "field": "source"},
-                                   "shard_bytes": 2 * 2**20})
+                                   "shard_bytes": 8 * 2**20})
     base = hwm()  # after the tokenizer's first load below
     from textcurate.mix.accounting import make_tokenize
     make_tokenize("minilm")(["warm up"])
@@ -114,10 +114,11 @@ def _run_folder(folder, n):
         m = n // 4
         ids = [f"t{t}-{i}" for i in range(m)]
         score = rng.normal(2.5, 1, m)
+        # row groups of 10,000 rows, as the attribute and feature writers flush them
         pq.write_table(pa.table({"id": ids, "edu_score": score, "edu_int": np.clip(score.round(), 0, 5).astype(int)}),
-                       os.path.join(folder, "attributes", "edu", f"{t:05d}.parquet"))
+                       os.path.join(folder, "attributes", "edu", f"{t:05d}.parquet"), row_group_size=10_000)
         pq.write_table(pa.table({"id": ids, "embedding": vectors_column(rng.normal(0, 1, (m, 32)), pa.float16())}),
-                       os.path.join(folder, "features", "embed", f"{t:05d}.parquet"))
+                       os.path.join(folder, "features", "embed", f"{t:05d}.parquet"), row_group_size=10_000)
     with open(os.path.join(folder, "run.json"), "w") as fh:
         json.dump({"name": "memory", "status": "complete", "steps": [], "config": {"stages": [{"type": "embed"}]}}, fh)
     with open(os.path.join(folder, "n"), "w") as fh:

@@ -267,7 +267,7 @@ def test_streamed_draw_equals_the_in_memory_draw(tmp_path, tokenize, monkeypatch
     spec = _spec(str(tmp_path / "c"), 23456.0, shard_bytes=8000, **({"weight_field": "w"} if weighted else {}))
     result = run_plan(spec, str(tmp_path / "out"), materialise=True)
     mix = result["mixture"]
-    assert sum(calls) == len(rows)  # counted once, never tokenised again for materialising
+    assert sum(calls) == len(rows) and mix["tokenised_here"] == 0  # counted once, never tokenised again
     assert not os.path.exists(tmp_path / "out" / "_count_tokens.parquet")
     assert not os.path.exists(tmp_path / "out" / "mixture" / "_work")
     assert mix["selection_passes"] >= 3  # the radix recursed
@@ -309,3 +309,47 @@ def test_a_bucket_larger_than_a_shard_is_cut_by_key_range(tmp_path, monkeypatch)
     assert read_mixture(str(tmp_path / "b" / "mixture")).to_pylist() == want
     keys = [r["key"] for r in want]
     assert keys == sorted(keys)
+
+
+def test_the_spill_selection_equals_draw_copies_on_random_sources(tmp_path, monkeypatch):
+    """``_Draw`` straight on spill files, against ``draw_copies`` on each source in memory: random
+    sources (duplicate ids, zero-token documents, weight-0 documents, targets below, between and
+    above whole passes), batches of 1 to 50 rows, and gathering limits that force every path:
+    a bucket gathered at once, split digit by digit, deferred for the all-sources budget."""
+    import textcurate.mix.materialise as m
+
+    rng = np.random.default_rng(7)
+    for case in range(40):
+        monkeypatch.setattr(m, "BATCH", int(rng.integers(1, 50)))
+        monkeypatch.setattr(m, "COLLECT", int(rng.choice([0, 3, 20, 10_000])))
+        monkeypatch.setattr(m, "COLLECT_TOTAL", int(rng.choice([1, 30, 10_000])))
+        weighted = bool(case % 2)
+        n_src = int(rng.integers(1, 5))
+        n = int(rng.integers(1, 120))
+        codes = rng.integers(0, n_src, n)
+        ids = [f"d{int(x)}" for x in rng.integers(0, max(2, n // 2) if case % 3 == 0 else 10 ** 6, n)]
+        tokens = rng.integers(0, 40, n) * (rng.random(n) > 0.1)
+        weights = np.where(rng.random(n) < 0.2, 0.0, rng.lognormal(0, 1, n)) if weighted else np.ones(n)
+        path = str(tmp_path / f"spill-{case}.parquet")
+        log = m.TokenLog(path, m.SPILL_SCHEMA)
+        for c, i, t, w in zip(codes.tolist(), ids, tokens.tolist(), weights.tolist()):
+            log.add(c, i, t, w)
+        log.close()
+        totals = [float(tokens[codes == c].sum()) for c in range(n_src)]
+        mass = [float((weights * tokens)[codes == c].sum()) for c in range(n_src)]
+        targets = [float(rng.choice([0.0, rng.uniform(0, 1), rng.uniform(1, 3)])) * max(t, 1.0) for t in totals]
+        if case % 4 < 2:  # whole numbers: the running total lands on the target exactly now and then
+            targets = [float(round(t)) for t in targets]
+        draw = m._Draw([f"s{c}" for c in range(n_src)], targets, totals, mass, seed=case, weighted=weighted)
+
+        def batches():
+            return m._log_batches(path)
+
+        draw.add_floors(batches)
+        draw.find_boundaries(batches, np.bincount(codes, minlength=n_src))
+        got = np.array([k for *_, k in m._spill_rows(batches, draw)])
+        for c in range(n_src):
+            sel = codes == c
+            want = m.draw_copies([i for i, s in zip(ids, sel) if s], tokens[sel].astype(np.float64), targets[c], case,
+                                 weights[sel] if weighted else None)
+            assert got[sel].tolist() == want.tolist(), (case, c)

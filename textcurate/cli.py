@@ -314,6 +314,8 @@ def dedup(features: str = typer.Argument(..., help="a feature store folder (RUN/
             # an Arrow table and a sorted hash index: about 30 bytes a document, no Python object per row
             vals = RowCache(ds.dataset(values, format="parquet").to_table(columns=["id", field])
                             .rename_columns(["id", "value"]))
+        if texts and not os.path.exists(texts):
+            _fail(f"--texts {texts}: no such file or folder")
         docs = _read_docs(texts) if texts else None  # read once, for the example pairs' previews
         card = dedup_store(km, features, out, eps, keep, vals, docs, seed=params.seed, device=pick_device(device),
                            eps_table=params.eps_table)

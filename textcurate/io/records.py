@@ -46,12 +46,12 @@ class IdHashes:
     """An exact set of 64-bit id hashes in about 8 bytes each, where a Python set of ints costs
     about 70: the newest hashes in a small set, the older ones frozen into sorted numpy runs that
     merge as they grow (their sizes halve from the oldest), with a bitmap of 8 bits a hash (at
-    most 16 MB) in front of the runs so that a new hash (the usual case) is told apart in one byte
+    most 128 MB) in front of the runs so that a new hash (the usual case) is told apart in one byte
     lookup. Adding N hashes costs O(N log N) in all; a reader's task of 10M documents holds about
     100 MB instead of 700."""
 
     RECENT = 1 << 16
-    MAX_BITS = 1 << 27
+    MAX_BITS = 1 << 30
 
     def __init__(self):
         self.recent: set[int] = set()

@@ -24,6 +24,7 @@ from textcurate.io.records import stable_hash
 
 QUANTILES = (0.1, 0.5, 0.9)
 TOKENIZE_BATCH = 512
+ATTRIBUTE_SAMPLE = 8192  # values per attribute and source behind the quantiles (the mean and count are exact)
 
 
 @dataclass
@@ -51,7 +52,7 @@ class _Counter:
     """Streaming counts of one source: exact docs and chars; tokens of every document (sample 0:
     ``count_sources`` tokenises them in batches as they stream past, never held) or of a
     bottom-k sample. Attributes: an exact count and mean, quantiles from a uniform sample of at
-    most ``NumericSummary.keep`` values, so memory does not grow with the source."""
+    most ``ATTRIBUTE_SAMPLE`` values, so memory does not grow with the source."""
 
     FLUSH = 4096  # attribute values buffered before they join the summary
 
@@ -62,7 +63,7 @@ class _Counter:
         self.sample, self.seed = sample, seed
         self._heap: list = []  # (-hash, id, text): the `sample` smallest hashes
         self.exact_tokens = 0.0
-        self._attrs = {a: NumericSummary(seed=seed) for a in attributes}
+        self._attrs = {a: NumericSummary(keep=ATTRIBUTE_SAMPLE, seed=seed) for a in attributes}
         self._buffer: dict[str, list[float]] = {a: [] for a in attributes}
 
     def add(self, doc) -> None:

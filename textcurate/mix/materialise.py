@@ -46,7 +46,8 @@ SPILL_SCHEMA = pa.schema([("source", pa.int32()), ("id", pa.string()), ("tokens"
 LOG_SCHEMA = pa.schema([("source", pa.string()), ("id", pa.string()), ("tokens", pa.int64())])
 BATCH = 65_536  # spill rows written and read at a time
 COLLECT = 1 << 16  # a boundary bucket this small is gathered and sorted instead of split again
-QUEUED_BYTES = 64 * 2**20  # copies waiting for their bucket files, all buckets together
+COLLECT_TOTAL = 1 << 18  # rows gathered in one pass, all sources together
+QUEUED_BYTES = 32 * 2**20  # copies waiting for their bucket files, all buckets together
 
 
 def draw_copies(ids: list[str], tokens: np.ndarray, target: float, seed: int,
@@ -218,35 +219,40 @@ class _Draw:
     def find_boundaries(self, batches, sizes) -> int:
         """The last row of each source's partial pass, by radix selection on the key weighted by
         tokens: each pass over the spill counts one 8-bit digit of the rows still tied with the
-        boundary, until the boundary's bucket holds at most COLLECT rows, which one last pass
-        gathers and sorts by (key, id, position). Memory: 2 x 256 counters per source and that
-        bucket. Returns the passes made."""
-        state = {c: {"j": 0, "prefix": 0, "rem": float(self.rest[c]), "collect": int(sizes[c]) <= COLLECT}
+        boundary, until the boundary's bucket holds at most COLLECT rows, which a later pass
+        gathers and sorts by (key, id, position). Memory: 2 x 256 counters per source and the
+        gathered buckets, at most COLLECT_TOTAL rows in one pass whatever the number of sources
+        (a source over the budget counts one more digit instead). Returns the passes made."""
+        state = {c: {"j": 0, "prefix": 0, "rem": float(self.rest[c]), "rows": int(sizes[c])}
                  for c in range(len(self.names)) if self.rest[c] > 0}
         passes = 0
         while state:
-            hist = {c: (np.zeros(256), np.zeros(256, dtype=np.int64)) for c in state}
-            gathered: dict[int, list] = {c: [] for c in state}
-            collect = {c for c, st in state.items() if st.get("collect")}
+            collect, budget = set(), COLLECT_TOTAL
+            for c in sorted(state, key=lambda c: state[c]["rows"]):
+                st = state[c]
+                if st["j"] == 8 or (st["rows"] <= COLLECT and (st["rows"] <= budget or not collect)):
+                    collect.add(c)
+                    budget -= st["rows"]
+            hist = {c: (np.zeros(256), np.zeros(256, dtype=np.int64)) for c in state if c not in collect}
+            gathered: dict[int, list] = {c: [] for c in collect}
             position = 0
             passes += 1
             for b in batches():
                 codes, ids, tokens, weights = self._columns(b)
                 _, frac = self.floors(codes, tokens, weights)
                 keys, live = self.keys(codes, ids, frac)
-                for c, st in state.items():
-                    m = live & (codes == c)
+                for c, rows in _rows_by_code(codes, live, state):
+                    st = state[c]
                     if st["j"]:
-                        m &= (keys >> np.uint64(64 - 8 * st["j"])) == np.uint64(st["prefix"])
-                    if not m.any():
+                        rows = rows[(keys[rows] >> np.uint64(64 - 8 * st["j"])) == np.uint64(st["prefix"])]
+                    if not len(rows):
                         continue
                     if c in collect:
-                        rows = np.flatnonzero(m)
                         gathered[c].append((keys[rows], rows + position, tokens[rows],
                                             b.column(1).take(pa.array(rows))))
                     else:
-                        d = ((keys[m] >> np.uint64(56 - 8 * st["j"])) & np.uint64(0xFF)).astype(np.int64)
-                        hist[c][0][:] += np.bincount(d, weights=tokens[m], minlength=256)
+                        d = ((keys[rows] >> np.uint64(56 - 8 * st["j"])) & np.uint64(0xFF)).astype(np.int64)
+                        hist[c][0][:] += np.bincount(d, weights=tokens[rows], minlength=256)
                         hist[c][1][:] += np.bincount(d, minlength=256)
                 position += len(codes)
             for c in list(state):
@@ -257,14 +263,17 @@ class _Draw:
                     continue
                 cum = np.cumsum(hist[c][0])
                 d = int(np.searchsorted(cum, st["rem"]))
-                if d >= 256:  # the candidates' tokens never reach the rest: all of them are drawn
-                    self.boundary[c] = None
+                if d >= 256:
+                    if st["j"]:  # the bucket chosen a pass ago held at least rem tokens: it cannot shrink
+                        raise RuntimeError(f"materialise: the spill changed during the selection of source "
+                                           f"{self.names[c]!r}")
+                    self.boundary[c] = None  # the candidates' tokens never reach the rest: all are drawn
                     del state[c]
                     continue
                 st["rem"] -= float(cum[d - 1]) if d else 0.0
                 st["prefix"] = (st["prefix"] << 8) | d
                 st["j"] += 1
-                st["collect"] = int(hist[c][1][d]) <= COLLECT or st["j"] == 8
+                st["rows"] = int(hist[c][1][d])
         for c in range(len(self.names)):
             self.boundary.setdefault(c, None)
         return passes
@@ -275,17 +284,33 @@ class _Draw:
         f, frac = self.floors(codes, tokens, weights)
         keys, live = self.keys(codes, ids, frac)
         extra = np.zeros(len(codes), dtype=bool)
-        for c in np.unique(codes[live]).tolist():
-            m = live & (codes == c)
+        for c, rows in _rows_by_code(codes, live, None):
             bound = self.boundary.get(c)
             if bound is None:
-                extra |= m
+                extra[rows] = True
                 continue
             bk = np.uint64(bound[0])
-            extra |= m & (keys < bk)
-            for r in np.flatnonzero(m & (keys == bk)).tolist():
+            extra[rows[keys[rows] < bk]] = True
+            for r in rows[keys[rows] == bk].tolist():
                 extra[r] = (ids[r], position + r) <= (bound[1], bound[2])
         return f + extra
+
+
+def _rows_by_code(codes: np.ndarray, live: np.ndarray, wanted) -> list[tuple[int, np.ndarray]]:
+    """(source code, its live rows) of a batch, one sort for all sources rather than a scan each;
+    only the codes in ``wanted`` when given."""
+    rows = np.flatnonzero(live)
+    if not len(rows):
+        return []
+    order = rows[np.argsort(codes[rows], kind="stable")]
+    sorted_codes = codes[order]
+    cuts = np.flatnonzero(np.diff(sorted_codes)) + 1
+    out = []
+    for part in np.split(order, cuts):
+        c = int(codes[part[0]])
+        if wanted is None or c in wanted:
+            out.append((c, part))
+    return out
 
 
 def _last_drawn(parts: list, rem: float) -> tuple | None:
@@ -363,8 +388,12 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
     ahead = next(known, None)
     pending: list = []  # (code, id, weight, tokens or None, text): in stream order
 
+    tokenised = 0
+
     def flush():
+        nonlocal tokenised
         todo = [p[4] for p in pending if p[3] is None]
+        tokenised += len(todo)
         counted = iter(tokenize(todo)) if todo else iter(())
         for c, doc_id, w, n, _ in pending:
             n = len(next(counted)) if n is None else n
@@ -408,18 +437,27 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
     total_copies_bytes = nbytes * expected / max(float(unique.sum()), 1.0)
     buckets = _bucket_count(total_copies_bytes, shard_bytes)
 
-    # pass 2: each copy to a bucket by its key, the spill read alongside the documents
-    writers = [pq.ParquetWriter(os.path.join(tmp, f"{b:05d}.parquet"), SCHEMA) for b in range(buckets)]
+    # pass 2: each copy to a bucket by its key, the spill read alongside the documents. Buckets are
+    # Arrow IPC streams (lz4): nothing of what was written stays in memory, whatever the number of
+    # buckets and batches (a Parquet writer keeps every row group's metadata until it closes)
+    _allow_open_files(buckets + 64)
+    ipc = pa.ipc.IpcWriteOptions(compression="lz4")
+    sinks = [pa.OSFile(os.path.join(tmp, f"{b:05d}.arrows"), "wb") for b in range(buckets)]
+    writers = [pa.ipc.new_stream(sink, SCHEMA, options=ipc) for sink in sinks]
     queued: list[list[dict]] = [[] for _ in range(buckets)]
-    queued_bytes = 0
+    queued_size = np.zeros(buckets, dtype=np.int64)  # bytes waiting per bucket (text, metadata, ids, the row)
+    bucket_bytes = np.zeros(buckets, dtype=np.int64)  # bytes written per bucket, in memory's terms
     copies_total = np.zeros(n_src, dtype=np.int64)
     drawn = np.zeros(n_src, dtype=np.int64)
     realised = np.zeros(n_src)
 
     def write(b: int):
         if queued[b]:
-            writers[b].write_table(pa.Table.from_pylist(queued[b], schema=SCHEMA))
+            t = pa.Table.from_pylist(queued[b], schema=SCHEMA)
+            writers[b].write_table(t)
+            bucket_bytes[b] += t.nbytes
             queued[b].clear()
+            queued_size[b] = 0
 
     rows = _spill_rows(batches, draw)
     for name, doc in documents():
@@ -437,24 +475,25 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
         drawn[c] += 1
         realised[c] += k * n_tokens
         meta = _metadata_json(doc)
+        size = len(doc.text) + len(meta) + 3 * len(doc.id) + 400
         for epoch in range(k):
             key = stable_hash(f"{name}\x00{doc.id}\x00{epoch}", seed)
             b = key * buckets // HASH_SPACE
             queued[b].append({"id": f"{doc.id}#{epoch}", "doc_id": doc.id, "source": name, "epoch": epoch,
                               "text": doc.text, "tokens": n_tokens, "metadata": meta, "key": key})
-            queued_bytes += len(doc.text) + len(meta) + 64
-            if len(queued[b]) >= 1024:
+            queued_size[b] += size
+            if len(queued[b]) >= 1024 or queued_size[b] >= 2**20:
                 write(b)
-        if queued_bytes > QUEUED_BYTES:  # many buckets: bound what waits across all of them
-            for b in range(buckets):
+        if queued_size.sum() > QUEUED_BYTES:  # many buckets: the fullest ones go out first
+            for b in np.argsort(-queued_size)[: max(1, buckets // 4)].tolist():
                 write(b)
-            queued_bytes = 0
     if next(rows, None) is not None:
         raise RuntimeError("materialise: the documents changed between its two passes: fewer documents the "
                            "second time")
     for b in range(buckets):
         write(b)
         writers[b].close()
+        sinks[b].close()
 
     # pass 3: each bucket sorted by key into output shards. A bucket larger than shard_bytes (the
     # estimate above was short) is cut into equal ranges of its keys, each read back on its own, so
@@ -462,19 +501,13 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
     # at a time rather than as a second, sorted copy
     shards = 0
     for b in range(buckets):
-        path = os.path.join(tmp, f"{b:05d}.parquet")
-        meta_ = pq.ParquetFile(path).metadata
-        size = sum(meta_.row_group(i).total_byte_size for i in range(meta_.num_row_groups))
-        parts = max(1, math.ceil(size / shard_bytes))
-        lo, hi = b * HASH_SPACE // buckets, (b + 1) * HASH_SPACE // buckets
+        path = os.path.join(tmp, f"{b:05d}.arrows")
+        parts = max(1, math.ceil(int(bucket_bytes[b]) / shard_bytes))
+        # bucket b holds the keys k with k * buckets // 2**64 == b: from ceil(b 2**64 / B) to ceil((b + 1) 2**64 / B) - 1
+        lo, hi = -(-b * HASH_SPACE // buckets), -(-(b + 1) * HASH_SPACE // buckets)
         for p in range(parts):
-            if parts == 1:
-                t = pq.read_table(path)
-            else:
-                a, z = lo + (hi - lo) * p // parts, lo + (hi - lo) * (p + 1) // parts
-                key = pc.field("key")
-                t = pq.read_table(path, filters=(key >= pa.scalar(a, pa.uint64())) &
-                                  (key <= pa.scalar(z - 1, pa.uint64())))
+            a, z = lo + (hi - lo) * p // parts, lo + (hi - lo) * (p + 1) // parts
+            t = _read_key_range(path, None if parts == 1 else (a, z))
             order = pa.array(np.argsort(t.column("key").to_numpy(), kind="stable"))
             with pq.ParquetWriter(os.path.join(out, f"part-{shards:05d}.parquet"), SCHEMA) as w:
                 for i in range(0, len(order), 131_072):
@@ -500,9 +533,33 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
     result = {"fingerprint": fingerprint, "plan_budget_tokens": plan.budget_tokens,
               "realised_tokens": int(realised.sum()), "sources": stats, "shards": shards, "seed": seed,
               "within_tolerance": bool(ok), "documents_outside_the_plan": unplanned, "selection_passes": passes,
+              "tokenised_here": tokenised,
               "tolerance": "per source, |realised - planned| <= its largest document's tokens"}
     write_json_atomic(ledger_path, result, indent=1)
     return result
+
+
+def _read_key_range(path: str, keys: tuple[int, int] | None) -> pa.Table:
+    """A bucket's rows, all of them or those with a <= key < z, read a record batch at a time."""
+    with pa.OSFile(path) as f:
+        reader = pa.ipc.open_stream(f)
+        if keys is None:
+            return reader.read_all()
+        a, z = pa.scalar(keys[0], pa.uint64()), pa.scalar(keys[1] - 1, pa.uint64())
+        parts = []
+        for batch in reader:
+            k = batch.column("key")
+            parts.append(batch.filter(pc.and_(pc.greater_equal(k, a), pc.less_equal(k, z))))
+        return pa.Table.from_batches(parts, schema=SCHEMA)
+
+
+def _allow_open_files(n: int) -> None:
+    """One open file per bucket in pass 2: raise the soft limit towards the hard one when needed."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < n:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n if hard == resource.RLIM_INFINITY else min(n, hard), hard))
 
 
 def _bucket_count(total_bytes: float, shard_bytes: int) -> int:
