@@ -101,12 +101,14 @@ def test_killed_materialisation_is_rewritten_identically(tmp_path):
     spec = _spec(str(tmp_path / "c"), 20000, shard_bytes=20000)
     run_plan(spec, str(tmp_path / "a"), materialise=True)
     first = read_mixture(str(tmp_path / "a" / "mixture")).column("id").to_pylist()
-    # as if killed: the ledger never written, a bucket folder left behind
+    # as if killed: the ledger never written, the spill and a half-written bucket left behind
     os.remove(str(tmp_path / "a" / "mixture" / "mixture.json"))
-    os.makedirs(str(tmp_path / "a" / "mixture" / "_buckets"), exist_ok=True)
+    os.makedirs(str(tmp_path / "a" / "mixture" / "_work"), exist_ok=True)
+    (tmp_path / "a" / "mixture" / "_work" / "00000.arrows").write_bytes(b"cut short")
+    (tmp_path / "a" / "mixture" / "_work" / "documents.parquet").write_bytes(b"cut short")
     run_plan(spec, str(tmp_path / "a"), materialise=True)
     assert read_mixture(str(tmp_path / "a" / "mixture")).column("id").to_pylist() == first
-    assert not os.path.exists(str(tmp_path / "a" / "mixture" / "_buckets"))
+    assert not os.path.exists(str(tmp_path / "a" / "mixture" / "_work"))
 
 
 def test_plan_cli_on_files(tmp_path):
