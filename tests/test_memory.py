@@ -147,8 +147,11 @@ def test_peak_memory_does_not_grow_with_the_input(tmp_path, kind, n, make):
     # holding the rows would add about 3x (select: 16+ bytes a row; rejects: ~250 bytes a record;
     # materialise: ids, token counts and copies, over 1 KB a document before this change)
     # the readers' duplicate-id check keeps about 25 bytes an id (IdHashes): 300,000 more documents
-    # may add that much; materialise reads the documents three times
-    assert add_big - add_small < (40 if kind == "materialise" else 25), (add_small, add_big)
+    # may add that much; materialise reads the documents three times. The report's margin is wider:
+    # its allocations (matplotlib, Arrow's pool over larger files) moved +13 to +34 MB between
+    # machines, while holding the 1.2M more rows and vectors would add about 250 MB
+    margin = {"materialise": 40, "report": 80}.get(kind, 25)
+    assert add_big - add_small < margin, (add_small, add_big)
 
 
 def test_numeric_summary_keeps_a_uniform_sample_and_the_exact_mean():

@@ -105,7 +105,7 @@ class MixSpec(_Strict):
     tokens_per_param: float = 20.0
     materialise: bool = True  # in a pipeline: also write the mixed dataset
     weight_field: str | None = None  # per-document weights inside a source (distill_weight): copies follow them
-    shard_bytes: int = 256 * 2**20  # shuffle buckets of about this size
+    shard_bytes: int = 256 * 2**20  # output shards of at most about this size; the last pass holds one
     fit: FitSpec | None = None  # fitted weights (RegMix, DoReMi) instead of the planner's own
 
     @field_validator("sample")
