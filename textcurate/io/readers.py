@@ -385,22 +385,30 @@ def read_documents(path: str, fmt: str | None = None, rejects_folder: str | None
 SAMPLE_SALT = 0x5A3D  # read_sample's hash: independent of the salts that split pools and targets
 
 
-def read_sample(path: str, n: int | None, seed: int = SAMPLE_SALT) -> tuple[list, int]:
-    """At most ``n`` documents of ``path``, streamed: all of them when there are no more, else the
-    ``n`` with the smallest xxhash64(id, seed), a uniform sample whatever the input's order. They
-    keep the input's order. Returns (documents, how many were read). Memory: ``n`` documents."""
+def smallest_hashes(docs, n: int, seed: int, input_order: bool = False) -> tuple[list, int]:
+    """The ``n`` documents of ``docs`` with the smallest xxhash64(id, seed), streamed through a heap
+    of ``n`` (a uniform sample whatever the input's order), in hash order or, with
+    ``input_order``, in the order they came. Returns (documents, how many were read)."""
     import heapq
 
+    heap: list = []  # (-hash, id, position, document)
+    seen = 0
+    for doc in docs:
+        key = -stable_hash(doc.id, seed)
+        if len(heap) < n:
+            heapq.heappush(heap, (key, doc.id, seen, doc))
+        elif key > heap[0][0]:
+            heapq.heapreplace(heap, (key, doc.id, seen, doc))
+        seen += 1
+    order = (lambda x: x[2]) if input_order else (lambda x: (-x[0], x[1]))
+    return [d for *_, d in sorted(heap, key=order)], seen
+
+
+def read_sample(path: str, n: int | None, seed: int = SAMPLE_SALT) -> tuple[list, int]:
+    """At most ``n`` documents of ``path``, streamed: all of them when there are no more, else the
+    ``n`` with the smallest xxhash64(id, seed) (``smallest_hashes``). They keep the input's order.
+    Returns (documents, how many were read). Memory: ``n`` documents."""
     if n is None:
         docs = list(read_documents(path))
         return docs, len(docs)
-    heap: list = []  # (-hash, position, document): the n smallest hashes
-    seen = 0
-    for doc in read_documents(path):
-        key = -stable_hash(doc.id, seed)
-        if len(heap) < n:
-            heapq.heappush(heap, (key, seen, doc))
-        elif key > heap[0][0]:
-            heapq.heapreplace(heap, (key, seen, doc))
-        seen += 1
-    return [d for _, _, d in sorted(heap, key=lambda x: x[1])], seen
+    return smallest_hashes(read_documents(path), n, seed, input_order=True)

@@ -14,7 +14,6 @@ parts after every batch, so a killed annotation resumes where it stopped.
 from __future__ import annotations
 
 import glob
-import heapq
 import os
 import shutil
 
@@ -23,7 +22,6 @@ import pyarrow.parquet as pq
 
 from textcurate.engines.base import Engine, GenerationParams
 from textcurate.io.files import write_parquet_atomic
-from textcurate.io.records import stable_hash
 from textcurate.judge.prompt import PROMPT_VERSION, PROMPTS, parse_score, suspected_injection
 
 SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("score", pa.int8()), ("raw", pa.string()),
@@ -39,14 +37,9 @@ def sample_documents(docs, n: int | None, seed: int = 0) -> list:
     """The n documents with the smallest xxhash64(id, seed), in hash order; all when n is None."""
     if n is None:
         return list(docs)
-    heap: list = []
-    for doc in docs:
-        key = -stable_hash(doc.id, seed)
-        if len(heap) < n:
-            heapq.heappush(heap, (key, doc.id, doc))
-        elif key > heap[0][0]:
-            heapq.heapreplace(heap, (key, doc.id, doc))
-    return [d for _, _, d in sorted(heap, key=lambda x: (-x[0], x[1]))]
+    from textcurate.io.readers import smallest_hashes
+
+    return smallest_hashes(docs, n, seed)[0]
 
 
 def _meta(doc, key: str) -> str | None:

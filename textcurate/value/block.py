@@ -16,5 +16,5 @@ def value_block(spec: ValueSpec, run_dir: str) -> dict:
     out = os.path.join(run_dir, "artifacts", "value")
     docs, seen = read_sample(run_dir, spec.max_documents)
     result = value_units(docs, spec, out)
-    return {"file": os.path.join(out, "values.json"), "documents": seen, "read": len(docs), "values": {r["unit"]: r["value"] for r in result["table"]},
-            "trainings": result["trainings"]}
+    return {"file": os.path.join(out, "values.json"), "documents": seen, "read": len(docs),
+            "values": {r["unit"]: r["value"] for r in result["table"]}, "trainings": result["trainings"]}
