@@ -337,3 +337,79 @@ def test_the_default_is_smollm2_lora_two_stage(tmp_path):
     assert card["grad_dim"] == 30 * 8 * (1152 + 2 * 768 + 1152 + 3 * 2112)  # q, k, v, o, gate, up, down: r x (in + out)
     scores = pq.read_table(str(tmp_path / "inf" / "influence.parquet")).column("influence").to_numpy()
     assert int(np.isfinite(scores).sum()) == n_cand
+
+
+def test_the_streamed_comparison_equals_a_stable_sort():
+    """The card's comparison comes from exact thresholds over a stream (ties by position) and one
+    counting pass: the same selections as a stable sort of each score in memory, NaN never taken."""
+    from datatrove.data import Document
+
+    from textcurate.influence.run import compare_selections
+
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        n = int(rng.integers(5, 400))
+        pool = [Document(text="x", id=str(i), metadata={"src": str(rng.integers(0, 4))}) for i in range(n)]
+        target = [Document(text="y", id="t", metadata={"src": "1"})]
+        scores = {name: np.round(rng.normal(size=n), 1) for name in ("a", "b", "c")}  # many ties
+        scores["a"][rng.random(n) < 0.3] = np.nan
+        frac = float(rng.uniform(0.01, 0.9))
+        got = compare_selections(pool, target, scores, frac, "src")
+        k = max(1, int(round(frac * n)))
+        top = {}
+        for name, s in scores.items():
+            ok = np.flatnonzero(~np.isnan(s))
+            top[name] = set(ok[np.argsort(-s[ok], kind="stable")[:k]].tolist())
+        hit = np.array([d.metadata["src"] == "1" for d in pool])
+        assert got["selected"] == {m: len(t) for m, t in top.items()}
+        assert got["overlap"] == {f"{a}~{b}": round(len(top[a] & top[b]) / max(1, len(top[a])), 4)
+                                  for a, b in (("a", "b"), ("a", "c"), ("b", "c"))}
+        for m, t in top.items():
+            assert got["precision"][m] == round(float(hit[sorted(t)].mean()) if t else 0.0, 4)
+        assert got["precision"]["random"] == round(float(hit.mean()), 4)
+
+
+def test_the_stage_fit_streams_its_rows_and_equals_the_in_memory_call(tmp_path):
+    """The influence stage's fit reads the pool from its fit files on every pass (never a list):
+    the scores, baselines and comparison equal compute_influence on the same documents in memory,
+    and a pool that changes between passes is an error, not a misaligned result."""
+    import orjson
+    import pyarrow as pa
+    from datatrove.data import Document
+
+    from textcurate.influence.pool import Documents, aligned, embed_pool
+    from textcurate.influence.run import InfluenceSpec, compute_influence, split_target
+    from textcurate.influence.stage import Influence
+
+    recs = _corpus(tmp_path / "pool")[::2]
+    docs = [Document(text=r["text"], id=r["id"], metadata={"kind": r["kind"]}) for r in recs]
+    spec = InfluenceSpec(method="trak", proj_dim=32, proj_kind="sparse", context=32, warmup_tokens=2000,
+                         warmup_fraction=0.2, checkpoints=2, vocab_size=300, n_layer=1, n_head=2, n_embd=32,
+                         candidates=0.4, compare_field="kind", model="gpt", params="all", compare_fraction=0.2)
+    fit = tmp_path / "fit"
+    fit.mkdir()
+    for t in range(3):  # three tasks' files
+        part = docs[t::3]
+        pq.write_table(pa.table({"id": [d.id for d in part], "text": [d.text for d in part],
+                                 "metadata": [orjson.dumps(d.metadata).decode() for d in part]}),
+                       str(fit / f"{t:05d}.parquet"))
+    ordered = [d for t in range(3) for d in docs[t::3]]  # the files' order
+    step = Influence(spec=spec, target_expr="kind == 'prose'", holdout=0.3, step_name="influence")
+    decision = step.fit_folder(str(fit), str(tmp_path / "streamed"))
+    pool, target = split_target(ordered, "kind == 'prose'", 0.3, log=lambda *_: None)
+    card = compute_influence(pool, target, spec, str(tmp_path / "listed"), log=lambda *_: None)
+    a = pq.read_table(str(tmp_path / "streamed" / "influence.parquet"))
+    b = pq.read_table(str(tmp_path / "listed" / "influence.parquet"))
+    assert a.column("id").equals(b.column("id")) and a.num_rows == len(pool) == decision["pool"]
+    for c in ("influence", "target_sim", "target_sim_nearest"):  # NaN outside the candidates
+        np.testing.assert_array_equal(a.column(c).to_numpy(zero_copy_only=False), b.column(c).to_numpy(
+            zero_copy_only=False))
+    assert decision["comparison"] == card["comparison"] and decision["candidates"] == card["candidates"]
+    assert not os.path.exists(tmp_path / "streamed" / "_work")  # the spill files are gone
+    # a pool that changes between passes
+    path = str(tmp_path / "sims.parquet")
+    embed_pool(Documents(pool), target, "minilm", path)
+    with pytest.raises(ValueError, match="changed between"):
+        list(aligned(Documents(pool[1:] + pool[:1]), path, []))
+    with pytest.raises(ValueError, match="fewer documents"):
+        list(aligned(Documents(pool[:-1]), path, []))

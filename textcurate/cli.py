@@ -423,20 +423,39 @@ def influence(pool: str = typer.Option(..., "--pool", help="documents: a run fol
     """Score every pool document by its influence on a target (TRAK or LESS)."""
     from pydantic import ValidationError
 
-    from textcurate.influence.run import compute_influence, split_target
+    from textcurate.influence.pool import Documents
+    from textcurate.influence.run import compute_influence
     from textcurate.io.readers import read_documents
+    from textcurate.lm.experiment import TargetRule
 
     spec = params
     try:
-        docs = list(read_documents(pool))
         if (target is None) == (target_expr is None):
             _fail("give --target (a folder) or --target-expr (held out from the pool), one of them")
+        # the pool is read again on each of the fit's passes, never held; the target is. A bad record
+        # is reported on the first read only
+        reads = [0 if target else 1]  # with --target-expr, the target's pass reads the pool first
+
+        def again(keep):
+            from loguru import logger
+
+            reads[0] += 1
+            if reads[0] > 1:
+                logger.disable("textcurate.io.rejects")
+            try:
+                yield from (d for d in read_documents(pool) if keep(d))
+            finally:
+                logger.enable("textcurate.io.rejects")
+
         if target:
             tdocs = list(read_documents(target))
             ids = {d.id for d in tdocs}
-            pdocs = [d for d in docs if d.id not in ids]
+            pdocs = Documents(lambda: again(lambda d: d.id not in ids))
         else:
-            pdocs, tdocs = split_target(docs, target_expr, holdout)
+            rule = TargetRule(target_expr, holdout)
+            tdocs = [d for d in read_documents(pool) if rule(d)]
+            rule.finish(console.print)
+            pdocs = Documents(lambda: again(lambda d: not rule.is_target(d)))
         card = compute_influence(pdocs, tdocs, spec, out, log=console.print)
     except ValidationError as e:
         _fail("; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))

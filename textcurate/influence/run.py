@@ -26,8 +26,10 @@ documents' influence is NaN (a selection by influence never takes them).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import time
 
 import numpy as np
@@ -37,7 +39,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from textcurate import __version__
-from textcurate.io.files import pick_device, write_json_atomic
+from textcurate.io.files import commit, pick_device, temp_path, write_json_atomic
 from textcurate.lm.experiment import WARMUP_SALT, LMSpec, build_model, make_tokenizer
 from textcurate.lm.experiment import split_target as _split_target
 
@@ -102,42 +104,57 @@ def split_target(docs: list, expr: str, holdout: float, log=print) -> tuple[list
     return _split_target(docs, expr, holdout, log=log)
 
 
-def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: str, log=print) -> dict:
+def compute_influence(pool, target: list, spec: InfluenceSpec, out_dir: str, log=print) -> dict:
+    """Score every pool document against the target into ``out_dir`` (influence.parquet, features/,
+    tokenizer/, card.json) and return the card. ``pool``: a list of documents, or a ``Documents``
+    stream read again on every pass (memory: a batch, the target, the warm-up documents and k x k
+    numbers, whatever the pool's size); ``target``: the documents, held in memory."""
     from textcurate.influence.grads import PerExampleGrads, document_batches, select_parameters
+    from textcurate.influence.pool import Comparison, Documents, Extremes, aligned, embed_pool, position_batches
     from textcurate.influence.project import Projector
-    from textcurate.influence.scores import adam_direction, checkpoint_scores
+    from textcurate.influence.scores import TrakKernel, adam_direction, less_chunk, less_direction
     from textcurate.lm.data import tokenize_documents
     from textcurate.lm.train import TrainConfig, train_lm
+    from textcurate.select.step import top_cut
 
-    if not pool or not target:
-        raise ValueError(f"influence needs a pool and a target: got {len(pool)} and {len(target)} documents")
+    pool = pool if isinstance(pool, Documents) else Documents(pool)
+    target = list(target)
+    if not target:
+        raise ValueError("influence needs a pool and a target: got no target documents")
     device = pick_device(spec.device)
     started = time.time()
     os.makedirs(out_dir, exist_ok=True)
+    work = os.path.join(out_dir, "_work")  # spill files of this fit, removed at its end
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    sims_path = os.path.join(work, "sims.parquet")
+    # --- pass 1: the baselines (and, two-stage, the candidates) ------------------------------------------
+    t0 = time.perf_counter()
+    n, chars = embed_pool(pool, target, spec.embedder, sims_path)
+    sim_s = time.perf_counter() - t0
+    if not n:
+        raise ValueError(f"influence needs a pool and a target: got 0 and {len(target)} documents")
+    n_cand = n if spec.candidates >= 1 else max(1, int(np.ceil(spec.candidates * n)))
+    cand_cut = None if n_cand >= n else top_cut(position_batches(sims_path, "target_sim"), n_cand)
+    log(f"influence: embedding similarity of {n:,} pool documents to {len(target):,} target documents "
+        f"({spec.embedder}, {sim_s:.0f} s)" + (f"; gradients for the {n_cand:,} most similar ({spec.candidates:.0%})"
+                                                if n_cand < n else ""))
     lm = spec.lm_spec()
-    tok = make_tokenizer(lm, [d.text for d in pool])
+    tok = make_tokenizer(lm, _bpe_texts(pool, chars))
     model = build_model(lm, tok.vocab_size, spec.seed, local=spec.local_model)
     if spec.params == "lora":
         from textcurate.influence.grads import add_lora
 
         model = add_lora(model, r=spec.lora_r, alpha=2 * spec.lora_r, seed=spec.seed)
     tok.save(os.path.join(out_dir, "tokenizer"))
-    # --- the baselines (and, two-stage, the candidates) -------------------------------------------------
-    t0 = time.perf_counter()
-    sim_mean, sim_nearest = similarity_baselines(pool, target, spec.embedder)
-    sim_s = time.perf_counter() - t0
-    n_cand = len(pool) if spec.candidates >= 1 else max(1, int(np.ceil(spec.candidates * len(pool))))
-    cand = np.sort(np.argsort(-sim_mean, kind="stable")[:n_cand])  # pool indices that get gradients
-    log(f"influence: embedding similarity of {len(pool):,} pool documents to {len(target):,} target documents "
-        f"({spec.embedder}, {sim_s:.0f} s)" + (f"; gradients for the {n_cand:,} most similar ({spec.candidates:.0%})"
-                                                if n_cand < len(pool) else ""))
-    pool_tok = tokenize_documents(tok, [pool[i].text for i in cand], spec.context)
     target_tok = tokenize_documents(tok, [d.text for d in target], spec.context)
     names = select_parameters(model, spec.params)
 
     # --- warm-up with snapshots ------------------------------------------------------------------------
-    rng = np.random.default_rng([spec.seed, WARMUP_SALT])
-    warm = rng.permutation(len(pool))[: max(1, int(round(spec.warmup_fraction * len(pool))))]
+    warm, capped = _warm_positions(n, spec)
+    if capped:
+        log(f"influence: the warm-up draws {len(warm):,} documents, not {spec.warmup_fraction:.0%} of the pool "
+            f"({capped:,}): enough for its {spec.warmup_tokens:,} tokens")
     snapshots: list[dict] = []
 
     ticker = Ticker(log)
@@ -158,7 +175,7 @@ def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: st
 
     t0 = time.perf_counter()
     ticker.start()
-    warm_res = train_lm(model, tokenize_documents(tok, [pool[i].text for i in warm], spec.context), tok.eos_id,
+    warm_res = train_lm(model, tokenize_documents(tok, _texts_at(pool, warm), spec.context), tok.eos_id,
                         spec.context,
                         TrainConfig(budget_tokens=spec.warmup_tokens, batch_size=spec.batch_size, seed=spec.seed,
                                     device=device), on_step=on_step)
@@ -166,8 +183,8 @@ def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: st
     log(f"influence: warm-up on {len(warm):,} documents ({warm_res.tokens:,} tokens, {warm_s:.0f} s), "
         f"{len(snapshots)} checkpoints; gradients of {len(names)} tensors")
 
-    # --- gradients, projection, scores per checkpoint ---------------------------------------------------
-    per_ckpt, weights = [], []
+    # --- gradients, projection, scores per checkpoint: the target first, then the candidates streamed ---
+    weights, score_files = [], []
     grad_s = proj_s = 0.0
     n_grads = 0
     projector = None
@@ -176,27 +193,20 @@ def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: st
         grads = PerExampleGrads(model, spec.params, device, dtype=grad_dtype(spec, device))
         if projector is None:
             projector = Projector(grads.dim, spec.proj_dim, spec.proj_kind, spec.seed)
-        feats = {}
         # gradients are projected in groups of about PROJECT_BYTES: a dense matrix too large to keep is
         # generated once per group rather than once per gradient batch
         group = max(spec.batch_size, PROJECT_BYTES // (4 * grads.dim))
-        total, done = len(pool_tok) + len(target_tok), 0
+        total, done = n_cand + len(target), 0
         ticker.start()
-        for which, docs in (("pool", pool_tok), ("target", target_tok)):
-            rows, pending = [], []
 
-            def flush():
-                nonlocal proj_s
-                if pending:
-                    t2 = time.perf_counter()
-                    rows.append(projector.project(torch.cat(pending)).cpu().numpy())
-                    proj_s += time.perf_counter() - t2
-                    pending.clear()
-
-            for _, x, y in document_batches(docs, tok.eos_id, spec.context, spec.batch_size):
+        def projected(batches, adam: bool):
+            """(ids, projected float32 features) in groups of about ``group`` rows."""
+            nonlocal grad_s, proj_s, n_grads, done
+            pending, ids = [], []
+            for batch_ids, x, y in batches:
                 t1 = time.perf_counter()
                 g = grads.batch(x, y)
-                if which == "pool" and spec.method == "less" and snap["m"] is not None:
+                if adam and spec.method == "less" and snap["m"] is not None:
                     g = adam_direction(g, snap["m"].to(g.device), snap["v"].to(g.device), snap["step"])
                 grad_s += time.perf_counter() - t1
                 n_grads += len(x)
@@ -204,44 +214,206 @@ def compute_influence(pool: list, target: list, spec: InfluenceSpec, out_dir: st
                 ticker(f"influence: checkpoint {c + 1}/{len(snapshots)}, gradients {done:,}/{total:,}", done, total,
                        "gradients")
                 pending.append(g)
+                ids.extend(batch_ids)
                 if sum(len(p) for p in pending) >= group:
-                    flush()
-            flush()
-            feats[which] = np.concatenate(rows)
-        _write_features(os.path.join(out_dir, "features", f"ckpt-{c}"), [pool[i].id for i in cand], feats["pool"])
-        _write_features(os.path.join(out_dir, "features", f"ckpt-{c}-target"), [d.id for d in target],
-                        feats["target"])
-        per_ckpt.append(checkpoint_scores(spec.method, feats["pool"], feats["target"], spec.lam, spec.normalize))
+                    t2 = time.perf_counter()
+                    yield ids, projector.project(torch.cat(pending)).cpu().numpy()
+                    proj_s += time.perf_counter() - t2
+                    pending, ids = [], []
+            if pending:
+                t2 = time.perf_counter()
+                yield ids, projector.project(torch.cat(pending)).cpu().numpy()
+                proj_s += time.perf_counter() - t2
+
+        t_feats = np.concatenate([f for _, f in projected(
+            document_batches(target_tok, tok.eos_id, spec.context, spec.batch_size), adam=False)])
+        with _FeatureWriter(os.path.join(out_dir, "features", f"ckpt-{c}-target")) as fw:
+            fw.write([d.id for d in target], t_feats)
+        normalize = spec.normalize if spec.method == "trak" else spec.normalize is None or spec.normalize
+        kernel = TrakKernel(bool(normalize)) if spec.method == "trak" else None
+        direction = None if kernel else less_direction(t_feats, normalize)
+        score_files.append(os.path.join(work, f"scores-{c}.f32"))
+        raw = os.path.join(work, f"features-{c}.f32")  # TRAK's second pass reads the float32 features again
+        with _FeatureWriter(os.path.join(out_dir, "features", f"ckpt-{c}")) as fw, \
+                open(score_files[-1], "wb") as scores_out, open(raw, "wb") if kernel else contextlib.nullcontext() as raw_out:
+            for ids, f in projected(_candidate_batches(pool, sims_path, cand_cut, tok, spec), adam=True):
+                fw.write(ids, f)
+                if kernel:
+                    kernel.add(f)
+                    np.ascontiguousarray(f, dtype=np.float32).tofile(raw_out)
+                else:
+                    less_chunk(f, direction, normalize).astype(np.float32).tofile(scores_out)
+        if kernel:
+            w = kernel.weights(t_feats, spec.lam)
+            with open(raw, "rb") as fh, open(score_files[-1], "wb") as scores_out:
+                while len(f := np.fromfile(fh, dtype=np.float32, count=EMBED_ROWS * spec.proj_dim)):
+                    kernel.score(f.reshape(-1, spec.proj_dim), w).tofile(scores_out)
+            os.remove(raw)
         weights.append(snap["lr"] if spec.method == "less" else 1.0)
-        log(f"  checkpoint {c} (step {snap['step']}): {len(pool_tok) + len(target):,} gradients of dimension "
+        log(f"  checkpoint {c} (step {snap['step']}): {n_cand + len(target):,} gradients of dimension "
             f"{grads.dim:,} -> {spec.proj_dim:,}")
-    score = np.full(len(pool), np.nan)
-    score[cand] = np.average(np.stack(per_ckpt), axis=0, weights=np.asarray(weights))
-    pq.write_table(pa.table({"id": [d.id for d in pool], "influence": score.astype(np.float32),
-                             "target_sim": sim_mean.astype(np.float32),
-                             "target_sim_nearest": sim_nearest.astype(np.float32)}),
-                   os.path.join(out_dir, "influence.parquet"))
-    ranked = np.where(np.isnan(score), -np.inf, score)
-    order = np.argsort(-ranked, kind="stable")[:len(cand)]
+
+    # --- the scores beside the baselines, the comparison, the card -------------------------------------
+
+    def scored():
+        """(ids, positions, {influence, target_sim, target_sim_nearest}) through the pool in order."""
+        reader = _Scores(score_files, np.asarray(weights), cand_cut if n_cand < n else None)
+        pos = 0
+        for b in pq.ParquetFile(sims_path).iter_batches(batch_size=EMBED_ROWS):
+            p = np.arange(pos, pos + b.num_rows, dtype=np.uint64)
+            yield b.column("id").to_pylist(), p, reader.of(p, b)
+            pos += b.num_rows
+
+    out_path = os.path.join(out_dir, "influence.parquet")
+    tmp = temp_path(out_path)
+    with pq.ParquetWriter(tmp, INFLUENCE_SCHEMA) as writer:
+        for ids, _, s in scored():
+            writer.write_table(pa.table({"id": ids, **{c: s[c].astype(np.float32) for c in INFLUENCE_SCHEMA.names[1:]}},
+                                        schema=INFLUENCE_SCHEMA))
+    commit(tmp, out_path)
+    k = max(1, int(round(spec.compare_fraction * n)))
+    cuts = {name: top_cut(lambda name=name: (pa.record_batch({"hash": pos, "score": s[name]})
+                                             for _, pos, s in scored()), k) for name in INFLUENCE_SCHEMA.names[1:]}
+    field = spec.compare_field
+    comparison = Comparison(cuts, spec.compare_fraction, k, field,
+                            {d.metadata.get(field) for d in target} - {None} if field else None)
+    extremes = Extremes(5)
+    reader = _Scores(score_files, np.asarray(weights), cand_cut if n_cand < n else None)
+    for pos, batch, t in aligned(pool, sims_path, ["target_sim", "target_sim_nearest"]):
+        p = np.arange(pos, pos + len(batch), dtype=np.uint64)
+        s = reader.of(p, t)
+        comparison.add(p, s, batch)
+        extremes.add(p, s["influence"], batch)
     card = {"kind": "influence", "method": spec.method, "spec": spec.model_dump(mode="json"),
-            "pool": len(pool), "target": len(target), "grad_dim": int(projector.dim_in),
+            "pool": n, "target": len(target), "grad_dim": int(projector.dim_in),
             "parameters": len(names), "checkpoints": [{"step": s["step"], "lr": s["lr"]} for s in snapshots],
             "warmup": {"documents": int(len(warm)), "tokens": warm_res.tokens, "seconds": round(warm_s, 1)},
-            "candidates": {"share": spec.candidates, "documents": int(len(cand))},
+            "candidates": {"share": spec.candidates, "documents": int(n_cand)},
             "gradients": n_grads, "gradient_method": grads.method,
             "gradient_dtype": "bf16" if grads.dtype is not None else "fp32", "similarity_seconds": round(sim_s, 1),
-            "comparison": compare_selections(pool, target, {"influence": score, "target_sim": sim_mean,
-                                                            "target_sim_nearest": sim_nearest},
-                                             spec.compare_fraction, spec.compare_field),
+            "comparison": comparison.result(),
             "gradients_per_s": round(n_grads / max(grad_s, 1e-9), 1),
             "projections_per_s": round(n_grads / max(proj_s, 1e-9), 1),
-            "top": [{"id": pool[i].id, "influence": float(score[i]), "text": pool[i].text[:300]} for i in order[:5]],
-            "bottom": [{"id": pool[i].id, "influence": float(score[i]), "text": pool[i].text[:300]}
-                       for i in order[::-1][:5]],
+            "top": extremes.rows("top"), "bottom": extremes.rows("bottom"),
             "seconds": round(time.time() - started, 1), "textcurate": __version__}
     write_json_atomic(os.path.join(out_dir, "card.json"), card)
-    card["scores"] = {d.id: float(v) for d, v in zip(pool, score)}
+    shutil.rmtree(work, ignore_errors=True)
     return card
+
+
+INFLUENCE_SCHEMA = pa.schema([("id", pa.string()), ("influence", pa.float32()), ("target_sim", pa.float32()),
+                              ("target_sim_nearest", pa.float32())])
+EMBED_ROWS = 16_384  # feature rows read at a time in the scoring passes
+BPE_MAX_CHARS = 50_000_000  # a pool with more text trains the GPT's BPE on an id-hash sample of this many
+WARMUP_MIN_DOCS = 10_000  # the warm-up draws at most max(this, 4 x its tokens / context) documents
+
+
+def _bpe_texts(pool, chars: int):
+    """The texts the small GPT's BPE is trained on: every pool text, or an id-hash sample of about
+    ``BPE_MAX_CHARS`` characters when the pool has more (lazily: a local model's tokenizer reads none)."""
+    from textcurate.lm.experiment import BPE_SAMPLE_SALT, in_share
+
+    share = min(1.0, BPE_MAX_CHARS / max(1, chars))
+    return (d.text for d in pool if share >= 1 or in_share(d.id, share, BPE_SAMPLE_SALT))
+
+
+def _warm_positions(n: int, spec: InfluenceSpec) -> tuple[np.ndarray, int]:
+    """Pool positions of the warm-up documents, in the seeded permutation's order (the first
+    ``warmup_fraction`` of it, capped), and the uncapped count when capped (else 0). The
+    permutation is 4 bytes a document, for the moment of the draw."""
+    k = max(1, int(round(spec.warmup_fraction * n)))
+    cap = max(WARMUP_MIN_DOCS, 4 * spec.warmup_tokens // spec.context)
+    order = np.arange(n, dtype=np.int32 if n < 2 ** 31 else np.int64)
+    np.random.default_rng([spec.seed, WARMUP_SALT]).shuffle(order)  # the same order as rng.permutation(n)
+    return order[:min(k, cap)].copy(), (k if k > cap else 0)
+
+
+def _texts_at(pool, positions: np.ndarray) -> list[str]:
+    """The texts of the pool documents at ``positions``, in that order (one pass)."""
+    want = np.sort(positions)
+    found: dict[int, str] = {}
+    for p, d in enumerate(pool):
+        i = np.searchsorted(want, p)
+        if i < len(want) and want[i] == p:
+            found[p] = d.text
+        if len(found) == len(want):
+            break
+    return [found[int(p)] for p in positions]
+
+
+def _candidate_batches(pool, sims_path: str, cut: dict | None, tok, spec: InfluenceSpec):
+    """(ids, inputs, targets) of the candidates in pool order, ``batch_size`` at a time: the same
+    batches as tokenizing every candidate first (chunks are whole numbers of batches)."""
+    from textcurate.influence.grads import document_batches
+    from textcurate.influence.pool import aligned
+    from textcurate.lm.data import tokenize_documents
+    from textcurate.select.step import in_top
+
+    def candidates():
+        for pos, batch, t in aligned(pool, sims_path, ["target_sim"]):
+            keep = np.ones(len(batch), bool) if cut is None else in_top(
+                t.column("target_sim").to_numpy(), np.arange(pos, pos + len(batch), dtype=np.uint64), cut)
+            yield from (d for d, k in zip(batch, keep) if k)
+
+    chunk = spec.batch_size * max(1, 2048 // spec.batch_size)
+    from textcurate.io.files import batched
+
+    for docs in batched(candidates(), chunk):
+        toks = tokenize_documents(tok, [d.text for d in docs], spec.context)
+        for idx, x, y in document_batches(toks, tok.eos_id, spec.context, spec.batch_size):
+            yield [docs[i].id for i in idx], x, y
+
+
+class _Scores:
+    """The checkpoints' candidate scores, averaged (weights: each checkpoint's learning rate for
+    LESS), read from their spill files in pool order beside the baselines' rows: ``of(positions,
+    rows)`` gives {influence (float64, NaN outside the candidates), target_sim, target_sim_nearest}."""
+
+    def __init__(self, files: list[str], weights: np.ndarray, cut: dict | None):
+        self.files, self.weights, self.cut, self.offset = files, weights, cut, 0
+
+    def of(self, positions: np.ndarray, rows) -> dict:
+        from textcurate.select.step import in_top
+
+        sim = np.asarray(rows.column("target_sim").to_numpy(zero_copy_only=False))
+        cand = in_top(sim, positions, self.cut) if self.cut is not None else np.ones(len(sim), bool)
+        m = int(cand.sum())
+        per = np.stack([np.fromfile(f, dtype=np.float32, count=m, offset=4 * self.offset) for f in self.files])
+        if per.shape[1] != m:
+            raise ValueError(f"influence: a checkpoint's scores end early ({per.shape[1]:,} of {m:,} rows)")
+        self.offset += m
+        score = np.full(len(sim), np.nan)
+        score[cand] = np.average(per, axis=0, weights=self.weights)
+        return {"influence": score, "target_sim": sim,
+                "target_sim_nearest": np.asarray(rows.column("target_sim_nearest").to_numpy(zero_copy_only=False))}
+
+
+class _FeatureWriter:
+    """features/ckpt-C/00000.parquet (id, float16 embedding) written group by group."""
+
+    def __init__(self, folder: str):
+        os.makedirs(folder, exist_ok=True)
+        self.path = os.path.join(folder, "00000.parquet")
+        self.tmp = temp_path(self.path)
+        self.writer = None
+
+    def write(self, ids: list, x: np.ndarray) -> None:
+        from textcurate.io.files import vectors_column
+
+        t = pa.table({"id": ids, "embedding": vectors_column(x.astype(np.float16), pa.float16())})
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.tmp, t.schema)
+        self.writer.write_table(t)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        if self.writer is not None:
+            self.writer.close()
+            if exc_type is None:
+                commit(self.tmp, self.path)
+        return False
 
 
 def grad_dtype(spec: InfluenceSpec, device: str):
@@ -256,26 +428,46 @@ def grad_dtype(spec: InfluenceSpec, device: str):
 def rescore(out_dir: str, normalize: bool | None = None, checkpoints: list[int] | None = None) -> np.ndarray:
     """The scores of a finished run again from its stored projected features, with another
     normalisation or a subset of its checkpoints (indices into ``card.json``'s), without a
-    gradient: aligned with ``influence.parquet``'s rows, NaN outside the candidates."""
-    from textcurate.influence.scores import checkpoint_scores
+    gradient: aligned with ``influence.parquet``'s rows, NaN outside the candidates. The features
+    are streamed; memory is the returned scores."""
+    from textcurate.influence.scores import TrakKernel, less_chunk, less_direction
     from textcurate.io.files import column_vectors
 
     with open(os.path.join(out_dir, "card.json")) as fh:
         card = json.load(fh)
     spec = InfluenceSpec(**card["spec"])
-    ids = pq.read_table(os.path.join(out_dir, "influence.parquet"), columns=["id"]).column("id").to_pylist()
     use = list(range(len(card["checkpoints"]))) if checkpoints is None else list(checkpoints)
+    norm = normalize if spec.method == "trak" else normalize is None or normalize
+
+    def features(c: int, target: bool = False):
+        path = os.path.join(out_dir, "features", f"ckpt-{c}" + ("-target" if target else ""), "00000.parquet")
+        for b in pq.ParquetFile(path).iter_batches(batch_size=EMBED_ROWS):
+            yield b.column("id").to_pylist(), column_vectors(b.column("embedding")).astype(np.float32)
+
     per_ckpt, weights, cand = [], [], None
     for c in use:
-        pool = pq.read_table(os.path.join(out_dir, "features", f"ckpt-{c}", "00000.parquet"))
-        target = pq.read_table(os.path.join(out_dir, "features", f"ckpt-{c}-target", "00000.parquet"))
-        cand = pool.column("id").to_pylist()
-        per_ckpt.append(checkpoint_scores(spec.method, column_vectors(pool.column("embedding")),
-                                          column_vectors(target.column("embedding")), spec.lam, normalize))
+        t = np.concatenate([x for _, x in features(c, target=True)])
+        if spec.method == "trak":
+            kernel = TrakKernel(bool(norm))
+            for _, x in features(c):
+                kernel.add(x)
+            w = kernel.weights(t, spec.lam)
+            chunks = [(ids, kernel.score(x, w)) for ids, x in features(c)]
+        else:
+            direction = less_direction(t, norm)
+            chunks = [(ids, less_chunk(x, direction, norm)) for ids, x in features(c)]
+        cand = [i for ids, _ in chunks for i in ids]
+        per_ckpt.append(np.concatenate([x for _, x in chunks]))
         weights.append(card["checkpoints"][c]["lr"] if spec.method == "less" else 1.0)
-    row = {i: n for n, i in enumerate(ids)}
+    ids = pq.read_table(os.path.join(out_dir, "influence.parquet"), columns=["id"]).column("id")
+    rows, j = np.empty(len(cand), dtype=np.int64), 0
+    for i, x in enumerate(ids.to_pylist()):  # the candidates are a subsequence of the pool, in its order
+        if j < len(cand) and x == cand[j]:
+            rows[j], j = i, j + 1
+    if j != len(cand):
+        raise ValueError(f"{out_dir}: the features' ids are not in influence.parquet's order")
     score = np.full(len(ids), np.nan)
-    score[[row[i] for i in cand]] = np.average(np.stack(per_ckpt), axis=0, weights=np.asarray(weights))
+    score[rows] = np.average(np.stack(per_ckpt), axis=0, weights=np.asarray(weights))
     return score
 
 
@@ -299,50 +491,19 @@ class Ticker:
         self.log(f"{what} ({rate:,.1f} {unit}/s, ETA {max(0.0, (total - done) / max(rate, 1e-9)):,.0f} s)")
 
 
-def similarity_baselines(pool: list, target: list, embedder: str) -> tuple[np.ndarray, np.ndarray]:
-    """(cosine of each pool document to the target's mean embedding, to its nearest target document)."""
-    from textcurate.embed.embedder import Embedder
-
-    emb = Embedder(embedder)
-    p = emb.encode([d.text for d in pool])
-    t = emb.encode([d.text for d in target])
-    p /= np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
-    t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
-    centre = t.mean(axis=0)
-    mean = p @ (centre / max(float(np.linalg.norm(centre)), 1e-12))
-    nearest = np.concatenate([(p[i:i + 4096] @ t.T).max(axis=1) for i in range(0, len(p), 4096)]) if len(p) \
-        else np.zeros(0)
-    return mean, nearest
-
-
 def compare_selections(pool: list, target: list, scores: dict[str, np.ndarray], fraction: float,
                        field: str | None) -> dict:
-    """The top ``fraction`` of the pool by each score (NaN never selected): pairwise overlap (share of
-    the first's selection also in the second's) and, with ``field``, precision: the share of a
-    selection whose ``field`` value is one of the target's; ``random`` is the pool's base rate."""
+    """The top ``fraction`` of the pool by each score (NaN never selected, ties by position): pairwise
+    overlap (share of the first's selection also in the second's) and, with ``field``, precision:
+    the share of a selection whose ``field`` value is one of the target's; ``random`` is the pool's
+    base rate. The streamed fit computes the same with ``pool.Comparison``."""
+    from textcurate.influence.pool import Comparison
+    from textcurate.select.step import top_cut
+
     k = max(1, int(round(fraction * len(pool))))
-    top = {}
-    for name, s in scores.items():
-        ok = np.flatnonzero(~np.isnan(s))
-        top[name] = set(ok[np.argsort(-s[ok], kind="stable")[:k]].tolist())
-    names = list(top)
-    out: dict = {"fraction": fraction, "documents": k,
-                 "selected": {n: len(top[n]) for n in names},
-                 "overlap": {f"{a}~{b}": round(len(top[a] & top[b]) / max(1, len(top[a])), 4)
-                             for i, a in enumerate(names) for b in names[i + 1:]}}
-    if field:
-        values = {d.metadata.get(field) for d in target} - {None}
-        hit = np.array([d.metadata.get(field) in values for d in pool])
-        out["field"] = field
-        out["target_values"] = len(values)
-        out["precision"] = {n: round(float(hit[sorted(top[n])].mean()) if top[n] else 0.0, 4) for n in names}
-        out["precision"]["random"] = round(float(hit.mean()) if len(hit) else 0.0, 4)
-    return out
-
-
-def _write_features(folder: str, ids: list[str], x: np.ndarray) -> None:
-    from textcurate.io.files import vectors_column
-
-    os.makedirs(folder, exist_ok=True)
-    pq.write_table(pa.table({"id": ids, "embedding": vectors_column(x.astype(np.float16), pa.float16())}),
-                   os.path.join(folder, "00000.parquet"))
+    pos = np.arange(len(pool), dtype=np.uint64)
+    cuts = {name: top_cut(lambda s=s: iter([pa.record_batch({"hash": pos, "score": np.asarray(s, np.float64)})]), k)
+            for name, s in scores.items()}
+    cmp = Comparison(cuts, fraction, k, field, {d.metadata.get(field) for d in target} - {None} if field else None)
+    cmp.add(pos, scores, pool)
+    return cmp.result()

@@ -1,13 +1,14 @@
 """The ``influence`` step: TRAK or LESS scores of every document against a target, as an attribute.
 
-Fit: every document's id and text are recorded; the documents that match ``target_expr``
-and fall in the ``holdout`` share by id-hash are the target (the same rule as the
-evaluation's, so a later ``evaluate`` block measures the selection on exactly these held-out
-documents); the rest is the pool, scored by ``compute_influence`` into
-``artifacts/NAME/`` (influence.parquet, projected features, card). Apply: ``influence`` and the
-baselines ``target_sim`` and ``target_sim_nearest`` (embedding cosine to the target's mean and
-to its nearest document) in the metadata and ``attributes/NAME/`` (NaN for target documents,
-which are not in the pool, and, two-stage, ``influence`` NaN outside the candidates).
+Fit: every document's id, text (cut at ``max_chars``) and metadata are recorded; the
+documents that match ``target_expr`` and fall in the ``holdout`` share by id-hash are the
+target (the same rule as the evaluation's, so a later ``evaluate`` block measures the
+selection on exactly these held-out documents); the rest is the pool, streamed from the fit's
+files (read again on each pass, never held in memory) and scored by ``compute_influence``
+into ``artifacts/NAME/`` (influence.parquet, projected features, card). Apply: ``influence``
+and the baselines ``target_sim`` and ``target_sim_nearest`` (embedding cosine to the target's
+mean and to its nearest document) in the metadata and ``attributes/NAME/`` (NaN for target
+documents, which are not in the pool, and, two-stage, ``influence`` NaN outside the candidates).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pyarrow.parquet as pq
 from datatrove.data import Document
 from pydantic import Field, model_validator
 
-from textcurate.influence.run import InfluenceSpec, compute_influence, split_target
+from textcurate.influence.run import InfluenceSpec, compute_influence
 from textcurate.registry import RunPaths, StageParams, stage
 from textcurate.steps.base import Scorer
 from textcurate.steps.fitted import RowFittedStage
@@ -49,14 +50,36 @@ class Influence(RowFittedStage, Scorer):
                 "metadata": orjson.dumps(meta, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode()}
 
     def fit(self, table: pa.Table, artifacts: str) -> dict:
+        """The fit from rows in memory (Python callers)."""
+        return self._fit(lambda: table.to_batches(max_chunksize=4096), artifacts)
+
+    def fit_folder(self, folder: str, artifacts: str) -> dict:
+        """The fit from every task's rows on disk, streamed: the pool is read again on each of the
+        fit's passes and never held; the target (the held-out share) is."""
+        import glob
+
+        files = sorted(glob.glob(os.path.join(folder, "*.parquet")))
+        self.decision = self._fit(lambda: (b for f in files for b in pq.ParquetFile(f).iter_batches(batch_size=4096)),
+                                  artifacts)
+        return self.decision
+
+    def _fit(self, batches, artifacts: str) -> dict:
         import orjson
 
-        docs = [Document(text=t, id=i, metadata=orjson.loads(m)) for i, t, m in
-                zip(table.column("id").to_pylist(), table.column("text").to_pylist(),
-                    table.column("metadata").to_pylist())]
-        pool, target = split_target(docs, self.target_expr, self.holdout)
+        from textcurate.influence.pool import Documents
+        from textcurate.lm.experiment import TargetRule
+
+        def documents():
+            for b in batches():
+                for i, t, m in zip(b.column("id").to_pylist(), b.column("text").to_pylist(),
+                                   b.column("metadata").to_pylist()):
+                    yield Document(text=t, id=i, metadata=orjson.loads(m))
+
+        rule = TargetRule(self.target_expr, self.holdout)
+        target = [d for d in documents() if rule(d)]
+        rule.finish(print)
+        pool = Documents(lambda: (d for d in documents() if not rule.is_target(d)))
         card = compute_influence(pool, target, self.spec, artifacts)
-        card.pop("scores")
         self.artifact = artifacts
         self.decision = {k: v for k, v in card.items() if k not in ("top", "bottom")}
         return self.decision

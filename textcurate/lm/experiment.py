@@ -66,15 +66,16 @@ def match(expr, docs: Sequence, what: str, log: Callable | None = None) -> np.nd
             missing[err.name] = missing.get(err.name, 0) + 1
         except ValueError as err:
             raise ValueError(f"{what}: {e.source!r} on document {d.id!r}: {err}") from None
-    _report_missing(missing, docs, what, e.source, log)
+    _report_missing(missing, {k for k in missing if any(k in d.metadata for d in docs)}, len(docs), what,
+                    e.source, log)
     return hit
 
 
-def _report_missing(missing: dict[str, int], docs: Sequence, what: str, source: str, log) -> None:
+def _report_missing(missing: dict[str, int], present: set, n: int, what: str, source: str, log) -> None:
+    """``missing``: documents that lacked each field an expression read; ``present``: those of the
+    fields that some document has."""
     if not missing:
         return
-    n = len(docs)
-    present = {k for k in missing if any(k in d.metadata for d in docs)}
     for name, count in missing.items():
         if name not in present:
             raise FieldMissing(f"{what}: {source!r} reads {name!r}, which no document has "
@@ -124,14 +125,62 @@ def split_target(docs: Sequence, expr: str, holdout: float, salt: int = TARGET_S
     """(rest, target): the documents matching ``expr`` whose id-hash falls in the ``holdout``
     share are the target. One rule for evaluate and influence (``TARGET_SALT``), so a later
     evaluation scores a selection on exactly the documents the influence stage held out."""
-    hit = match(expr, docs, "target", log)
+    rule = TargetRule(expr, holdout, salt)
     rest, target = [], []
-    for d, h in zip(docs, hit):
-        (target if h and in_share(d.id, holdout, salt) else rest).append(d)
-    if not target:
-        raise ValueError(f"the target is empty: {int(hit.sum()):,} of {len(docs):,} documents match {expr!r}, "
-                         f"none of them in the held-out {holdout:.0%}")
+    for d in docs:
+        (target if rule(d) else rest).append(d)
+    rule.finish(log)
     return rest, target
+
+
+class TargetRule:
+    """``split_target``'s rule one document at a time, for a pool read as a stream: ``rule(doc)``
+    says whether the document is in the target and counts it; ``finish`` then raises or warns as
+    ``match`` does (a field no document has, a field some lack) and raises on an empty target.
+    ``is_target(doc)`` is the same rule without counting (a later pass over the same stream)."""
+
+    def __init__(self, expr, holdout: float, salt: int = TARGET_SALT, what: str = "target"):
+        from textcurate.select.expr import Expr
+
+        self.expr = expr if isinstance(expr, Expr) else Expr(expr)
+        self.holdout, self.salt, self.what = holdout, salt, what
+        self.n = self.hits = self.targets = 0
+        self.missing: dict[str, int] = {}
+        self.unseen = set(self.expr.names)
+
+    def _match(self, doc) -> bool:
+        from textcurate.select.expr import MissingField
+
+        try:
+            return bool(self.expr.keep(doc.metadata))
+        except MissingField as err:
+            self.missing[err.name] = self.missing.get(err.name, 0) + 1
+            return False
+        except ValueError as err:
+            raise ValueError(f"{self.what}: {self.expr.source!r} on document {doc.id!r}: {err}") from None
+
+    def __call__(self, doc) -> bool:
+        self.n += 1
+        if self.unseen:  # the fields the expression reads that no document has shown yet
+            self.unseen.difference_update(doc.metadata)
+        hit = self._match(doc)
+        self.hits += hit
+        out = hit and in_share(doc.id, self.holdout, self.salt)
+        self.targets += out
+        return out
+
+    def is_target(self, doc) -> bool:
+        try:
+            return bool(self.expr.keep(doc.metadata)) and in_share(doc.id, self.holdout, self.salt)
+        except ValueError:  # MissingField is a ValueError: the counting pass said it once
+            return False
+
+    def finish(self, log: Callable | None = None) -> None:
+        _report_missing(self.missing, {k for k in self.missing if k not in self.unseen}, self.n, self.what,
+                        self.expr.source, log)
+        if not self.targets:
+            raise ValueError(f"the target is empty: {self.hits:,} of {self.n:,} documents match "
+                             f"{self.expr.source!r}, none of them in the held-out {self.holdout:.0%}")
 
 
 # --- the model spec, its tokenizer and model ---------------------------------------------------------------

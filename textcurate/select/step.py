@@ -66,6 +66,26 @@ def _prefix_match(key: np.ndarray, hashes: np.ndarray, prefix: int, j: int) -> n
     return (key == np.uint64(top)) & ((hashes >> np.uint64(64 - 8 * (j - 8))) == np.uint64(low))
 
 
+def top_cut(batches, k: int, ascending: bool = False) -> dict | None:
+    """The exact k-th best row of a stream, best meaning the highest score (the lowest with
+    ``ascending``), then the smaller ``hash``: the select step's radix selection, memory one batch.
+    ``batches()`` yields record batches with columns ``hash`` (uint64: an id-hash, or a position
+    for ties broken by order) and ``score`` (NaN never selected), again on every call. Returns
+    ``{"score", "hash", "kept", "eligible"}``, or None when nothing is selected; ``in_top`` applies it."""
+    sel = Select(expr=None, by="score", top_k=k, fraction=None, ascending=ascending, group_by=None, per_group=None,
+                 seed=0)
+    return sel._fit_batches(batches)["groups"].get(ALL) if k > 0 else None
+
+
+def in_top(scores: np.ndarray, hashes: np.ndarray, cut: dict | None, ascending: bool = False) -> np.ndarray:
+    """Which rows ``top_cut``'s boundary keeps: the boundary row and every row before it."""
+    s = np.asarray(scores, dtype=np.float64) + 0.0  # -0.0 is 0.0, as in the fit
+    if cut is None:
+        return np.zeros(len(s), dtype=bool)
+    better = s < cut["score"] if ascending else s > cut["score"]
+    return better | ((s == cut["score"]) & (np.asarray(hashes, dtype=np.uint64) <= np.uint64(cut["hash"])))
+
+
 class Select(RowFittedStage, PipelineStep):
     type = "⚖️ - SELECT"
     name = "select"
@@ -149,12 +169,15 @@ class Select(RowFittedStage, PipelineStep):
         else:  # rows by id (a Python caller, or fit shards of an older run)
             hashes = np.array([self._hash(i) for i in batch.column(names.index("id")).to_pylist()], dtype=np.uint64)
         scores = np.asarray(batch.column(names.index("score")).to_numpy(zero_copy_only=False), dtype=np.float64) + 0.0
-        enc = batch.column(names.index("group"))
-        enc = enc if pa.types.is_dictionary(enc.type) else enc.dictionary_encode()
-        local = [codes_of.setdefault(str(g), len(codes_of)) for g in enc.dictionary.to_pylist()]
-        codes = np.asarray(local, dtype=np.int64)[np.asarray(enc.indices.to_numpy(zero_copy_only=False),
-                                                             dtype=np.int64)] if len(local) else \
-            np.zeros(0, dtype=np.int64)
+        if "group" not in names:  # one group (``top_cut``)
+            codes = np.full(len(scores), codes_of.setdefault(ALL, len(codes_of)), dtype=np.int64)
+        else:
+            enc = batch.column(names.index("group"))
+            enc = enc if pa.types.is_dictionary(enc.type) else enc.dictionary_encode()
+            local = [codes_of.setdefault(str(g), len(codes_of)) for g in enc.dictionary.to_pylist()]
+            codes = np.asarray(local, dtype=np.int64)[np.asarray(enc.indices.to_numpy(zero_copy_only=False),
+                                                                 dtype=np.int64)] if len(local) else \
+                np.zeros(0, dtype=np.int64)
         ok = ~np.isnan(scores)
         bits = scores[ok].view(np.uint64)
         key = np.where(bits >> np.uint64(63), ~bits, bits | np.uint64(1 << 63))  # float order as unsigned order
