@@ -203,6 +203,16 @@ def test_numeric_summary_keeps_a_uniform_sample_and_the_exact_mean():
     assert s.n == 100_000 and s.sampled and len(s.values) == 5000
     assert abs(s.mean - np.nanmean(data)) < 1e-9
     assert abs(np.nanmedian(s.values) - np.nanmedian(data)) < 0.1  # a uniform sample's median
+    # value by value (a document's attribute): buffered, then the same sample, count and mean as
+    # batches of NumericSummary.FLUSH values
+    one, batches = NumericSummary(keep=5000, seed=0), NumericSummary(keep=5000, seed=0)
+    for x in data[:20_000]:
+        one.append(float(x))
+    for i in range(0, 20_000, NumericSummary.FLUSH):
+        batches.add(data[i:min(i + NumericSummary.FLUSH, 20_000)])
+    assert (one.n, one.finite, one.mean) == (batches.n, batches.finite, batches.mean)
+    np.testing.assert_array_equal(one.values, batches.values)
+    assert one.n == 20_000 and one.finite == 19_980 and abs(one.mean - np.nanmean(data[:20_000])) < 1e-9
 
 
 def test_id_hashes_is_an_exact_set(monkeypatch):

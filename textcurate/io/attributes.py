@@ -181,27 +181,71 @@ def iter_attribute_batches(run_dir: str, step: str, columns: list[str] | None = 
 
 class NumericSummary:
     """Count, mean, and a uniform sample (at most ``keep`` values, by random keys) of a numeric
-    column read in batches: a histogram and a median for any number of rows in bounded memory."""
+    column read in batches (``add``) or value by value (``append``): a histogram and a median for
+    any number of rows in bounded memory. Values wait in a buffer and join the sample ``FLUSH``
+    at a time, so neither a small batch nor a single value costs a pass over the sample."""
+
+    FLUSH = 4096
 
     def __init__(self, keep: int = 200_000, seed: int = 0):
         self.keep, self.rng = keep, np.random.default_rng(seed)
-        self.n = self.finite = 0
-        self.total = 0.0
-        self.values = np.zeros(0)
-        self.keys = np.zeros(0)
+        self._n = self._finite = 0
+        self._total = 0.0
+        self._values = np.zeros(0)
+        self._keys = np.zeros(0)
+        self._pending: list[np.ndarray] = []
+        self._waiting = 0
+        self._scalars: list[float] = []
 
     def add(self, values: np.ndarray) -> None:
         values = np.asarray(values, dtype=np.float64)
-        self.n += len(values)
+        self._n += len(values)
         ok = np.isfinite(values)
-        self.finite += int(ok.sum())
-        self.total += float(values[ok].sum())
-        v = np.concatenate([self.values, values])
-        k = np.concatenate([self.keys, self.rng.random(len(values))])
+        self._finite += int(ok.sum())
+        self._total += float(values[ok].sum())
+        self._pending.append(values)
+        self._waiting += len(values)
+        if self._waiting >= self.FLUSH:
+            self._merge()
+
+    def append(self, value: float) -> None:
+        """One value (a document's attribute); counted when its buffer joins, as one batch."""
+        self._scalars.append(value)
+        if len(self._scalars) >= self.FLUSH:
+            self._flush_scalars()
+
+    def _flush_scalars(self) -> None:
+        if self._scalars:
+            scalars, self._scalars = self._scalars, []
+            self.add(np.asarray(scalars, dtype=np.float64))
+
+    def _merge(self) -> None:
+        self._flush_scalars()
+        if not self._pending:
+            return
+        v = np.concatenate([self._values, *self._pending])
+        k = np.concatenate([self._keys, self.rng.random(self._waiting)])  # the draws of one call per batch
+        self._pending, self._waiting = [], 0
         if len(v) > self.keep:
             idx = np.argpartition(k, self.keep)[:self.keep]
             v, k = v[idx], k[idx]
-        self.values, self.keys = v, k
+        self._values, self._keys = v, k
+
+    @property
+    def values(self) -> np.ndarray:
+        """The sample (every value while there are at most ``keep``)."""
+        self._merge()
+        return self._values
+
+    @property
+    def n(self) -> int:
+        self._flush_scalars()
+        return self._n
+
+    @property
+    def finite(self) -> int:
+        self._flush_scalars()
+        return self._finite
 
     @property
     def sampled(self) -> bool:
@@ -209,4 +253,5 @@ class NumericSummary:
 
     @property
     def mean(self) -> float:
-        return self.total / self.finite if self.finite else float("nan")
+        finite = self.finite  # first: it takes in the buffered values
+        return self._total / finite if finite else float("nan")

@@ -54,8 +54,6 @@ class _Counter:
     bottom-k sample. Attributes: an exact count and mean, quantiles from a uniform sample of at
     most ``ATTRIBUTE_SAMPLE`` values, so memory does not grow with the source."""
 
-    FLUSH = 4096  # attribute values buffered before they join the summary
-
     def __init__(self, name: str, sample: int, seed: int, attributes: list[str]):
         from textcurate.io.attributes import NumericSummary
 
@@ -64,19 +62,15 @@ class _Counter:
         self._heap: list = []  # (-hash, id, text): the `sample` smallest hashes
         self.exact_tokens = 0.0
         self._attrs = {a: NumericSummary(keep=ATTRIBUTE_SAMPLE, seed=seed) for a in attributes}
-        self._buffer: dict[str, list[float]] = {a: [] for a in attributes}
 
     def add(self, doc) -> None:
         c = self.count
         c.documents += 1
         c.chars += len(doc.text)
-        for a, values in self._buffer.items():
+        for a, summary in self._attrs.items():
             v = doc.metadata.get(a)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                values.append(float(v))
-                if len(values) >= self.FLUSH:
-                    self._attrs[a].add(np.asarray(values))
-                    values.clear()
+                summary.append(float(v))
         if self.sample == 0:
             return
         key = -stable_hash(doc.id, self.seed)
@@ -110,9 +104,6 @@ class _Counter:
     def _summarise_attributes(self) -> None:
         c = self.count
         for a, summary in self._attrs.items():
-            if self._buffer[a]:
-                summary.add(np.asarray(self._buffer[a]))
-                self._buffer[a].clear()
             if summary.finite:
                 v = summary.values[np.isfinite(summary.values)]
                 c.attributes[a] = {"mean": summary.mean, "n": summary.finite,
