@@ -101,24 +101,30 @@ def dedup_store(km: SphericalKMeans, path: str, out: str, eps: float, keep: str 
     id -> text also works. Memory: a shard and one cluster (plus ``values`` when given)."""
     from textcurate.io.attributes import RowCache
 
+    if isinstance(values, dict):  # a Python caller's dict: looked up as the CLI's table is
+        import pyarrow as pa
+
+        values = RowCache(pa.table({"id": list(values), "value": pa.array(
+            [None if v is None else float(v) for v in values.values()], pa.float64())}))
+    if isinstance(texts, dict):
+        from types import SimpleNamespace
+
+        texts = [SimpleNamespace(id=i, text=t) for i, t in texts.items()]
     parts = os.path.join(out, "_partitions")
     clear(parts)
     writer = PartitionWriter(parts, 0)
     for ids, vecs in iter_shards(path, column):
         labels, sims = km.assign(vecs)
         hashes = [stable_hash(i, seed) for i in ids]
-        if isinstance(values, RowCache):
-            vals = [float("nan") if r is None or r["value"] is None else float(r["value"]) for r in values.lookup(ids)]
-        else:
-            vals = [float("nan") if (v := (values or {}).get(i)) is None else float(v) for i in ids]
+        vals = [float("nan")] * len(ids) if values is None else \
+            [float("nan") if r is None or r["value"] is None else float(r["value"]) for r in values.lookup(ids)]
         writer.add(labels, rows_table(ids, hashes, sims, vals, [""] * len(ids), vecs))
     writer.flush()
     card = semdedup_partitions(parts, eps, keep, out, eps_table, device=device)
     clear(parts)
     if texts is not None and card["examples"]:
         wanted = {p[k] for p in card["examples"] for k in ("kept_id", "dup_id")}
-        found = {i: t for i, t in texts.items() if i in wanted} if isinstance(texts, dict) else \
-            {d.id: d.text for d in texts if d.id in wanted}
+        found = {d.id: d.text for d in texts if d.id in wanted}
         for p in card["examples"]:
             p["kept"] = found.get(p["kept_id"], "")[:PREVIEW_CHARS]
             p["dup"] = found.get(p["dup_id"], "")[:PREVIEW_CHARS]
