@@ -162,7 +162,8 @@ class Comparison:
 
     def result(self) -> dict:
         out: dict = {"fraction": self.fraction, "documents": self.k, "selected": dict(self.selected),
-                     "overlap": {f"{a}~{b}": round(c / max(1, self.selected[a]), 4) for (a, b), c in self.pairs.items()}}
+                     "overlap": {f"{a}~{b}": round(c / max(1, self.selected[a]), 4)
+                                 for (a, b), c in self.pairs.items()}}
         if self.field:
             out["field"] = self.field
             out["target_values"] = len(self.values)

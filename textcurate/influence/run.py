@@ -8,12 +8,19 @@
 2. Warm-up: the kit's training loop on a seeded random ``warmup_fraction`` of the pool;
    ``checkpoints`` snapshots (weights, Adam moments of the chosen parameters, step,
    learning rate) are taken at evenly spaced steps.
-3. For each snapshot: per-example gradients of every pool document (LESS: turned into Adam
-   update directions) and of every target document, projected by one seeded projector
+3. For each snapshot: per-example gradients of every target document, then of every candidate
+   pool document (LESS: turned into Adam update directions), projected by one seeded projector
    (the same matrix for every batch and checkpoint) and stored as float16 shards.
 4. Scores: TRAK or LESS (``scores.py``), averaged over the snapshots, written as
    ``influence.parquet`` (id, influence, target_sim, target_sim_nearest) with a card (method,
    dimensions, timings, and the comparison with the baselines).
+
+The pool is never held: it is a ``pool.Documents`` stream read again on each pass (the
+baselines' embeddings, the warm-up's documents, the candidates' gradients per checkpoint, the
+comparison), with what a pass leaves for the next in spill files under ``OUT/_work`` (the
+baselines in pool order, each checkpoint's candidate scores), removed at the end. LESS scores a
+batch of features as it is projected; TRAK accumulates its k x k kernel and scores in a second
+pass. Memory: a batch, the target, the warm-up's documents and the kernel.
 
 Every run carries its cheapest baselines: the cosine of each pool document's embedding to the
 target's mean embedding (``target_sim``) and to its nearest target document
@@ -235,7 +242,8 @@ def compute_influence(pool, target: list, spec: InfluenceSpec, out_dir: str, log
         score_files.append(os.path.join(work, f"scores-{c}.f32"))
         raw = os.path.join(work, f"features-{c}.f32")  # TRAK's second pass reads the float32 features again
         with _FeatureWriter(os.path.join(out_dir, "features", f"ckpt-{c}")) as fw, \
-                open(score_files[-1], "wb") as scores_out, open(raw, "wb") if kernel else contextlib.nullcontext() as raw_out:
+                open(score_files[-1], "wb") as scores_out, \
+                open(raw, "wb") if kernel else contextlib.nullcontext() as raw_out:
             for ids, f in projected(_candidate_batches(pool, sims_path, cand_cut, tok, spec), adam=True):
                 fw.write(ids, f)
                 if kernel:
@@ -268,8 +276,8 @@ def compute_influence(pool, target: list, spec: InfluenceSpec, out_dir: str, log
     tmp = temp_path(out_path)
     with pq.ParquetWriter(tmp, INFLUENCE_SCHEMA) as writer:
         for ids, _, s in scored():
-            writer.write_table(pa.table({"id": ids, **{c: s[c].astype(np.float32) for c in INFLUENCE_SCHEMA.names[1:]}},
-                                        schema=INFLUENCE_SCHEMA))
+            writer.write_table(pa.table({"id": ids, **{col: s[col].astype(np.float32)
+                                                       for col in INFLUENCE_SCHEMA.names[1:]}}, schema=INFLUENCE_SCHEMA))
     commit(tmp, out_path)
     k = max(1, int(round(spec.compare_fraction * n)))
     cuts = {name: top_cut(lambda name=name: (pa.record_batch({"hash": pos, "score": s[name]})
@@ -346,6 +354,7 @@ def _candidate_batches(pool, sims_path: str, cut: dict | None, tok, spec: Influe
     batches as tokenizing every candidate first (chunks are whole numbers of batches)."""
     from textcurate.influence.grads import document_batches
     from textcurate.influence.pool import aligned
+    from textcurate.io.files import batched
     from textcurate.lm.data import tokenize_documents
     from textcurate.select.step import in_top
 
@@ -356,8 +365,6 @@ def _candidate_batches(pool, sims_path: str, cut: dict | None, tok, spec: Influe
             yield from (d for d, k in zip(batch, keep) if k)
 
     chunk = spec.batch_size * max(1, 2048 // spec.batch_size)
-    from textcurate.io.files import batched
-
     for docs in batched(candidates(), chunk):
         toks = tokenize_documents(tok, [d.text for d in docs], spec.context)
         for idx, x, y in document_batches(toks, tok.eos_id, spec.context, spec.batch_size):
