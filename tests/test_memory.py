@@ -183,9 +183,10 @@ def test_peak_memory_does_not_grow_with_the_input(tmp_path, kind, n, make):
     # its allocations (matplotlib, Arrow's pool over larger files) moved +13 to +34 MB between
     # machines, while holding the 1.2M more rows and vectors would add about 250 MB
     # influence: holding the 75,000 more documents and their embeddings (384 floats each) would add
-    # about 160 MB; its allocations step by up to ~50 MB over the first batches of MiniLM and then
-    # stay flat (20 batches of 16,384 measured), so its margin is 70
-    margin = {"materialise": 40, "report": 80, "influence": 70}.get(kind, 25)
+    # about 160 MB (the fit before it streamed added 361); its allocations step by up to ~50 MB over
+    # MiniLM's first batches and then stay flat (20 batches of 16,384 measured), and the difference
+    # measured 49 to 71 MB between runs and machines, so its margin is 100
+    margin = {"materialise": 40, "report": 80, "influence": 100}.get(kind, 25)
     assert add_big - add_small < margin, (add_small, add_big)
 
 
