@@ -119,7 +119,7 @@ def compute_influence(pool, target: list, spec: InfluenceSpec, out_dir: str, log
     from textcurate.influence.grads import PerExampleGrads, document_batches, select_parameters
     from textcurate.influence.pool import Comparison, Documents, Extremes, aligned, embed_pool, position_batches
     from textcurate.influence.project import Projector
-    from textcurate.influence.scores import TrakKernel, adam_direction, less_chunk, less_direction
+    from textcurate.influence.scores import TrakKernel, adam_direction, less_chunk, less_direction, method_normalize
     from textcurate.lm.data import tokenize_documents
     from textcurate.lm.train import TrainConfig, train_lm
     from textcurate.select.step import top_cut
@@ -236,8 +236,8 @@ def compute_influence(pool, target: list, spec: InfluenceSpec, out_dir: str, log
             document_batches(target_tok, tok.eos_id, spec.context, spec.batch_size), adam=False)])
         with _FeatureWriter(os.path.join(out_dir, "features", f"ckpt-{c}-target")) as fw:
             fw.write([d.id for d in target], t_feats)
-        normalize = spec.normalize if spec.method == "trak" else spec.normalize is None or spec.normalize
-        kernel = TrakKernel(bool(normalize)) if spec.method == "trak" else None
+        normalize = method_normalize(spec.method, spec.normalize)
+        kernel = TrakKernel(normalize) if spec.method == "trak" else None
         direction = None if kernel else less_direction(t_feats, normalize)
         score_files.append(os.path.join(work, f"scores-{c}.f32"))
         raw = os.path.join(work, f"features-{c}.f32")  # TRAK's second pass reads the float32 features again
@@ -437,14 +437,14 @@ def rescore(out_dir: str, normalize: bool | None = None, checkpoints: list[int] 
     normalisation or a subset of its checkpoints (indices into ``card.json``'s), without a
     gradient: aligned with ``influence.parquet``'s rows, NaN outside the candidates. The features
     are streamed; memory is the returned scores."""
-    from textcurate.influence.scores import TrakKernel, less_chunk, less_direction
+    from textcurate.influence.scores import TrakKernel, less_chunk, less_direction, method_normalize
     from textcurate.io.files import column_vectors
 
     with open(os.path.join(out_dir, "card.json")) as fh:
         card = json.load(fh)
     spec = InfluenceSpec(**card["spec"])
     use = list(range(len(card["checkpoints"]))) if checkpoints is None else list(checkpoints)
-    norm = normalize if spec.method == "trak" else normalize is None or normalize
+    norm = method_normalize(spec.method, normalize)
 
     def features(c: int, target: bool = False):
         path = os.path.join(out_dir, "features", f"ckpt-{c}" + ("-target" if target else ""), "00000.parquet")
@@ -455,7 +455,7 @@ def rescore(out_dir: str, normalize: bool | None = None, checkpoints: list[int] 
     for c in use:
         t = np.concatenate([x for _, x in features(c, target=True)])
         if spec.method == "trak":
-            kernel = TrakKernel(bool(norm))
+            kernel = TrakKernel(norm)
             for _, x in features(c):
                 kernel.add(x)
             w = kernel.weights(t, spec.lam)
