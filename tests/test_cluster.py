@@ -17,7 +17,9 @@ from conftest import STDLIB_MODULES as MODULES
 from conftest import read_output_docs, write_jsonl
 from textcurate.cluster.kmeans import SphericalKMeans, partition_inertia
 from textcurate.cluster.prune import allocate, paper_rule
-from textcurate.cluster.semdedup import dedup_cluster, keep_order
+from textcurate.cluster import semdedup as semdedup_module
+from textcurate.cluster.semdedup import (PartitionWriter, dedup_cluster, iter_partitions, keep_order,
+                                         rows_table)
 
 DATA = Path(__file__).parent / "data"
 DOCUMENTED_EPS = 0.25  # MiniLM: paraphrases 0.80-0.94 cosine, distinct texts here <= 0.64 (README)
@@ -134,7 +136,9 @@ def naive_greedy(x, order, threshold):
     return dup_of
 
 
-def test_dedup_cluster_equals_the_naive_greedy_walk():
+@pytest.mark.parametrize("block_elements", [semdedup_module.BLOCK_ELEMENTS, 1])  # 1: blocks of 16 rows
+def test_dedup_cluster_equals_the_naive_greedy_walk(block_elements, monkeypatch):
+    monkeypatch.setattr(semdedup_module, "BLOCK_ELEMENTS", block_elements)
     rng = np.random.default_rng(1)
     base = rng.standard_normal((40, 16))
     x = np.concatenate([base, base[:25] + 0.15 * rng.standard_normal((25, 16)),
@@ -148,6 +152,26 @@ def test_dedup_cluster_equals_the_naive_greedy_walk():
         assert got == expected, eps
     removed = (res.dup_of >= 0).sum(1)
     assert list(removed) == sorted(removed) and removed[-1] > 0
+
+
+def test_partition_writer_keeps_every_row_once_under_its_cluster(tmp_path):
+    """Several flushes, batches of mixed clusters: each cluster's partition holds exactly its rows."""
+    rng = np.random.default_rng(0)
+    writer = PartitionWriter(str(tmp_path), rank=3, flush_bytes=20_000)
+    expected: dict[int, list[str]] = {}
+    for b in range(12):
+        m = int(rng.integers(1, 300))
+        clusters = rng.integers(0, 7, m)
+        ids = [f"b{b}-{i}" for i in range(m)]
+        vec = rng.standard_normal((m, 4)).astype(np.float32)
+        for c, i in zip(clusters.tolist(), ids):
+            expected.setdefault(c, []).append(i)
+        writer.add(clusters, rows_table(ids, list(range(m)), np.zeros(m, np.float32), [0.0] * m, [""] * m, vec))
+    writer.flush()
+    assert writer.part > 2  # the test covers several flushes
+    got = {c: t.column("id").to_pylist() for c, t in iter_partitions(str(tmp_path))}
+    assert got == expected  # every row once, in the order it came, under its own cluster
+    assert PartitionWriter(str(tmp_path), rank=3) and not list(iter_partitions(str(tmp_path)))  # a re-run starts clean
 
 
 def test_duplicate_of_a_dropped_document_is_kept():

@@ -84,12 +84,14 @@ def dedup_cluster(x: np.ndarray, order: np.ndarray, eps_values: list[float], dev
     max_prev = np.full(n, -np.inf, dtype=np.float32)
     arg_prev = np.zeros(n, dtype=np.int64)
     block = max(16, min(BLOCK, BLOCK_ELEMENTS // n))  # a block of rows x n similarities: about 32 MB
+    later = torch.ones(block, block, dtype=torch.bool, device=xo.device).triu()  # column >= row: not earlier
     for start in range(0, n, block):
         rows = xo[start:start + block]
-        sims = (rows @ xo[: start + len(rows)].T).float()
-        j = torch.arange(start, start + len(rows), device=sims.device)
-        mask = torch.arange(start + len(rows), device=sims.device)[None, :] >= j[:, None]
-        best = sims.masked_fill(mask, -float("inf")).max(dim=1)
+        b = len(rows)
+        sims = (rows @ xo[: start + b].T).float()
+        # only the diagonal square holds documents that are not earlier: mask it in place, no copy
+        sims[:, start:].masked_fill_(later[:b, :b], -float("inf"))
+        best = sims.max(dim=1)
         max_prev[start:start + len(rows)] = best.values.cpu().numpy()
         arg_prev[start:start + len(rows)] = best.indices.cpu().numpy()
     # Greedy walk. A document below the threshold is kept whatever came before. One above it is a
@@ -145,15 +147,15 @@ def rows_table(ids, hashes, centroid_sim, keep_value, previews, vectors: np.ndar
 class PartitionWriter:
     """Rows of one task, buffered as Arrow tables and written to ``folder/c=CLUSTER/RANK-PART.arrow``
     (Arrow IPC: these files live only until the fit has read them, so they are written and read
-    at memory speed, without Parquet's encoding). ``flush_bytes`` bounds the buffer; what it
-    adds to a process is several times that (the batches' per-cluster slices, the concatenation at
-    a flush, Arrow's pool), so it is 32 MB: at 128 MB a task of 2.5M rows over 500 clusters added
-    491 MB against 172 (``bench/semdedup_buffer.py``), and at 1M documents the buffer never
-    filled, which made a bounded buffer look like growth with N."""
+    at memory speed, without Parquet's encoding). ``flush_bytes`` bounds the buffer. Each batch
+    is kept whole, sorted by cluster, with where each cluster's rows start; a flush writes a
+    cluster's slices of every batch as one file. Slicing each batch into its clusters as it came
+    (the former way) kept one small table per batch and cluster: at 500 clusters that overhead,
+    not the rows, was most of what the buffer cost (``bench/semdedup_buffer.py``)."""
 
     def __init__(self, folder: str, rank: int, flush_bytes: int = 32 << 20):
         self.folder, self.rank, self.flush_bytes = folder, rank, flush_bytes
-        self.buffer: dict[int, list[pa.Table]] = {}
+        self.buffer: list[tuple[pa.Table, np.ndarray, np.ndarray]] = []  # (sorted batch, clusters, starts)
         self.size = 0
         self.part = 0
         for old in glob.glob(os.path.join(folder, "c=*", f"{rank:05d}-*.arrow")):
@@ -162,24 +164,28 @@ class PartitionWriter:
     def add(self, clusters: np.ndarray, table: pa.Table) -> None:
         clusters = np.asarray(clusters)
         order = np.argsort(clusters, kind="stable")
-        table = table.take(pa.array(order))
         values, starts = np.unique(clusters[order], return_index=True)
-        ends = list(starts[1:]) + [len(order)]
-        for c, a, b in zip(values, starts, ends):
-            self.buffer.setdefault(int(c), []).append(table.slice(int(a), int(b - a)))
+        self.buffer.append((table.take(pa.array(order)), values, np.append(starts, len(order))))
         self.size += table.nbytes
         if self.size >= self.flush_bytes:
             self.flush()
 
     def flush(self) -> None:
-        for cluster, tables in self.buffer.items():
+        if not self.buffer:
+            return
+        for cluster in np.unique(np.concatenate([v for _, v, _ in self.buffer])).tolist():
+            slices = []
+            for table, values, starts in self.buffer:
+                k = int(np.searchsorted(values, cluster))
+                if k < len(values) and values[k] == cluster:
+                    slices.append(table.slice(int(starts[k]), int(starts[k + 1] - starts[k])))
             d = os.path.join(self.folder, f"c={cluster:06d}")
             os.makedirs(d, exist_ok=True)
-            t = pa.concat_tables(tables)
+            t = pa.concat_tables(slices).combine_chunks()  # one record batch: the fit reads it whole
             with pa.OSFile(os.path.join(d, f"{self.rank:05d}-{self.part:04d}.arrow"), "wb") as sink:
                 with pa.ipc.new_file(sink, t.schema) as w:
                     w.write_table(t)
-        self.buffer, self.size = {}, 0
+        self.buffer, self.size = [], 0
         self.part += 1
 
 

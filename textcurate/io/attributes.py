@@ -39,7 +39,9 @@ class RowCache:
             self.rows = np.zeros(0, dtype=np.int64)
             return
         ids = table.column("id")
-        h = np.fromiter((stable_hash(i) for i in ids.to_pylist()), dtype=np.uint64, count=table.num_rows)
+        # hashed 65,536 ids at a time: a whole column as Python strings would cost ~60 bytes an id
+        h = np.fromiter((stable_hash(i) for k in range(0, len(ids), 1 << 16) for i in ids.slice(k, 1 << 16).to_pylist()),
+                        dtype=np.uint64, count=table.num_rows)
         order = np.lexsort((-np.arange(len(h)), h))  # by hash, the last row of an id first
         self.hashes, self.rows = h[order], order.astype(np.int64)
         self.ids = ids
