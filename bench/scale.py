@@ -19,7 +19,7 @@ against the smallest. Targets (issue 21): slope below 50 MB per million document
 stage; throughput at 10M within 20 % of the 1M figure.
 
     .venv/bin/python bench/scale.py [--sizes 1000000,3000000,10000000] [--stages select,kmeans,...]
-                                    [--work /tmp/textcurate-scale] [--keep]
+                                    [--work /tmp/textcurate-scale] [--keep] [--trace]
 
 Peer: none runs these stages on the same data (datatrove has no global select, k-means or
 SemDeDup), so the ratio printed is against this bench's own smallest N, as the target asks.
@@ -80,19 +80,85 @@ def pipeline(stage: str, data: str, run: str, tasks: int, n: int) -> dict:
             "executor": {"type": "local", "tasks": tasks, "workers": 1}}
 
 
-def measure(cmd: list[str]) -> tuple[float, float]:
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as fh:
+                kids = [int(k) for k in fh.read().split()]
+        except OSError:
+            kids = []
+        out += kids
+        todo += kids
+    return out
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024
+    except (OSError, StopIteration):
+        return 0.0
+
+
+def measure(cmd: list[str], trace: str | None = None) -> tuple[float, float]:
     """(seconds, peak RSS in MB of the largest process the command ran: GNU time's maximum resident
-    set size, which covers the command and every descendant it waited for)."""
+    set size, which covers the command and every descendant it waited for). With ``trace``, the
+    RSS of the command's largest process once a second goes to that file (unix time, pid, MB)."""
     t0 = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    with open(os.devnull if trace is None else trace, "w") as tr, \
+            subprocess.Popen(["/usr/bin/time", "-f", "%M", *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}) as proc:
+        if trace is None:
+            stdout, stderr = proc.communicate()
+        else:
+            import threading
+
+            outs: dict = {}
+            reader = threading.Thread(target=lambda: outs.update(zip(("out", "err"), proc.communicate())))
+            reader.start()
+            while reader.is_alive():
+                sizes = [(_rss_mb(p), p) for p in _descendants(proc.pid)]
+                if sizes:
+                    mb, pid = max(sizes)
+                    tr.write(f"{time.time():.1f} {pid} {mb:.0f}\n")
+                    tr.flush()
+                reader.join(1.0)
+            stdout, stderr = outs["out"], outs["err"]
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return seconds, int(proc.stderr.strip().splitlines()[-1]) / 1024
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{stdout[-3000:]}\n{stderr[-3000:]}")
+    return seconds, int(stderr.strip().splitlines()[-1]) / 1024
 
 
-def run_stage(stage: str, n: int, data: str, work: str, tasks: int) -> dict:
+def trace_phases(trace: str, run: str) -> list[tuple[str, float, float]]:
+    """(phase and task, seconds, largest RSS in MB) from a trace and the run's task logs."""
+    import datetime
+    import glob
+    import re
+
+    samples = [(float(t), float(mb)) for t, _, mb in (line.split() for line in open(trace))]
+    marks = []
+    for log in glob.glob(os.path.join(run, "logs", "*", "logs", "*.log")):
+        phase = log.split(os.sep)[-3]
+        for line in open(log):
+            m = re.match(r"(\S+ \S+) \| .* - Launching pipeline for rank=(\d+)", line)
+            if m:
+                t = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").astimezone().timestamp()
+                marks.append((t, f"{phase} task {m.group(2)} (and what follows it)"))
+    marks = sorted(marks) + [(float("inf"), "")]
+    out = []
+    if samples and marks[0][0] > samples[0][0]:
+        marks.insert(0, (samples[0][0], "start-up"))
+    for (a, name), (b, _) in zip(marks, marks[1:]):
+        seg = [mb for t, mb in samples if a <= t < b]
+        if seg:
+            out.append((name, (min(b, samples[-1][0]) - a), max(seg)))
+    return out
+
+
+def run_stage(stage: str, n: int, data: str, work: str, tasks: int, trace: bool = False) -> dict:
     import yaml
 
     tc = os.path.join(os.path.dirname(sys.executable), "textcurate")
@@ -114,7 +180,11 @@ def run_stage(stage: str, n: int, data: str, work: str, tasks: int) -> dict:
         if not os.path.exists(os.path.join(src, "run.json")):
             run_stage("kmeans", n, data, work, tasks)
         cmd = [tc, "report", src]
-    seconds, peak = measure(cmd)
+    trace_file = os.path.join(work, f"trace-{stage}-{n}.txt") if trace else None
+    seconds, peak = measure(cmd, trace_file)
+    if trace_file and stage != "materialise":
+        for name, secs, mb in trace_phases(trace_file, src if stage == "report" else run):
+            print(f"    {name:50s} {secs:8.1f} s, largest RSS {mb:8.0f} MB", flush=True)
     return {"stage": stage, "n": n, "seconds": round(seconds, 1), "docs_per_s": round(n / seconds),
             "peak_mb": round(peak, 1)}
 
@@ -126,6 +196,8 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/textcurate-scale")
     ap.add_argument("--tasks", type=int, default=4)
     ap.add_argument("--keep", action="store_true", help="keep the generated data and runs")
+    ap.add_argument("--trace", action="store_true", help="sample the RSS once a second (WORK/trace-STAGE-N.txt) "
+                    "and print its largest value in each phase and task of the run")
     args = ap.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     stages = args.stages.split(",")
@@ -137,7 +209,7 @@ def main() -> None:
         if not os.path.isdir(data):
             print(f"generated {n:,} documents in {generate(n, data):.1f} s", flush=True)
         for stage in stages:
-            r = run_stage(stage, n, data, args.work, args.tasks)
+            r = run_stage(stage, n, data, args.work, args.tasks, args.trace)
             rows.append(r)
             print(f"{stage:12s} N={n:>11,}: {r['seconds']:8.1f} s, {r['docs_per_s']:>9,} docs/s, peak RSS "
                   f"{r['peak_mb']:8.1f} MB", flush=True)
