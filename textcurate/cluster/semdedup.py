@@ -92,8 +92,8 @@ def dedup_cluster(x: np.ndarray, order: np.ndarray, eps_values: list[float], dev
         # only the diagonal square holds documents that are not earlier: mask it in place, no copy
         sims[:, start:].masked_fill_(later[:b, :b], -float("inf"))
         best = sims.max(dim=1)
-        max_prev[start:start + len(rows)] = best.values.cpu().numpy()
-        arg_prev[start:start + len(rows)] = best.indices.cpu().numpy()
+        max_prev[start:start + b] = best.values.cpu().numpy()
+        arg_prev[start:start + b] = best.indices.cpu().numpy()
     # Greedy walk. A document below the threshold is kept whatever came before. One above it is a
     # duplicate of its most similar earlier document when that one was kept (then it is also the
     # most similar *kept* one); only when that document was itself dropped does the walk compare
