@@ -42,6 +42,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from judge import cpu_flags  # noqa: E402
+from _util import status_mb  # noqa: E402
 
 STAGES = ("select", "kmeans", "semdedup", "materialise", "report")
 PER_SHARD = 250_000
@@ -94,14 +95,6 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def _rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024
-    except (OSError, StopIteration):
-        return 0.0
-
-
 def measure(cmd: list[str], trace: str | None = None) -> tuple[float, float]:
     """(seconds, peak RSS in MB of the largest process the command ran: GNU time's maximum resident
     set size, which covers the command and every descendant it waited for). With ``trace``, the
@@ -119,7 +112,7 @@ def measure(cmd: list[str], trace: str | None = None) -> tuple[float, float]:
             reader = threading.Thread(target=lambda: outs.update(zip(("out", "err"), proc.communicate())))
             reader.start()
             while reader.is_alive():
-                sizes = [(_rss_mb(p), p) for p in _descendants(proc.pid)]
+                sizes = [(mb, p) for p in _descendants(proc.pid) if (mb := status_mb("VmRSS", p)) == mb]  # not nan
                 if sizes:
                     mb, pid = max(sizes)
                     tr.write(f"{time.time():.1f} {pid} {mb:.0f}\n")
