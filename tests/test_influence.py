@@ -67,7 +67,10 @@ def test_projection_is_batch_invariant_and_seeded(real_grads):
         a = Projector(g.shape[1], 256, kind, seed=7, block=1000, cache_bytes=0)
         whole = a.project(g)
         parts = torch.cat([a.project(g[i:i + 5]) for i in range(0, len(g), 5)])
-        torch.testing.assert_close(parts, whole, rtol=1e-5, atol=1e-6)
+        # the same numbers up to float32 summation order, which the matmul's blocking for another
+        # batch size changes (AVX2 kernels here: 1.2e-6 on an entry of 0.008); the error is bounded by
+        # the scale of the outputs, not by each entry's own size
+        torch.testing.assert_close(parts, whole, rtol=1e-5, atol=1e-5 * float(whole.abs().max()))
         again = Projector(g.shape[1], 256, kind, seed=7, block=1000).project(g)  # cached matrix, same numbers
         torch.testing.assert_close(again, whole, rtol=1e-5, atol=1e-6)
         other = Projector(g.shape[1], 256, kind, seed=8, block=1000).project(g)
