@@ -48,4 +48,7 @@ def test_quickstart_uses_it():
 
     with open(os.path.join(ROOT, "pipelines", "quickstart.yaml")) as fh:
         cfg = yaml.safe_load(fh)
-    assert [s["classifier"] for s in cfg["stages"] if s["type"] == "edu_score"] == ["classifiers/edu-smollm2-minilm"]
+    assert [s["classifier"] for s in cfg["stages"] if s["type"] == "edu_score"] == ["edu-default"]
+    from textcurate.assets import classifier_path
+
+    assert os.path.samefile(classifier_path("edu-default"), os.path.join(ROOT, "classifiers", "edu-smollm2-minilm"))

@@ -292,12 +292,22 @@ def read_yaml(path: str, what: str = ""):
         with open(path) as fh:
             return yaml.safe_load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"{where}: no such file") from None
+        from textcurate.assets import pipelines
+
+        raise ConfigError(f"{where}: no such file (shipped pipelines, by name: {', '.join(pipelines())})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{where}: a folder, not a YAML file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{where}: not a text file ({e.reason} at byte {e.start})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{where}: not valid YAML: {e}") from None
 
 
 def load_pipeline(path: str, overrides: list[str] | None = None) -> PipelineConfig:
+    """A pipeline YAML: a path, or the name of a shipped pipeline (``quickstart``)."""
+    from textcurate.assets import pipeline_path
+
+    path = pipeline_path(path)
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with input, stages, output")
@@ -305,8 +315,10 @@ def load_pipeline(path: str, overrides: list[str] | None = None) -> PipelineConf
 
 
 def parse_pipeline(data: dict, source: str = "<config>") -> PipelineConfig:
+    from textcurate.assets import expand
+
     try:
-        cfg = PipelineConfig.model_validate(data)
+        cfg = PipelineConfig.model_validate(expand(data))
     except ValidationError as e:
         raise ConfigError(f"{source}: invalid pipeline\n  " + "\n  ".join(_format_errors(e, "", PipelineConfig))
                           ) from None

@@ -16,7 +16,7 @@ import typer
 from textcurate.cli import VERBOSE, _execute, _fail, app, console
 from textcurate.synth.prompts import AUDIENCES, STYLES
 
-DEFAULT_CLASSIFIER = "classifiers/edu-smollm2-minilm"
+DEFAULT_CLASSIFIER = "edu-default"  # the shipped edu-smollm2-minilm, found from the installed package
 
 
 @app.command("synth")
@@ -76,7 +76,8 @@ def synth(out: str = typer.Option(..., "--out", help="the run folder"),
         stages.append({"type": "decontaminate", "benchmarks": list(benchmark)})
     data = {"name": "synth", "input": inp, "stages": stages, "output": {"path": out},
             "executor": {"type": "local", "tasks": tasks}}
-    record = _execute(lambda: parse_pipeline(data, source="textcurate synth"), overwrite, verbose=verbose, where=out)
+    record = _execute(lambda: parse_pipeline(data, source="textcurate synth"), overwrite, verbose=verbose, where=out,
+                      verb="synth")
     from textcurate.synth.report import synth_diversity
 
     div = synth_diversity(os.path.abspath(out))
