@@ -130,7 +130,9 @@ def dedup_cluster(x: np.ndarray, order: np.ndarray, eps_values: list[float], dev
 
 # --- partitioned rows ------------------------------------------------------------------------------------
 def fit_schema(dim: int | None = None) -> pa.Schema:
-    vec = pa.list_(pa.float16(), dim) if dim else pa.list_(pa.float16())
+    from textcurate.io.files import vector_type
+
+    vec = vector_type(dim)
     return pa.schema([("id", pa.string()), ("hash", pa.uint64()), ("centroid_sim", pa.float32()),
                       ("keep_value", pa.float64()), ("preview", pa.string()), ("vector", vec)])
 

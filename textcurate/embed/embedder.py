@@ -32,7 +32,7 @@ import os
 import numpy as np
 
 from textcurate.engines.models import AssemblyError, PartedFile, assembled, models_dir
-from textcurate.io.files import cpu_has_bf16, pick_device
+from textcurate.io.files import cpu_has_bf16, dir_mode, pick_device
 
 MINILM, MPNET, BGE_SMALL = "all-MiniLM-L6-v2", "all-mpnet-base-v2", "bge-small-en-v1.5"
 MODEL_ALIASES = {"minilm": MINILM, MINILM: MINILM, f"sentence-transformers/{MINILM}": MINILM,
@@ -87,7 +87,7 @@ def packaged_mpnet() -> str:
                     shutil.copyfileobj(src, fh, 8 << 20)
         if os.path.getsize(os.path.join(tmp, "model.safetensors")) != MPNET_WEIGHTS:
             raise AssemblyError(f"{archive}: model.safetensors is not {MPNET_WEIGHTS:,} bytes")
-        os.chmod(tmp, 0o755)  # mkdtemp's 0700 otherwise
+        os.chmod(tmp, dir_mode())  # mkdtemp's 0700 otherwise
         try:
             os.rename(tmp, out)
         except OSError:  # a folder is there: another process's (whole), or one not made here (replaced)
@@ -127,6 +127,40 @@ def resolve_model(model: str) -> str:
     if name == BGE_SMALL:
         return _bge_small()
     return model
+
+
+def check_model(model: str) -> None:
+    """ValueError, in one line naming the model or its file, when ``model`` would not load: a folder
+    whose weights are cut short or pickled, a packaged model whose package is missing, or a name that
+    is neither packaged, nor a folder, nor in the hub's cache while the hub is offline."""
+    import difflib
+
+    from textcurate.io.files import check_model_folder
+
+    if os.path.exists(model):
+        check_model_folder(model)
+        return
+    if model in MODEL_ALIASES:
+        try:
+            check_model_folder(resolve_model(model))
+        except (FileNotFoundError, AssemblyError) as e:
+            raise ValueError(str(e)) from None
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    looks_like_path = model.startswith((".", "/", "~")) or model.count("/") > 1 or os.sep + os.sep in model
+    if looks_like_path or offline:
+        if not looks_like_path:
+            from huggingface_hub import try_to_load_from_cache
+
+            repo = model if "/" in model else f"sentence-transformers/{model}"
+            if any(isinstance(try_to_load_from_cache(repo, f), str) for f in ("modules.json", "config.json")):
+                return
+        short = sorted(k for k in MODEL_ALIASES if "/" not in k and k == k.lower())
+        hint = difflib.get_close_matches(model, list(MODEL_ALIASES), n=1)
+        raise ValueError(f"{model!r}: no such folder" + ("" if looks_like_path else
+                         f", not a packaged model ({', '.join(short)})"
+                         + (f"; did you mean {hint[0]!r}?" if hint else "")
+                         + " and not in the hub's cache (the hub is offline: HF_HUB_OFFLINE)"))
 
 
 CHARS_PER_TOKEN = 12  # a text is cut to max_tokens x this many characters before tokenising: generous for

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import Document
 from pydantic import Field
 
 from textcurate.embed.embedder import Embedder
+from textcurate.io.files import as_vector_type, vector_type
 from textcurate.io.rejects import Reject
 from textcurate.registry import RunPaths, ScorerParams, stage
 from textcurate.steps.base import Scorer
@@ -40,9 +40,9 @@ class Embed(Scorer):
         # the dimension from it rather than load the model only to learn its width
         stored = os.path.join(self.attributes_folder or "", self.step_name, f"{rank:05d}.parquet")
         if self.attributes_folder and os.path.exists(stored):
-            self.columns = {"embedding": pq.read_schema(stored).field("embedding").type}
+            self.columns = {"embedding": as_vector_type(pq.read_schema(stored).field("embedding").type)}
         else:
-            self.columns = {"embedding": pa.list_(pa.float16(), self.embedder.dim)}
+            self.columns = {"embedding": vector_type(self.embedder.dim)}
 
     def score(self, docs: list[Document]) -> list[dict | Reject]:
         vecs = self.embedder.encode([d.text for d in docs])
@@ -67,6 +67,12 @@ class EmbedParams(ScorerParams):
     device: str = Field("auto", description="auto | cpu | cuda[:N]")
     dtype: str = Field("auto", description="auto (bf16 where the hardware has it) | float32 | bfloat16 | float16")
     trust_remote_code: bool = Field(False, description="let the model's repository run its own code")
+    provides = frozenset({EMBEDDING_KEY})
+
+    def preflight(self) -> None:
+        from textcurate.embed.embedder import check_model
+
+        check_model(self.model)
 
     def build(self, paths: RunPaths, name: str):
         kw = self.scorer_kwargs(paths, name)

