@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -26,13 +27,68 @@ console = Console(stderr=True)
 
 
 def _fail(msg: str, code: int = 2):
-    console.print(f"[bold red]error:[/] {msg}", highlight=False)
+    console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)  # one line, however long
     raise typer.Exit(code)
 
 
 VERBOSE = typer.Option(False, "--verbose", "-v", help="show datatrove's logs and per-step statistics, library loading "
                                                       "bars and tracebacks on the terminal (they are always in "
                                                       "RUN/logs/)")
+OVERWRITE = typer.Option(False, "--overwrite", help="replace an output folder that holds another textcurate output "
+                                                    "(only what textcurate wrote there is removed)")
+
+
+@contextlib.contextmanager
+def writing(out: str, verb: str, overwrite: bool = False, writes: tuple[str, ...] = (), verbose: bool = False):
+    """The output folder of a verb, claimed by the one output-folder rule (``runner.outdir``: a new or
+    empty folder, or one holding this verb's output; ``--overwrite`` removes only what textcurate
+    wrote; a second writer is refused) and locked until the verb ends. Any error inside is one
+    line (exit status 2); its traceback goes to OUT/logs/error.log, and to the terminal with
+    ``--verbose``."""
+    from textcurate.runner.console import error_line, is_verbose, log_traceback
+    from textcurate.runner.outdir import OutputError, claim_output
+
+    try:
+        claimed = claim_output(out, verb, overwrite, writes, log=lambda s: console.print(s, highlight=False))
+    except OutputError as e:
+        _fail(str(e))
+    try:
+        yield claimed
+    except (typer.Exit, typer.Abort):
+        raise
+    except KeyboardInterrupt:
+        _fail("interrupted", code=130)
+    except Exception as e:  # noqa: BLE001 - one line for any error, the traceback kept
+        if verbose or is_verbose():
+            raise
+        _fail(f"{error_line(e)} (traceback in {log_traceback(claimed.path, e)}; --verbose shows it)")
+    finally:
+        claimed.close()
+
+
+def verb_rejects(out: str, step: str):
+    """A reject sink for a verb's records that cannot be used (OUT/rejects/STEP/00000.jsonl), quiet:
+    ``print_rejects`` says what it holds once, at the end."""
+    from loguru import logger
+
+    from textcurate.io.rejects import RejectSink
+
+    logger.disable("textcurate.io.rejects")
+    return RejectSink(os.path.join(out, "rejects"), step, 0)
+
+
+def print_rejects(sink, what: str) -> None:
+    sink.close()
+    if sink.count:
+        from textcurate.io.rejects import summarise_rejects
+
+        first = summarise_rejects(os.path.dirname(os.path.dirname(sink.path)), first=1)["first"][0]
+        console.print(f"[yellow]{sink.count:,} {what} rejected[/] (first: {first['file']}:{first['line']} id "
+                      f"{first.get('id')!r}: {first['reason']}); every one in {os.path.dirname(sink.path)}/",
+                      highlight=False, soft_wrap=True)
+
+
+SHOWN_REJECT_KINDS = 10  # the commonest kinds of reject on the terminal; the rest are counted, and all are on disk
 
 
 def _print_result(record: dict) -> None:
@@ -47,10 +103,16 @@ def _print_result(record: dict) -> None:
             out.print(f"[bold red]ledger does not balance:[/] {p}")
     rej = record.get("rejects", {})
     if rej.get("count"):
-        out.print(f"{rej['count']:,} rejected records in {record['config']['output']['path']}/rejects/:")
-        for k, v in sorted(rej["by_reason"].items(), key=lambda kv: -kv[1])[:10]:
+        folder = os.path.join(record["config"]["output"]["path"], "rejects")
+        kinds = sorted(rej["by_reason"].items(), key=lambda kv: (-kv[1], kv[0]))
+        out.print(f"{rej['count']:,} rejected records of {len(kinds):,} kinds in {folder}/:", highlight=False)
+        for k, v in kinds[:SHOWN_REJECT_KINDS]:
             first = rej.get("example", {}).get(k)
-            out.print(f"  {v:>7,}  {k}" + (f"  (first: {first})" if first else ""), highlight=False)
+            out.print(f"  {v:>7,}  {k}" + (f"  (first: {first})" if first else ""), highlight=False, soft_wrap=True)
+        if len(kinds) > SHOWN_REJECT_KINDS:
+            rest = sum(v for _, v in kinds[SHOWN_REJECT_KINDS:])
+            out.print(f"  and {len(kinds) - SHOWN_REJECT_KINDS:,} more kinds ({rest:,} records) in {folder}/",
+                      highlight=False)
     if record.get("mix"):
         from textcurate.mix.planner import Plan, plan_summary, plan_table
 
@@ -84,11 +146,14 @@ def run(pipeline: str = typer.Argument(..., help="pipeline YAML"),
     _execute(lambda: load_pipeline(pipeline, set_ or []), overwrite, report, verbose, os.path.dirname(pipeline))
 
 
-def _execute(make_config, overwrite: bool, report: bool = True, verbose: bool = False, where: str = "") -> dict:
+def _execute(make_config, overwrite: bool, report: bool = True, verbose: bool = False, where: str = "",
+             verb: str = "run") -> dict:
     """Build the config and run (or resume) it, as every verb that runs a pipeline does: one line for
-    a configuration or operating-system error, the ledger at the end."""
+    any error (a configuration, a refused folder, a file that does not load, a failure in a task),
+    exit status 2 (1 for an operating-system error, which the same command resumes from), run.json
+    marked failed with the reason and the traceback in RUN/logs/error.log; the ledger at the end."""
     from textcurate.config import ConfigError
-    from textcurate.runner.console import VERBOSE_ENV, RunOSError
+    from textcurate.runner.console import VERBOSE_ENV, RunOSError, error_line
     from textcurate.runner.run import run_pipeline
 
     if verbose:
@@ -96,15 +161,22 @@ def _execute(make_config, overwrite: bool, report: bool = True, verbose: bool = 
     cfg = None
     try:
         cfg = make_config()
-        record = run_pipeline(cfg, overwrite=overwrite, report=report)
-    except ConfigError as e:
+        record = run_pipeline(cfg, overwrite=overwrite, report=report, verb=verb,
+                              log=lambda s: console.print(s, highlight=False))
+    except ConfigError as e:  # a refused output folder (OutputError) too
         _fail(str(e))
     except RunOSError as e:  # in a task: a full disk, a permission; the traceback is in RUN/logs/ (and shown with -v)
         _fail(str(e), code=1)
-    except OSError as e:  # the same in this process (run.json on a full disk, say)
-        if verbose or e.errno is None:
+    except KeyboardInterrupt:
+        _fail("interrupted; run the same command again to resume", code=130)
+    except Exception as e:  # noqa: BLE001 - anything else: one line, the traceback kept
+        if verbose:
             raise
-        _fail(str(RunOSError(e, os.path.abspath(cfg.output.path) if cfg else where)), code=1)
+        if isinstance(e, OSError) and e.errno is not None:  # in this process: run.json on a full disk, say
+            _fail(str(RunOSError(e, os.path.abspath(cfg.output.path) if cfg else where)), code=1)
+        logs = os.path.join(os.path.abspath(cfg.output.path), "logs", "error.log") if cfg else None
+        _fail(error_line(e) + (f" (traceback in {logs}; --verbose shows it)" if logs and os.path.exists(logs)
+                               else " (--verbose shows the traceback)"))
     if record["status"] == "submitted":  # slurm: every phase is queued, chained by dependencies
         Console().print(f"submitted {len(record['slurm']['phases'])} Slurm jobs, chained by dependencies: "
                         + ", ".join(f"{p['name']} ({p['job_id'] or 'done'})" for p in record["slurm"]["phases"])
@@ -133,28 +205,50 @@ def select(run_dir: str = typer.Argument(..., help="a finished run whose documen
     """Re-select from a finished run by new thresholds: reads its documents, runs no scorer."""
     from textcurate.config import parse_pipeline
 
-    src = os.path.join(run_dir, "run.json")
-    if not os.path.exists(src):
-        _fail(f"{run_dir}: no run.json; is it a finished textcurate run?")
-    with open(src) as fh:
-        old = json.load(fh)
+    old = run_record(run_dir)
+    if old.get("status") != "complete":
+        _fail(f"{run_dir}: its run is {old.get('status')}, not complete: finish it first (run the same command again)")
     fmt = old["config"]["output"]["format"]
     stage = {"type": "select", **params.model_dump(exclude_unset=True)}
     data = {"name": f"{old['name']}-select", "input": {"type": fmt, "path": os.path.join(run_dir, "documents")},
             "stages": [stage],
             "output": {"path": out, "format": fmt, "compression": old["config"]["output"]["compression"]},
             "executor": {"type": "local", "tasks": tasks}}
-    _execute(lambda: parse_pipeline(data, source="textcurate select"), overwrite, verbose=verbose, where=out)
+    _execute(lambda: parse_pipeline(data, source="textcurate select"), overwrite, verbose=verbose, where=out, verb="select")
 
 
 @app.command()
-def report(run_dir: str = typer.Argument(...), out: Optional[str] = typer.Option(None, help="default RUN/report.html")):
+def report(run_dir: str = typer.Argument(...), out: Optional[str] = typer.Option(None, help="default RUN/report.html"),
+           overwrite: bool = typer.Option(False, "--overwrite", help="with --out: replace a file textcurate wrote")):
     """Write one self-contained HTML report of a run."""
-    from textcurate.report.html import write_report
+    from textcurate.report.html import is_report, write_report
+    from textcurate.runner.outdir import FolderLock, OutputError, claim_file
 
-    if not os.path.exists(os.path.join(run_dir, "run.json")):
-        _fail(f"{run_dir}: no run.json")
-    print(write_report(run_dir, out))
+    run_record(run_dir)
+    try:
+        if out:
+            claim_file(out, "report", overwrite, is_ours=is_report)
+        with FolderLock(os.path.abspath(run_dir), "report", log=lambda s: console.print(s, highlight=False)):
+            print(write_report(run_dir, out))
+    except OutputError as e:
+        _fail(str(e))
+
+
+def run_record(run_dir: str) -> dict:
+    """The run record of folder ``run_dir``, or one line saying why there is none (exit status 2)."""
+    path = os.path.join(run_dir, "run.json")
+    if not os.path.isdir(run_dir):
+        _fail(f"{run_dir}: no such folder")
+    try:
+        with open(path) as fh:
+            record = json.load(fh)
+    except FileNotFoundError:
+        _fail(f"{run_dir}: not a textcurate run folder (no run.json)")
+    except (OSError, ValueError) as e:
+        _fail(f"{path}: unreadable ({type(e).__name__}: {e})")
+    if not isinstance(record, dict) or "config" not in record:
+        _fail(f"{path}: not the record of a textcurate run")
+    return record
 
 
 @app.command()
@@ -162,11 +256,26 @@ def ledger(run_dir: str = typer.Argument(...)):
     """Print a run's ledger table (documents in / kept / dropped / rejected per step)."""
     from textcurate.runner.ledger import ledger_table
 
-    with open(os.path.join(run_dir, "run.json")) as fh:
-        record = json.load(fh)
+    record = run_record(run_dir)
     if "ledger" not in record:
-        _fail(f"{run_dir}: run has no ledger yet (status {record.get('status')})")
+        _fail(f"{run_dir}: run has no ledger yet (status {record.get('status')}"
+              + (f": {record['error']}" if record.get("error") else "") + ")")
     Console().print(ledger_table(record["ledger"], title=f"{record['name']}: ledger"))
+
+
+def _read_spec(path: str, what: str) -> dict:
+    """A YAML spec (a path, or a shipped example by name), ``@assets/`` paths made absolute; one line
+    for a missing file or bad YAML."""
+    from textcurate.assets import expand, pipeline_path
+    from textcurate.config import ConfigError, read_yaml
+
+    try:
+        data = read_yaml(pipeline_path(path), what)
+    except ConfigError as e:
+        _fail(str(e))
+    if data is not None and not isinstance(data, dict):
+        _fail(f"{what} {path}: expected a mapping")
+    return expand(data or {})
 
 
 def _read_docs(path: str, fmt: str | None = None):
@@ -191,27 +300,48 @@ def annotate(input: str = typer.Argument(..., help="a run folder, a JSONL/Parque
                                                               "generate (parse the written answer) | both"),
              prompt: str = typer.Option("edu-additive-v2", help="the judge's prompt: edu-additive-v2 | "
                                                                  "edu-additive-v2-fewshot | edu-anchored-v1 | "
-                                                                 "ask-llm-v1 (distribution only)")):
+                                                                 "ask-llm-v1 (distribution only)"),
+             overwrite: bool = typer.Option(False, "--overwrite", help="annotate again over annotations textcurate "
+                                                                       "wrote with other settings"),
+             verbose: bool = VERBOSE):
     """Rate documents 0-5 for educational value with an LLM; resumable."""
     from textcurate.engines import GenerationParams, make_engine
     from textcurate.judge.annotate import annotate as run_annotate
-    from textcurate.judge.annotate import sample_documents
+    from textcurate.judge.annotate import sample_documents, written_by
     from textcurate.judge.prompt import PROMPTS
+    from textcurate.runner.outdir import FolderLock, OutputError, claim_file
 
     if prompt not in PROMPTS:
         _fail(f"--prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
-    opts = {"base_url": base_url} if base_url else {}
-    eng = make_engine(engine, model, **opts)
-    docs = sample_documents(_read_docs(input), sample or None, seed)
-    console.print(f"annotating {len(docs):,} documents with {engine}:{model}")
     try:
+        claim_file(out, "annotate", overwrite, is_ours=written_by)
+        if not os.path.exists(input):
+            _fail(f"{input}: no such file or folder")
+        os.makedirs(out + ".parts", exist_ok=True)  # the parts of a resumable annotation, and its lock
+        lock = FolderLock(out + ".parts", "annotate", log=lambda s: console.print(s, highlight=False)).acquire()
+    except OutputError as e:
+        _fail(str(e))
+    try:
+        opts = {"base_url": base_url} if base_url else {}
+        eng = make_engine(engine, model, **opts)
+        docs = sample_documents(_read_docs(input), sample or None, seed)
+        console.print(f"annotating {len(docs):,} documents with {engine}:{model}")
         table = run_annotate(docs, eng, out, batch_size=batch_size, max_chars=max_chars,
                              params=GenerationParams(max_tokens=max_tokens,
                                                      assistant_prefix=PROMPTS[prompt].answer_prefix),
                              progress=lambda d, n: console.print(f"  {d:,}/{n:,}", highlight=False), scoring=scoring,
-                             prompt=prompt)
-    except ValueError as e:
+                             prompt=prompt, overwrite=overwrite,
+                             settings={"input": os.path.abspath(input), "sample": sample, "seed": seed})
+    except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
+    except Exception as e:  # noqa: BLE001 - one line, the traceback beside the output
+        from textcurate.runner.console import error_line, is_verbose, log_traceback
+
+        if verbose or is_verbose():
+            raise
+        _fail(f"{error_line(e)} (traceback in {log_traceback(out + '.parts', e)}; --verbose shows it)")
+    finally:
+        lock.release()
     scores = table.column("score").to_pylist()
     parsed = [s for s in scores if s is not None]
     dist = {k: parsed.count(k) for k in range(6)}
@@ -230,7 +360,8 @@ def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotation
                          seed: int = typer.Option(0),
                          ngram: bool = typer.Option(True, help="also train the fast n-gram model (for cascades)"),
                          target: str = typer.Option("auto", help="auto (score_expected where the annotations "
-                                                                 "have it, else score) | score | score_expected")):
+                                                                 "have it, else score) | score | score_expected"),
+                         overwrite: bool = OVERWRITE, verbose: bool = VERBOSE):
     """Train a regression head on frozen embeddings (and an n-gram model) from annotations.
 
     Validation: the rows whose split is 'test', else whole sources (a source column), else a
@@ -239,11 +370,13 @@ def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotation
 
     try:
         ids, texts, y, extra = load_annotations(annotations, target)
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
-    card = train_classifier(ids, texts, y, out, provenance, embedder, max_tokens, tuple(heads.split(",")),
-                            val_frac, seed, with_ngram=ngram, sources=extra.get("source"), split=extra.get("split"),
-                            target=extra["target"])
+    with writing(out, "train-classifier", overwrite, ("card.json", "head.safetensors", "ngram.safetensors"), verbose):
+        card = train_classifier(ids, texts, y, out, provenance, embedder, max_tokens, tuple(heads.split(",")),
+                                val_frac, seed, with_ngram=ngram, sources=extra.get("source"),
+                                split=extra.get("split"), target=extra["target"])
+
     def summary(m: dict) -> dict:  # NaN (e.g. AUC with one class) is not JSON: null
         return {k: (round(v, 4) if v == v else None) for k, v in m.items() if isinstance(v, float)}
 
@@ -261,18 +394,22 @@ def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotation
 def cluster(features: str = typer.Argument(..., help="a feature store folder (RUN/features/embed), or a run folder"),
             out: str = typer.Option(..., "--out", help="artifact folder: centroids.safetensors, card.json, "
                                                        "assignments.parquet"),
-            *, params: ClusterParams):
+            overwrite: bool = OVERWRITE, verbose: bool = VERBOSE, *, params: ClusterParams):
     """Spherical k-means on stored embeddings: fit on a sample, assign every document."""
     from rich.table import Table
 
     from textcurate.cluster.store import assign_store, fit_store
 
     p = params
-    try:
-        km = fit_store(features, p.k, p.sample, out, p.niter, p.seed, p.device)
-        sizes = assign_store(km, features, os.path.join(out, "assignments.parquet"))
-    except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+    with writing(out, "cluster", overwrite, ("card.json", "centroids.safetensors", "assignments.parquet", "map.parquet",
+                                             "rejects"), verbose):
+        rejects = verb_rejects(out, "cluster")
+        try:
+            km = fit_store(features, p.k, p.sample, out, p.niter, p.seed, p.device)
+            sizes = assign_store(km, features, os.path.join(out, "assignments.parquet"), rejects=rejects)
+        except (FileNotFoundError, ValueError) as e:
+            _fail(str(e))
+        print_rejects(rejects, "vectors (NaN, inf or all zeros: not clustered)")
     c = km.card
     table = Table(title=f"k-means: {out}")
     for col in ("k", "fitted on", "assigned", "inertia", "mean cosine", "largest", "median", "empty", "fit s"):
@@ -290,7 +427,7 @@ def dedup(features: str = typer.Argument(..., help="a feature store folder (RUN/
           out: str = typer.Option(..., "--out", help="folder for duplicates.parquet and card.json"),
           values: Optional[str] = typer.Option(None, help="Parquet file/folder with id and FIELD, for highest/lowest"),
           texts: Optional[str] = typer.Option(None, help="documents (JSONL/Parquet folder or a run) for example pairs"),
-          *, params: SemDeDupParams):
+          overwrite: bool = OVERWRITE, verbose: bool = VERBOSE, *, params: SemDeDupParams):
     """SemDeDup on stored embeddings: duplicates inside each cluster, and the eps table."""
     from rich.table import Table
 
@@ -300,27 +437,30 @@ def dedup(features: str = typer.Argument(..., help="a feature store folder (RUN/
     from textcurate.io.files import pick_device
 
     eps, keep, device = params.eps, params.keep, params.device
-    try:
-        km = SphericalKMeans.load(clusters, device=device)
-        field = keep_field(keep)
-        vals = None
-        if field:
-            if not values:
-                _fail(f"--keep {keep} needs --values: a Parquet file or folder with columns id and {field}")
-            import pyarrow.dataset as ds
+    field = keep_field(keep)
+    if field and not values:
+        _fail(f"--keep {keep} needs --values: a Parquet file or folder with columns id and {field}")
+    if texts and not os.path.exists(texts):
+        _fail(f"--texts {texts}: no such file or folder")
+    with writing(out, "dedup", overwrite, ("card.json", "duplicates.parquet", "_partitions", "rejects"), verbose):
+        rejects = verb_rejects(out, "dedup")
+        try:
+            km = SphericalKMeans.load(clusters, device=device)
+            vals = None
+            if field:
+                import pyarrow.dataset as ds
 
-            from textcurate.io.attributes import RowCache
+                from textcurate.io.attributes import RowCache
 
-            # an Arrow table and a sorted hash index: about 30 bytes a document, no Python object per row
-            vals = RowCache(ds.dataset(values, format="parquet").to_table(columns=["id", field])
-                            .rename_columns(["id", "value"]))
-        if texts and not os.path.exists(texts):
-            _fail(f"--texts {texts}: no such file or folder")
-        docs = _read_docs(texts) if texts else None  # read once, for the example pairs' previews
-        card = dedup_store(km, features, out, eps, keep, vals, docs, seed=params.seed, device=pick_device(device),
-                           eps_table=params.eps_table)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        _fail(str(e))
+                # an Arrow table and a sorted hash index: about 30 bytes a document, no Python object per row
+                vals = RowCache(ds.dataset(values, format="parquet").to_table(columns=["id", field])
+                                .rename_columns(["id", "value"]))
+            docs = _read_docs(texts) if texts else None  # read once, for the example pairs' previews
+            card = dedup_store(km, features, out, eps, keep, vals, docs, seed=params.seed, device=pick_device(device),
+                               eps_table=params.eps_table, rejects=rejects)
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            _fail(str(e))
+        print_rejects(rejects, "vectors (NaN, inf or all zeros: never compared, not in the table)")
     table = Table(title=f"SemDeDup: {card['duplicates']:,} of {card['documents']:,} removed at eps {eps:g}")
     for col in ("eps", "cosine >", "removed", "fraction"):
         table.add_column(col, justify="right")
@@ -352,9 +492,9 @@ def evaluate(pool: str = typer.Argument(..., help="documents with attributes: a 
                                                              "--epochs-at-10pct passes over random 10 % of the pool"),
              epochs_at_10pct: Optional[float] = typer.Option(None, "--epochs-at-10pct",
                                                              help="the default budget: random 10 % of the pool "
-                                                                  "repeated this many times (40)")):
+                                                                  "repeated this many times (40)"),
+             overwrite: bool = OVERWRITE, verbose: bool = VERBOSE):
     """Train small LMs on selections and on random subsets; report the data-efficiency multiplier."""
-    import yaml
     from pydantic import ValidationError
 
     from textcurate.evaluate.run import evaluate as run_evaluation
@@ -363,8 +503,7 @@ def evaluate(pool: str = typer.Argument(..., help="documents with attributes: a 
 
     data: dict = {}
     if spec:
-        with open(spec) as fh:
-            data = yaml.safe_load(fh) or {}
+        data = _read_spec(spec, "--spec")
         data = data.get("evaluate", data)
     if target_expr or target:
         data["target"] = {"expr": target_expr} if target_expr else {"path": target}
@@ -394,16 +533,18 @@ def evaluate(pool: str = typer.Argument(..., help="documents with attributes: a 
 
     try:
         es = EvaluateSpec.model_validate(data)
-        tdocs = read_sample(es.target.path, es.max_documents)[0] if es.target.path else None
-        docs, seen = read_sample(pool, es.max_documents)
-        if seen > len(docs):
-            console.print(f"evaluating on {len(docs):,} of the pool's {seen:,} documents (max_documents: the "
-                          f"smallest id-hashes, a uniform sample)")
-        result = run_evaluation(docs, es, out, tdocs, log=console.print)
     except ValidationError as e:
         _fail("invalid evaluation: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))
-    except (ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+    with writing(out, "evaluate", overwrite, ("evaluate.json", "runs", "tokenizer"), verbose):
+        try:
+            tdocs = read_sample(es.target.path, es.max_documents)[0] if es.target.path else None
+            docs, seen = read_sample(pool, es.max_documents)
+            if seen > len(docs):
+                console.print(f"evaluating on {len(docs):,} of the pool's {seen:,} documents (max_documents: the "
+                              f"smallest id-hashes, a uniform sample)")
+            result = run_evaluation(docs, es, out, tdocs, log=console.print)
+        except (ValueError, FileNotFoundError) as e:
+            _fail(str(e))
     for table in evaluation_tables(result):
         Console().print(table)
     Console().print(f"written: {os.path.join(out, 'evaluate.json')}")
@@ -419,8 +560,17 @@ def influence(pool: str = typer.Option(..., "--pool", help="documents: a run fol
               holdout: float = typer.Option(InfluenceParams.model_fields["holdout"].default,
                                             help="with --target-expr: " +
                                                  InfluenceParams.model_fields["holdout"].description),
-              *, params: InfluenceSpec):
+              overwrite: bool = OVERWRITE, verbose: bool = VERBOSE, *, params: InfluenceSpec):
     """Score every pool document by its influence on a target (TRAK or LESS)."""
+    spec = params
+    if (target is None) == (target_expr is None):
+        _fail("give --target (a folder) or --target-expr (held out from the pool), one of them")
+    with writing(out, "influence", overwrite, ("influence.parquet", "features", "card.json", "tokenizer", "_work"),
+                 verbose):
+        _influence(pool, out, target, target_expr, holdout, spec)
+
+
+def _influence(pool, out, target, target_expr, holdout, spec) -> None:
     from pydantic import ValidationError
 
     from textcurate.influence.pool import Documents
@@ -428,10 +578,7 @@ def influence(pool: str = typer.Option(..., "--pool", help="documents: a run fol
     from textcurate.io.readers import read_documents
     from textcurate.lm.experiment import TargetRule
 
-    spec = params
     try:
-        if (target is None) == (target_expr is None):
-            _fail("give --target (a folder) or --target-expr (held out from the pool), one of them")
         # the pool is read again on each of the fit's passes, never held; the target is. A bad record
         # is reported on the first read only
         reads = [0 if target else 1]  # with --target-expr, the target's pass reads the pool first
@@ -501,22 +648,14 @@ def plan(sources: str = typer.Argument(..., help="SOURCES.yaml: sources (path or
          sample: Optional[int] = typer.Option(None, help="documents tokenised per source (0: all, exact)"),
          fit: Optional[str] = typer.Option(None, help="fit the weights with proxy LMs: regmix or doremi"),
          target_expr: Optional[str] = typer.Option(None, "--target-expr",
-                                                   help="with --fit: the target documents, e.g. \"language == 'markdown'\"")):
+                                                   help="with --fit: the target documents, e.g. \"language == 'markdown'\""),
+         overwrite: bool = OVERWRITE, verbose: bool = VERBOSE):
     """Weights and epochs per source for a token budget (data-constrained scaling law)."""
-    import tempfile
-
-    import yaml
     from pydantic import ValidationError
 
-    from textcurate.mix.planner import PlanError, Plan, plan_summary, plan_table
-    from textcurate.mix.run import fit_summary, run_plan
     from textcurate.mix.spec import MixSpec
 
-    try:
-        with open(sources) as fh:
-            data = yaml.safe_load(fh) or {}
-    except (OSError, yaml.YAMLError) as e:
-        _fail(f"{sources}: {e}")
+    data = _read_spec(sources, "sources")
     data = data.get("mix", data)
     if budget_tokens:
         data["budget_tokens"] = _number(budget_tokens)
@@ -553,10 +692,23 @@ def plan(sources: str = typer.Argument(..., help="SOURCES.yaml: sources (path or
         data["fit"] = block
     try:
         spec = MixSpec.model_validate(data)
-        result = run_plan(spec, out or tempfile.mkdtemp(prefix="textcurate-plan-"), materialise=materialise,
-                          progress=None, log=console.print)
     except ValidationError as e:
         _fail(f"{sources}: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))
+    with (writing(out, "plan", overwrite, ("plan.json", "plan.html", "card.json", "fit.json", "runs", "mixture",
+                                           "_count_tokens.parquet", "rejects"), verbose)
+          if out else contextlib.nullcontext()):
+        _plan(spec, out, materialise)
+
+
+def _plan(spec, out: str | None, materialise: bool) -> None:
+    import tempfile
+
+    from textcurate.mix.planner import Plan, PlanError, plan_summary, plan_table
+    from textcurate.mix.run import fit_summary, run_plan
+
+    try:
+        result = run_plan(spec, out or tempfile.mkdtemp(prefix="textcurate-plan-"), materialise=materialise,
+                          progress=None, log=console.print)
     except (PlanError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
     p = Plan.from_dict(result["plan"])
@@ -602,7 +754,7 @@ def score(input: str = typer.Argument(..., help="documents: a JSONL or Parquet f
           verbose: bool = VERBOSE, *, params: EduScoreParams):
     """Score educational value of any input with a classifier: embed (with the classifier's embedder,
     stored once in features/embed/) then edu_score; writes attributes and documents."""
-    from textcurate.classify.scorer import _is_hf_classifier
+    from textcurate.classify.scorer import check_classifier
     from textcurate.config import parse_pipeline
     from textcurate.io.readers import detect_input
 
@@ -615,23 +767,23 @@ def score(input: str = typer.Argument(..., help="documents: a JSONL or Parquet f
     else:
         source = {"type": fmt, "path": os.path.abspath(path)}
     stages = []
-    card_path = os.path.join(params.classifier, "card.json")
-    if os.path.exists(card_path):  # a textcurate head: embed once with the card's embedder, stored for reuse
-        with open(card_path) as fh:
+    try:
+        kind = check_classifier(params.classifier, params.model)
+    except ValueError as e:
+        _fail(str(e))
+    if kind == "head":  # a textcurate head: embed once with the card's embedder, stored for reuse
+        with open(os.path.join(params.classifier, "card.json")) as fh:
             emb = json.load(fh).get("embedder", {})
         embed = EmbedParams(model=params.model or emb.get("model", EmbedParams.model_fields["model"].default),
                             max_tokens=params.max_tokens or emb.get("max_tokens",
                                                                      EmbedParams.model_fields["max_tokens"].default),
                             device=params.device, trust_remote_code=params.trust_remote_code)
         stages.append({"type": "embed", **embed.model_dump(exclude_defaults=True)})
-    elif not _is_hf_classifier(params.classifier):
-        _fail(f"{params.classifier}: not a classifier folder (no card.json of a textcurate classifier, no config.json "
-              f"of a Hugging Face sequence-classification model)")
     stages.append({"type": "edu_score", **params.model_dump(mode="json", exclude_defaults=True),
                    "classifier": os.path.abspath(params.classifier)})
     data = {"name": "score", "input": source, "stages": stages,
             "output": {"path": out}, "executor": {"type": "local", "tasks": tasks}}
-    _execute(lambda: parse_pipeline(data, source="textcurate score"), overwrite, verbose=verbose, where=out)
+    _execute(lambda: parse_pipeline(data, source="textcurate score"), overwrite, verbose=verbose, where=out, verb="score")
 
 
 @app.command()
@@ -675,8 +827,7 @@ def status_cmd(run_dir: str = typer.Argument(..., help="a run folder")):
 
     from textcurate.runner.slurm import status
 
-    if not os.path.exists(os.path.join(run_dir, "run.json")):
-        _fail(f"{run_dir}: no run.json; not a textcurate run folder")
+    run_record(run_dir)
     st = status(run_dir)
     table = Table(title=f"{run_dir}: {st['status']}")
     for col in ("phase", "kind", "tasks done", "job", "state"):

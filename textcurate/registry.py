@@ -38,7 +38,19 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def check_name(name: str, what: str = "a name") -> str:
+    """``name`` when it is a plain name (``[A-Za-z0-9_.-]+``, not ``.`` or ``..``), which becomes one
+    folder or file under a run and can never point outside it; else ValueError."""
+    if not isinstance(name, str) or not NAME.fullmatch(name) or name in (".", ".."):
+        raise ValueError(f"{name!r} is not {what}: use letters, digits, '_', '.', '-' (not '.' or '..'), "
+                         f"no '/' (it becomes a folder inside the run)")
+    return name
 
 
 @dataclass
@@ -79,11 +91,30 @@ class StageParams(BaseModel):
     # keys of the model that configure the stage itself, not the step class's constructor
     stage_keys: ClassVar[frozenset[str]] = frozenset({"name"})
 
-    name: str | None = Field(None, description="step name in the ledger and attributes/ (default: the type)")
+    name: str | None = Field(None, description="step name in the ledger and attributes/ (default: the type); "
+                                               "letters, digits, _ . - only")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_name(cls, v):
+        return v if v is None else check_name(v)
+
+    # the metadata fields the stage's step sets on every document it passes on; None: not declared
+    # (then a later stage's fields cannot be checked before the run)
+    provides: ClassVar[frozenset[str] | None] = None
 
     @classmethod
     def doc(cls) -> str:
         return " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
+
+    def fields_read(self) -> dict[str, list[str]]:
+        """{parameter: the document fields it names}, for the check before a run that every field a
+        stage reads is one the input or an earlier stage has (``runner.preflight``)."""
+        return {}
+
+    def preflight(self) -> None:
+        """Checks that need no document (a model that exists, a file that is whole), run once in the
+        process that starts the run, before anything is written; raise ValueError with one line."""
 
     def step_kwargs(self) -> dict:
         """The step class's keyword arguments: every field but the stage's own keys."""
@@ -126,6 +157,11 @@ class InputParams(BaseModel):
 
     def build_reader(self, paths: "RunPaths"):
         raise NotImplementedError(f"{type(self).__name__}.build_reader")
+
+    def input_paths(self) -> list[str]:
+        """The files or folders the input reads, listed with their sizes and times in the run's
+        identity (``runner.inputs``); none by default."""
+        return []
 
 
 def input_type(type_name: str):

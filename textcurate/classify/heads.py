@@ -86,10 +86,39 @@ def save_artifact(folder: str, head: torch.nn.Module, card: dict, ngram=None) ->
     write_json_atomic(os.path.join(folder, "card.json"), card)
 
 
+def check_artifact(folder: str) -> dict:
+    """The card of the classifier in ``folder``, after checking that its files would load; ValueError
+    naming the file otherwise."""
+    from textcurate.io.files import check_safetensors
+
+    path = os.path.join(folder, "card.json")
+    try:
+        with open(path) as fh:
+            card = json.load(fh)
+        if not isinstance(card.get("head"), dict) or "kind" not in card["head"] or "dim" not in card["head"]:
+            raise ValueError("no head.kind / head.dim")
+    except FileNotFoundError:
+        raise ValueError(f"{folder}: not a textcurate classifier (no card.json)") from None
+    except (OSError, ValueError, AttributeError) as e:
+        raise ValueError(f"{path}: not a classifier card ({type(e).__name__}: {e})") from None
+    for name in ("head.safetensors", "ngram.safetensors"):
+        if name == "head.safetensors" or os.path.exists(os.path.join(folder, name)):
+            if not os.path.exists(os.path.join(folder, name)):
+                raise ValueError(f"{os.path.join(folder, name)}: missing (the classifier's weights)")
+            check_safetensors(os.path.join(folder, name))
+    return card
+
+
 def load_artifact(folder: str):
-    """(head, card, ngram or None)."""
-    with open(os.path.join(folder, "card.json")) as fh:
-        card = json.load(fh)
+    """(head, card, ngram or None); ValueError naming the file that does not load."""
+    card = check_artifact(folder)
+    try:
+        return _load_artifact(folder, card)
+    except (RuntimeError, KeyError, ValueError) as e:  # a head whose tensors do not fit its card
+        raise ValueError(f"{folder}: its weights do not fit its card.json: {str(e).splitlines()[0]}") from None
+
+
+def _load_artifact(folder: str, card: dict):
     h = card["head"]
     head = make_head(h["kind"], h["dim"], h.get("hidden", 256))
     head.load_state_dict(load_file(os.path.join(folder, "head.safetensors")))

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 from datatrove.data import Document
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from textcurate.registry import RunPaths, ScorerParams, stage
 from textcurate.steps.base import Scorer
@@ -29,6 +29,33 @@ def _is_hf_classifier(folder: str) -> bool:
         return False
     with open(cfg) as fh:
         return any(a.endswith("ForSequenceClassification") for a in json.load(fh).get("architectures", []))
+
+
+def check_classifier(folder: str, model: str | None = None) -> str:
+    """"head" (a textcurate classifier) or "hf" (a sequence-classification model) when ``folder``
+    holds one whose files would load, its embedder included; else ValueError in one line naming
+    the folder or the file."""
+    from textcurate.assets import unknown_classifier
+    from textcurate.io.files import check_model_folder
+
+    if not os.path.exists(folder):
+        raise ValueError(unknown_classifier(folder))
+    if os.path.exists(os.path.join(folder, "card.json")):
+        from textcurate.classify.heads import check_artifact
+        from textcurate.embed.embedder import check_model
+
+        card = check_artifact(folder)
+        check_model(model or card.get("embedder", {}).get("model", "minilm"))
+        return "head"
+    try:
+        hf = _is_hf_classifier(folder)
+    except (OSError, ValueError, AttributeError) as e:
+        raise ValueError(f"{os.path.join(folder, 'config.json')}: not a model config ({type(e).__name__}: {e})") from None
+    if not hf:
+        raise ValueError(f"{folder}: not a classifier folder (no card.json of a textcurate classifier, no config.json "
+                         f"of a Hugging Face sequence-classification model)")
+    check_model_folder(folder)
+    return "hf"
 
 
 class EduScore(Scorer):
@@ -131,13 +158,26 @@ class EduScore(Scorer):
 @stage("edu_score")
 class EduScoreParams(ScorerParams):
     """Educational value 0-5 from a classifier head (cascade optional) or a HF regression model."""
-    classifier: str = Field(..., description="a textcurate classifier folder or a HF sequence-classification model")
+    classifier: str = Field(..., description="a textcurate classifier folder, a shipped one by name (edu-default, "
+                                             "provenance-minilm) or a HF sequence-classification model")
     cascade: bool = Field(False, description="n-gram model first; only documents inside band go to the head")
     band: tuple[float, float] = Field((1.5, 3.5), description="the cascade's uncertain band [low, high]")
     device: str = Field("auto", description="auto | cpu | cuda[:N]")
     max_tokens: int | None = Field(None, ge=1, description="tokens per document (default: the card's / the model's)")
     model: str | None = Field(None, description="the card's embedder from a local copy (a path) instead of its id")
     trust_remote_code: bool = Field(False, description="let a HF model's repository run its own code")
+
+    provides = frozenset(EduScore.columns)
+
+    def preflight(self) -> None:
+        check_classifier(self.classifier, self.model)
+
+    @field_validator("classifier")
+    @classmethod
+    def _shipped(cls, v: str) -> str:
+        from textcurate.assets import classifier_path
+
+        return classifier_path(v)
 
     def build(self, paths: RunPaths, name: str):
         return EduScore(**self.step_kwargs(), **self.scorer_kwargs(paths, name))

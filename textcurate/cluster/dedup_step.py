@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 
 from textcurate.cluster.semdedup import (DEFAULT_EPS_TABLE, PREVIEW_CHARS, PartitionWriter, check_keep, fit_schema,
                                          keep_field, load_duplicates, rows_table, semdedup_partitions)
-from textcurate.cluster.stage import doc_vector
+from textcurate.cluster.stage import BadVector, doc_vector
 from textcurate.embed.step import EMBEDDING_KEY
 from textcurate.io.records import stable_hash
 from textcurate.io.files import batched, pick_device
@@ -53,7 +53,7 @@ class SemDeDup(RowFittedStage, Scorer):
 
     def fit_row(self, doc: Document) -> dict | None:
         try:
-            vec = doc_vector(doc, self.embedding_field)
+            vec = doc_vector(doc, self.embedding_field, check=True)
             cluster = int(doc.metadata[self.cluster_field])
         except (KeyError, TypeError, ValueError):
             return None  # the apply pass rejects it
@@ -107,6 +107,11 @@ class SemDeDup(RowFittedStage, Scorer):
                 out.append(Reject.for_doc(doc, missing[0], "semdedup needs an embedding and a cluster: put embed "
                                                            "and cluster before it"))
                 continue
+            try:
+                doc_vector(doc, self.embedding_field, check=True)
+            except BadVector as e:
+                out.append(Reject.for_doc(doc, self.embedding_field, f"{e}: it cannot be compared"))
+                continue
             out.append({"is_dup": dup is not None, "dup_of": dup["dup_of"] if dup else None,
                         "dup_group": dup["dup_of"] if dup else doc.id, "dup_sim": dup["similarity"] if dup else None})
         return out
@@ -132,6 +137,12 @@ class SemDeDupParams(ScorerParams):
     embedding_field: str = EMBEDDING_KEY
     seed: int = 0
     device: str = Field("auto", description="auto | cpu | cuda[:N]")
+    provides = frozenset({"is_dup", "dup_of", "dup_group", "dup_sim"})
+
+    def fields_read(self) -> dict[str, list[str]]:
+        field = keep_field(self.keep)
+        return {"cluster_field": [self.cluster_field], "embedding_field": [self.embedding_field],
+                **({"keep": [field]} if field else {})}
 
     @model_validator(mode="after")
     def _check(self):

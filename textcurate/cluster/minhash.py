@@ -83,6 +83,7 @@ class MinHashParams(StageParams):
     seed: int = 1
     language: str = "en"
     hash_fc: str = Field("sha1", pattern="^(sha1|xxhash)$")
+    provides = frozenset()
 
     def build(self, paths: RunPaths, name: str):
         return MinHashDedup(**self.step_kwargs(), step_name=name)

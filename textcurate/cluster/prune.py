@@ -148,6 +148,10 @@ class PruneParams(StageParams):
     difficulty_field: str = "difficulty"
     cluster_field: str = "cluster_id"
     seed: int = 0
+    provides = frozenset()
+
+    def fields_read(self) -> dict[str, list[str]]:
+        return {"difficulty_field": [self.difficulty_field], "cluster_field": [self.cluster_field]}
 
     @model_validator(mode="after")
     def _check(self):

@@ -28,7 +28,7 @@ from pydantic import Field
 
 from textcurate.cluster.kmeans import SphericalKMeans, pca_2d
 from textcurate.embed.step import EMBEDDING_KEY
-from textcurate.io.files import column_vectors, vectors_column, write_parquet_atomic
+from textcurate.io.files import bad_vectors, column_vectors, vector_type, vectors_column, write_parquet_atomic
 from textcurate.io.records import stable_hash
 from textcurate.io.rejects import Reject
 from textcurate.registry import Needs, RunPaths, ScorerParams, stage
@@ -38,11 +38,22 @@ from textcurate.steps.fitted import RowFittedStage
 MAP_POINTS = 2000
 
 
-def doc_vector(doc: Document, field: str) -> np.ndarray:
+class BadVector(ValueError):
+    """A document's vector that no cosine can use (NaN, inf, all zeros): the document is rejected."""
+
+
+def doc_vector(doc: Document, field: str, check: bool = False) -> np.ndarray:
+    """The document's vector in ``field`` (KeyError when it has none); with ``check``, BadVector
+    when it holds NaN or inf or is all zeros."""
     value = doc.metadata.get(field)
     if value is None:
         raise KeyError(field)
-    return np.asarray(value, dtype=np.float32)
+    vec = np.asarray(value, dtype=np.float32)
+    if check:
+        bad, reasons = bad_vectors(vec.reshape(1, -1))
+        if bad[0]:
+            raise BadVector(reasons[0])
+    return vec
 
 
 class Cluster(RowFittedStage, Scorer):
@@ -68,13 +79,13 @@ class Cluster(RowFittedStage, Scorer):
     # --- fit: a bounded, shard-independent sample ------------------------------------------------------
     def fit_row(self, doc: Document) -> dict | None:
         try:
-            vec = doc_vector(doc, self.embedding_field)
-        except KeyError:
-            return None  # the apply pass rejects it, naming the field
+            vec = doc_vector(doc, self.embedding_field, check=True)
+        except (KeyError, BadVector):
+            return None  # the apply pass rejects it, naming the field and the reason
         return {"id": doc.id, "hash": stable_hash(doc.id, self.seed), "vector": vec}
 
     def fit_schema(self) -> pa.Schema:
-        return pa.schema([("id", pa.string()), ("hash", pa.uint64()), ("vector", pa.list_(pa.float32()))])
+        return pa.schema([("id", pa.string()), ("hash", pa.uint64()), ("vector", vector_type(None, pa.float32()))])
 
     def write_fit_rows(self, rows: Iterator[dict], folder: str, rank: int) -> None:
         heap: list[tuple[int, str, int, np.ndarray]] = []  # max-heap on hash (negated) of the smallest hashes
@@ -116,11 +127,13 @@ class Cluster(RowFittedStage, Scorer):
         vecs, where = [], []
         for i, doc in enumerate(docs):
             try:
-                vecs.append(doc_vector(doc, self.embedding_field))
+                vecs.append(doc_vector(doc, self.embedding_field, check=True))
                 where.append(i)
             except KeyError:
                 out[i] = Reject.for_doc(doc, self.embedding_field,
                                         "no embedding on this document: put an embed step before cluster")
+            except BadVector as e:
+                out[i] = Reject.for_doc(doc, self.embedding_field, f"{e}: it cannot be clustered")
         if vecs:
             dims = {v.shape[-1] for v in vecs}
             if dims != {self.kmeans.centroids.shape[1]}:
@@ -179,6 +192,14 @@ class ClusterParams(ScorerParams):
     device: str = Field("auto", description="auto | cpu | cuda[:N]")
     embedding_field: str = Field(EMBEDDING_KEY, description="metadata field holding the vector")
     artifact: str | None = Field(None, description="apply centroids fitted elsewhere instead of fitting")
+    provides = frozenset({"cluster_id", "centroid_sim", "difficulty", "difficulty_pct"})
+
+    def preflight(self) -> None:
+        if self.artifact and not os.path.isdir(self.artifact):
+            raise ValueError(f"artifact: {self.artifact}: no such folder (a `textcurate cluster --out` folder)")
+
+    def fields_read(self) -> dict[str, list[str]]:
+        return {"embedding_field": [self.embedding_field]}
 
     def build(self, paths: RunPaths, name: str):
         return Cluster(**self.step_kwargs(), **self.scorer_kwargs(paths, name))

@@ -48,13 +48,30 @@ def _vector_column(schema: pa.Schema, column: str | None) -> str:
     raise ValueError("no vector column (a list of floats) in the feature store")
 
 
-def iter_shards(path: str, column: str | None = None) -> Iterator[tuple[list[str], np.ndarray]]:
+def iter_shards(path: str, column: str | None = None, rejects=None) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(ids, float32 vectors) shard by shard, without the rows no cosine can use (NaN, inf, all
+    zeros): each of those goes to ``rejects`` (a ``RejectSink``), when given, with its file, row
+    and id."""
+    from textcurate.io.files import bad_vectors
+    from textcurate.io.rejects import Reject
+
     for f in feature_files(path):
         t = pq.read_table(f)
         if t.num_rows == 0:
             continue
         col = _vector_column(t.schema, column)
-        yield t.column("id").to_pylist(), column_vectors(t.column(col))
+        ids, vecs = t.column("id").to_pylist(), column_vectors(t.column(col))
+        bad, reasons = bad_vectors(vecs)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            if rejects is not None:
+                for r in rows.tolist():
+                    rejects.add(Reject(f, r + 1, col, reasons[r], id=ids[r]))
+            keep = np.flatnonzero(~bad)
+            ids, vecs = [ids[i] for i in keep.tolist()], vecs[keep]
+            if not len(ids):
+                continue
+        yield ids, vecs
 
 
 def fit_store(path: str, k: int, sample: int, out: str, niter: int = 20, seed: int = 0, device: str = "auto",
@@ -74,14 +91,16 @@ def fit_store(path: str, k: int, sample: int, out: str, niter: int = 20, seed: i
     return km
 
 
-def assign_store(km: SphericalKMeans, path: str, out_file: str, column: str | None = None) -> np.ndarray:
-    """id, cluster_id, centroid_sim, difficulty, difficulty_pct for every vector; returns cluster sizes."""
+def assign_store(km: SphericalKMeans, path: str, out_file: str, column: str | None = None,
+                 rejects=None) -> np.ndarray:
+    """id, cluster_id, centroid_sim, difficulty, difficulty_pct for every vector (a NaN, inf or zero
+    one goes to ``rejects`` instead); returns cluster sizes."""
     sizes = np.zeros(km.k, dtype=np.int64)
     schema = pa.schema([("id", pa.string()), ("cluster_id", pa.int32()), ("centroid_sim", pa.float32()),
                         ("difficulty", pa.float32()), ("difficulty_pct", pa.float32())])
     os.makedirs(os.path.dirname(os.path.abspath(out_file)), exist_ok=True)
     with pq.ParquetWriter(out_file, schema) as w:
-        for ids, vecs in iter_shards(path, column):
+        for ids, vecs in iter_shards(path, column, rejects):
             labels, sims = km.assign(vecs)
             sizes += np.bincount(labels, minlength=km.k)
             w.write_table(pa.table({"id": ids, "cluster_id": labels.astype(np.int32), "centroid_sim": sims,
@@ -92,7 +111,7 @@ def assign_store(km: SphericalKMeans, path: str, out_file: str, column: str | No
 
 def dedup_store(km: SphericalKMeans, path: str, out: str, eps: float, keep: str = "farthest",
                 values=None, texts=None, seed: int = 0, device: str = "cpu", column: str | None = None,
-                eps_table=DEFAULT_EPS_TABLE) -> dict:
+                eps_table=DEFAULT_EPS_TABLE, rejects=None) -> dict:
     """SemDeDup over a feature store: assign, partition by cluster, decide cluster by cluster.
 
     ``values`` (for highest:/lowest:FIELD): a dict id -> value, or a ``RowCache`` of (id, value)
@@ -113,7 +132,7 @@ def dedup_store(km: SphericalKMeans, path: str, out: str, eps: float, keep: str 
     parts = os.path.join(out, "_partitions")
     clear(parts)
     writer = PartitionWriter(parts, 0)
-    for ids, vecs in iter_shards(path, column):
+    for ids, vecs in iter_shards(path, column, rejects):  # NaN, inf, zero vectors: rejected, never compared
         labels, sims = km.assign(vecs)
         hashes = [stable_hash(i, seed) for i in ids]
         vals = [float("nan")] * len(ids) if values is None else \

@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from textcurate.cli import _fail, app, console
+from textcurate.cli import OVERWRITE, VERBOSE, _fail, app, console, writing
 from textcurate.cli_options import params_options
 from textcurate.distill.stage import DistillParams
 
@@ -20,17 +20,27 @@ def distill_cmd(features: str = typer.Argument(..., help="a feature store (RUN/f
                                                            "synthetic.safetensors, distill.json"),
                 embedder: str = typer.Option("minilm", "--embedder", help="with --labels and a file of texts: the "
                                                                           "embedder (a packaged id or a path)"),
-                *, params: DistillParams):
+                overwrite: bool = OVERWRITE, verbose: bool = VERBOSE, *, params: DistillParams):
     """Distil stored embeddings to n real documents with weights (distribution matching), beside its baselines;
     with --labels, a labelled set to a few synthetic examples per class (dd, gm, tm, dm)."""
+    from textcurate.assets import expand
+
+    p = params
+    features = expand(features)  # @assets/...: a file of textcurate's shipped data
+    with writing(out, "distill", overwrite, ("selection.parquet", "selections", "synthetic.safetensors", "distill.json",
+                                             "distill_labels.json", "synthetic_labels.safetensors",
+                                             "synthetic_labels.parquet", "experts.safetensors"), verbose):
+        if p.labels:
+            return _labels_cmd(features, out, embedder, p)
+        return _distill_cmd(features, out, p)
+
+
+def _distill_cmd(features: str, out: str, p: DistillParams) -> None:
     from rich.table import Table
 
     from textcurate.distill.run import distill, field_values, top_share, write_outputs
     from textcurate.distill.store import StoreVectors
 
-    p = params
-    if p.labels:
-        return _labels_cmd(features, out, embedder, p)
     try:
         v = StoreVectors(features)
         groups = field_values(features, v, p.group_by).astype(str) if p.group_by else None

@@ -139,7 +139,7 @@ def distill_labels(x: np.ndarray, label_values: list, ids: list[str], split: lis
     tr_ids = [i for i, k in zip(ids, tr) if k]
     capped = {classes[c]: n for c, n in per_class_sizes(y, C, max(per_class))[1].items()}
     if capped:
-        log(f"distill: per-class sizes above a class's training rows are capped there: "
+        log("distill: per-class sizes above a class's training rows are capped there: "
             + ", ".join(f"{k} ({v})" for k, v in capped.items()))
     log(f"distill: {len(y):,} training rows in {C} classes, {len(yt):,} test rows ({how}); heads "
         f"{', '.join(heads)} x {inits} initialisations")
@@ -147,7 +147,7 @@ def distill_labels(x: np.ndarray, label_values: list, ids: list[str], split: lis
     full = evaluate_set(z, y, zt, yt, C, heads, inits, seed=seed)
     rows = [{"method": "full", "ipc": None, "size": int(len(y)), "seconds": 0.0,
              **{h: {"acc": _stats(full[h]["acc"]), "f1": _stats(full[h]["f1"])} for h in heads}}]
-    log(f"  full set: " + ", ".join(f"{h} {100 * np.mean(full[h]['acc']):.1f} %" for h in heads))
+    log("  full set: " + ", ".join(f"{h} {100 * np.mean(full[h]['acc']):.1f} %" for h in heads))
     experts, experts_seconds = None, 0.0
     if "tm" in methods:
         key = data_key(z, y, opts, seed)

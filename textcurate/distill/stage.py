@@ -24,7 +24,7 @@ from textcurate.cluster.stage import doc_vector
 from textcurate.distill.labelled import CORESETS, HEADS, LABEL_METHODS
 from textcurate.distill.methods import MAPPINGS, METHODS, SAMPLE, WEIGHTS
 from textcurate.embed.step import EMBEDDING_KEY
-from textcurate.io.files import write_parquet_atomic
+from textcurate.io.files import vector_type, write_parquet_atomic
 from textcurate.io.rejects import Reject
 from textcurate.registry import Needs, RunPaths, ScorerParams, stage
 from textcurate.steps.base import Scorer
@@ -76,7 +76,7 @@ class Distill(RowFittedStage, Scorer):
         return row
 
     def fit_schema(self) -> pa.Schema:
-        fields = [("id", pa.string()), ("vector", pa.list_(pa.float32()))]
+        fields = [("id", pa.string()), ("vector", vector_type(None, pa.float32()))]
         if self.group_by:
             fields.append(("group", pa.string()))
         if self.quality:
@@ -188,6 +188,10 @@ class DistillParams(ScorerParams):
     inits: int = Field(5, ge=1, description="with labels: fresh heads per evaluation (mean and standard deviation)")
     test_share: float = Field(0.3, gt=0, lt=1, description="with labels and no split field saying 'test': the "
                                                            "stratified share of every class held out for the accuracy")
+    provides = frozenset({"distill_weight"})
+
+    def fields_read(self) -> dict[str, list[str]]:
+        return {k: [getattr(self, k)] for k in ("embedding_field", "group_by", "quality", "labels") if getattr(self, k)}
 
     @field_validator("weights", "mapping")
     @classmethod

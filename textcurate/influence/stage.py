@@ -113,6 +113,12 @@ class InfluenceParams(InfluenceSpec, StageParams):
     target_expr: str = Field(..., description="documents of the target domain; a held-out share of them is the target")
     holdout: float = Field(0.3, gt=0, le=1, description="share of the target's documents held out as the target")
     checkpoint_every: int | None = Field(None, ge=1, description="new attribute rows between checkpoints")
+    provides = frozenset({"influence", "target_sim", "target_sim_nearest"})
+
+    def fields_read(self) -> dict[str, list[str]]:
+        from textcurate.select.expr import Expr
+
+        return {"target_expr": Expr(self.target_expr).names}
 
     @model_validator(mode="after")
     def _check(self):

@@ -76,6 +76,7 @@ class TreeFile:
     root: str
     path: str  # absolute, as the OS names it (used to open the file)
     rel: str  # relative to root, with the root's name in front: stable ids across machines
+    problem: str | None = None  # why it cannot be read (a dangling link): the reader rejects it with this
 
     def __post_init__(self):
         self.rel = printable(self.rel)
@@ -102,12 +103,23 @@ def list_files(roots: list[str], include: list[str], exclude: list[str], max_fil
                 path = os.path.join(dirpath, name)
                 if _excluded(path, exclude) or not any(fnmatch.fnmatch(name, pat) for pat in include):
                     continue
-                if not os.path.isfile(path):  # broken link, socket
-                    continue
                 rel = os.path.join(base, os.path.relpath(path, root))
+                if not os.path.isfile(path):  # a link to nothing, a socket, a pipe: a reject, never a silent skip
+                    files.append(TreeFile(root, path, rel, _not_a_file(path)))
+                    continue
                 files.append(TreeFile(root, path, rel))
     files.sort(key=lambda f: f.rel)
     return files
+
+
+def _not_a_file(path: str) -> str:
+    if os.path.islink(path):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return f"dangling symbolic link (to {printable(target)}, which does not exist)"
+    return "not a regular file (a socket, a pipe or a device)"
 
 
 def _excluded(path: str, exclude: list[str]) -> bool:

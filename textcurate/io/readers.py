@@ -105,6 +105,11 @@ class _DiskReader(_Validating, BaseDiskReader):
     def read_files_shard(self, shard: list[str]) -> DocumentsPipeline:
         return self._skip_and_limit(self._counted_file(f) for f in shard)
 
+    def file_name(self, filepath: str) -> str:
+        """How rejects and ``source_file`` name a file: its path under the input folder, or the input
+        path itself when the input is one file (datatrove then lists it as "")."""
+        return filepath or self.data_folder.path
+
     def _counted_file(self, filepath: str) -> Iterator[Document]:
         self.stat_update("input_files")
         yield from self.read_file(filepath)
@@ -123,6 +128,7 @@ class JsonlReader(_DiskReader):
         self.max_line_bytes = 6 * self.validator.max_doc_bytes + (1 << 20)
 
     def read_file(self, filepath: str) -> Iterable[Document]:
+        name = self.file_name(filepath)
         cap = self.max_line_bytes
         line_no = 0
         try:
@@ -136,7 +142,7 @@ class JsonlReader(_DiskReader):
                             size += len(chunk)
                             if chunk.endswith(b"\n"):
                                 break
-                        self._accept(Reject(filepath, line_no, "<record>",
+                        self._accept(Reject(name, line_no, "<record>",
                                             f"line too large: {size:,} bytes > {cap:,}", size_bytes=size))
                         continue
                     if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark
@@ -147,20 +153,20 @@ class JsonlReader(_DiskReader):
                     try:
                         data = orjson.loads(raw)
                     except orjson.JSONDecodeError:
-                        self._accept(explain_bad_json_line(raw, filepath, line_no))
+                        self._accept(explain_bad_json_line(raw, name, line_no))
                         continue
                     try:
-                        result = self.validator.to_document(data, filepath, line_no, f"{filepath}:{line_no}",
+                        result = self.validator.to_document(data, name, line_no, f"{name}:{line_no}",
                                                             len(raw))
                     except Exception as e:  # one odd record must not end the file
-                        result = Reject(filepath, line_no, "<record>", f"{type(e).__name__}: {e}",
+                        result = Reject(name, line_no, "<record>", f"{type(e).__name__}: {e}",
                                         size_bytes=len(raw))
                     if (doc := self._finish(self._accept(result))) is not None:
                         yield doc
         except Exception as e:  # truncated gzip, corrupt zstd frame, unreadable file: the rest of it is lost
             if isinstance(e, GeneratorExit):
                 raise
-            self._accept(Reject(filepath, line_no + 1, "<file>",
+            self._accept(Reject(name, line_no + 1, "<file>",
                                 f"unreadable after line {line_no}: {type(e).__name__}: {e}"))
 
 
@@ -176,19 +182,20 @@ class ParquetReader(_DiskReader):
     def read_file(self, filepath: str) -> Iterable[Document]:
         import pyarrow.parquet as pq
 
+        name = self.file_name(filepath)
         row = 0
         try:
             with self.data_folder.open(filepath, "rb") as fh:
                 for batch in pq.ParquetFile(fh).iter_batches(batch_size=self.batch_size):
                     for data in batch.to_pylist():
                         row += 1
-                        result = self.validator.to_document(data, filepath, row, f"{filepath}:{row}")
+                        result = self.validator.to_document(data, name, row, f"{name}:{row}")
                         if (doc := self._finish(self._accept(result))) is not None:
                             yield doc
         except Exception as e:
             if isinstance(e, GeneratorExit):
                 raise
-            self._accept(Reject(filepath, row + 1 if row else None, "<file>",
+            self._accept(Reject(name, row + 1 if row else None, "<file>",
                                 f"unreadable Parquet after row {row}: {type(e).__name__}: {e}"))
 
 
@@ -304,6 +311,9 @@ class FileTreeReader(_Validating, BaseReader):
         from textcurate.io.filetree import classify, read_bytes, split_sections
 
         self.stat_update("input_files")
+        if f.problem:
+            self._accept(Reject(f.shown, None, "<file>", f.problem))
+            return
         try:
             data = read_bytes(f.path, self.max_file_bytes)
         except Exception as e:
@@ -359,7 +369,10 @@ class FileTreeReader(_Validating, BaseReader):
 
 def detect_input(path: str) -> tuple[str, str]:
     """(path to read, format) of a run folder (its documents/), a JSONL or Parquet file or folder,
-    or anything else (a file tree)."""
+    or anything else (a file tree). ``@assets/REL`` names a file of textcurate's shipped data."""
+    from textcurate.assets import expand
+
+    path = expand(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file or folder")
     if os.path.exists(os.path.join(path, "run.json")):

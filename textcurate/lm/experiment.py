@@ -214,7 +214,7 @@ def build_model(spec: LMSpec, vocab_size: int, seed: int, local: str | None = No
     """A fresh GPT of ``spec`` initialised from ``seed``; or the local causal LM ``local``."""
     import torch
 
-    from textcurate.lm.model import GPT, GPTConfig, load_causal_lm
+    from textcurate.lm.model import GPT, load_causal_lm
 
     if local:
         return load_causal_lm(local)

@@ -25,19 +25,32 @@ def _stage_config(record: dict, name: str) -> dict:
 def scan_features(folder: str, sample: int = SAMPLE, seed: int = 0, batch_size: int = 65_536) -> dict:
     """Count, dimension and norm range of a feature store read a batch at a time, and a uniform
     sample of ``sample`` vectors (the smallest of a random key per row): memory is one batch and
-    the sample, whatever the store's size."""
+    the sample, whatever the store's size. Vectors holding NaN or inf, or all zeros, are left out
+    of every figure and counted in ``bad``, the first named in ``bad_first`` (file, row, id)."""
     import pyarrow.parquet as pq
 
-    from textcurate.io.files import column_vectors
+    from textcurate.io.files import bad_vectors, column_vectors
 
     rng = np.random.default_rng(seed)
     n, dim, lo, hi = 0, 0, np.inf, -np.inf
     keys, kept = np.zeros(0), None
+    bad_count, bad_first = 0, None
     for path in sorted(glob.glob(os.path.join(folder, "*.parquet"))):
-        for b in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=["embedding"]):
+        row = 0
+        for b in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=["id", "embedding"]):
             if not b.num_rows:
                 continue
-            v = column_vectors(b.column(0)).astype(np.float32)
+            v = column_vectors(b.column(1)).astype(np.float32)
+            bad, reasons = bad_vectors(v)
+            if bad.any():
+                first = int(np.flatnonzero(bad)[0])
+                bad_count += int(bad.sum())
+                bad_first = bad_first or {"file": path, "row": row + first + 1, "id": b.column(0)[first].as_py(),
+                                          "reason": reasons[first]}
+                v = v[~bad]
+            row += b.num_rows
+            if not len(v):
+                continue
             n, dim = n + len(v), v.shape[1]
             norms = np.linalg.norm(v, axis=1)
             lo, hi = min(lo, float(norms.min())), max(hi, float(norms.max()))
@@ -45,7 +58,7 @@ def scan_features(folder: str, sample: int = SAMPLE, seed: int = 0, batch_size: 
             pool = v if kept is None else np.concatenate([kept, v])
             top = np.argsort(k, kind="stable")[:sample]
             keys, kept = k[top], pool[top]
-    return {"n": n, "dim": dim, "norm_min": lo, "norm_max": hi,
+    return {"n": n, "dim": dim, "norm_min": lo, "norm_max": hi, "bad": bad_count, "bad_first": bad_first,
             "sample": kept if kept is not None else np.zeros((0, 0), np.float32)}
 
 
@@ -86,6 +99,10 @@ def _embeddings(run_dir: str, record: dict) -> str | None:
                    f"{cfg.get('max_tokens', 256)} tokens; {n:,} vectors of dimension {scan['dim']} "
                    f"in {len(shards)} shard(s), {size / 2**20:.1f} MiB on disk ({size / max(n, 1):,.0f} "
                    f"bytes per document, float16); norms {scan['norm_min']:.3f}-{scan['norm_max']:.3f}</p>")
+        if scan["bad"]:
+            b = scan["bad_first"]
+            summary += (f"<p><b>{scan['bad']:,} vectors left out</b> of these figures: {_esc(b['reason'])} (first: "
+                        f"{_esc(b['file'])} row {b['row']:,}, id <code>{_esc(b['id'])}</code>)</p>")
         if n < 2:
             parts.append(f"<h3>{_esc(name)}</h3>{summary}")
             continue

@@ -171,6 +171,18 @@ td:first-child,th:first-child{text-align:left}.grid{display:flex;flex-wrap:wrap;
 figure{margin:0}figcaption{font-size:11px;color:#555}pre{background:#f6f6f6;padding:8px;overflow:auto}"""
 
 
+GENERATOR = '<meta name="generator" content="textcurate">'  # how a report file is known as textcurate's
+
+
+def is_report(path: str) -> str | None:
+    """"report" when ``path`` is a report textcurate wrote (it may be replaced), else None."""
+    try:
+        with open(path, "rb") as fh:
+            return "report" if GENERATOR.encode() in fh.read(4096) else None
+    except OSError:
+        return None
+
+
 def write_report(run_dir: str, out: str | None = None) -> str:
     from textcurate.registry import import_declaring
 
@@ -183,7 +195,7 @@ def write_report(run_dir: str, out: str | None = None) -> str:
         content = fn(run_dir, record)
         if content:
             body.append(f"<h2>{_esc(title)}</h2>{content}")
-    page = (f"<!doctype html><html><head><meta charset=utf-8><title>textcurate: {_esc(record.get('name'))}</title>"
+    page = (f"<!doctype html><html><head><meta charset=utf-8>{GENERATOR}<title>textcurate: {_esc(record.get('name'))}</title>"
             f"<style>{CSS}</style></head><body><h1>textcurate run: {_esc(record.get('name'))}</h1>"
             f"<p>status {_esc(record.get('status'))}, started {_esc(record.get('started'))}, "
             f"{_esc(record.get('wall_seconds', '?'))} s, {_esc(run_dir)}</p>{''.join(body)}</body></html>")

@@ -211,6 +211,46 @@ class RunOSError(Exception):
                          f"and run the same command again: it resumes, finished tasks are kept{details}")
 
 
+def log_traceback(folder: str, error: BaseException) -> str:
+    """Append ``error``'s traceback to FOLDER/logs/error.log; returns the file's path (never raises:
+    it is called while an error is already ending the command)."""
+    import traceback
+    from datetime import datetime, timezone
+
+    path = os.path.join(folder, "logs", "error.log")
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"--- {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n")
+            fh.write("".join(traceback.format_exception(error)))
+    except OSError:
+        return "(not written: the folder is not writable)"
+    return path
+
+
+def error_line(error: BaseException) -> str:
+    """An error as one line that names its cause: the message of a textcurate error anywhere in the
+    chain (a worker's error comes back wrapped), else the innermost error's type and first line."""
+    from textcurate.config import ConfigError
+
+    seen, chain = set(), []
+    exc: BaseException | None = error
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        wrapped = getattr(exc, "cause", None)  # Ray's RayTaskError
+        exc = wrapped if isinstance(wrapped, BaseException) else (exc.__cause__ or exc.__context__)
+    for exc in chain:
+        if isinstance(exc, (ConfigError, RunOSError)):
+            return str(exc)
+    inner = chain[-1]
+    os_error = find_os_error(error)
+    if os_error is not None:
+        return str(RunOSError(os_error, getattr(os_error, "filename", None) or "the run"))
+    text = (str(inner).strip().splitlines() or [""])[0]
+    return f"{type(inner).__name__}: {text}" if text else type(inner).__name__
+
+
 def find_os_error(exc: BaseException | None) -> OSError | None:
     """The OSError behind an executor's failure: the exception itself, or one it was raised from
     (a worker's exception comes back through the pool; Ray wraps it)."""

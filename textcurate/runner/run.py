@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
+import sys
 import time
 from datetime import datetime, timezone
 
@@ -28,6 +28,7 @@ from textcurate.io.rejects import summarise_rejects
 from textcurate.io.writers import make_writer
 from textcurate.registry import RunPaths
 from textcurate.runner.ledger import aggregate, check_balance, ledgered
+from textcurate.runner.outdir import RUN_ENTRIES, Output, claim_output
 from textcurate.steps.fitted import FittedStage, mark_done, tasks_done
 
 
@@ -125,46 +126,112 @@ def _run_record(path: str) -> dict | None:
     return record if isinstance(record, dict) and "fingerprint" in record and "config" in record else None
 
 
-def prepare_run_dir(cfg: PipelineConfig, overwrite: bool = False) -> str:
-    """The run folder, ready: resumed when it holds this pipeline's run; replaced with ``overwrite``
-    only when it holds another textcurate run (or nothing). A folder textcurate did not make is
-    never deleted."""
-    run_dir = os.path.abspath(cfg.output.path)
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise ConfigError(f"output.path {run_dir} is a file, not a folder; pick another output.path")
-    old = _run_record(run_dir) if os.path.isdir(run_dir) else None
-    if old is not None:
-        if old.get("fingerprint") != cfg.fingerprint():
+def prepare_run_dir(cfg: PipelineConfig, overwrite: bool = False, verb: str = "run", state: dict | None = None,
+                    log=None) -> Output:
+    """The run folder, claimed (``runner.outdir``: the output-folder rule, and the lock, held until the
+    returned Output is closed) and ready: resumed when it holds this pipeline's run on the same
+    input; started afresh when it holds this pipeline's *finished* run on an input that changed
+    since, or with ``overwrite`` another run (only what textcurate wrote is removed). An unfinished
+    run whose input changed is not resumed: its documents would mix two inputs."""
+    from textcurate.runner.inputs import first_change
+
+    log = log or (lambda s: print(s, file=sys.stderr))
+    out = claim_output(cfg.output.path, verb, overwrite, writes=RUN_ENTRIES, log=log)
+    try:
+        old = _run_record(out.path)
+        if old is not None and old.get("failed_in") == "preflight":  # it wrote nothing but its error
+            out.clear()
+            old = None
+        if old is not None and old.get("fingerprint") != cfg.fingerprint():
             if not overwrite:
-                raise ConfigError(f"{run_dir} holds a run of a different pipeline (fingerprint "
+                raise ConfigError(f"{out.path} holds a run of a different pipeline (fingerprint "
                                   f"{old.get('fingerprint')} != {cfg.fingerprint()}); pass --overwrite to replace "
                                   f"it, or set output.path to a new folder")
-            shutil.rmtree(run_dir)
-    elif os.path.isdir(run_dir) and os.listdir(run_dir):
-        # not ours: --overwrite does not apply, whatever is in it stays
-        raise ConfigError(f"{run_dir} exists, is not empty and holds no textcurate run (no run.json of one); "
-                          f"textcurate will not write into or delete it, even with --overwrite: set output.path "
-                          f"to a new or empty folder")
-    os.makedirs(run_dir, exist_ok=True)
-    return run_dir
+            out.clear()
+        elif old is not None and state is not None:
+            changed = first_change(out.path, old.get("input_files"), state)
+            if changed and old.get("status") != "complete" and not overwrite:
+                raise ConfigError(f"{out.path}: cannot resume: the input changed since this run started ({changed}); "
+                                  f"pass --overwrite to start it afresh on the new input")
+            if changed:
+                log(f"{out.path}: the input changed since the last run ({changed}): starting afresh")
+                out.clear()
+        return out
+    except BaseException:
+        out.close()
+        raise
 
 
-def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = True) -> dict:
-    """Run (or resume) a pipeline; returns the run record also written to RUN/run.json."""
-    from textcurate.runner.console import run_phase, setup as setup_terminal
+def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = True, verb: str = "run",
+                 log=None) -> dict:
+    """Run (or resume) a pipeline; returns the run record also written to RUN/run.json.
+
+    Before anything is written, ``runner.preflight`` checks the input, the stages' models and
+    files and every field a stage reads. A run that fails afterwards says so in run.json:
+    status ``failed`` and its ``error`` in one line, the traceback in RUN/logs/error.log."""
+    from textcurate.runner.console import setup as setup_terminal
+    from textcurate.runner.inputs import input_state
+    from textcurate.runner.preflight import preflight
 
     setup_terminal()  # quiet unless TEXTCURATE_VERBOSE=1 (textcurate run --verbose): runner/console.py
-    old = _run_record(os.path.abspath(cfg.output.path)) if os.path.isdir(cfg.output.path) else None
+    run_dir = os.path.abspath(cfg.output.path)
+    old = _run_record(run_dir) if os.path.isdir(run_dir) else None
     if old is not None and old.get("slurm"):  # its jobs must not run while this run starts over them
         from textcurate.runner.slurm import refuse_while_queued
 
-        refuse_while_queued(os.path.abspath(cfg.output.path), old)
-    run_dir = prepare_run_dir(cfg, overwrite)
+        refuse_while_queued(run_dir, old)
+    state = input_state(cfg.input)
+    out = prepare_run_dir(cfg, overwrite, verb, state, log)
+    record: dict = {}
+    try:
+        try:
+            preflight(cfg)
+        except ConfigError as e:  # nothing is written but this record of the error
+            if _run_record(run_dir) is None:
+                write_json_atomic(os.path.join(run_dir, "run.json"), {
+                    "name": cfg.name, "status": "failed", "failed_in": "preflight", "error": str(e),
+                    "fingerprint": cfg.fingerprint(), "config": cfg.model_dump(mode="json"), "versions": _versions()})
+            raise
+        record = _run(cfg, out, state, report)
+        if record.get("status") == "submitted":
+            out.lock.hand_to_slurm(p.get("job_id") for p in record["slurm"]["phases"])
+        return record
+    except BaseException as e:
+        mark_failed(run_dir, e)
+        raise
+    finally:
+        out.close()
+
+
+def mark_failed(run_dir: str, error: BaseException) -> str:
+    """Write the traceback to RUN/logs/error.log and run.json's status ``failed`` with the error in one
+    line (returned); an interrupted run (Ctrl-C) says so."""
+    from textcurate.runner.console import error_line, log_traceback
+
+    reason = "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else error_line(error)
+    log_traceback(run_dir, error)
+    record = _run_record(run_dir)
+    if record is not None and record.get("status") != "complete":
+        record.update(status="failed", error=reason,
+                      failed=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        try:
+            write_json_atomic(os.path.join(run_dir, "run.json"), record)
+        except OSError:  # a full disk: the terminal still says it
+            pass
+    return reason
+
+
+def _run(cfg: PipelineConfig, out: Output, state: dict, report: bool) -> dict:
+    from textcurate.runner.console import run_phase
+    from textcurate.runner.inputs import summary, write_listing
+
+    run_dir = out.path
     paths = RunPaths(run_dir)
     record_path = os.path.join(run_dir, "run.json")
     started = time.time()
+    write_listing(run_dir, state)
     record = {"name": cfg.name, "status": "running", "fingerprint": cfg.fingerprint(),
-              "config": cfg.model_dump(mode="json"), "versions": _versions(),
+              "config": cfg.model_dump(mode="json"), "versions": _versions(), "input_files": summary(state),
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     write_json_atomic(record_path, record)
 

@@ -81,9 +81,18 @@ class FinishJob(PipelineStep):
             if phase["kind"] == "collect":
                 record.setdefault("phases", {})[phase["name"]] = aggregate(os.path.join(self.run_dir, "logs",
                                                                                         phase["name"]))
-        out = finish_run(cfg, self.run_dir, record, record.get("slurm", {}).get("started_epoch", time.time()),
-                         self.report)
-        write_json_atomic(os.path.join(self.run_dir, "run.json"), out)
+        from textcurate.runner.outdir import release_slurm
+        from textcurate.runner.run import mark_failed
+
+        try:
+            out = finish_run(cfg, self.run_dir, record, record.get("slurm", {}).get("started_epoch", time.time()),
+                             self.report)
+            write_json_atomic(os.path.join(self.run_dir, "run.json"), out)
+        except BaseException as e:
+            mark_failed(self.run_dir, e)
+            raise
+        finally:
+            release_slurm(self.run_dir)  # the jobs' hold on the run folder ends with the last of them
         return iter(())
 
 

@@ -281,7 +281,8 @@ class Select(RowFittedStage, PipelineStep):
                         rejects.add(self._reject(doc, str(e.args[0]), "no such attribute on this document"))
                         continue
                     except (ExprError, TypeError, ValueError) as e:
-                        field = (self.expr.names[0] if self.expr and self.expr.names else self.by) or "<expr>"
+                        field = getattr(e, "field", None) or (self.expr.names[0] if self.expr and self.expr.names
+                                                              else self.by) or "<expr>"
                         rejects.add(self._reject(doc, field, f"cannot evaluate: {e}"))
                         continue
                 if keep:
@@ -308,6 +309,12 @@ class SelectParams(StageParams):
     per_group: int | float | dict[str, int | float] | None = Field(
         None, description="k per group, a fraction <= 1 of each group, or {group: k or fraction}")
     seed: int = Field(0, description="salt of the id-hash that breaks ties")
+    provides = frozenset()
+
+    def fields_read(self) -> dict[str, list[str]]:
+        named = {"expr": Expr(self.expr).names if self.expr else [], "by": [self.by] if self.by else [],
+                 "group_by": [self.group_by] if self.group_by else []}
+        return {k: v for k, v in named.items() if v}
 
     @model_validator(mode="after")
     def _check(self):

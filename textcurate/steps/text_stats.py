@@ -68,6 +68,7 @@ class NoOpScorer(Scorer):
 @stage("text_stats")
 class TextStatsParams(ScorerParams):
     """Characters, words, lines, character-class fractions, duplicate lines."""
+    provides = frozenset(TextStats.columns)
 
     def build(self, paths: RunPaths, name: str):
         return TextStats(**self.scorer_kwargs(paths, name))
@@ -76,6 +77,7 @@ class TextStatsParams(ScorerParams):
 @stage("noop")
 class NoOpParams(ScorerParams):
     """Writes only the id column (benchmarks the scoring machinery)."""
+    provides = frozenset()
 
     def build(self, paths: RunPaths, name: str):
         return NoOpScorer(**self.scorer_kwargs(paths, name))

@@ -100,6 +100,7 @@ class SynthCheckParams(ScorerParams):
     drop_truncated: bool = Field(True, description="drop pages the engine cut at max_tokens")
     max_seed_overlap: float = Field(0.5, ge=0, le=1, description="drop a page whose word 5-grams overlap its seed "
                                                                  "extract's more than this (overlap coefficient)")
+    provides = frozenset(SynthCheck.columns)
 
     def build(self, paths: RunPaths, name: str):
         return SynthCheck(**self.step_kwargs(), **self.scorer_kwargs(paths, name))
@@ -226,12 +227,19 @@ class DecontaminateParams(ScorerParams):
     threshold: float = Field(0.5, gt=0, le=1, description="dropped when more than this share of a benchmark "
                                                           "text's words is matched")
 
+    provides = frozenset(Decontaminate.columns)
+
     @field_validator("benchmarks")
     @classmethod
     def _some(cls, v):
         if not v:
             raise ValueError("name at least one benchmark file")
         return v
+
+    def preflight(self) -> None:
+        for b in self.benchmarks:
+            if not os.path.exists(b):
+                raise ValueError(f"benchmarks: {b}: no such file or folder")
 
     def build(self, paths: RunPaths, name: str):
         return Decontaminate(**self.step_kwargs(), **self.scorer_kwargs(paths, name))

@@ -120,6 +120,12 @@ class SynthInput(InputParams):
             validate_input(self.seeds)
         return self
 
+    def input_paths(self) -> list[str]:
+        """What the run reads from disk (``runner.inputs``: a changed file starts a finished run afresh)."""
+        paths = [p for p in ([self.seeds.get("path")] + list(self.seeds.get("paths") or []) if self.seeds else [])
+                 if isinstance(p, str) and not p.startswith("@")]
+        return paths + ([self.curriculum] if self.curriculum else [])
+
     def folder(self, run_dir: str) -> str:
         return os.path.join(run_dir, "artifacts", "synth")
 

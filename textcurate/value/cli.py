@@ -8,7 +8,7 @@ import os
 
 import typer
 
-from textcurate.cli import _fail, app, console
+from textcurate.cli import OVERWRITE, VERBOSE, _fail, app, console, writing
 from textcurate.cli_options import params_options
 from textcurate.value.run import ValueSpec
 
@@ -19,25 +19,28 @@ def value_cmd(pool: str = typer.Argument(..., help="documents with the units' fi
                                                    "folder); for --method influence, an annotations Parquet"),
               out: str = typer.Option(..., "--out", help="folder for values.json (and values.parquet) and the run "
                                                          "cache"),
-              *, params: ValueSpec):
+              overwrite: bool = OVERWRITE, verbose: bool = VERBOSE, *, params: ValueSpec):
     """Value units of a pool for a target, or annotations for the classifier head."""
     from rich.table import Table
 
+    from textcurate.assets import expand
     from textcurate.value.run import value_annotations, value_units
 
-    try:
-        if params.method == "influence":
-            res = value_annotations(pool, params, out, log=console.print)
-        else:
-            from textcurate.io.readers import read_sample
+    pool = expand(pool)  # @assets/...: a file of textcurate's shipped data
+    with writing(out, "value", overwrite, ("values.json", "values.parquet", "runs"), verbose):
+        try:
+            if params.method == "influence":
+                res = value_annotations(pool, params, out, log=console.print)
+            else:
+                from textcurate.io.readers import read_sample
 
-            docs, seen = read_sample(pool, params.max_documents)
-            if seen > len(docs):
-                console.print(f"valuing on {len(docs):,} of the pool's {seen:,} documents (max_documents: the "
-                              f"smallest id-hashes, a uniform sample)")
-            res = value_units(docs, params, out, log=console.print)
-    except (ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+                docs, seen = read_sample(pool, params.max_documents)
+                if seen > len(docs):
+                    console.print(f"valuing on {len(docs):,} of the pool's {seen:,} documents (max_documents: the "
+                                  f"smallest id-hashes, a uniform sample)")
+                res = value_units(docs, params, out, log=console.print)
+        except (ValueError, FileNotFoundError) as e:
+            _fail(str(e))
     if params.method == "influence":
         table = Table(title=f"the 10 annotations that hurt the head most (of {res['train']:,}; validation "
                             f"{res['validation']:,}; influence vs exact leave-one-out: Spearman "
