@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from conftest import make_corpus, read_output_docs
+from conftest import make_corpus, read_output_docs, write_jsonl
 from textcurate.io.attributes import read_attributes
 from textcurate.runner.run import run_pipeline
 from textcurate.select.expr import Expr, ExprError, MissingField
@@ -34,7 +34,8 @@ def test_expression_scalar_and_vector_agree():
     cols = {k: np.array([r[k] for r in rows]) for k in rows[0]}
     assert list(e(cols)) == scalar and sum(scalar) == 4
     with pytest.raises(MissingField):
-        e.keep({"n_words": 3})
+        e.keep({"n_words": 30})  # the first operand is true: the second reads alpha_frac, which is missing
+    assert e.keep({"n_words": 3}) is False  # and stops at the first operand that decides
     with pytest.raises(ExprError):
         Expr("x if y else z")
     assert not Expr("score > 1").keep({"score": None}) and not Expr("score > 1").keep({"score": float("nan")})
@@ -97,13 +98,17 @@ def test_fit_logic_on_a_table(tmp_path):
 
 
 def test_missing_attribute_is_rejected_not_lost(run_cfg, tmp_path):
-    make_corpus(tmp_path / "in", n_files=1, docs_per_file=10)
-    cfg = run_cfg({"type": "jsonl", "path": str(tmp_path / "in")}, [{"type": "select", "expr": "edu_score >= 3"}])
+    # the documents with an even number have the field, the others lack it: each of those is rejected
+    # (a field that *no* document has is an error before the run: tests/test_integrity.py)
+    write_jsonl(tmp_path / "in" / "part-0.jsonl", [{"id": f"doc-0-{i}", "text": "t", **({"edu_score": i % 4}
+                                                                                       if i % 2 == 0 else {})}
+                                                   for i in range(10)])
+    cfg = run_cfg({"type": "jsonl", "path": str(tmp_path / "in")}, [{"type": "select", "expr": "edu_score >= 2"}])
     record = run_pipeline(cfg, report=False)
     t = record["ledger"]["totals"]
-    assert t["rejected"] == 10 and t["kept"] == 0 and t["balanced"]
+    assert t["rejected"] == 5 and t["kept"] == 2 and t["balanced"]
     rej = json.loads(open(glob.glob(f"{cfg.output.path}/rejects/select/*.jsonl")[0]).readline())
-    assert rej["field"] == "edu_score" and rej["id"] == "doc-0-0" and rej["file"] == "part-0.jsonl"
+    assert rej["field"] == "edu_score" and rej["id"] == "doc-0-1" and rej["file"] == "part-0.jsonl"
 
 
 def test_reselect_from_a_finished_run_runs_no_scorer(run_cfg, tmp_path):

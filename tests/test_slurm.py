@@ -118,6 +118,8 @@ def test_a_pipeline_with_a_fitted_stage_runs_on_a_real_slurm_in_one_call(slurm, 
     t = done["ledger"]["totals"]
     assert t["in"] == 123 and t["in"] == t["kept"] + t["dropped"] + t["rejected"] and done["problems"] == []
     assert t["rejected"] == 3 and done["rejects"]["count"] == 3  # the broken line of each file, named
+    lock = json.loads((tmp_path / "slurm" / ".lock").read_text())  # the jobs held the folder; the last let it go
+    assert lock["slurm_jobs"] == [p["job_id"] for p in record["slurm"]["phases"] if p["job_id"]] and lock["released"]
     local = run_pipeline(parse_pipeline(_pipeline(tmp_path, "local", {"type": "local", "tasks": 2})), report=False)
     assert local["status"] == "complete" and local["ledger"]["totals"] == t
     files = sorted(os.listdir(tmp_path / "local" / "documents"))
@@ -161,6 +163,12 @@ def test_a_rerun_while_jobs_are_queued_is_refused(slurm, tmp_path):
     try:
         with pytest.raises(ConfigError, match="still queued or running"):
             run_pipeline(cfg)
+        # the submission handed the folder's lock to its jobs: any other writer is refused, naming them
+        from textcurate.runner.outdir import FolderLock
+
+        assert json.loads((tmp_path / "held" / ".lock").read_text())["slurm_jobs"] == ids
+        with pytest.raises(ConfigError, match=f"in use by Slurm jobs {', '.join(ids)}"):
+            FolderLock(str(tmp_path / "held"), "report").acquire()
     finally:
         subprocess.run(["scancel", *ids])
         _squeue_empty(ids)
