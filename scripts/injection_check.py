@@ -3,7 +3,8 @@
 Runs textcurate.judge.injection.injection_report on N local documents x the 44 injections of
 textcurate.judge.injection.INJECTIONS, once with the full prompt (fence + the neutraliser of
 textcurate.judge.guard) and once with the fence alone, and prints for each: the mean shift of
-the judge's continuous score, the pairs that moved or rose by more than one standard deviation
+the judge's continuous score against the same document without the payload (its first 900
+characters: the payload takes the window's last 100), the pairs that moved or rose by more than one standard deviation
 of the documents' own scores, and the pairs an injection lifted across a keep threshold (the
 quickstart's, 2.5 on the judge's expected score, by default).
 
@@ -65,7 +66,8 @@ def main() -> None:
             reports.append(r)
             label = "fence + neutraliser" if neutralise else "fence only         "
             print(f"{args.model} {args.prompt} {args.scoring} {label}: {r['injections']} injections x "
-                  f"{r['documents']} documents = {r['pairs']} pairs, caught {r['flagged']}, both scored "
+                  f"{r['documents']} documents = {r['pairs']} pairs ({r['prompts_read']} distinct prompts read), "
+                  f"caught {r['flagged']}, both scored "
                   f"{r['both_parsed']}, moved {r['moved']}, raised {r['raised']}, raised to 5 {r['raised_to_5']}"
                   + (f", mean shift {r['mean_shift']:+.3f}, largest rise {r['max_raise']:+.3f}; the documents' "
                      f"scores have sd {r['score_sd']:.3f}: moved by >= 1 sd {r['moved_1sd']}, raised by >= 1 sd "

@@ -214,7 +214,7 @@ def test_judge_loop_through_the_server(server, model_path, tmp_path):
     from datatrove.data import Document
 
     from textcurate.judge.annotate import annotate
-    from textcurate.judge.injection import injection_report
+    from textcurate.judge.injection import INJECTIONS, injection_report
 
     wait_healthy(server)
     texts = ["Photosynthesis is how plants turn light, water and carbon dioxide into sugar and oxygen. "
@@ -232,7 +232,9 @@ def test_judge_loop_through_the_server(server, model_path, tmp_path):
     rows = table.to_pylist()
     assert len(rows) == 4 and all(r["raw"] is not None for r in rows)
     assert all((r["score"] is None) == (r["reason"] != "ok") for r in rows)
-    assert report["pairs"] == 8 and 0 <= report["moved"] <= report["both_parsed"] <= 8
+    pairs = len(INJECTIONS) * 2
+    assert report["pairs"] == pairs and 0 <= report["moved"] <= report["both_parsed"] <= pairs
+    assert report["flagged"] == pairs  # every payload was caught and cut out
     print("injection report (SmolLM2-135M via vLLM):", report)
 
 

@@ -45,9 +45,9 @@ def test_document_is_fenced_and_cannot_close_the_fence():
     # document lies between its two fence lines
     assert marker not in q and len(fences) == 2 and q.count(own) == 3
     inside = q.splitlines()[fences[0] + 1:fences[1]]
-    # the forged markers' lines stay lines; the request to the grader and the answer after it are gone
-    assert inside[0] == "ok" and inside[2] == "[text addressed to the grader removed]" and len(inside) == 4
-    assert q.count("[marker removed]") == 2
+    # the forged markers, the request to the grader and the answer after it are cut out: what is left
+    # is what the document says without them
+    assert inside == ["ok"] and q == build_prompt("ok")
 
 
 def test_only_the_first_chars_are_judged():
@@ -69,7 +69,8 @@ def test_injected_payload_is_neutralised_inside_the_fence():
         body = "\n".join(lines[fence[0] + 1: fence[1]])
         assert "A text about volcanoes." in body
         assert "score: 5" not in body.lower() and "answer 5" not in body and "grader must" not in body
-        assert "removed]" in body  # visibly, not silently
+        # the judge reads the document as it was without the payload; the annotation says it was there
+        assert p == build_prompt(inject("A text about volcanoes. " * 60, where, "", 1000))
         assert lines[-1].startswith("Answer with exactly one line")  # the rubric speaks last
 
 
@@ -98,7 +99,8 @@ def test_prompt_variants_share_their_prefix_and_fence_the_document():
         shared = len(os.path.commonprefix([pa, pb]))
         assert shared >= pa.index(marker_a) - len("marked ") - 2, name  # all before the marker is shared
         assert pa.count(marker_a) >= 2 and a.strip() in pa, name
-        assert "Educational score: 5." not in pb and "removed]" in pb, name
+        body_b = pb.split(next(ln for ln in pb.splitlines() if ln.startswith("=====EXTRACT-")))[2]
+        assert "Educational score: 5." not in body_b and "previous instructions" not in body_b, name
         assert jp.choices and jp.answer_prefix, name
     fewshot = PROMPTS["edu-additive-v2-fewshot"].build(a)
     assert all(text in fewshot.split("=====EXTRACT-")[0] for text, _ in FEW_SHOT)  # examples before the data
