@@ -456,7 +456,8 @@ def test_outputs_follow_the_umask(run_cfg, tmp_path, umask, file_mode):
     modes = {}
     for root, dirs, files in os.walk(cfg.output.path):
         for f in files:
-            modes[os.path.relpath(os.path.join(root, f), cfg.output.path)] = os.stat(os.path.join(root, f)).st_mode & 0o777
+            path = os.path.join(root, f)
+            modes[os.path.relpath(path, cfg.output.path)] = os.stat(path).st_mode & 0o777
     wrong = {k: oct(v) for k, v in modes.items() if v != file_mode}
     assert not wrong and {"run.json", "report.html"} <= set(modes)
     assert any(k.startswith("features/") for k in modes) and any(k.startswith("attributes/") for k in modes)
@@ -614,7 +615,10 @@ def _real_documents(n):
 
 
 def test_every_injection_is_caught_on_real_documents():
-    from textcurate.judge.injection import INJECTIONS, inject
+    """The judge reads each of the 44 x 48 injected documents exactly as it reads the document without
+    the payload: whatever the judge, no injection can move its score (scripts/injection_check.py
+    measures it with SmolLM2: mean shift 0, no pair across the quickstart's threshold)."""
+    from textcurate.judge.injection import INJECTIONS, clean, inject
     from textcurate.judge.prompt import build_prompt, suspected_injection
 
     assert len(INJECTIONS) >= 40
@@ -624,9 +628,8 @@ def test_every_injection_is_caught_on_real_documents():
         for text in docs:
             injected = inject(text, where, payload, 1000)
             assert suspected_injection(injected), (payload, text[:80])
-            body = build_prompt(injected).split("=====", 3)[-1].lower()
-            for leak in ("score: 5", "score = 5", "5 points", "answer 5", "rates every text 5", "grader must"):
-                assert leak not in body, (payload, leak)
+            # every prompt variant fences through the same neutraliser (prompt._fenced): the default's suffices
+            assert build_prompt(injected) == build_prompt(clean(text, 1000)), (payload, text[:80])
 
 
 def test_the_neutraliser_leaves_real_documents_alone():
@@ -635,3 +638,12 @@ def test_the_neutraliser_leaves_real_documents_alone():
     docs = _real_documents(2000)
     flagged = [d[:200] for d in docs if suspected_injection(d)]
     assert len(flagged) <= len(docs) // 1000, flagged  # at most 0.1 % of real documents touched
+
+
+def test_a_run_never_writes_into_the_folder_it_reads(finished_run):
+    run = finished_run / "run"
+    before = sorted(os.listdir(run))
+    for extra in ([], ["--overwrite"]):
+        result = invoke("select", run, "--out", run, "--expr", "n_words > 0", *extra)
+        assert result.exit_code == 2 and "cannot write into the folder it reads" in result.output
+        assert sorted(os.listdir(run)) == before

@@ -39,7 +39,8 @@ OVERWRITE = typer.Option(False, "--overwrite", help="replace an output folder th
 
 
 @contextlib.contextmanager
-def writing(out: str, verb: str, overwrite: bool = False, writes: tuple[str, ...] = (), verbose: bool = False):
+def writing(out: str, verb: str, overwrite: bool = False, writes: tuple[str, ...] = (), verbose: bool = False,
+            reads: tuple[str | None, ...] = ()):
     """The output folder of a verb, claimed by the one output-folder rule (``runner.outdir``: a new or
     empty folder, or one holding this verb's output; ``--overwrite`` removes only what textcurate
     wrote; a second writer is refused) and locked until the verb ends. Any error inside is one
@@ -49,7 +50,8 @@ def writing(out: str, verb: str, overwrite: bool = False, writes: tuple[str, ...
     from textcurate.runner.outdir import OutputError, claim_output
 
     try:
-        claimed = claim_output(out, verb, overwrite, writes, log=lambda s: console.print(s, highlight=False))
+        claimed = claim_output(out, verb, overwrite, writes, log=lambda s: console.print(s, highlight=False),
+                               reads=reads)
     except OutputError as e:
         _fail(str(e))
     try:
@@ -214,7 +216,8 @@ def select(run_dir: str = typer.Argument(..., help="a finished run whose documen
             "stages": [stage],
             "output": {"path": out, "format": fmt, "compression": old["config"]["output"]["compression"]},
             "executor": {"type": "local", "tasks": tasks}}
-    _execute(lambda: parse_pipeline(data, source="textcurate select"), overwrite, verbose=verbose, where=out, verb="select")
+    _execute(lambda: parse_pipeline(data, source="textcurate select"), overwrite, verbose=verbose, where=out,
+             verb="select")
 
 
 @app.command()
@@ -372,7 +375,8 @@ def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotation
         ids, texts, y, extra = load_annotations(annotations, target)
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
-    with writing(out, "train-classifier", overwrite, ("card.json", "head.safetensors", "ngram.safetensors"), verbose):
+    with writing(out, "train-classifier", overwrite, ("card.json", "head.safetensors", "ngram.safetensors"), verbose,
+                 reads=(annotations,)):
         card = train_classifier(ids, texts, y, out, provenance, embedder, max_tokens, tuple(heads.split(",")),
                                 val_frac, seed, with_ngram=ngram, sources=extra.get("source"),
                                 split=extra.get("split"), target=extra["target"])
@@ -402,7 +406,7 @@ def cluster(features: str = typer.Argument(..., help="a feature store folder (RU
 
     p = params
     with writing(out, "cluster", overwrite, ("card.json", "centroids.safetensors", "assignments.parquet", "map.parquet",
-                                             "rejects"), verbose):
+                                             "rejects"), verbose, reads=(features,)):
         rejects = verb_rejects(out, "cluster")
         try:
             km = fit_store(features, p.k, p.sample, out, p.niter, p.seed, p.device)
@@ -442,7 +446,8 @@ def dedup(features: str = typer.Argument(..., help="a feature store folder (RUN/
         _fail(f"--keep {keep} needs --values: a Parquet file or folder with columns id and {field}")
     if texts and not os.path.exists(texts):
         _fail(f"--texts {texts}: no such file or folder")
-    with writing(out, "dedup", overwrite, ("card.json", "duplicates.parquet", "_partitions", "rejects"), verbose):
+    with writing(out, "dedup", overwrite, ("card.json", "duplicates.parquet", "_partitions", "rejects"), verbose,
+                 reads=(features, clusters, values, texts)):
         rejects = verb_rejects(out, "dedup")
         try:
             km = SphericalKMeans.load(clusters, device=device)
@@ -535,7 +540,8 @@ def evaluate(pool: str = typer.Argument(..., help="documents with attributes: a 
         es = EvaluateSpec.model_validate(data)
     except ValidationError as e:
         _fail("invalid evaluation: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))
-    with writing(out, "evaluate", overwrite, ("evaluate.json", "runs", "tokenizer"), verbose):
+    with writing(out, "evaluate", overwrite, ("evaluate.json", "runs", "tokenizer"), verbose,
+                 reads=(pool, es.target.path)):
         try:
             tdocs = read_sample(es.target.path, es.max_documents)[0] if es.target.path else None
             docs, seen = read_sample(pool, es.max_documents)
@@ -566,7 +572,7 @@ def influence(pool: str = typer.Option(..., "--pool", help="documents: a run fol
     if (target is None) == (target_expr is None):
         _fail("give --target (a folder) or --target-expr (held out from the pool), one of them")
     with writing(out, "influence", overwrite, ("influence.parquet", "features", "card.json", "tokenizer", "_work"),
-                 verbose):
+                 verbose, reads=(pool, target)):
         _influence(pool, out, target, target_expr, holdout, spec)
 
 
@@ -648,7 +654,8 @@ def plan(sources: str = typer.Argument(..., help="SOURCES.yaml: sources (path or
          sample: Optional[int] = typer.Option(None, help="documents tokenised per source (0: all, exact)"),
          fit: Optional[str] = typer.Option(None, help="fit the weights with proxy LMs: regmix or doremi"),
          target_expr: Optional[str] = typer.Option(None, "--target-expr",
-                                                   help="with --fit: the target documents, e.g. \"language == 'markdown'\""),
+                                                   help="with --fit: the target documents, e.g. "
+                                                        "\"language == 'markdown'\""),
          overwrite: bool = OVERWRITE, verbose: bool = VERBOSE):
     """Weights and epochs per source for a token budget (data-constrained scaling law)."""
     from pydantic import ValidationError
@@ -783,7 +790,8 @@ def score(input: str = typer.Argument(..., help="documents: a JSONL or Parquet f
                    "classifier": os.path.abspath(params.classifier)})
     data = {"name": "score", "input": source, "stages": stages,
             "output": {"path": out}, "executor": {"type": "local", "tasks": tasks}}
-    _execute(lambda: parse_pipeline(data, source="textcurate score"), overwrite, verbose=verbose, where=out, verb="score")
+    _execute(lambda: parse_pipeline(data, source="textcurate score"), overwrite, verbose=verbose, where=out,
+             verb="score")
 
 
 @app.command()

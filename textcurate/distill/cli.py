@@ -29,7 +29,8 @@ def distill_cmd(features: str = typer.Argument(..., help="a feature store (RUN/f
     features = expand(features)  # @assets/...: a file of textcurate's shipped data
     with writing(out, "distill", overwrite, ("selection.parquet", "selections", "synthetic.safetensors", "distill.json",
                                              "distill_labels.json", "synthetic_labels.safetensors",
-                                             "synthetic_labels.parquet", "experts.safetensors"), verbose):
+                                             "synthetic_labels.parquet", "experts.safetensors"), verbose,
+                 reads=(features,)):
         if p.labels:
             return _labels_cmd(features, out, embedder, p)
         return _distill_cmd(features, out, p)

@@ -320,12 +320,25 @@ def check_output(path: str, verb: str, overwrite: bool = False) -> dict | None:
     return owner
 
 
+def refuse_reading_inside(out: str, reads: Iterable[str | None]) -> None:
+    """OutputError when a path the verb reads is the output folder or inside it: starting the output
+    afresh would delete the verb's own input."""
+    real_out = os.path.realpath(out)
+    for p in reads:
+        if isinstance(p, str) and p and "://" not in p and not p.startswith("@"):
+            real = os.path.realpath(os.path.expanduser(p))
+            if real == real_out or real.startswith(real_out + os.sep):
+                raise OutputError(f"{out} holds {p}, which this command reads: it cannot write into the folder "
+                                  f"it reads; choose another --out")
+
+
 def claim_output(path: str, verb: str, overwrite: bool = False, writes: Iterable[str] = (),
-                 log: Callable[[str], None] | None = None) -> Output:
+                 log: Callable[[str], None] | None = None, reads: Iterable[str | None] = ()) -> Output:
     """Claim folder ``path`` for ``verb`` by the rule above; the returned Output holds the lock until
     ``close`` (use it as a context manager). With ``overwrite`` and another verb's output there,
     what textcurate wrote is removed first; with the same verb's, the caller decides (``clear``)."""
     path = os.path.abspath(path)
+    refuse_reading_inside(path, reads)
     check_output(path, verb, overwrite)  # read only: a refused folder gets no lock file
     os.makedirs(path, exist_ok=True)
     lock = FolderLock(path, verb, log).acquire()

@@ -180,6 +180,7 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
         from textcurate.runner.slurm import refuse_while_queued
 
         refuse_while_queued(run_dir, old)
+    _refuse_input_inside_output(cfg)
     state = input_state(cfg.input)
     out = prepare_run_dir(cfg, overwrite, verb, state, log)
     record: dict = {}
@@ -201,6 +202,16 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
         raise
     finally:
         out.close()
+
+
+def _refuse_input_inside_output(cfg: PipelineConfig) -> None:
+    """A run may not write the folder it reads (``select RUN --out RUN``): starting it afresh would
+    delete its own input."""
+    from textcurate.runner.outdir import refuse_reading_inside
+
+    inp = cfg.input
+    refuse_reading_inside(cfg.output.path, [getattr(inp, "path", None), *(getattr(inp, "paths", None) or []),
+                                            *(inp.input_paths() if hasattr(inp, "input_paths") else [])])
 
 
 def mark_failed(run_dir: str, error: BaseException) -> str:

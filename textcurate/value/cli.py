@@ -27,7 +27,7 @@ def value_cmd(pool: str = typer.Argument(..., help="documents with the units' fi
     from textcurate.value.run import value_annotations, value_units
 
     pool = expand(pool)  # @assets/...: a file of textcurate's shipped data
-    with writing(out, "value", overwrite, ("values.json", "values.parquet", "runs"), verbose):
+    with writing(out, "value", overwrite, ("values.json", "values.parquet", "runs"), verbose, reads=(pool,)):
         try:
             if params.method == "influence":
                 res = value_annotations(pool, params, out, log=console.print)
