@@ -250,10 +250,6 @@ class Output:
     lock: FolderLock
     foreign: list[str] = field(default_factory=list)
 
-    @property
-    def reused(self) -> bool:
-        return self.owner is not None
-
     def clear(self) -> None:
         """Remove what textcurate wrote here (an ``overwrite``), keeping the lock and the record."""
         remove_ours(self.path, {"writes": sorted(set(self.writes) | set((self.owner or {}).get("writes", [])))})
