@@ -107,8 +107,8 @@ def _print_result(record: dict) -> None:
     if rej.get("count"):
         folder = os.path.join(record["config"]["output"]["path"], "rejects")
         kinds = sorted(rej["by_reason"].items(), key=lambda kv: (-kv[1], kv[0]))
-        out.print(f"{rej['count']:,} rejected record{'s' if rej['count'] != 1 else ''} of {len(kinds):,} "
-                  f"kind{'s' if len(kinds) != 1 else ''} in {folder}/:", highlight=False)
+        out.print(f"{rej['count']:,} rejected records of {len(kinds):,} kind{'s' if len(kinds) != 1 else ''} in "
+                  f"{folder}/:", highlight=False)
         for k, v in kinds[:SHOWN_REJECT_KINDS]:
             first = rej.get("example", {}).get(k)
             out.print(f"  {v:>7,}  {k}" + (f"  (first: {first})" if first else ""), highlight=False, soft_wrap=True)
