@@ -222,3 +222,60 @@ def test_continuous_labels_held_out_sources_and_the_logistic_baseline(tmp_path):
     base = card["metrics"]["logistic_regression"]
     assert 0.5 < base["spearman"] <= 1  # a linear signal: both rank well
     assert card["metrics"]["validation"]["spearman"] > 0.8 and card["labels"]["target"] == "score_expected"
+
+
+def test_held_out_kinds_validation_rows_and_calibration_onto_the_tiers(tmp_path):
+    """A labelled set split by kind: the 'validation' rows choose the head, the 'test' rows are only
+    scored (AUC and share kept per held-out kind, against provenance); --calibrate maps the head onto
+    0-5 by isotonic regression on rows of kinds it did not train on, and edu_score applies the map."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datatrove.data import Document
+
+    from textcurate.classify.scorer import EduScore
+    from textcurate.classify.train import load_annotations
+
+    rng = np.random.default_rng(0)
+    kinds = {"tut": 5, "man": 4, "faq": 4, "news": 2, "log": 0, "json": 0, "lic": 1, "ref": 4}
+    split_of = {"faq": "test", "lic": "test", "ref": "validation", "news": "validation"}
+    axis = rng.normal(size=16)
+    rows = []
+    for k, t in kinds.items():
+        for i in range(40):  # each kind a cluster whose position along one axis follows its tier
+            rows.append({"id": f"{k}{i}", "text": f"{k} {i}", "tier": t, "label": int(t >= 3), "kind": k,
+                         "split": split_of.get(k, "train"), "x": (t - 2.5) * axis / 3 + rng.normal(size=16) * 0.6})
+    path = str(tmp_path / "set.parquet")
+    pq.write_table(pa.Table.from_pylist([{c: r[c] for c in ("id", "text", "tier", "label", "kind", "split")}
+                                         for r in rows]), path)
+    ids, texts, y, extra = load_annotations(path, "tier")
+    assert y.dtype.kind == "i" and extra["kind"][0] == "tut" and extra["label"][0] == 1 and "tier" not in extra
+    with pytest.raises(ValueError, match="no 'teir' column"):
+        load_annotations(path, "teir")
+    X = np.stack([r["x"] for r in rows]).astype(np.float32)
+    card = train_classifier(ids, texts, y, str(tmp_path / "c"), "tiers by kind", embeddings=X, epochs=120,
+                            split=extra["split"], target="tier", calibrate=True, kinds=extra["kind"],
+                            labels=extra["label"], with_ngram=False)
+    assert "split is 'validation'" in card["split"]["how"]
+    val = {ids[i] for i in range(len(ids)) if extra["split"][i] == "validation"}
+    assert set(card["split"]["val_ids"]) == val
+    assert {ids.index(i) for i in card["split"]["test_ids"]} == {i for i, s in enumerate(extra["split"]) if s == "test"}
+    cal = card["calibration"]
+    assert cal["method"] == "isotonic" and "without its kind" in cal["rows"]
+    assert np.all(np.diff(cal["x"]) >= 0) and np.all(np.diff(cal["y"]) >= 0)
+    assert 0 <= min(cal["y"]) < 1 and 4 < max(cal["y"]) <= 5  # the tiers' scale, learnt where the head did not train
+    rep = card["metrics"]["test_provenance"]
+    assert set(rep["per_kind"]) == {"faq", "lic"} and rep["auc"] > 0.9
+    assert rep["per_kind"]["faq"]["kept@3"] > 0.7 and rep["per_kind"]["lic"]["kept@3"] < 0.3
+    # the stage reads the card's map: its scores are the calibrated ones, on 0-5
+    step = EduScore(classifier=str(tmp_path / "c"), cascade=False, band=(1.5, 3.5), device="cpu", max_tokens=None,
+                    model=None, trust_remote_code=False)
+    step.setup(0)
+    from textcurate.embed.step import EMBEDDING_KEY
+
+    docs = [Document(text=r["text"], id=r["id"], metadata={EMBEDDING_KEY: r["x"].astype(np.float32)})
+            for r in rows[:80]]
+    got = np.array([s["edu_score"] for s in step.score(docs)])
+    head, saved, _ = load_artifact(str(tmp_path / "c"))
+    with torch.no_grad():
+        raw = head(torch.tensor(X[:80])).squeeze(-1).numpy()
+    assert np.allclose(got, np.interp(raw, cal["x"], cal["y"]), atol=1e-5) and got.min() >= 0 and got.max() <= 5

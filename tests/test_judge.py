@@ -104,3 +104,17 @@ def test_prompt_variants_share_their_prefix_and_fence_the_document():
         assert jp.choices and jp.answer_prefix, name
     fewshot = PROMPTS["edu-additive-v2-fewshot"].build(a)
     assert all(text in fewshot.split("=====EXTRACT-")[0] for text, _ in FEW_SHOT)  # examples before the data
+
+
+def test_the_extract_never_takes_more_tokens_than_max_chars():
+    """1,000 characters of Japanese or emoji are 3,000-4,000 UTF-8 bytes, and as many byte-level tokens:
+    past a 2,048-token context, which made vLLM refuse the whole batch. The extract is cut to
+    max_chars bytes too (a token covers at least one byte); English text is unchanged."""
+    from textcurate.judge.prompt import PROMPTS, head_of
+
+    ja = "日本語の文章です。" * 300
+    assert len(head_of(ja, 1000).encode()) <= 1000 and ja.startswith(head_of(ja, 1000))
+    assert head_of("plain text " * 200, 1000) == ("plain text " * 200)[:1000]
+    for jp in PROMPTS.values():
+        prompt = jp.build("🙂" * 1000, 1000)
+        assert len(prompt.encode()) < 1000 + len(jp.build("", 1000).encode()) + 100

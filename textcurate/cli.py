@@ -364,12 +364,18 @@ def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotation
                          seed: int = typer.Option(0),
                          ngram: bool = typer.Option(True, help="also train the fast n-gram model (for cascades)"),
                          target: str = typer.Option("auto", help="auto (score_expected where the annotations "
-                                                                 "have it, else score) | score | score_expected"),
+                                                                 "have it, else score) | score | score_expected | "
+                                                                 "another 0-5 column (a labelled set's tier)"),
+                         calibrate: bool = typer.Option(False, help="map the head onto the 0-5 scale (isotonic, on "
+                                                                    "rows of kinds or sources it did not train on)"),
                          overwrite: bool = OVERWRITE, verbose: bool = VERBOSE):
     """Train a regression head on frozen embeddings (and an n-gram model) from annotations.
 
-    Validation: the rows whose split is 'test', else whole sources (a source column), else a
-    stratified random split; a logistic regression on the same embeddings is reported beside."""
+    Test: the rows whose split is 'test' (never part of a choice). Validation: the rows whose split
+    is 'validation', else whole sources (a source column), else a stratified random split; a
+    logistic regression on the same embeddings is reported beside. With a 'label' column
+    (provenance, 1 educational) and a 'kind' column, the card reports AUC and the share kept per
+    held-out kind."""
     from textcurate.classify.train import load_annotations, train_classifier
 
     try:
@@ -380,7 +386,8 @@ def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotation
                  reads=(annotations,)):
         card = train_classifier(ids, texts, y, out, provenance, embedder, max_tokens, tuple(heads.split(",")),
                                 val_frac, seed, with_ngram=ngram, sources=extra.get("source"),
-                                split=extra.get("split"), target=extra["target"])
+                                split=extra.get("split"), target=extra["target"], calibrate=calibrate,
+                                kinds=extra.get("kind"), labels=extra.get("label"))
 
     def summary(m: dict) -> dict:  # NaN (e.g. AUC with one class) is not JSON: null
         return {k: (round(v, 4) if v == v else None) for k, v in m.items() if isinstance(v, float)}
@@ -390,6 +397,8 @@ def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotation
     print(json.dumps({"out": out, "head": card["head"]["kind"], "target": extra["target"],
                       "validation_split": card["split"]["how"], "validation": summary(card["metrics"]["validation"]),
                       **({"test": summary(card["metrics"]["test"])} if "test" in card["metrics"] else {}),
+                      **({"test_provenance": summary(card["metrics"]["test_provenance"])}
+                         if "test_provenance" in card["metrics"] else {}),
                       "logistic_regression": summary(card["metrics"]["logistic_regression"]),
                       "ngram_validation": summary(card.get("ngram", {}).get("metrics", {}).get("validation", {}))}))
 

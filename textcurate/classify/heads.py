@@ -86,6 +86,16 @@ def save_artifact(folder: str, head: torch.nn.Module, card: dict, ngram=None) ->
     write_json_atomic(os.path.join(folder, "card.json"), card)
 
 
+def calibrate(raw: np.ndarray, card: dict) -> np.ndarray:
+    """The head's raw output mapped onto the 0-5 scale by the card's ``calibration`` (a monotone
+    piecewise-linear map: ``x`` knots of raw output, ``y`` their scores; isotonic regression fitted
+    on rows of kinds the head did not train on); unchanged where the card has none."""
+    cal = card.get("calibration")
+    if not cal:
+        return np.asarray(raw, np.float32)
+    return np.interp(np.asarray(raw, float), cal["x"], cal["y"]).astype(np.float32)
+
+
 def check_artifact(folder: str) -> dict:
     """The card of the classifier in ``folder``, after checking that its files would load; ValueError
     naming the file otherwise."""

@@ -125,6 +125,7 @@ class EduScore(Scorer):
     def head_scores(self, docs: list[Document]) -> np.ndarray:
         import torch
 
+        from textcurate.classify.heads import calibrate
         from textcurate.embed.step import EMBEDDING_KEY
 
         have = [d.metadata.get(EMBEDDING_KEY) for d in docs]
@@ -135,7 +136,8 @@ class EduScore(Scorer):
                 have[i] = v
         X = torch.tensor(np.stack(have).astype(np.float32))
         with torch.inference_mode():
-            return self._head(X).squeeze(-1).numpy()
+            raw = self._head(X).squeeze(-1).numpy()
+        return calibrate(raw, self.card)
 
     def score(self, docs: list[Document]) -> list[dict]:
         if self._mode == "hf":

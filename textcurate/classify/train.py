@@ -24,12 +24,17 @@ from textcurate.io.records import hash_share
 TARGETS = ("auto", "score", "score_expected")
 
 
+EXTRA = ("source", "split", "kind", "label")
+
+
 def load_annotations(path: str, target: str = "auto") -> tuple[list[str], list[str], np.ndarray, dict]:
     """(ids, texts, labels, extra): ``labels`` float (the continuous score) or int; ``extra`` holds
-    the ``source`` and ``split`` columns when the file has them, and ``target``, the column used."""
-    if target not in TARGETS:
-        raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+    the ``source``, ``split``, ``kind`` and ``label`` columns when the file has them, and ``target``,
+    the column used (``auto``: score_expected where it has values, else score; or any 0-5 column of
+    the file, such as a labelled set's ``tier``)."""
     names = pq.read_schema(path).names
+    if target not in TARGETS and target not in names:
+        raise ValueError(f"{path}: no {target!r} column (target: {', '.join(TARGETS)} or a column of the file)")
     if target == "auto":
         target = "score"
         if "score_expected" in names:
@@ -38,13 +43,15 @@ def load_annotations(path: str, target: str = "auto") -> tuple[list[str], list[s
                 target = "score_expected"
     if target not in names:
         raise ValueError(f"{path}: no {target!r} column")
-    cols = ["id", "text", target] + [c for c in ("source", "split") if c in names]
+    cols = ["id", "text", target] + [c for c in EXTRA if c in names and c != target]
     rows = [r for r in pq.read_table(path, columns=cols).to_pylist() if r[target] is not None]
     # unparsed judge outputs carry no label
     if len(rows) < 10:
         raise ValueError(f"{path}: only {len(rows)} labelled rows; need at least 10")
-    y = np.array([r[target] for r in rows], dtype=np.float32 if target == "score_expected" else int)
-    extra = {"target": target, **{c: [r[c] for r in rows] for c in ("source", "split") if c in names}}
+    vals = [r[target] for r in rows]
+    integral = all(float(v).is_integer() for v in vals)
+    y = np.array(vals, dtype=int if integral and target != "score_expected" else np.float32)
+    extra = {"target": target, **{c: [r[c] for r in rows] for c in EXTRA if c in names and c != target}}
     return [r["id"] for r in rows], [r["text"] for r in rows], y, extra
 
 
@@ -52,14 +59,18 @@ def holdout_split(y: np.ndarray, val_frac: float, seed: int, sources: list | Non
                   split: list | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """(train, validation, test indices, how). ``test``: the rows whose ``split`` is ``test`` (empty
     without that column); they never take part in a choice. ``validation`` (the choice of head and
-    epoch), from the rest: whole sources by a seeded hash of their name, else stratified by
-    rounded score."""
+    epoch): the rows whose ``split`` is ``validation`` where there are any, else from the rest whole
+    sources by a seeded hash of their name, else stratified by rounded score."""
     idx = np.arange(len(y))
     test = np.array([], dtype=int)
     if split is not None and any(s == "test" for s in split) and any(s != "test" for s in split):
         test = np.array([i for i, s in enumerate(split) if s == "test"], dtype=int)
         idx = np.setdiff1d(idx, test)
     how = "test: the rows whose split is 'test'; " if len(test) else ""
+    if split is not None and any(s == "validation" for s in split):
+        va = np.array([i for i, s in enumerate(split) if s == "validation"], dtype=int)
+        if len(va) < len(idx):
+            return np.setdiff1d(idx, va), va, test, how + "validation: the rows whose split is 'validation'"
     if sources is not None:
         pool = sorted({sources[i] for i in idx})
         if len(pool) >= 2:
@@ -92,16 +103,68 @@ def logistic_baseline(Xtr, ytr, Xev, yev, seed: int = 0) -> dict:
     return {} if pred is None else regression_report(yev, pred)
 
 
+def out_of_group_scores(kind: str, X: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray, groups: list,
+                        epochs: int, seed: int, continuous: bool) -> np.ndarray:
+    """Each training row scored by a head fitted without its whole group (its kind, or its source),
+    the epoch chosen on the validation rows as the head's own was: what the head gives text of a
+    kind it never saw."""
+    out = np.zeros(len(tr), np.float32)
+    g = np.array([groups[i] for i in tr])
+    for name in sorted(set(g.tolist())):
+        m = g == name
+        if m.all():
+            continue
+        head, _ = fit_head(kind, X[tr[~m]], y[tr[~m]], X[va], y[va], epochs=epochs, seed=seed, continuous=continuous)
+        with torch.no_grad():
+            out[m] = head(torch.tensor(X[tr[m]])).squeeze(-1).numpy()
+    return out
+
+
+def fit_calibration(raw: np.ndarray, y: np.ndarray, rows: str) -> dict:
+    """Isotonic regression of the 0-5 label on the raw output (scikit-learn), as the card's knots."""
+    from sklearn.isotonic import IsotonicRegression
+
+    iso = IsotonicRegression(y_min=0.0, y_max=5.0, increasing=True, out_of_bounds="clip").fit(raw, y)
+    return {"method": "isotonic", "rows": rows, "n": int(len(y)),
+            "x": [float(v) for v in iso.X_thresholds_], "y": [float(v) for v in iso.y_thresholds_]}
+
+
+def heldout_report(score: np.ndarray, label: np.ndarray, kinds: list | None, threshold: float = 2.5) -> dict:
+    """Against provenance labels (1 educational): AUC, precision and recall of ``edu_int >= 3``
+    (score >= 2.5), and per kind its AUC against every row of the other label and the share kept."""
+    from textcurate.classify.metrics import auc, prf
+
+    label = np.asarray(label, int)
+    keep = score >= threshold
+    p, r, f = prf(label == 1, keep)
+    rep = {"auc": auc(label, score), "precision@3": p, "recall@3": r, "f1@3": f, "n": int(len(label))}
+    if kinds is not None:
+        k = np.array(kinds)
+        rep["per_kind"] = {}
+        for name in sorted(set(k.tolist())):
+            m = k == name
+            lab = int(label[m][0])
+            other = (label != lab) | m
+            rep["per_kind"][name] = {"label": lab, "n": int(m.sum()), "auc": auc(label[other], score[other]),
+                                     "kept@3": float(keep[m].mean()), "mean": float(score[m].mean())}
+    return rep
+
+
 def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, provenance: str,
                      embedder_model: str = "minilm", max_tokens: int = 256, heads=("linear", "mlp"),
                      val_frac: float = 0.2, seed: int = 0, epochs: int = 300, with_ngram: bool = True,
                      embeddings: np.ndarray | None = None, sources: list | None = None,
-                     split: list | None = None, target: str = "score") -> dict:
+                     split: list | None = None, target: str = "score", calibrate: bool = False,
+                     kinds: list | None = None, labels: list | None = None) -> dict:
+    """``calibrate``: map the head's output onto the 0-5 scale by isotonic regression fitted on rows
+    of kinds the head did not see (the validation rows, and each training kind scored by a head
+    fitted without it); the head and its epoch are then chosen by Spearman, the ranking that the
+    map keeps. ``labels``: provenance (1 educational), for the held-out report."""
     from textcurate.embed.embedder import Embedder
 
     X = embeddings if embeddings is not None else Embedder(embedder_model, max_tokens=max_tokens).encode(texts)
     X = np.asarray(X, dtype=np.float32)
-    continuous = y.dtype.kind == "f"
+    continuous = y.dtype.kind == "f" or calibrate
     tr, va, te, how = holdout_split(y, val_frac, seed, sources, split)
     per_head, best = {}, None
     metric = selection_metric(continuous)  # the same choice as each head's epoch
@@ -116,6 +179,18 @@ def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, 
             best = (kind, head, rep)
     kind, head, rep = best
     ints = to_int(y)
+    calibration = None
+    if calibrate:
+        groups = kinds if kinds is not None else sources if sources is not None else None
+        with torch.no_grad():
+            raw_va = head(torch.tensor(X[va])).squeeze(-1).numpy()
+        raw, ys, rows = raw_va, y[va].astype(float), f"the {len(va)} validation rows"
+        if groups is not None:
+            oof = out_of_group_scores(kind, X, y, tr, va, groups, epochs, seed, continuous)
+            raw, ys = np.r_[raw_va, oof], np.r_[ys, y[tr].astype(float)]
+            rows += f" and the {len(tr)} training rows, each scored by a head fitted without its " + \
+                ("kind" if kinds is not None else "source")
+        calibration = fit_calibration(raw, ys, rows)
     card = {"type": "edu-classifier", "threshold": 3,
             "head": {"kind": kind, "dim": int(X.shape[1]), "hidden": 256},
             "embedder": {"model": embedder_model, "max_tokens": max_tokens},
@@ -127,9 +202,25 @@ def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, 
             "metrics": {"validation": rep, "per_head": per_head}}
     # the cheapest peer, on the rows no choice saw (the test rows; else the validation rows)
     ev = te if len(te) else va
+    if calibration is not None:
+        from textcurate.classify.heads import calibrate as apply_calibration
+
+        card["calibration"] = calibration
+        with torch.no_grad():
+            cal_va = apply_calibration(head(torch.tensor(X[va])).squeeze(-1).numpy(), card)
+        card["metrics"]["validation_calibrated"] = regression_report(y[va], cal_va)
+        if labels is not None:
+            card["metrics"]["validation_provenance"] = heldout_report(
+                cal_va, np.asarray(labels)[va], None if kinds is None else [kinds[i] for i in va])
     if len(te):
         with torch.no_grad():
-            card["metrics"]["test"] = regression_report(y[te], head(torch.tensor(X[te])).squeeze(-1).numpy())
+            raw_te = head(torch.tensor(X[te])).squeeze(-1).numpy()
+        if calibration is not None:
+            raw_te = apply_calibration(raw_te, card)
+        card["metrics"]["test"] = regression_report(y[te], raw_te)
+        if labels is not None:
+            card["metrics"]["test_provenance"] = heldout_report(
+                raw_te, np.asarray(labels)[te], None if kinds is None else [kinds[i] for i in te])
     card["metrics"]["logistic_regression"] = logistic_baseline(X[tr], y[tr], X[ev], y[ev], seed)
     ngram = None
     if with_ngram:

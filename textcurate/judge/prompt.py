@@ -54,22 +54,32 @@ def neutralise(extract: str) -> tuple[str, int]:
 
 
 def suspected_injection(text: str, max_chars: int = 1000) -> bool:
-    return neutralise(text[:max_chars])[1] > 0
+    return neutralise(head_of(text, max_chars))[1] > 0
 
 
 def build_prompt(text: str, max_chars: int = 1000, neutralise_requests: bool = True) -> str:
     """The judge's prompt for the first ``max_chars`` of ``text``. ``neutralise_requests=False``
     only neutralises fence markers (prompt v1), to measure what the rest buys."""
     if not neutralise_requests:
-        extract = re.sub(r"=====EXTRACT-[0-9a-f]*=====", "[marker removed]", text[:max_chars])
+        extract = re.sub(r"=====EXTRACT-[0-9a-f]*=====", "[marker removed]", head_of(text, max_chars))
         return TEMPLATE.format(rubric=RUBRIC, marker=_marker(extract), document=extract)
     return _fenced(TEMPLATE, text, max_chars, rubric=RUBRIC)
 
 
+def head_of(text: str, max_chars: int) -> str:
+    """The first ``max_chars`` characters of ``text``, and no more than ``max_chars`` UTF-8 bytes of
+    them: a byte-level BPE token covers at least one byte, so the extract never takes more than
+    ``max_chars`` tokens (1,000 characters of Japanese or of emoji would take 2,000 and more, past a
+    2,048-token context). English text is unchanged."""
+    head = text[:max_chars]
+    raw = head.encode("utf-8")
+    return head if len(raw) <= max_chars else raw[:max_chars].decode("utf-8", errors="ignore")
+
+
 def _fenced(template: str, text: str, max_chars: int, **fields) -> str:
-    """``template`` filled with the first ``max_chars`` of ``text``, neutralised, between its markers
+    """``template`` filled with the first ``max_chars`` of ``text`` (``head_of``), neutralised, between its markers
     (blank space at either end dropped, whether or not anything was cut)."""
-    extract = neutralise(text[:max_chars])[0].strip()
+    extract = neutralise(head_of(text, max_chars))[0].strip()
     return template.format(marker=_marker(extract), document=extract, **fields)
 
 
