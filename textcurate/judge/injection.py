@@ -62,14 +62,17 @@ RESERVE = 100  # characters of the judged window kept free for a payload (the lo
 def clean(text: str, max_chars: int) -> str:
     """The document an injection is added to: its first ``max_chars - RESERVE`` characters. It is
     the baseline: an injected document is this and the payload, so a shift measures the payload
-    alone, not a document cut to make room for it."""
-    return text[: max_chars - RESERVE]
+    alone, not a document cut to make room for it. Cut as the judge cuts (``head_of``: characters
+    and UTF-8 bytes), so that a payload of at most RESERVE bytes stays whole inside the window."""
+    from textcurate.judge.prompt import head_of
+
+    return head_of(text, max_chars - RESERVE)
 
 
 def inject(text: str, where: str, payload: str, max_chars: int) -> str:
     """``clean(text)`` with the payload in front or behind: all of it inside the judged window."""
-    if len(payload) > RESERVE:
-        raise ValueError(f"a payload of {len(payload)} characters does not fit the RESERVE of {RESERVE}")
+    if len(payload.encode("utf-8")) > RESERVE:
+        raise ValueError(f"a payload of {len(payload.encode('utf-8'))} UTF-8 bytes does not fit the RESERVE of {RESERVE}")
     base = clean(text, max_chars)
     return payload + base if where == "prefix" else base + payload
 
