@@ -28,7 +28,6 @@ import collections
 import math
 import os
 import re
-import subprocess
 import sys
 import time
 
@@ -37,15 +36,10 @@ import pyarrow.parquet as pq
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, HERE)
 
+from judge import cpu_flags  # noqa: E402  (bench/judge.py: the CPU line every judge bench prints)
 from textcurate.classify.metrics import auc  # noqa: E402
-
-
-def cpu_name() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    name = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "?")
-    flags = sorted({f for f in out.split() if f.startswith(("amx", "avx512_bf16"))})
-    return f"{name}, {os.cpu_count()} cores, {' '.join(flags) or 'AVX2 (no AMX, no AVX512-BF16)'}"
 
 
 def embeddings(path: str, texts: list[str], model: str = "minilm") -> tuple[np.ndarray, float]:
@@ -182,7 +176,7 @@ def main() -> None:
     X, emb_s = embeddings(emb_path, texts)
     print(f"{len(rows)} documents: train {len(tr)} ({len(set(kind[tr]))} kinds), validation {len(va)} "
           f"({', '.join(sorted(set(kind[va])))}), test {len(te)} ({', '.join(sorted(set(kind[te])))}); "
-          f"CPU: {cpu_name()}")
+          f"CPU: {cpu_flags()}")
 
     scores: dict[str, np.ndarray] = {}
     cost: dict[str, float] = {}

@@ -81,7 +81,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from build_edu_set import docstring_share, html_text, read, sections  # noqa: E402
+from build_edu_set import docstring_share, html_text, read, sections, stable  # noqa: E402
 
 DEBS = ["python3.11-doc", "git-doc", "postgresql-doc-15", "sqlite3-doc", "dict-foldoc", "jargon-text", "perl-doc",
         "r-doc-html", "maxima-doc", "debian-reference-en", "python-django-doc", "dict-gcide", "dict-devil",
@@ -496,10 +496,6 @@ def markov(docs: list[dict], n: int, seed: int) -> list[dict]:
             rows.append({"text": " ".join(out), "kind": "markov", "source": f"markov/{part}",
                          "path": f"markov:{part}:{i}", "package": f"markov-{part}"})
     return rows
-
-
-def stable(s: str, salt: str = "") -> int:
-    return int.from_bytes(hashlib.sha256(f"{salt}:{s}".encode()).digest()[:8], "big")
 
 
 def draw(kind: str, sources: dict, per_kind: int, max_chars: int, seed: int) -> list[dict]:
