@@ -92,7 +92,7 @@ def main() -> None:
         # choice of head and epoch); the test sources stay out of every decision
         card = train_classifier([ids[i] for i in tr], [texts[i] for i in tr], y[tr], out, "bench", name,
                                 embeddings=X[tr], sources=[sources[i] for i in tr], target="score_expected",
-                                with_ngram=False)
+                                fasttext="none")
         head, _, _ = load_artifact(out)
         import torch
 

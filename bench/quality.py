@@ -217,10 +217,17 @@ def main() -> None:
         with torch.no_grad():
             return head(torch.tensor(X)).squeeze(-1).numpy()
 
-    def ngram(t):
-        from textcurate.classify.ngram import train_ngram
+    def fasttext_tiers(t):
+        """train-classifier's fastText: a classifier on the rounded tiers, its expected label; epochs
+        and rate chosen on the validation rows' Spearman."""
+        import tempfile
 
-        return train_ngram([texts[i] for i in t], tier[t].astype(np.float32), seed=args.seed).predict(texts)
+        from textcurate.classify.fasttext_model import train_fasttext
+
+        with tempfile.TemporaryDirectory() as d:
+            sc, _ = train_fasttext([texts[i] for i in t], tier[t], d, val_texts=[texts[i] for i in va],
+                                   val_y=tier[va], seed=args.seed)
+            return sc.predict(texts)
 
     def fasttext_clf(t):
         """fastText (fasttext-numpy2-wheel, datatrove's pin) supervised on provenance, word bigrams;
@@ -254,7 +261,7 @@ def main() -> None:
         print("  (fastText not scored: pip install fasttext-numpy2-wheel)")
     learnt = {"TF-IDF uni+bigram + logistic regression (provenance)": (tfidf_lr, 0.0),
               **({"fastText bigrams, supervised (provenance)": (fasttext_clf, 0.0)} if have_ft else {}),
-              "hashed n-gram regressor (classify/ngram.py) on tiers": (ngram, 0.0),
+              **({"fastText on tiers, expected label (train-classifier's)": (fasttext_tiers, 0.0)} if have_ft else {}),
               "MiniLM + logistic regression (provenance)":
                   (lambda t: fit_logistic(X[t], y[t], X[va], y[va]).decision_function(X), emb_s),
               "MiniLM + ridge on tiers (provenance)": (lambda t: fit_ridge(X[t], tier[t], X[va], y[va]).predict(X),

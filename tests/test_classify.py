@@ -41,7 +41,7 @@ def test_split_is_stratified_and_seeded():
 def test_artifact_round_trip_and_metrics_recompute(tmp_path):
     ids, texts, y, X = _synthetic()
     card = train_classifier(ids, texts, y, str(tmp_path / "c"), "synthetic test labels", embeddings=X, epochs=150)
-    head, card2, ngram = load_artifact(str(tmp_path / "c"))
+    head, card2, fast = load_artifact(str(tmp_path / "c"))
     assert card2["labels"]["provenance"] == "synthetic test labels" and card2["labels"]["n"] == len(y)
     va = [ids.index(i) for i in card2["split"]["val_ids"]]
     with torch.no_grad():
@@ -49,9 +49,11 @@ def test_artifact_round_trip_and_metrics_recompute(tmp_path):
     again = regression_report(y[va], pred)
     for k, v in card["metrics"]["validation"].items():
         assert again[k] == (pytest.approx(v, abs=1e-5) if isinstance(v, float) else v), k
-    assert card["metrics"]["validation"]["macro_f1"] > 0.3 and ngram is not None
-    assert card["ngram"]["metrics"]["validation"]["spearman"] > 0.8  # the words carry the label here
-    assert os.path.exists(tmp_path / "c" / "head.safetensors") and not list(tmp_path.glob("c/*.pkl"))
+    assert card["metrics"]["validation"]["macro_f1"] > 0.3 and fast is not None
+    assert card["fasttext"]["metrics"]["validation"]["spearman"] > 0.8  # the words carry the label here
+    assert np.allclose(fast.predict([texts[i] for i in va]), fast.predict([texts[i] for i in va]))
+    assert set(card["cascade"]) >= {"margin", "tolerance", "recommended", "share_to_exact"}
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["card.json", "fasttext.bin", "head.safetensors"]
 
 
 def _real_classifier(tmp_path, n=60):
@@ -70,41 +72,107 @@ def _real_classifier(tmp_path, n=60):
 
 
 def test_edu_score_head_cascade_and_stream(tmp_path):
-    """The cascade runs both paths: documents the n-gram model places outside the band keep its
-    score, those inside go to the head; each path's scores are those of its model run alone."""
+    """The cascade runs both paths: documents whose fastText score lies outside the band keep it,
+    those inside go to the head; each path's scores are those of its model run alone."""
     from datatrove.data import Document
 
+    from textcurate.classify.heads import calibrate
     from textcurate.classify.scorer import EduScoreParams
 
-    clf, _ = _real_classifier(tmp_path)
+    clf, card = _real_classifier(tmp_path)
     texts = ["Lesson: how plants make sugar from light.", "cheap watches click here", "The water cycle explained",
              "discount free shipping buy buy buy", "a", "Lesson 7: photosynthesis in the leaf, step by step.",
              "click here for a free lesson", "Energy from light is stored as sugar by plants."]
     docs = [Document(text=t, id=str(i)) for i, t in enumerate(texts)]
-    _, _, ngram = load_artifact(clf)  # the fast model on its own
-    with torch.no_grad():
-        ng = ngram.predict(texts)
-    full = EduScoreParams(classifier=clf).make()  # the head alone
+    _, _, fast = load_artifact(clf)  # the fast model on its own, on the head's scale
+    ft = calibrate(fast.predict(texts), card["fasttext"])
+    full = EduScoreParams(classifier=clf, mode="exact").make()  # the head alone
     full.setup(0)
-    s = np.sort(ng)
-    assert len(set(s.tolist())) == len(texts)
-    band = ((s[1] + s[2]) / 2, (s[5] + s[6]) / 2)  # four documents inside, four outside
-    casc = EduScoreParams(classifier=clf, cascade=True, band=band).make()
+    from textcurate.classify.cascade import distance_to_boundary
+
+    d = distance_to_boundary(ft)
+    margin = float(np.median(d))  # about half the documents to the head
+    casc = EduScoreParams(classifier=clf, cascade=True, margin=margin).make()  # the older spelling of mode: cascade
+    assert casc.mode == "cascade"
     casc.setup(0)
     rows = casc.score(docs)
     paths = [r["edu_path"] for r in rows]
-    assert paths == ["head" if band[0] <= v <= band[1] else "ngram" for v in ng]
-    assert paths.count("head") == 4 and paths.count("ngram") == 4
+    assert paths == ["head" if v < margin else "fasttext" for v in d]
+    assert 0 < paths.count("head") < len(texts), d
     inside = [i for i, p in enumerate(paths) if p == "head"]
     alone = full.score([docs[i] for i in inside])  # the head alone on the same documents (same batch)
     assert {r["edu_path"] for r in alone} == {"head"}
     for i, r in zip(inside, alone):
         assert rows[i]["edu_score"] == pytest.approx(r["edu_score"], abs=1e-6)
     for i, p in enumerate(paths):
-        if p == "ngram":
-            assert rows[i]["edu_score"] == pytest.approx(float(ng[i]), abs=1e-6)
+        if p == "fasttext":
+            assert rows[i]["edu_score"] == pytest.approx(float(ft[i]), abs=1e-6)
     for r in rows:
         assert r["edu_int"] == int(np.clip(round(r["edu_score"]), 0, 5))
+    only = EduScoreParams(classifier=clf, mode="fasttext").make()
+    only.setup(0)
+    assert [r["edu_path"] for r in only.score(docs)] == ["fasttext"] * len(texts)
+    assert not hasattr(only, "_embedder")  # fastText alone loads no embedder
+    auto = EduScoreParams(classifier=clf).make()
+    auto.setup(0)
+    assert auto._path == ("cascade" if card["cascade"]["recommended"] else "exact")
+
+
+def test_cascade_margin_meets_its_tolerance_on_the_rows_it_was_chosen_on():
+    from textcurate.classify.cascade import choose_margin, to_edu_int, to_exact
+
+    rng = np.random.default_rng(0)
+    exact = rng.uniform(0, 5, 2000)
+    fast = exact + rng.normal(0, 0.1, 2000)
+    c = choose_margin(fast, exact, 0.99)
+    sent = to_exact(fast, c["margin"])
+    assert c["recommended"] and 0 < sent.mean() < 1 and c["share_to_exact"] == pytest.approx(sent.mean())
+    assert (to_edu_int(fast[~sent]) == to_edu_int(exact[~sent])).mean() >= 0.99
+    assert 0.1 < c["margin"] < 0.45 and c["agreement_outside_lower95"] < c["agreement_outside"]
+    loose = choose_margin(fast, exact, 0.9)
+    assert loose["margin"] < c["margin"] and loose["share_to_exact"] < c["share_to_exact"]
+    same = choose_margin(exact, exact, 0.99)  # agreement everywhere: nothing to the head
+    assert same["margin"] == 0.0 and same["share_to_exact"] == 0.0
+    never = choose_margin(rng.uniform(0, 5, 300), rng.uniform(0, 5, 300), 0.99)  # no agreement to be had
+    assert not never["recommended"] and never["margin"] is None and never["share_to_exact"] == 1.0
+    assert to_exact(fast, None).all()
+    assert json.loads(json.dumps(c)) == c
+
+
+def test_fasttext_stage_scores_a_users_model_by_label(tmp_path):
+    """A model trained elsewhere, DCLM-style labels (hq against cc): the stage scores P(hq) by path;
+    a file that is not a fastText model, or a label it lacks, is a one-line error naming the file."""
+    import fasttext
+    from datatrove.data import Document
+
+    from textcurate.classify.fasttext_stage import FastTextParams
+
+    train = tmp_path / "train.txt"
+    rng = np.random.default_rng(0)
+    with open(train, "w") as fh:
+        for i in range(400):
+            words = rng.choice(["theorem", "proof", "lemma", "equation"] if i % 2 else ["click", "buy", "sale", "now"], 8)
+            fh.write(f"__label__{'hq' if i % 2 else 'cc'} {' '.join(words)}\n")
+    model = tmp_path / "dclm_like.bin"
+    fasttext.train_supervised(str(train), epoch=10, wordNgrams=2, thread=1, seed=0, verbose=0).save_model(str(model))
+    step = FastTextParams(model=str(model), label="hq", column="dclm").make()
+    step.setup(0)
+    rows = step.score([Document(text="a proof of the lemma\nwith an equation", id="a"),
+                       Document(text="buy now, sale, click", id="b")])
+    assert rows[0]["dclm"] > 0.9 > 0.1 > rows[1]["dclm"]
+    assert FastTextParams(model=str(model), label="hq", column="dclm").provided() == {"dclm"}
+    with pytest.raises(ValueError, match="not numbers; name the one"):
+        FastTextParams(model=str(model)).preflight()
+    with pytest.raises(ValueError, match="no label 'edu'"):
+        FastTextParams(model=str(model), label="edu").preflight()
+    bogus = tmp_path / "not_a_model.bin"
+    bogus.write_bytes(b"\x80\x04\x95 pickled bytes")
+    with pytest.raises(ValueError, match="not_a_model.bin: not a fastText model"):
+        FastTextParams(model=str(bogus), label="hq").preflight()
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(model.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="cut.bin: fastText cannot load it"):
+        FastTextParams(model=str(cut), label="hq").preflight()
 
 
 def test_edu_filter_pipeline_embeds_once(run_cfg, tmp_path):
@@ -208,7 +276,7 @@ def test_continuous_labels_held_out_sources_and_the_logistic_baseline(tmp_path):
     assert {sources[i] for i in te} == {"src1", "src5"} and "split" in how
     assert len({sources[i] for i in va}) == 2 and not {sources[i] for i in va} & {sources[i] for i in np.r_[tr, te]}
     card = train_classifier(ids, texts, y, str(tmp_path / "c"), "test", embeddings=X, epochs=150, sources=sources,
-                            split=split, target="score_expected", with_ngram=False)
+                            split=split, target="score_expected", fasttext="none")
     te = [ids.index(i) for i in card["split"]["test_ids"]]
     assert {sources[i] for i in te} == {"src1", "src5"} and card["metrics"]["test"]["n"] == len(te)
     assert card["metrics"]["logistic_regression"]["n"] == len(te)  # the peer on the same held-out rows
@@ -254,7 +322,7 @@ def test_held_out_kinds_validation_rows_and_calibration_onto_the_tiers(tmp_path)
     X = np.stack([r["x"] for r in rows]).astype(np.float32)
     card = train_classifier(ids, texts, y, str(tmp_path / "c"), "tiers by kind", embeddings=X, epochs=120,
                             split=extra["split"], target="tier", calibrate=True, kinds=extra["kind"],
-                            labels=extra["label"], with_ngram=False)
+                            labels=extra["label"], fasttext="none")
     assert "split is 'validation'" in card["split"]["how"]
     val = {ids[i] for i in range(len(ids)) if extra["split"][i] == "validation"}
     assert set(card["split"]["val_ids"]) == val
@@ -267,7 +335,7 @@ def test_held_out_kinds_validation_rows_and_calibration_onto_the_tiers(tmp_path)
     assert set(rep["per_kind"]) == {"faq", "lic"} and rep["auc"] > 0.9
     assert rep["per_kind"]["faq"]["kept@3"] > 0.7 and rep["per_kind"]["lic"]["kept@3"] < 0.3
     # the stage reads the card's map: its scores are the calibrated ones, on 0-5
-    step = EduScore(classifier=str(tmp_path / "c"), cascade=False, band=(1.5, 3.5), device="cpu", max_tokens=None,
+    step = EduScore(classifier=str(tmp_path / "c"), mode="exact", margin=None, device="cpu", max_tokens=None,
                     model=None, trust_remote_code=False)
     step.setup(0)
     from textcurate.embed.step import EMBEDDING_KEY

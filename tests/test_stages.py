@@ -44,8 +44,10 @@ def non_default_values(kmeans_artifact) -> dict[str, list[dict]]:
         "noop": [scorer],
         "embed": [{**scorer, "model": "/models/my-embedder", "max_tokens": 77, "encode_batch_size": 5,
                    "device": "cpu", "dtype": "float32", "trust_remote_code": True}],
-        "edu_score": [{**scorer, "classifier": "/models/clf", "cascade": True, "band": (0.5, 4.5), "device": "cpu",
+        "edu_score": [{**scorer, "classifier": "/models/clf", "mode": "cascade", "margin": 0.3, "device": "cpu",
                        "max_tokens": 99, "model": "/models/emb", "trust_remote_code": True}],
+        "fasttext": [{**scorer, "model": "/models/dclm.bin", "label": "hq", "column": "dclm", "lowercase": True,
+                      "max_chars": 100}],
         "select": [{"expr": "n_words > 3", "by": "s", "fraction": 0.3, "ascending": True, "seed": 5},
                    {"by": "s", "top_k": 4},
                    {"by": "s", "group_by": "g", "per_group": {"a": 2, "b": 0.5}}],
@@ -144,7 +146,7 @@ def test_non_default_values_arrive_at_the_step(kmeans_artifact, tmp_path):
                 assert got == getattr(params, f), f"{kind}.{f}: {got!r} arrived, {getattr(params, f)!r} given"
     # the two places where the bug lived, checked on the objects themselves
     edu = STAGES["edu_score"].model_validate(table["edu_score"][0]).make()
-    assert edu.trust_remote_code is True and edu.model == "/models/emb" and edu.band == (0.5, 4.5)
+    assert edu.trust_remote_code is True and edu.model == "/models/emb" and edu.margin == 0.3
     emb = STAGES["embed"].model_validate(table["embed"][0]).make()
     assert emb.embedder.trust_remote_code is True and emb.embedder.model_name == "/models/my-embedder"
 

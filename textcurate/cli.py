@@ -362,14 +362,19 @@ def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotation
                          heads: str = typer.Option("linear,mlp"),
                          val_frac: float = typer.Option(0.2),
                          seed: int = typer.Option(0),
-                         ngram: bool = typer.Option(True, help="also train the fast n-gram model (for cascades)"),
+                         fasttext: str = typer.Option("labels", help="also train a fastText model (for the cascade "
+                                                     "and fastText alone): labels (the same labels) | head (the "
+                                                     "head's scores: agrees with the head) | none"),
+                         tolerance: float = typer.Option(0.99, min=0.5, max=1.0,
+                                                         help="the cascade's band: documents outside it get the "
+                                                              "head's edu_int this often, on validation rows"),
                          target: str = typer.Option("auto", help="auto (score_expected where the annotations "
                                                                  "have it, else score) | score | score_expected | "
                                                                  "another 0-5 column (a labelled set's tier)"),
                          calibrate: bool = typer.Option(False, help="map the head onto the 0-5 scale (isotonic, on "
                                                                     "rows of kinds or sources it did not train on)"),
                          overwrite: bool = OVERWRITE, verbose: bool = VERBOSE):
-    """Train a regression head on frozen embeddings (and an n-gram model) from annotations.
+    """Train a regression head on frozen embeddings (and a fastText model) from annotations.
 
     Test: the rows whose split is 'test' (never part of a choice). Validation: the rows whose split
     is 'validation', else whole sources (a source column), else a stratified random split; a
@@ -382,10 +387,12 @@ def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotation
         ids, texts, y, extra = load_annotations(annotations, target)
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
-    with writing(out, "train-classifier", overwrite, ("card.json", "head.safetensors", "ngram.safetensors"), verbose,
+    if fasttext not in ("labels", "head", "none"):
+        _fail(f"--fasttext: {fasttext!r} is not one of labels, head, none")
+    with writing(out, "train-classifier", overwrite, ("card.json", "head.safetensors", "fasttext.bin"), verbose,
                  reads=(annotations,)):
         card = train_classifier(ids, texts, y, out, provenance, embedder, max_tokens, tuple(heads.split(",")),
-                                val_frac, seed, with_ngram=ngram, sources=extra.get("source"),
+                                val_frac, seed, fasttext=fasttext, tolerance=tolerance, sources=extra.get("source"),
                                 split=extra.get("split"), target=extra["target"], calibrate=calibrate,
                                 kinds=extra.get("kind"), labels=extra.get("label"))
 
@@ -400,7 +407,10 @@ def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotation
                       **({"test_provenance": summary(card["metrics"]["test_provenance"])}
                          if "test_provenance" in card["metrics"] else {}),
                       "logistic_regression": summary(card["metrics"]["logistic_regression"]),
-                      "ngram_validation": summary(card.get("ngram", {}).get("metrics", {}).get("validation", {}))}))
+                      "fasttext_validation": summary(card.get("fasttext", {}).get("metrics", {})
+                                                     .get("validation_calibrated", {})),
+                      **({"cascade": {k: v for k, v in card["cascade"].items() if k != "why"}}
+                         if "cascade" in card else {})}))
 
 
 @app.command()

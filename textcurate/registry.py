@@ -116,6 +116,10 @@ class StageParams(BaseModel):
         """Checks that need no document (a model that exists, a file that is whole), run once in the
         process that starts the run, before anything is written; raise ValueError with one line."""
 
+    def provided(self) -> frozenset[str] | None:
+        """The fields this stage adds to documents (None: not known before the run)."""
+        return type(self).provides
+
     def step_kwargs(self) -> dict:
         """The step class's keyword arguments: every field but the stage's own keys."""
         return {k: getattr(self, k) for k in type(self).model_fields if k not in self.stage_keys}

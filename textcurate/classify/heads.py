@@ -76,11 +76,11 @@ def fit_head(kind: str, Xtr, ytr, Xva, yva, epochs: int = 300, lr: float = 3e-3,
         return head, regression_report(yva, head(xv).squeeze(-1).numpy())
 
 
-def save_artifact(folder: str, head: torch.nn.Module, card: dict, ngram=None) -> None:
+def save_artifact(folder: str, head: torch.nn.Module, card: dict) -> None:
+    """``head.safetensors`` and ``card.json`` (a fastText model, when there is one, is already in
+    the folder: ``fasttext_model.train_fasttext`` writes it)."""
     os.makedirs(folder, exist_ok=True)
     save_file({k: v.contiguous() for k, v in head.state_dict().items()}, os.path.join(folder, "head.safetensors"))
-    if ngram is not None:
-        save_file({k: v.contiguous() for k, v in ngram.state_dict().items()}, os.path.join(folder, "ngram.safetensors"))
     card = {**card, "textcurate_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     write_json_atomic(os.path.join(folder, "card.json"), card)
@@ -111,16 +111,19 @@ def check_artifact(folder: str) -> dict:
         raise ValueError(f"{folder}: not a textcurate classifier (no card.json)") from None
     except (OSError, ValueError, AttributeError) as e:
         raise ValueError(f"{path}: not a classifier card ({type(e).__name__}: {e})") from None
-    for name in ("head.safetensors", "ngram.safetensors"):
-        if name == "head.safetensors" or os.path.exists(os.path.join(folder, name)):
-            if not os.path.exists(os.path.join(folder, name)):
-                raise ValueError(f"{os.path.join(folder, name)}: missing (the classifier's weights)")
-            check_safetensors(os.path.join(folder, name))
+    head = os.path.join(folder, "head.safetensors")
+    if not os.path.exists(head):
+        raise ValueError(f"{head}: missing (the classifier's weights)")
+    check_safetensors(head)
+    if card.get("fasttext"):
+        from textcurate.classify.fasttext_model import check_fasttext_file
+
+        check_fasttext_file(os.path.join(folder, card["fasttext"].get("file", "fasttext.bin")))
     return card
 
 
 def load_artifact(folder: str):
-    """(head, card, ngram or None); ValueError naming the file that does not load."""
+    """(head, card, fastText scorer or None); ValueError naming the file that does not load."""
     card = check_artifact(folder)
     try:
         return _load_artifact(folder, card)
@@ -132,12 +135,16 @@ def _load_artifact(folder: str, card: dict):
     h = card["head"]
     head = make_head(h["kind"], h["dim"], h.get("hidden", 256))
     head.load_state_dict(load_file(os.path.join(folder, "head.safetensors")))
-    ngram = None
-    if os.path.exists(os.path.join(folder, "ngram.safetensors")):
-        from textcurate.classify.ngram import NGramRegressor
+    return head.eval(), card, load_fasttext(folder, card)
 
-        g = card["ngram"]
-        ngram = NGramRegressor(g["n_buckets"], g["dim"], g.get("max_chars", 4000))
-        ngram.load_state_dict(load_file(os.path.join(folder, "ngram.safetensors")))
-        ngram.eval()
-    return head.eval(), card, ngram
+
+def load_fasttext(folder: str, card: dict):
+    """The classifier's fastText model as a scorer (raw expected label; ``calibrate(raw,
+    card["fasttext"])`` maps it onto 0-5), or None when the card has none."""
+    ft = card.get("fasttext")
+    if not ft:
+        return None
+    from textcurate.classify.fasttext_model import FastTextScorer
+
+    return FastTextScorer(os.path.join(folder, ft.get("file", "fasttext.bin")), lowercase=ft.get("lowercase", False),
+                          max_chars=ft.get("max_chars"))

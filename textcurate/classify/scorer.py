@@ -1,13 +1,19 @@
 """The ``edu_score`` step: ``edu_score`` (float), ``edu_int`` (0-5) and ``edu_path``.
 
-Three ways to score, chosen by what the classifier folder holds:
-- a textcurate head (``card.json`` + ``head.safetensors``) on embeddings: taken from an
-  ``embed`` step earlier in the stream when present, else computed here with the card's
+Ways to score, chosen by what the classifier folder holds and ``mode``:
+- ``exact``: a textcurate head (``card.json`` + ``head.safetensors``) on embeddings, taken from
+  an ``embed`` step earlier in the stream when present, else computed here with the card's
   embedder;
-- the same with ``cascade: true``: the hashed n-gram model scores everything first and only
-  documents in the uncertain band ``[low, high]`` go to the head (``edu_path`` says which);
+- ``cascade``: the classifier's fastText model (``fasttext.bin``) scores everything first and
+  only documents whose score lies within ``margin`` of a rounding boundary of ``edu_int`` go to
+  the head (``edu_path`` says which). The margin is the card's, chosen on validation rows for a
+  stated agreement with the head (``cascade.py``);
+- ``fasttext``: the fastText model alone, no embedder;
+- ``auto`` (the default): the cascade where the card recommends it (its margin met the
+  tolerance), else exact;
 - a Hugging Face sequence-classification regression model (the format of
   HuggingFaceFW/fineweb-edu-classifier): a folder with ``config.json``; logits are the score.
+A user's own fastText model (DCLM's classifier) is the ``fasttext`` stage's (``fasttext_stage.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ import os
 
 import numpy as np
 from datatrove.data import Document
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from textcurate.registry import RunPaths, ScorerParams, stage
 from textcurate.steps.base import Scorer
@@ -64,12 +72,12 @@ class EduScore(Scorer):
     default_batch_size = 256
     default_checkpoint_every = 1024
 
-    def __init__(self, *, classifier: str, cascade: bool, band: tuple[float, float], device: str,
+    def __init__(self, *, classifier: str, mode: str, margin: float | None, device: str,
                  max_tokens: int | None, model: str | None, trust_remote_code: bool, **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier
-        self.cascade = cascade
-        self.band = tuple(band)
+        self.mode = mode
+        self.margin = margin
         self.device = device
         self.max_tokens = max_tokens
         self.model = model  # the card's embedder from another place (a local copy of the same model)
@@ -96,12 +104,14 @@ class EduScore(Scorer):
             from textcurate.classify.heads import load_artifact
             from textcurate.embed.embedder import Embedder
 
-            self._head, self.card, self._ngram = load_artifact(self.classifier)
-            if self.cascade and self._ngram is None:
-                raise ValueError(f"{self.classifier}: cascade needs ngram.safetensors, which this classifier lacks")
-            emb = self.card["embedder"]
-            self._embedder = Embedder(self.model or emb["model"], max_tokens=self.max_tokens or emb["max_tokens"],
-                                      device=self.device)
+            self._head, self.card, self._fast = load_artifact(self.classifier)
+            self._path = resolve_mode(self.mode, self.card, self.classifier)
+            if self._path == "cascade":
+                self._margin = self.margin if self.margin is not None else self.card["cascade"]["margin"]
+            if self._path != "fasttext":
+                emb = self.card["embedder"]
+                self._embedder = Embedder(self.model or emb["model"],
+                                          max_tokens=self.max_tokens or emb["max_tokens"], device=self.device)
             self._mode = "head"
         self._loaded = True
 
@@ -142,19 +152,36 @@ class EduScore(Scorer):
     def score(self, docs: list[Document]) -> list[dict]:
         if self._mode == "hf":
             scores, paths = self._hf_scores([d.text for d in docs]), ["hf"] * len(docs)
-        elif self.cascade:
-            scores = self._ngram.predict([d.text for d in docs])
-            lo, hi = self.band
-            unsure = [i for i, s in enumerate(scores) if lo <= s <= hi]
-            paths = ["ngram"] * len(docs)
-            if unsure:
-                refined = self.head_scores([docs[i] for i in unsure])
-                for i, s in zip(unsure, refined):
-                    scores[i], paths[i] = s, "head"
-        else:
+        elif self._path == "exact":
             scores, paths = self.head_scores(docs), ["head"] * len(docs)
+        else:
+            from textcurate.classify.heads import calibrate
+
+            scores = calibrate(self._fast.predict([d.text for d in docs]), self.card["fasttext"])
+            paths = ["fasttext"] * len(docs)
+            if self._path == "cascade":
+                from textcurate.classify.cascade import to_exact
+
+                unsure = np.flatnonzero(to_exact(scores, self._margin)).tolist()
+                if unsure:
+                    refined = self.head_scores([docs[i] for i in unsure])
+                    for i, s in zip(unsure, refined):
+                        scores[i], paths[i] = s, "head"
+                self.stat_update("to_embedder", value=len(unsure))
         return [{"edu_score": float(s), "edu_int": int(np.clip(np.round(s), 0, 5)), "edu_path": p}
                 for s, p in zip(scores, paths)]
+
+
+def resolve_mode(mode: str, card: dict, folder: str) -> str:
+    """"exact", "cascade" or "fasttext" for a textcurate classifier; ValueError naming the folder
+    where the mode needs a fastText model the classifier lacks."""
+    has_fast = bool(card.get("fasttext"))
+    if mode == "auto":
+        return "cascade" if has_fast and (card.get("cascade") or {}).get("recommended") else "exact"
+    if mode in ("cascade", "fasttext") and not has_fast:
+        raise ValueError(f"{folder}: mode {mode} needs a fastText model (fasttext.bin), which this classifier lacks; "
+                         f"retrain it with train-classifier --fasttext labels")
+    return mode
 
 
 @stage("edu_score")
@@ -162,8 +189,13 @@ class EduScoreParams(ScorerParams):
     """Educational value 0-5 from a classifier head (cascade optional) or a HF regression model."""
     classifier: str = Field(..., description="a textcurate classifier folder, a shipped one by name (edu-default, "
                                              "provenance-minilm) or a HF sequence-classification model")
-    cascade: bool = Field(False, description="n-gram model first; only documents inside band go to the head")
-    band: tuple[float, float] = Field((1.5, 3.5), description="the cascade's uncertain band [low, high]")
+    mode: Literal["auto", "exact", "cascade", "fasttext"] = Field(
+        "auto", description="exact: the embedding head for every document; cascade: the classifier's fastText "
+                            "model first, the head only near a rounding boundary; fasttext: fastText alone; auto: the "
+                            "cascade where the classifier's card recommends it, else exact")
+    margin: float | None = Field(None, ge=0, description="the cascade sends to the head the documents whose fastText "
+                                                        "score lies within this of a rounding boundary of edu_int "
+                                                        "(default: the card's, chosen on validation rows)")
     device: str = Field("auto", description="auto | cpu | cuda[:N]")
     max_tokens: int | None = Field(None, ge=1, description="tokens per document (default: the card's / the model's)")
     model: str | None = Field(None, description="the card's embedder from a local copy (a path) instead of its id")
@@ -171,8 +203,27 @@ class EduScoreParams(ScorerParams):
 
     provides = frozenset(EduScore.columns)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _cascade_flag(cls, data):
+        """``cascade: true`` (the older spelling) is ``mode: cascade``."""
+        if isinstance(data, dict) and "cascade" in data:
+            data = dict(data)
+            flag = data.pop("cascade")
+            if flag is True:
+                data.setdefault("mode", "cascade")
+            elif flag is not False:
+                raise ValueError(f"cascade: {flag!r} is not true or false (mode: cascade is the same)")
+        if isinstance(data, dict) and "band" in data:
+            raise ValueError("band: the cascade's band is now a margin around each rounding boundary of edu_int "
+                             "(margin: 0.3), chosen by train-classifier; leave both out to use the classifier's")
+        return data
+
     def preflight(self) -> None:
-        check_classifier(self.classifier, self.model)
+        if check_classifier(self.classifier, self.model) == "head":
+            from textcurate.classify.heads import check_artifact
+
+            resolve_mode(self.mode, check_artifact(self.classifier), self.classifier)
 
     @field_validator("classifier")
     @classmethod

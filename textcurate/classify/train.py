@@ -1,4 +1,4 @@
-"""``textcurate train-classifier``: heads on frozen embeddings (+ the n-gram model) from annotations.
+"""``textcurate train-classifier``: heads on frozen embeddings (+ a fastText model) from annotations.
 
 Labels are the judge's integer ``score`` or, where the annotations have it, its continuous
 ``score_expected`` (the answer's distribution: a small judge ranks far better with it). Rows
@@ -18,7 +18,6 @@ import torch
 
 from textcurate.classify.heads import fit_head, save_artifact, selection_metric, stratified_split
 from textcurate.classify.metrics import regression_report, to_int
-from textcurate.classify.ngram import train_ngram
 from textcurate.io.records import hash_share
 
 TARGETS = ("auto", "score", "score_expected")
@@ -152,14 +151,19 @@ def heldout_report(score: np.ndarray, label: np.ndarray, kinds: list | None, thr
 
 def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, provenance: str,
                      embedder_model: str = "minilm", max_tokens: int = 256, heads=("linear", "mlp"),
-                     val_frac: float = 0.2, seed: int = 0, epochs: int = 300, with_ngram: bool = True,
+                     val_frac: float = 0.2, seed: int = 0, epochs: int = 300, fasttext: str = "labels",
                      embeddings: np.ndarray | None = None, sources: list | None = None,
                      split: list | None = None, target: str = "score", calibrate: bool = False,
-                     kinds: list | None = None, labels: list | None = None) -> dict:
+                     kinds: list | None = None, labels: list | None = None, tolerance: float = 0.99) -> dict:
     """``calibrate``: map the head's output onto the 0-5 scale by isotonic regression fitted on rows
     of kinds the head did not see (the validation rows, and each training kind scored by a head
     fitted without it); the head and its epoch are then chosen by Spearman, the ranking that the
-    map keeps. ``labels``: provenance (1 educational), for the held-out report."""
+    map keeps. ``labels``: provenance (1 educational), for the held-out report.
+
+    ``fasttext``: ``labels`` trains a fastText classifier on the same labels (a scorer of its own,
+    mapped onto the head's scale on the validation rows), ``head`` on the head's scores of the
+    training rows (it learns to agree with the head), ``none`` trains none. With one, the card's
+    ``cascade`` holds the margin chosen on the validation rows for ``tolerance`` (``cascade.py``)."""
     from textcurate.embed.embedder import Embedder
 
     X = embeddings if embeddings is not None else Embedder(embedder_model, max_tokens=max_tokens).encode(texts)
@@ -222,11 +226,9 @@ def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, 
             card["metrics"]["test_provenance"] = heldout_report(
                 raw_te, np.asarray(labels)[te], None if kinds is None else [kinds[i] for i in te])
     card["metrics"]["logistic_regression"] = logistic_baseline(X[tr], y[tr], X[ev], y[ev], seed)
-    ngram = None
-    if with_ngram:
-        ngram = train_ngram([texts[i] for i in tr], y[tr].astype(np.float32), seed=seed)
-        card["ngram"] = {"n_buckets": ngram.n_buckets, "dim": ngram.dim, "max_chars": ngram.max_chars,
-                         "metrics": {"validation": regression_report(y[va], ngram.predict([texts[i] for i in va]))}}
+    if fasttext != "none":
+        card["fasttext"], card["cascade"] = fit_fasttext(fasttext, head, X, texts, y, tr, va, te, out, card, seed,
+                                                         labels, kinds, tolerance)
     warnings = []
     if len(set(y.tolist())) < 2:  # a judge that gives every document one score teaches nothing
         warnings.append(f"all {len(y)} labels are {y[0]}: the classifier predicts a constant")
@@ -236,5 +238,51 @@ def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, 
                         f"embeddings (Spearman {mine['spearman']:.3f} against {base['spearman']:.3f})")
     if warnings:
         card["warnings"] = warnings
-    save_artifact(out, head, card, ngram)
+    save_artifact(out, head, card)
     return card
+
+
+FASTTEXT_MODES = ("labels", "head", "none")
+
+
+def fit_fasttext(mode: str, head, X, texts, y, tr, va, te, out: str, card: dict, seed: int, labels, kinds,
+                 tolerance: float) -> tuple[dict, dict]:
+    """The card's ``fasttext`` entry (the model written to ``out/fasttext.bin``) and ``cascade``."""
+    from textcurate.classify.cascade import choose_margin
+    from textcurate.classify.fasttext_model import train_fasttext
+    from textcurate.classify.heads import calibrate as apply_calibration
+
+    if mode not in FASTTEXT_MODES:
+        raise ValueError(f"fasttext: {mode!r} is not one of {', '.join(FASTTEXT_MODES)}")
+    with torch.no_grad():
+        exact = apply_calibration(head(torch.tensor(X)).squeeze(-1).numpy(), card)  # the exact path, every row
+    target = exact if mode == "head" else np.asarray(y, float)
+    scorer, info = train_fasttext([texts[i] for i in tr], target[tr], out, val_texts=[texts[i] for i in va],
+                                  val_y=target[va], seed=seed)
+    info["labels"] = ("the head's calibrated scores of the training rows, rounded" if mode == "head"
+                      else "the training rows' labels, rounded")
+    raw = scorer.predict(texts)
+    # onto the exact path's scale, on the validation rows (isotonic): its edu_int means the head's
+    info["calibration"] = fit_calibration(raw[va], exact[va], f"the {len(va)} validation rows, against the "
+                                                              f"exact path's scores")
+    fast = apply_calibration(raw, info)
+    info["metrics"]["validation_calibrated"] = regression_report(np.asarray(y, float)[va], fast[va])
+    if len(te):
+        info["metrics"]["test"] = regression_report(np.asarray(y, float)[te], fast[te])
+        if labels is not None:
+            info["metrics"]["test_provenance"] = heldout_report(
+                fast[te], np.asarray(labels)[te], None if kinds is None else [kinds[i] for i in te])
+    cascade = choose_margin(fast[va], exact[va], tolerance)
+    if len(te):
+        from textcurate.classify.cascade import to_edu_int, to_exact
+
+        inside = to_exact(fast[te], cascade["margin"])
+        mixed = np.where(inside, exact[te], fast[te])
+        cascade["test"] = {"share_to_exact": float(inside.mean()),
+                           "same_edu_int": float((to_edu_int(mixed) == to_edu_int(exact[te])).mean())}
+        if labels is not None:
+            from textcurate.classify.metrics import auc
+
+            lab = np.asarray(labels)[te]
+            cascade["test"].update(auc=auc(lab, mixed), auc_exact=auc(lab, exact[te]), auc_fasttext=auc(lab, fast[te]))
+    return info, cascade

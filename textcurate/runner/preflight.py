@@ -116,7 +116,8 @@ def check_fields(cfg: PipelineConfig, params: list) -> list[str]:
                               + (f" (did you mean {hint[0]!r}?)" if hint else "")
                               + f"; the input's documents have: {_listed(fields)}"
                               + (f"; earlier stages add: {_listed(provided)}" if provided else ""))
-        if type(p).provides is None:
+        adds = p.provided()
+        if adds is None:
             return errors
-        provided |= set(type(p).provides)
+        provided |= set(adds)
     return errors
