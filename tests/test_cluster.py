@@ -443,3 +443,32 @@ def test_a_resumed_run_restores_a_finished_fit_instead_of_refitting(tmp_path, ru
     rec = run_pipeline(cfg, report=False)
     assert rec["status"] == "complete" and os.path.getmtime(art / "centroids.safetensors") == stamp
     assert rec["phases"]["fit-cluster"]["decision"]["k"] == 3
+
+
+@pytest.mark.slow
+def test_minhash_whitespace_tokenizer_finds_what_datatroves_finds(tmp_path):
+    """The fast tokenizer (a whitespace split of datatrove's simplified text) and datatrove's own
+    (spaCy for English) remove the same planted copies from the same input; the decision says
+    which tokenizer ran."""
+    from textcurate.config import parse_pipeline
+    from textcurate.runner.run import run_pipeline
+
+    planted_corpus(tmp_path / "in")
+    originals = [json.loads(line) for line in (tmp_path / "in" / "part-0.jsonl").read_text().splitlines()[:8]]
+    rng = random.Random(1)
+    copies = [{"id": f"copy-{i}", "text": light_edit(r["text"], rng)} for i, r in enumerate(originals[:4])]
+    copies += [{"id": f"exact-{i}", "text": r["text"]} for i, r in enumerate(originals[4:])]
+    write_jsonl(tmp_path / "in" / "part-2.jsonl", copies)
+    out = {}
+    for tok in ("whitespace", "datatrove"):
+        cfg = parse_pipeline({
+            "name": f"mh-{tok}", "input": {"type": "jsonl", "path": str(tmp_path / "in")},
+            "stages": [{"type": "minhash", "tokenizer": tok}],
+            "output": {"path": str(tmp_path / tok)}, "executor": {"type": "local", "tasks": 2, "workers": 1}})
+        rec = run_pipeline(cfg)
+        assert rec["status"] == "complete"
+        out[tok] = ({d["id"] for d in read_output_docs(tmp_path / tok)}, rec["phases"]["fit-minhash"]["decision"])
+    (kept_ws, dec_ws), (kept_dt, dec_dt) = out["whitespace"], out["datatrove"]
+    assert dec_ws["tokenizer"] == "whitespace" and dec_dt["tokenizer"] == "datatrove's for en"
+    assert dec_ws["duplicates"] >= 4 and abs(dec_ws["duplicates"] - dec_dt["duplicates"]) <= 1
+    assert len(kept_ws ^ kept_dt) <= 2

@@ -58,6 +58,7 @@ def non_default_values(kmeans_artifact) -> dict[str, list[dict]]:
         "prune": [{"fraction": 0.4, "keep": "auto", "allocation": "spread", "budget_tokens": 1000.0,
                    "difficulty_field": "d", "cluster_field": "c", "seed": 2}],
         "minhash": [{"n_grams": 3, "num_buckets": 4, "hashes_per_bucket": 2, "seed": 7, "language": "fr",
+                     "tokenizer": "datatrove",
                      "hash_fc": "xxhash"}],
         "datatrove": [{"class": "datatrove.pipeline.filters.SamplerFilter", "args": {"rate": 0.3, "seed": 4}}],
         "synth_check": [{**scorer, "min_chars": 5, "drop_truncated": False, "max_seed_overlap": 0.9}],
