@@ -115,7 +115,7 @@ def test_edu_score_head_cascade_and_stream(tmp_path):
     assert not hasattr(only, "_embedder")  # fastText alone loads no embedder
     auto = EduScoreParams(classifier=clf).make()
     auto.setup(0)
-    assert auto._path == ("cascade" if card["cascade"]["recommended"] else "exact")
+    assert auto._path == card["recommended_mode"] and card["modes"]["chosen"] == card["recommended_mode"]
 
 
 def test_cascade_margin_meets_its_tolerance_on_the_rows_it_was_chosen_on():
@@ -346,4 +346,6 @@ def test_held_out_kinds_validation_rows_and_calibration_onto_the_tiers(tmp_path)
     head, saved, _ = load_artifact(str(tmp_path / "c"))
     with torch.no_grad():
         raw = head(torch.tensor(X[:80])).squeeze(-1).numpy()
-    assert np.allclose(got, np.interp(raw, cal["x"], cal["y"]), atol=1e-5) and got.min() >= 0 and got.max() <= 5
+    assert np.allclose(got, np.interp(raw, cal["x"], cal["y"]), atol=1.01e-3) and got.min() >= 0 and got.max() <= 5
+    # ties of the isotonic map are broken by the raw output: the ranking (and AUC) is the head's
+    assert spearman(got, raw) > 0.999

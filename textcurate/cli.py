@@ -365,6 +365,9 @@ def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotation
                          fasttext: str = typer.Option("labels", help="also train a fastText model (for the cascade "
                                                      "and fastText alone): labels (the same labels) | head (the "
                                                      "head's scores: agrees with the head) | none"),
+                         quantize: bool = typer.Option(False, "--quantize-fasttext",
+                                                       help="product-quantise the fastText model (.ftz, about an "
+                                                            "eighth of the bytes)"),
                          tolerance: float = typer.Option(0.99, min=0.5, max=1.0,
                                                          help="the cascade's band: documents outside it get the "
                                                               "head's edu_int this often, on validation rows"),
@@ -389,10 +392,12 @@ def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotation
         _fail(str(e))
     if fasttext not in ("labels", "head", "none"):
         _fail(f"--fasttext: {fasttext!r} is not one of labels, head, none")
-    with writing(out, "train-classifier", overwrite, ("card.json", "head.safetensors", "fasttext.bin"), verbose,
+    with writing(out, "train-classifier", overwrite, ("card.json", "head.safetensors", "fasttext.bin",
+                                                          "fasttext.ftz"), verbose,
                  reads=(annotations,)):
         card = train_classifier(ids, texts, y, out, provenance, embedder, max_tokens, tuple(heads.split(",")),
-                                val_frac, seed, fasttext=fasttext, tolerance=tolerance, sources=extra.get("source"),
+                                val_frac, seed, fasttext=fasttext, tolerance=tolerance, quantize=quantize,
+                                sources=extra.get("source"),
                                 split=extra.get("split"), target=extra["target"], calibrate=calibrate,
                                 kinds=extra.get("kind"), labels=extra.get("label"))
 

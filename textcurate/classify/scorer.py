@@ -9,8 +9,9 @@ Ways to score, chosen by what the classifier folder holds and ``mode``:
   the head (``edu_path`` says which). The margin is the card's, chosen on validation rows for a
   stated agreement with the head (``cascade.py``);
 - ``fasttext``: the fastText model alone, no embedder;
-- ``auto`` (the default): the cascade where the card recommends it (its margin met the
-  tolerance), else exact;
+- ``auto`` (the default): what the card recommends (``recommended_mode``, chosen on validation
+  rows by ``train-classifier``: fastText alone where it ranks them as well as the head, else the
+  cascade where its margin met the tolerance, else exact);
 - a Hugging Face sequence-classification regression model (the format of
   HuggingFaceFW/fineweb-edu-classifier): a folder with ``config.json``; logits are the score.
 A user's own fastText model (DCLM's classifier) is the ``fasttext`` stage's (``fasttext_stage.py``).
@@ -177,7 +178,11 @@ def resolve_mode(mode: str, card: dict, folder: str) -> str:
     where the mode needs a fastText model the classifier lacks."""
     has_fast = bool(card.get("fasttext"))
     if mode == "auto":
-        return "cascade" if has_fast and (card.get("cascade") or {}).get("recommended") else "exact"
+        if not has_fast:
+            return "exact"
+        if card.get("recommended_mode") in ("exact", "cascade", "fasttext"):
+            return card["recommended_mode"]
+        return "cascade" if (card.get("cascade") or {}).get("recommended") else "exact"
     if mode in ("cascade", "fasttext") and not has_fast:
         raise ValueError(f"{folder}: mode {mode} needs a fastText model (fasttext.bin), which this classifier lacks; "
                          f"retrain it with train-classifier --fasttext labels")
@@ -191,8 +196,8 @@ class EduScoreParams(ScorerParams):
                                              "provenance-minilm) or a HF sequence-classification model")
     mode: Literal["auto", "exact", "cascade", "fasttext"] = Field(
         "auto", description="exact: the embedding head for every document; cascade: the classifier's fastText "
-                            "model first, the head only near a rounding boundary; fasttext: fastText alone; auto: the "
-                            "cascade where the classifier's card recommends it, else exact")
+                            "model first, the head only near a rounding boundary; fasttext: fastText alone; auto: what the "
+                            "classifier's card recommends (chosen on its validation rows)")
     margin: float | None = Field(None, ge=0, description="the cascade sends to the head the documents whose fastText "
                                                         "score lies within this of a rounding boundary of edu_int "
                                                         "(default: the card's, chosen on validation rows)")

@@ -154,7 +154,8 @@ def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, 
                      val_frac: float = 0.2, seed: int = 0, epochs: int = 300, fasttext: str = "labels",
                      embeddings: np.ndarray | None = None, sources: list | None = None,
                      split: list | None = None, target: str = "score", calibrate: bool = False,
-                     kinds: list | None = None, labels: list | None = None, tolerance: float = 0.99) -> dict:
+                     kinds: list | None = None, labels: list | None = None, tolerance: float = 0.99,
+                     quantize: bool = False) -> dict:
     """``calibrate``: map the head's output onto the 0-5 scale by isotonic regression fitted on rows
     of kinds the head did not see (the validation rows, and each training kind scored by a head
     fitted without it); the head and its epoch are then chosen by Spearman, the ranking that the
@@ -228,7 +229,9 @@ def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, 
     card["metrics"]["logistic_regression"] = logistic_baseline(X[tr], y[tr], X[ev], y[ev], seed)
     if fasttext != "none":
         card["fasttext"], card["cascade"] = fit_fasttext(fasttext, head, X, texts, y, tr, va, te, out, card, seed,
-                                                         labels, kinds, tolerance)
+                                                         labels, kinds, tolerance, quantize,
+                                                         groups=kinds if kinds is not None else sources)
+        card["recommended_mode"], card["modes"] = recommend_mode(card)
     warnings = []
     if len(set(y.tolist())) < 2:  # a judge that gives every document one score teaches nothing
         warnings.append(f"all {len(y)} labels are {y[0]}: the classifier predicts a constant")
@@ -245,9 +248,34 @@ def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, 
 FASTTEXT_MODES = ("labels", "head", "none")
 
 
+def out_of_group_fasttext(texts, y, tr, va, groups, info: dict, seed: int) -> np.ndarray:
+    """Each training row scored by a fastText model (the chosen parameters) trained without its
+    whole group: what fastText gives text of a kind it never saw."""
+    import tempfile
+
+    from textcurate.classify.fasttext_model import train_fasttext
+
+    p = info["params"]
+    out = np.zeros(len(tr), np.float32)
+    g = np.array([groups[i] for i in tr])
+    with tempfile.TemporaryDirectory() as d:
+        for name in sorted(set(g.tolist())):
+            m = g == name
+            if m.all():
+                continue
+            rest = tr[~m]
+            sc, _ = train_fasttext([texts[i] for i in rest], np.asarray(y, float)[rest], d,
+                                   val_texts=[texts[i] for i in va[:50]], val_y=np.asarray(y, float)[va[:50]],
+                                   seed=seed, grid=({"epoch": p["epoch"], "lr": p["lr"]},),
+                                   max_chars=info["max_chars"], lowercase=info["lowercase"])
+            out[m] = sc.predict([texts[i] for i in tr[m]])
+    return out
+
+
 def fit_fasttext(mode: str, head, X, texts, y, tr, va, te, out: str, card: dict, seed: int, labels, kinds,
-                 tolerance: float) -> tuple[dict, dict]:
-    """The card's ``fasttext`` entry (the model written to ``out/fasttext.bin``) and ``cascade``."""
+                 tolerance: float, quantize: bool = False, groups: list | None = None) -> tuple[dict, dict]:
+    """The card's ``fasttext`` entry (the model written to ``out/fasttext.bin``, or ``.ftz``
+    quantised) and ``cascade``."""
     from textcurate.classify.cascade import choose_margin
     from textcurate.classify.fasttext_model import train_fasttext
     from textcurate.classify.heads import calibrate as apply_calibration
@@ -258,13 +286,22 @@ def fit_fasttext(mode: str, head, X, texts, y, tr, va, te, out: str, card: dict,
         exact = apply_calibration(head(torch.tensor(X)).squeeze(-1).numpy(), card)  # the exact path, every row
     target = exact if mode == "head" else np.asarray(y, float)
     scorer, info = train_fasttext([texts[i] for i in tr], target[tr], out, val_texts=[texts[i] for i in va],
-                                  val_y=target[va], seed=seed)
+                                  val_y=target[va], seed=seed, quantize=quantize,
+                                  name="fasttext.ftz" if quantize else "fasttext.bin")
     info["labels"] = ("the head's calibrated scores of the training rows, rounded" if mode == "head"
                       else "the training rows' labels, rounded")
     raw = scorer.predict(texts)
-    # onto the exact path's scale, on the validation rows (isotonic): its edu_int means the head's
-    info["calibration"] = fit_calibration(raw[va], exact[va], f"the {len(va)} validation rows, against the "
-                                                              f"exact path's scores")
+    if mode == "head":  # onto the head's scale (isotonic, validation rows): its edu_int means the head's
+        info["calibration"] = fit_calibration(raw[va], exact[va], f"the {len(va)} validation rows, against the "
+                                                                  f"exact path's scores")
+    else:  # onto the labels' 0-5 scale (an expected label is pulled towards the mean): the validation rows,
+        # and with --calibrate, as for the head, the training rows scored without their kind
+        xs, ys, rows = raw[va], np.asarray(y, float)[va], f"the {len(va)} validation rows"
+        if groups is not None and "calibration" in card:
+            oof = out_of_group_fasttext(texts, y, tr, va, groups, info, seed)
+            xs, ys = np.r_[xs, oof], np.r_[ys, np.asarray(y, float)[tr]]
+            rows += f" and the {len(tr)} training rows, each scored by a fastText model trained without its group"
+        info["calibration"] = fit_calibration(xs, ys, rows)
     fast = apply_calibration(raw, info)
     info["metrics"]["validation_calibrated"] = regression_report(np.asarray(y, float)[va], fast[va])
     if len(te):
@@ -286,3 +323,28 @@ def fit_fasttext(mode: str, head, X, texts, y, tr, va, te, out: str, card: dict,
             lab = np.asarray(labels)[te]
             cascade["test"].update(auc=auc(lab, mixed), auc_exact=auc(lab, exact[te]), auc_fasttext=auc(lab, fast[te]))
     return info, cascade
+
+
+MIN_VALIDATION = 200  # fewer rows than this choose nothing but the exact path
+
+
+def recommend_mode(card: dict) -> tuple[str, dict]:
+    """What ``edu_score``'s ``mode: auto`` runs, chosen on the validation rows: fastText alone where
+    it ranks them at least as well as the head (Spearman against the labels), else the cascade
+    where its margin met the tolerance, else the head for every document."""
+    modes = {"exact": card["metrics"].get("validation_calibrated", card["metrics"]["validation"])["spearman"],
+             "fasttext": card["fasttext"]["metrics"]["validation_calibrated"]["spearman"]}
+    modes = {k: (-1.0 if v != v else float(v)) for k, v in modes.items()}
+    n_val = card["split"]["n_val"]
+    if n_val < MIN_VALIDATION:
+        mode = "exact"
+    elif modes["fasttext"] >= modes["exact"]:
+        mode = "fasttext"
+    elif card["cascade"].get("recommended"):
+        mode = "cascade"
+    else:
+        mode = "exact"
+    return mode, {"validation_spearman": modes, "chosen": mode,
+                  "rule": f"with at least {MIN_VALIDATION} validation rows ({n_val} here): fastText alone where its "
+                          f"validation Spearman is at least the head's; else the cascade where its margin met the "
+                          f"tolerance; else (and with fewer rows) exact"}
