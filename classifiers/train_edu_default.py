@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -60,6 +59,9 @@ def main() -> None:
     ap.add_argument("--set", default="runs/quality_set.parquet")
     ap.add_argument("--emb", default=None, help="MiniLM vectors of the set (cached; default: beside the set)")
     ap.add_argument("--out", default="textcurate/assets/classifiers/edu-quality-minilm")
+    ap.add_argument("--heldout-out", default="runs/edu-quality-heldout",
+                    help="keep the held-out fit here (the classifier that never saw the test kinds: bench/"
+                         "quality_evaluate.yaml scores the pool of test kinds with it)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     from textcurate.classify.train import train_classifier
@@ -72,8 +74,10 @@ def main() -> None:
     prov = PROVENANCE.format(n=len(rows), k=len(set(kinds)), p=len({r["package"] for r in rows}))
     common = dict(embeddings=X, target="tier", calibrate=True, kinds=kinds, labels=labels, seed=args.seed,
                   fasttext="labels", quantize=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        held = train_classifier(ids, texts, tier, tmp, prov, split=split, **common)
+    if os.path.exists(args.heldout_out):
+        shutil.rmtree(args.heldout_out)
+    held = train_classifier(ids, texts, tier, args.heldout_out, prov + "; held-out fit: the test kinds never seen",
+                            split=split, **common)
     shipped_split = ["train" if s == "test" else s for s in split]
     if os.path.exists(args.out):
         shutil.rmtree(args.out)

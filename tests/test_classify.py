@@ -295,7 +295,7 @@ def test_continuous_labels_held_out_sources_and_the_logistic_baseline(tmp_path):
 def test_held_out_kinds_validation_rows_and_calibration_onto_the_tiers(tmp_path):
     """A labelled set split by kind: the 'validation' rows choose the head, the 'test' rows are only
     scored (AUC and share kept per held-out kind, against provenance); --calibrate maps the head onto
-    0-5 by isotonic regression on rows of kinds it did not train on, and edu_score applies the map."""
+    0-5 by quantile mapping on rows of kinds it did not train on, and edu_score applies the map."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from datatrove.data import Document
@@ -328,7 +328,7 @@ def test_held_out_kinds_validation_rows_and_calibration_onto_the_tiers(tmp_path)
     assert set(card["split"]["val_ids"]) == val
     assert {ids.index(i) for i in card["split"]["test_ids"]} == {i for i, s in enumerate(extra["split"]) if s == "test"}
     cal = card["calibration"]
-    assert cal["method"] == "isotonic" and "without its kind" in cal["rows"]
+    assert cal["method"] == "quantile" and "without its kind" in cal["rows"]
     assert np.all(np.diff(cal["x"]) >= 0) and np.all(np.diff(cal["y"]) >= 0)
     assert 0 <= min(cal["y"]) < 1 and 4 < max(cal["y"]) <= 5  # the tiers' scale, learnt where the head did not train
     rep = card["metrics"]["test_provenance"]
@@ -349,3 +349,29 @@ def test_held_out_kinds_validation_rows_and_calibration_onto_the_tiers(tmp_path)
     assert np.allclose(got, np.interp(raw, cal["x"], cal["y"]), atol=1.01e-3) and got.min() >= 0 and got.max() <= 5
     # ties of the isotonic map are broken by the raw output: the ranking (and AUC) is the head's
     assert spearman(got, raw) > 0.999
+
+
+def test_recommended_mode_is_chosen_on_validation_rows_and_a_missing_fasttext_is_named(tmp_path):
+    from textcurate.classify.scorer import EduScoreParams, resolve_mode
+    from textcurate.classify.train import MIN_VALIDATION, recommend_mode
+
+    def card(exact, fast, cascade_ok, n_val=500, share=0.3):
+        return {"split": {"n_val": n_val}, "metrics": {"validation": {"spearman": exact}},
+                "fasttext": {"metrics": {"validation_calibrated": {"spearman": fast}}},
+                "cascade": {"recommended": cascade_ok, "share_to_exact": share, "n": n_val}}
+
+    assert recommend_mode(card(0.6, 0.7, False))[0] == "fasttext"
+    assert recommend_mode(card(0.7, 0.6, True))[0] == "cascade"
+    assert recommend_mode(card(0.7, 0.6, True, share=0.95))[0] == "exact"  # a cascade that saves next to nothing
+    assert recommend_mode(card(0.7, 0.6, False))[0] == "exact"
+    assert recommend_mode(card(0.6, 0.7, True, n_val=MIN_VALIDATION - 1))[0] == "exact"  # too few rows to choose
+    assert recommend_mode(card(float("nan"), 0.1, False))[0] == "fasttext"
+    assert resolve_mode("auto", {"recommended_mode": "fasttext", "fasttext": {"file": "x"}}, "f") == "fasttext"
+    assert resolve_mode("auto", {"recommended_mode": "fasttext"}, "f") == "exact"  # no fastText: the head
+    ids, texts, y, X = _synthetic(n=80)
+    folder = str(tmp_path / "c")
+    train_classifier(ids, texts, y, folder, "t", embeddings=X, epochs=20, fasttext="none")
+    with pytest.raises(ValueError, match=r"c: mode fasttext needs a fastText model .*--fasttext labels"):
+        EduScoreParams(classifier=folder, mode="fasttext").preflight()
+    with pytest.raises(ValueError, match="band: the cascade's band is now a margin"):
+        EduScoreParams(classifier=folder, band=(1.5, 3.5))

@@ -374,7 +374,7 @@ def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotation
                          target: str = typer.Option("auto", help="auto (score_expected where the annotations "
                                                                  "have it, else score) | score | score_expected | "
                                                                  "another 0-5 column (a labelled set's tier)"),
-                         calibrate: bool = typer.Option(False, help="map the head onto the 0-5 scale (isotonic, on "
+                         calibrate: bool = typer.Option(False, help="map the head onto the 0-5 scale (quantile mapping, on "
                                                                     "rows of kinds or sources it did not train on)"),
                          overwrite: bool = OVERWRITE, verbose: bool = VERBOSE):
     """Train a regression head on frozen embeddings (and a fastText model) from annotations.

@@ -88,13 +88,13 @@ def save_artifact(folder: str, head: torch.nn.Module, card: dict) -> None:
 
 def calibrate(raw: np.ndarray, card: dict) -> np.ndarray:
     """The head's raw output mapped onto the 0-5 scale by the card's ``calibration`` (a monotone
-    piecewise-linear map: ``x`` knots of raw output, ``y`` their scores; isotonic regression fitted
+    piecewise-linear map: ``x`` knots of raw output, ``y`` their scores; quantile mapping or isotonic regression fitted
     on rows of kinds the head did not train on); unchanged where the card has none."""
     cal = card.get("calibration")
     if not cal:
         return np.asarray(raw, np.float32)
     raw = np.asarray(raw, float)
-    # an isotonic map is flat between its knots and beyond its ends: documents it would tie keep
+    # the map is flat beyond its ends (and an isotonic one between knots): documents it would tie keep
     # their raw order through a strictly increasing term of at most 0.001 (the ranking, and so
     # AUC, is the raw output's; edu_int moves only for a score within 0.001 of a boundary)
     tie_break = 0.001 * (np.arctan(raw) / np.pi + 0.5)  # in (0, 0.001)

@@ -119,8 +119,21 @@ def out_of_group_scores(kind: str, X: np.ndarray, y: np.ndarray, tr: np.ndarray,
     return out
 
 
-def fit_calibration(raw: np.ndarray, y: np.ndarray, rows: str) -> dict:
-    """Isotonic regression of the 0-5 label on the raw output (scikit-learn), as the card's knots."""
+def fit_calibration(raw: np.ndarray, y: np.ndarray, rows: str, method: str = "quantile") -> dict:
+    """The raw output mapped onto the labels' 0-5 scale, as the card's knots.
+
+    ``quantile`` (the default): the score at each percentile of ``raw`` becomes the label at the
+    same percentile of ``y``, so that on these rows the scores are distributed as the labeller's
+    are (the share with ``edu_int >= 3`` is the labels' share) and the ranking is the head's.
+    ``isotonic``: scikit-learn's isotonic regression of ``y`` on ``raw`` (the expected label given
+    the score; on rows of kinds a model never saw it pulls every score towards the mean)."""
+    raw, y = np.asarray(raw, float), np.asarray(y, float)
+    if method == "quantile":
+        q = np.linspace(0, 1, 101)
+        x, t = np.quantile(raw, q), np.quantile(y, q)
+        keep = np.r_[True, np.diff(x) > 0]  # knots must increase in x
+        return {"method": "quantile", "rows": rows, "n": int(len(y)),
+                "x": [float(v) for v in x[keep]], "y": [float(v) for v in t[keep]]}
     from sklearn.isotonic import IsotonicRegression
 
     iso = IsotonicRegression(y_min=0.0, y_max=5.0, increasing=True, out_of_bounds="clip").fit(raw, y)
@@ -156,7 +169,7 @@ def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, 
                      split: list | None = None, target: str = "score", calibrate: bool = False,
                      kinds: list | None = None, labels: list | None = None, tolerance: float = 0.99,
                      quantize: bool = False) -> dict:
-    """``calibrate``: map the head's output onto the 0-5 scale by isotonic regression fitted on rows
+    """``calibrate``: map the head's output onto the 0-5 scale by quantile mapping fitted on rows
     of kinds the head did not see (the validation rows, and each training kind scored by a head
     fitted without it); the head and its epoch are then chosen by Spearman, the ranking that the
     map keeps. ``labels``: provenance (1 educational), for the held-out report.
@@ -184,7 +197,7 @@ def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, 
             best = (kind, head, rep)
     kind, head, rep = best
     ints = to_int(y)
-    calibration = None
+    calibration, out_of_kind = None, None
     if calibrate:
         groups = kinds if kinds is not None else sources if sources is not None else None
         with torch.no_grad():
@@ -196,6 +209,7 @@ def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, 
             rows += f" and the {len(tr)} training rows, each scored by a head fitted without its " + \
                 ("kind" if kinds is not None else "source")
         calibration = fit_calibration(raw, ys, rows)
+        out_of_kind = regression_report(ys, raw)  # the rows of kinds (or sources) the head never saw
     card = {"type": "edu-classifier", "threshold": 3,
             "head": {"kind": kind, "dim": int(X.shape[1]), "hidden": 256},
             "embedder": {"model": embedder_model, "max_tokens": max_tokens},
@@ -204,7 +218,8 @@ def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, 
                        **({"sources": len(set(sources))} if sources is not None else {})},
             "split": {"seed": seed, "val_frac": val_frac, "how": how, "n_train": int(len(tr)), "n_val": int(len(va)),
                       "n_test": int(len(te)), "val_ids": [ids[i] for i in va], "test_ids": [ids[i] for i in te]},
-            "metrics": {"validation": rep, "per_head": per_head}}
+            "metrics": {"validation": rep, "per_head": per_head,
+                        **({"out_of_kind": out_of_kind} if out_of_kind is not None else {})}}
     # the cheapest peer, on the rows no choice saw (the test rows; else the validation rows)
     ev = te if len(te) else va
     if calibration is not None:
@@ -293,7 +308,7 @@ def fit_fasttext(mode: str, head, X, texts, y, tr, va, te, out: str, card: dict,
     raw = scorer.predict(texts)
     if mode == "head":  # onto the head's scale (isotonic, validation rows): its edu_int means the head's
         info["calibration"] = fit_calibration(raw[va], exact[va], f"the {len(va)} validation rows, against the "
-                                                                  f"exact path's scores")
+                                                                  f"exact path's scores", method="isotonic")
     else:  # onto the labels' 0-5 scale (an expected label is pulled towards the mean): the validation rows,
         # and with --calibrate, as for the head, the training rows scored without their kind
         xs, ys, rows = raw[va], np.asarray(y, float)[va], f"the {len(va)} validation rows"
@@ -302,6 +317,7 @@ def fit_fasttext(mode: str, head, X, texts, y, tr, va, te, out: str, card: dict,
             xs, ys = np.r_[xs, oof], np.r_[ys, np.asarray(y, float)[tr]]
             rows += f" and the {len(tr)} training rows, each scored by a fastText model trained without its group"
         info["calibration"] = fit_calibration(xs, ys, rows)
+        info["metrics"]["out_of_kind"] = regression_report(ys, xs)
     fast = apply_calibration(raw, info)
     info["metrics"]["validation_calibrated"] = regression_report(np.asarray(y, float)[va], fast[va])
     if len(te):
@@ -329,22 +345,35 @@ MIN_VALIDATION = 200  # fewer rows than this choose nothing but the exact path
 
 
 def recommend_mode(card: dict) -> tuple[str, dict]:
-    """What ``edu_score``'s ``mode: auto`` runs, chosen on the validation rows: fastText alone where
-    it ranks them at least as well as the head (Spearman against the labels), else the cascade
-    where its margin met the tolerance, else the head for every document."""
-    modes = {"exact": card["metrics"].get("validation_calibrated", card["metrics"]["validation"])["spearman"],
-             "fasttext": card["fasttext"]["metrics"]["validation_calibrated"]["spearman"]}
+    """What ``edu_score``'s ``mode: auto`` runs, chosen on rows of kinds each scorer never saw (the
+    validation rows, and with ``--calibrate`` each training kind scored by a model fitted without
+    it; else the validation rows alone): fastText alone where it ranks them at least as well as
+    the head (Spearman against the labels), else the cascade where its margin met the tolerance
+    leaving at least 100 validation rows to fastText and sending at most 80 % to the head, else
+    the head for every document."""
+    m, f = card["metrics"], card["fasttext"]["metrics"]
+    if "out_of_kind" in m and "out_of_kind" in f:
+        rows = "validation rows and training rows scored without their kind"
+        modes = {"exact": m["out_of_kind"]["spearman"], "fasttext": f["out_of_kind"]["spearman"]}
+    else:
+        rows = "validation rows"
+        modes = {"exact": m.get("validation_calibrated", m["validation"])["spearman"],
+                 "fasttext": f["validation_calibrated"]["spearman"]}
     modes = {k: (-1.0 if v != v else float(v)) for k, v in modes.items()}
     n_val = card["split"]["n_val"]
+    c = card["cascade"]
+    cascade_ok = bool(c.get("recommended")) and c["share_to_exact"] <= 0.8 and \
+        (1 - c["share_to_exact"]) * c["n"] >= 100
     if n_val < MIN_VALIDATION:
         mode = "exact"
     elif modes["fasttext"] >= modes["exact"]:
         mode = "fasttext"
-    elif card["cascade"].get("recommended"):
+    elif cascade_ok:
         mode = "cascade"
     else:
         mode = "exact"
-    return mode, {"validation_spearman": modes, "chosen": mode,
+    return mode, {"spearman": modes, "rows": rows, "chosen": mode,
                   "rule": f"with at least {MIN_VALIDATION} validation rows ({n_val} here): fastText alone where its "
-                          f"validation Spearman is at least the head's; else the cascade where its margin met the "
-                          f"tolerance; else (and with fewer rows) exact"}
+                          f"Spearman on the {rows} is at least the head's; else the cascade where its margin met the "
+                          f"tolerance, leaving at least 100 validation rows to fastText and at most 80 % to the head; "
+                          f"else (and with fewer rows) exact"}
