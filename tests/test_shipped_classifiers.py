@@ -51,4 +51,34 @@ def test_quickstart_uses_it():
     assert [s["classifier"] for s in cfg["stages"] if s["type"] == "edu_score"] == ["edu-default"]
     from textcurate.assets import classifier_path
 
-    assert os.path.samefile(classifier_path("edu-default"), os.path.join(ROOT, "classifiers", "edu-smollm2-minilm"))
+    assert os.path.samefile(classifier_path("edu-default"), os.path.join(ROOT, "classifiers", "edu-quality-minilm"))
+
+
+def test_the_default_carries_its_held_out_figures_and_scores_by_its_recommended_mode():
+    """edu-default is the quality-set classifier: its card holds the held-out-kind figures of the
+    same recipe fitted without the test kinds, the calibration, the fastText model and the mode
+    chosen on kinds it never saw; edu_score's auto mode runs that mode and scores on 0-5."""
+    from datatrove.data import Document
+
+    from textcurate.assets import classifier_path
+    from textcurate.classify.heads import check_artifact
+    from textcurate.classify.scorer import EduScoreParams
+
+    folder = classifier_path("edu-default")
+    card = check_artifact(folder)
+    held = card["heldout"]
+    assert held["test_kinds"] == ["changelog", "documented", "faq", "generated-text", "licence", "readme"]
+    assert set(held["head"]["per_kind"]) == set(held["test_kinds"]) and 0.5 < held["head"]["auc"] < 1
+    assert card["calibration"]["method"] == "quantile" and card["fasttext"]["quantized"]
+    assert card["recommended_mode"] == card["modes"]["chosen"] in ("exact", "cascade", "fasttext")
+    step = EduScoreParams(classifier="edu-default").make()
+    step.setup(0)
+    assert step._path == card["recommended_mode"]
+    docs = [Document(text="Copyright 2019 Example Corp. Permission is hereby granted, free of charge, to any "
+                          "person obtaining a copy of this software, to deal in the Software without restriction.",
+                     id="lic"),
+            Document(text="Chapter 3. Functions. A function is a named block of code that runs when it is called. "
+                          "In this chapter you will learn how to define a function, pass it arguments and return a "
+                          "value, with examples you can try in the interpreter.", id="book")]
+    rows = step.score(docs)
+    assert all(0 <= r["edu_score"] <= 5 for r in rows) and rows[0]["edu_score"] < rows[1]["edu_score"]

@@ -4,7 +4,7 @@ the trained classifiers (``assets/classifiers/``), the ready pipelines and their
 checkout the top-level ``classifiers/NAME``, ``pipelines/`` and ``examples/`` point here.
 
 - ``classifier_path("edu-default")``: a folder as given when it exists, else a shipped
-  classifier by name (``edu-default`` is the default one, ``edu-smollm2-minilm``;
+  classifier by name (``edu-default`` is the default one, ``edu-quality-minilm``;
   ``provenance-minilm`` the other) or by a path that ends in its name (``classifiers/NAME``).
 - ``pipeline_path("quickstart")``: a file as given when it exists, else a shipped pipeline
   or example by name (``quickstart``, ``quickstart.yaml``, ``pipelines/quickstart.yaml``).
@@ -19,7 +19,7 @@ import os
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 PREFIX = "@assets/"
-CLASSIFIER_ALIASES = {"edu-default": "edu-smollm2-minilm", "edu": "edu-smollm2-minilm",
+CLASSIFIER_ALIASES = {"edu-default": "edu-quality-minilm", "edu": "edu-quality-minilm",
                       "provenance": "provenance-minilm"}
 
 

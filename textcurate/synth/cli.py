@@ -16,7 +16,7 @@ import typer
 from textcurate.cli import VERBOSE, _execute, _fail, app, console
 from textcurate.synth.prompts import AUDIENCES, STYLES
 
-DEFAULT_CLASSIFIER = "edu-default"  # the shipped edu-smollm2-minilm, found from the installed package
+DEFAULT_CLASSIFIER = "edu-default"  # the shipped edu-quality-minilm, found from the installed package
 
 
 @app.command("synth")
