@@ -137,14 +137,19 @@ def moore_lewis(ref: list[str], pool: list[str], texts: list[str], k: float = 0.
     return out
 
 
-def shipped(name: str, X: np.ndarray) -> np.ndarray:
-    """A shipped classifier's ``edu_score`` on MiniLM vectors (its calibration applied)."""
+def shipped(name: str, X: np.ndarray, texts: list[str] | None = None) -> np.ndarray:
+    """A classifier's ``edu_score`` (its calibration applied): its head on MiniLM vectors, or with
+    ``texts`` its fastText model on the texts."""
     import torch
 
     from textcurate.assets import classifier_path
     from textcurate.classify.heads import calibrate, load_artifact
 
-    head, card, _ = load_artifact(classifier_path(name))
+    head, card, fast = load_artifact(classifier_path(name))
+    if texts is not None:
+        if fast is None:
+            raise ValueError(f"{name} has no fastText model")
+        return calibrate(fast.predict(texts), card["fasttext"])
     with torch.inference_mode():
         raw = head(torch.tensor(X)).squeeze(-1).numpy()
     return calibrate(raw, card)
@@ -154,7 +159,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--set", default="runs/quality_set.parquet")
     ap.add_argument("--emb", default=None, help="MiniLM vectors cache (default: beside the set)")
-    ap.add_argument("--classifiers", default="edu-smollm2-minilm,provenance-minilm,edu-default",
+    ap.add_argument("--classifiers", default="edu-smollm2-minilm,provenance-minilm,edu-default,runs/edu-quality-heldout",
                     help="shipped classifiers to score (comma-separated)")
     ap.add_argument("--judge", action="append", default=[], help="NAME=SCORES.parquet (id, score[, seconds])")
     ap.add_argument("--scores-out", default=None, help="write every scorer's scores here (parquet)")
@@ -195,6 +200,8 @@ def main() -> None:
         try:
             timed(f"shipped: {name}", lambda: shipped(name, X), emb_s)
             calibrated.add(f"shipped: {name}")
+            timed(f"shipped: {name} (fastText)", lambda: shipped(name, X, texts))
+            calibrated.add(f"shipped: {name} (fastText)")
         except Exception as e:  # noqa: BLE001  (a classifier not there: said, and the rest goes on)
             print(f"  (shipped classifier {name} not scored: {str(e).splitlines()[0]})")
 

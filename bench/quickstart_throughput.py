@@ -10,8 +10,10 @@ Rows (the same input: the quickstart's file tree, read by the same reader):
   of 32 in arrival order, in one process with every core: what a user would write by hand for
   the scoring step alone.
 - **textcurate quickstart** (``pipelines/quickstart.yaml`` as ``make run`` runs it: statistics,
-  heuristics, embed, edu_score, select, k-means, SemDeDup, report).
-- **textcurate quickstart, scoring by fastText alone** (``edu_score`` with ``mode: fasttext``).
+  heuristics, embed, edu_score, select, k-means, SemDeDup, report), and the same with
+  ``edu_score`` in ``mode: exact`` (the head on the stored embeddings).
+- **textcurate filter only**: statistics, heuristics, ``edu_score`` by fastText, select; no
+  embedding: the configuration for web scale on CPUs.
 
 Documents/s per core = documents read / wall seconds / cores used (the executor's workers, or
 torch's threads for the loop). The CPU is printed.
@@ -35,7 +37,13 @@ sys.path.insert(0, HERE)
 from judge import cpu_flags  # noqa: E402
 
 
-def quickstart_cfg(out: str, mode: str | None = None) -> dict:
+def cores(workers, tasks: int) -> int:
+    """Processes the local executor runs at once (datatrove: workers -1 = every task)."""
+    w = tasks if workers in (None, -1) else workers
+    return max(1, min(w, tasks, os.cpu_count() or 1))
+
+
+def quickstart_cfg(out: str, mode: str | None = None, scoring_only: bool = False) -> dict:
     from textcurate.assets import pipeline_path
 
     with open(pipeline_path("quickstart")) as fh:
@@ -46,10 +54,12 @@ def quickstart_cfg(out: str, mode: str | None = None) -> dict:
         for s in raw["stages"]:
             if s["type"] == "edu_score":
                 s["mode"] = mode
+    if scoring_only:  # the filter alone: no embedding, no clusters, no deduplication
+        raw["stages"] = [s for s in raw["stages"] if s["type"] in ("text_stats", "select", "edu_score")]
     return raw
 
 
-def run_textcurate(raw: dict) -> tuple[float, int, int]:
+def run_textcurate(raw: dict) -> tuple[float, int]:
     from textcurate.config import parse_pipeline
     from textcurate.runner.run import run_pipeline
 
@@ -58,8 +68,7 @@ def run_textcurate(raw: dict) -> tuple[float, int, int]:
     rec = run_pipeline(cfg, report=True)
     dt = time.perf_counter() - t0
     assert rec["status"] == "complete", rec.get("error")
-    workers = cfg.executor.workers or cfg.executor.tasks
-    return dt, int(rec["ledger"]["totals"]["in"]), workers
+    return dt, cores(cfg.executor.workers, cfg.executor.tasks)
 
 
 def run_datatrove(raw: dict, out: str) -> tuple[float, int]:
@@ -73,12 +82,11 @@ def run_datatrove(raw: dict, out: str) -> tuple[float, int]:
     cfg = parse_pipeline(raw)
     reader = build_reader(cfg, RunPaths(out))
     tasks = cfg.executor.tasks
-    workers = cfg.executor.workers or tasks
     ex = LocalPipelineExecutor([reader, JsonlWriter(os.path.join(out, "docs"), compression="gzip")], tasks=tasks,
-                               workers=workers, logging_dir=os.path.join(out, "logs"))
+                               workers=cfg.executor.workers or tasks, logging_dir=os.path.join(out, "logs"))
     t0 = time.perf_counter()
     ex.run()
-    return time.perf_counter() - t0, workers
+    return time.perf_counter() - t0, cores(cfg.executor.workers, tasks)
 
 
 def read_docs(raw: dict, out: str) -> list:
@@ -129,8 +137,7 @@ def plain_loop(texts: list[str], classifier: str) -> tuple[float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--skip-fasttext", action="store_true")
-    args = ap.parse_args()
+    ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         raw = quickstart_cfg(os.path.join(tmp, "qs"))
@@ -141,11 +148,13 @@ def main() -> None:
         clf = next(s["classifier"] for s in raw["stages"] if s["type"] == "edu_score")
         dt, threads = plain_loop([d.text for d in docs], clf)
         rows.append(("plain transformers loop: MiniLM + the head (scoring only, no I/O)", dt, n_docs, threads))
-        dt, n, w = run_textcurate(raw)
-        rows.append(("textcurate quickstart (make run)", dt, n, w))
-        if not args.skip_fasttext:
-            dt, n, w = run_textcurate(quickstart_cfg(os.path.join(tmp, "qs-ft"), "fasttext"))
-            rows.append(("textcurate quickstart, edu_score mode: fasttext", dt, n, w))
+        dt, w = run_textcurate(raw)
+        rows.append(("textcurate quickstart (make run: edu_score mode auto = fastText; embed, k-means, SemDeDup)",
+                     dt, n_docs, w))
+        dt, w = run_textcurate(quickstart_cfg(os.path.join(tmp, "qs-exact"), "exact"))
+        rows.append(("textcurate quickstart, edu_score mode: exact (the head on the stored embeddings)", dt, n_docs, w))
+        dt, w = run_textcurate(quickstart_cfg(os.path.join(tmp, "qs-filter"), "fasttext", scoring_only=True))
+        rows.append(("textcurate filter only: text_stats, heuristics, edu_score (fastText), select", dt, n_docs, w))
     print(f"{n_docs} documents read by the quickstart's reader; CPU: {cpu_flags()}")
     print("| pipeline | documents | wall s | cores | documents/s per core |")
     print("|---|---|---|---|---|")

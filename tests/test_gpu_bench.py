@@ -11,7 +11,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STAGES = ["edu_score", "kmeans", "semdedup", "influence", "generate", "synth", "distill", "distill_labels"]
+STAGES = ["edu_score", "edu_score_cascade", "kmeans", "semdedup", "influence", "generate", "synth", "distill", "distill_labels"]
 
 
 @pytest.mark.slow

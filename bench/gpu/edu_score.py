@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=256)
     ap.add_argument("--classifier", default="classifiers/provenance-minilm")
     ap.add_argument("--model", default=None, help="the card's MiniLM from a local folder (.gpu/minilm on the H200)")
+    ap.add_argument("--margin", type=float, default=0.3, help="the cascade's margin (edu_score_cascade)")
     args = ap.parse_args()
     if args.smoke:
         args.docs, args.max_tokens, args.sample = 96, 128, 32
@@ -48,7 +49,7 @@ def main() -> None:
     docs = documents(args.docs)
 
     gpu = EduScoreParams(classifier=args.classifier, device=args.device, max_tokens=args.max_tokens,
-                         model=args.model).make()
+                         model=args.model, mode="exact").make()
     gpu.setup(0)
     gpu.score(docs[:1024])  # load, warm up the kernels
     emb = gpu._embedder
@@ -58,7 +59,7 @@ def main() -> None:
     tokens = emb.tokens_encoded
 
     cpu = EduScoreParams(classifier=args.classifier, device="cpu", max_tokens=args.max_tokens,
-                         model=args.model).make()
+                         model=args.model, mode="exact").make()
     cpu.setup(0)
     cpu._embedder.dtype = "float32"  # no bf16 autocast on a CPU that has bf16: the reference is fp32
     sample = docs[:args.sample]
@@ -69,6 +70,39 @@ def main() -> None:
          f"{emb.batch_size}, {dtype})", t.seconds, f"{tokens / t.seconds:,.0f} tokens/s ({args.docs / t.seconds:,.0f} "
          f"docs/s; target 1M tokens/s)", f"Spearman {rho:.4f} vs CPU fp32 on {args.sample} docs (>= 0.99), largest difference "
          f"{np.max(np.abs(scores[:args.sample] - ref)):.3f}", rho >= 0.99, tokens_per_s=tokens / t.seconds)
+
+    cascade(args, docs)
+
+
+def cascade(args, docs: list) -> None:
+    """The cascade where it touches the GPU: the default classifier's fastText model on the CPU
+    (one core) for every document, its head on the device for the documents within ``margin`` of
+    a rounding boundary of edu_int (the margin forced: the card recommends none); checked
+    against the same cascade on the CPU on a sample."""
+    from textcurate.classify.scorer import EduScoreParams
+
+    def make(device):
+        step = EduScoreParams(classifier="edu-default", device=device, max_tokens=args.max_tokens, model=args.model,
+                              mode="cascade", margin=args.margin).make()
+        step.setup(0)
+        return step
+
+    docs = docs[:10_000]  # fastText's share runs on one CPU core: keep the stage inside its time limit
+    gpu = make(args.device)
+    gpu.score(docs[:256])
+    with Timer(args.device) as t:
+        rows = gpu.score(docs)
+    to_head = float(np.mean([r["edu_path"] == "head" for r in rows]))
+    cpu = make("cpu")
+    cpu._embedder.dtype = "float32"
+    sample = docs[:args.sample]
+    ref = cpu.score(sample)
+    same_path = all(a["edu_path"] == b["edu_path"] for a, b in zip(rows, ref))
+    diff = max(abs(a["edu_score"] - b["edu_score"]) for a, b in zip(rows, ref))
+    emit(args, "edu_score_cascade", f"{len(docs):,} docs, edu-default, margin {args.margin}: fastText on the CPU, "
+         f"the head on {args.device} for {to_head:.0%}", t.seconds, f"{len(docs) / t.seconds:,.0f} docs/s",
+         f"same path for all {len(sample)} sample docs as the CPU cascade: {same_path}; largest score difference "
+         f"{diff:.3f} (<= 0.05)", same_path and diff <= 0.05, docs_per_s=len(docs) / t.seconds, to_head=to_head)
 
 
 if __name__ == "__main__":

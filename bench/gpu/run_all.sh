@@ -41,7 +41,7 @@ fi
 "$PY" -c "import torch, transformers, sentence_transformers as st; print('torch', torch.__version__, \
 'transformers', transformers.__version__, 'sentence-transformers', st.__version__)" | tee -a "$log"
 
-finish() { "$PY" bench/gpu/table.py "$rows" --expect edu_score,kmeans,semdedup,influence,generate,synth,distill,distill_labels | tee "$out/table.md"; }
+finish() { "$PY" bench/gpu/table.py "$rows" --expect edu_score,edu_score_cascade,kmeans,semdedup,influence,generate,synth,distill,distill_labels | tee "$out/table.md"; }
 trap 'finish; exit 1' INT TERM  # killed from outside: still leave the table of what finished
 
 stage() {  # stage NAME SCRIPT ARGS...: run one script under a time limit; a crash is a failed row
