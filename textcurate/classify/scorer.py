@@ -107,6 +107,11 @@ class EduScore(Scorer):
 
             self._head, self.card, self._fast = load_artifact(self.classifier)
             self._path = resolve_mode(self.mode, self.card, self.classifier)
+            if self.mode == "auto":
+                from loguru import logger
+
+                logger.info(f"edu_score: mode auto runs {self._path}, as {self.classifier}'s card recommends"
+                            + (f" ({self.card['modes']['rule']})" if "modes" in self.card else ""))
             if self._path == "cascade":
                 self._margin = self.margin if self.margin is not None else self.card["cascade"]["margin"]
             if self._path != "fasttext":
