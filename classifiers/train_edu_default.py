@@ -18,6 +18,9 @@ fastText on the same labels, the cascade's margin for 0.99 agreement):
    user's corpus will hold kinds the set lacks); the validation kinds still choose the head and
    the epoch and fit the calibration. Its own test figures do not exist: the held-out fit's are
    the ones to quote.
+
+The card's ``speed`` block is added afterwards from ``bench/edu_score.py --classifier
+edu-default`` (documents/s of fastText alone and of the exact path, with the CPU).
 """
 
 from __future__ import annotations
