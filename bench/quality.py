@@ -158,7 +158,9 @@ def shipped(name: str, X: np.ndarray, texts: list[str] | None = None) -> np.ndar
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--set", default="runs/quality_set.parquet")
-    ap.add_argument("--emb", default=None, help="MiniLM vectors cache (default: beside the set)")
+    ap.add_argument("--emb", default=None, help="embedding cache (default: beside the set)")
+    ap.add_argument("--embedder", default="minilm", help="the embedder of the embedding rows: minilm | mpnet (make "
+                                                        "setup-embedders) | a sentence-transformers folder")
     ap.add_argument("--classifiers", default="edu-smollm2-minilm,provenance-minilm,edu-default,runs/edu-quality-heldout",
                     help="shipped classifiers to score (comma-separated)")
     ap.add_argument("--judge", action="append", default=[], help="NAME=SCORES.parquet (id, score[, seconds])")
@@ -177,8 +179,10 @@ def main() -> None:
     kind = np.array([r["kind"] for r in rows])
     split = np.array([r["split"] for r in rows])
     tr, va, te = (np.where(split == s)[0] for s in ("train", "validation", "test"))
-    emb_path = args.emb or os.path.splitext(args.set)[0] + ".minilm.safetensors"
-    X, emb_s = embeddings(emb_path, texts)
+    tag = "minilm" if args.embedder == "minilm" else os.path.basename(args.embedder.rstrip("/"))
+    emb_path = args.emb or os.path.splitext(args.set)[0] + f".{tag}.safetensors"
+    X, emb_s = embeddings(emb_path, texts, args.embedder)
+    E = "MiniLM" if args.embedder == "minilm" else tag  # the name in the embedding rows
     print(f"{len(rows)} documents: train {len(tr)} ({len(set(kind[tr]))} kinds), validation {len(va)} "
           f"({', '.join(sorted(set(kind[va])))}), test {len(te)} ({', '.join(sorted(set(kind[te])))}); "
           f"CPU: {cpu_flags()}")
@@ -269,11 +273,11 @@ def main() -> None:
     learnt = {"TF-IDF uni+bigram + logistic regression (provenance)": (tfidf_lr, 0.0),
               **({"fastText bigrams, supervised (provenance)": (fasttext_clf, 0.0)} if have_ft else {}),
               **({"fastText on tiers, expected label (train-classifier's)": (fasttext_tiers, 0.0)} if have_ft else {}),
-              "MiniLM + logistic regression (provenance)":
+              f"{E} + logistic regression (provenance)":
                   (lambda t: fit_logistic(X[t], y[t], X[va], y[va]).decision_function(X), emb_s),
-              "MiniLM + ridge on tiers (provenance)": (lambda t: fit_ridge(X[t], tier[t], X[va], y[va]).predict(X),
+              f"{E} + ridge on tiers (provenance)": (lambda t: fit_ridge(X[t], tier[t], X[va], y[va]).predict(X),
                                                        emb_s),
-              "MiniLM + MLP head on tiers (provenance)": (mlp, emb_s)}
+              f"{E} + MLP head on tiers (provenance)": (mlp, emb_s)}
     for name, (fn, extra) in learnt.items():
         timed(name, lambda: fn(tr), extra)
     # DCLM's recipe: a reference of good text against a random sample of the pool (not boilerplate labels)
@@ -291,7 +295,7 @@ def main() -> None:
         return fit_logistic(X[idx], lab, X[va], y[va]).decision_function(X)
 
     timed("DCLM-style: reference vs pool sample, TF-IDF + LR", lambda: dclm(True))
-    timed("DCLM-style: reference vs pool sample, MiniLM + LR", lambda: dclm(False), emb_s)
+    timed(f"DCLM-style: reference vs pool sample, {E} + LR", lambda: dclm(False), emb_s)
     timed("Moore-Lewis: bigram LM cross-entropy difference, reference vs pool",
           lambda: moore_lewis([texts[i] for i in ref], [texts[i] for i in tr], texts))
 
@@ -302,13 +306,13 @@ def main() -> None:
     timed("similarity to the reference's mean embedding (target_sim)", target_sim, emb_s)
 
     def combo():
-        a = scores["MiniLM + logistic regression (provenance)"]
+        a = scores[f"{E} + logistic regression (provenance)"]
         b = scores["TF-IDF uni+bigram + logistic regression (provenance)"]
         z = lambda s: (s - s[va].mean()) / (s[va].std() + 1e-9)  # noqa: E731
         return z(a) + z(b)
 
-    timed("MiniLM LR + TF-IDF LR (z-scores on validation, summed)", combo,
-          cost["MiniLM + logistic regression (provenance)"] + cost["TF-IDF uni+bigram + logistic regression (provenance)"])
+    timed(f"{E} LR + TF-IDF LR (z-scores on validation, summed)", combo,
+          cost[f"{E} + logistic regression (provenance)"] + cost["TF-IDF uni+bigram + logistic regression (provenance)"])
 
     # leave-one-kind-out over the training kinds: every training row scored by a model fitted without
     # its kind (a second, larger view of how a scorer carries to unseen kinds; never the test kinds)
