@@ -119,7 +119,8 @@ def test_edu_score_head_cascade_and_stream(tmp_path):
 
 
 def test_cascade_margin_meets_its_tolerance_on_the_rows_it_was_chosen_on():
-    from textcurate.classify.cascade import choose_margin, to_edu_int, to_exact
+    from textcurate.classify.cascade import choose_margin, to_exact
+    from textcurate.classify.metrics import to_int
 
     rng = np.random.default_rng(0)
     exact = rng.uniform(0, 5, 2000)
@@ -127,7 +128,7 @@ def test_cascade_margin_meets_its_tolerance_on_the_rows_it_was_chosen_on():
     c = choose_margin(fast, exact, 0.99)
     sent = to_exact(fast, c["margin"])
     assert c["recommended"] and 0 < sent.mean() < 1 and c["share_to_exact"] == pytest.approx(sent.mean())
-    assert (to_edu_int(fast[~sent]) == to_edu_int(exact[~sent])).mean() >= 0.99
+    assert (to_int(fast[~sent]) == to_int(exact[~sent])).mean() >= 0.99
     assert 0.1 < c["margin"] < 0.45 and c["agreement_outside_lower95"] < c["agreement_outside"]
     loose = choose_margin(fast, exact, 0.9)
     assert loose["margin"] < c["margin"] and loose["share_to_exact"] < c["share_to_exact"]

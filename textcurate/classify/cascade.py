@@ -15,11 +15,9 @@ import math
 
 import numpy as np
 
+from textcurate.classify.metrics import to_int
+
 BOUNDARIES = np.arange(0.5, 5.0, 1.0)
-
-
-def to_edu_int(scores: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(np.asarray(scores, float)), 0, 5).astype(int)
 
 
 def distance_to_boundary(scores: np.ndarray) -> np.ndarray:
@@ -50,7 +48,7 @@ def choose_margin(fast: np.ndarray, exact: np.ndarray, tolerance: float = 0.99) 
     exact path) when no margin leaves a row to fastText at that agreement."""
     fast, exact = np.asarray(fast, float), np.asarray(exact, float)
     n = len(fast)
-    same = to_edu_int(fast) == to_edu_int(exact)
+    same = to_int(fast) == to_int(exact)
     d = distance_to_boundary(fast)
     order = np.argsort(-d, kind="stable")  # farthest from a boundary first
     hits = np.cumsum(same[order])

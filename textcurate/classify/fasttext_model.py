@@ -149,11 +149,11 @@ def train_fasttext(texts: list[str], y: np.ndarray, folder: str, *, val_texts: l
     ``quantize``: the chosen model is trained again and product-quantised (fastText's
     ``quantize``: about an eighth of the bytes, the file a ``.ftz``). Returns the scorer and the
     card's ``fasttext`` entry."""
-    from textcurate.classify.metrics import regression_report, spearman
+    from textcurate.classify.metrics import regression_report, spearman, to_int
 
     os.makedirs(folder, exist_ok=True)
     train_file = os.path.join(folder, ".fasttext.train.txt")
-    labels = np.clip(np.round(np.asarray(y, float)), 0, 5).astype(int)
+    labels = to_int(np.asarray(y, float))
     with open(train_file, "w", encoding="utf-8", errors="surrogatepass") as fh:
         for t, lab in zip(texts, labels):
             fh.write(f"{LABEL}{lab} {normalise(t, max_chars, lowercase)}\n")

@@ -100,7 +100,7 @@ class EduScore(Scorer):
             dtype = torch.bfloat16 if self._device.startswith("cuda") else torch.float32
             self._hf = AutoModelForSequenceClassification.from_pretrained(
                 self.classifier, dtype=dtype, trust_remote_code=self.trust_remote_code).to(self._device).eval()
-            self._mode = "hf"
+            self._path = "hf"
         else:
             from textcurate.classify.heads import load_artifact
             from textcurate.embed.embedder import Embedder
@@ -118,7 +118,6 @@ class EduScore(Scorer):
                 emb = self.card["embedder"]
                 self._embedder = Embedder(self.model or emb["model"],
                                           max_tokens=self.max_tokens or emb["max_tokens"], device=self.device)
-            self._mode = "head"
         self._loaded = True
 
     def _hf_scores(self, texts: list[str]) -> np.ndarray:
@@ -156,7 +155,7 @@ class EduScore(Scorer):
         return calibrate(raw, self.card)
 
     def score(self, docs: list[Document]) -> list[dict]:
-        if self._mode == "hf":
+        if self._path == "hf":
             scores, paths = self._hf_scores([d.text for d in docs]), ["hf"] * len(docs)
         elif self._path == "exact":
             scores, paths = self.head_scores(docs), ["head"] * len(docs)
@@ -174,8 +173,10 @@ class EduScore(Scorer):
                     for i, s in zip(unsure, refined):
                         scores[i], paths[i] = s, "head"
                 self.stat_update("to_embedder", value=len(unsure))
-        return [{"edu_score": float(s), "edu_int": int(np.clip(np.round(s), 0, 5)), "edu_path": p}
-                for s, p in zip(scores, paths)]
+        from textcurate.classify.metrics import to_int
+
+        return [{"edu_score": float(s), "edu_int": int(i), "edu_path": p}
+                for s, i, p in zip(scores, to_int(np.asarray(scores)), paths)]
 
 
 def resolve_mode(mode: str, card: dict, folder: str) -> str:
