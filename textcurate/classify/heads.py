@@ -131,16 +131,17 @@ def load_artifact(folder: str):
     """(head, card, fastText scorer or None); ValueError naming the file that does not load."""
     card = check_artifact(folder)
     try:
-        return _load_artifact(folder, card)
+        head = _load_head(folder, card)
     except (RuntimeError, KeyError, ValueError) as e:  # a head whose tensors do not fit its card
         raise ValueError(f"{folder}: its weights do not fit its card.json: {str(e).splitlines()[0]}") from None
+    return head, card, load_fasttext(folder, card)  # its errors name the fastText file
 
 
-def _load_artifact(folder: str, card: dict):
+def _load_head(folder: str, card: dict):
     h = card["head"]
     head = make_head(h["kind"], h["dim"], h.get("hidden", 256))
     head.load_state_dict(load_file(os.path.join(folder, "head.safetensors")))
-    return head.eval(), card, load_fasttext(folder, card)
+    return head.eval()
 
 
 def load_fasttext(folder: str, card: dict):
