@@ -102,21 +102,28 @@ def logistic_baseline(Xtr, ytr, Xev, yev, seed: int = 0) -> dict:
     return {} if pred is None else regression_report(yev, pred)
 
 
-def out_of_group_scores(kind: str, X: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray, groups: list,
-                        epochs: int, seed: int, continuous: bool) -> np.ndarray:
-    """Each training row scored by a head fitted without its whole group (its kind, or its source),
-    the epoch chosen on the validation rows as the head's own was: what the head gives text of a
-    kind it never saw."""
+def out_of_group(tr: np.ndarray, groups: list, score_without) -> np.ndarray:
+    """Each training row scored by a model fitted without its whole group (its kind, or its
+    source): ``score_without(rest, held)`` fits on the rows ``rest`` and scores the rows ``held``.
+    What a model gives text of a kind it never saw."""
     out = np.zeros(len(tr), np.float32)
     g = np.array([groups[i] for i in tr])
     for name in sorted(set(g.tolist())):
         m = g == name
-        if m.all():
-            continue
-        head, _ = fit_head(kind, X[tr[~m]], y[tr[~m]], X[va], y[va], epochs=epochs, seed=seed, continuous=continuous)
-        with torch.no_grad():
-            out[m] = head(torch.tensor(X[tr[m]])).squeeze(-1).numpy()
+        if not m.all():
+            out[m] = score_without(tr[~m], tr[m])
     return out
+
+
+def out_of_group_scores(kind: str, X: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray, groups: list,
+                        epochs: int, seed: int, continuous: bool) -> np.ndarray:
+    """``out_of_group`` for the head: the epoch chosen on the validation rows as the head's own was."""
+    def score_without(rest, held):
+        head, _ = fit_head(kind, X[rest], y[rest], X[va], y[va], epochs=epochs, seed=seed, continuous=continuous)
+        with torch.no_grad():
+            return head(torch.tensor(X[held])).squeeze(-1).numpy()
+
+    return out_of_group(tr, groups, score_without)
 
 
 def fit_calibration(raw: np.ndarray, y: np.ndarray, rows: str, method: str = "quantile") -> dict:
@@ -196,16 +203,16 @@ def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, 
         if best is None or select(rep) > select(best[2]):
             best = (kind, head, rep)
     kind, head, rep = best
+    with torch.no_grad():
+        raw_all = head(torch.tensor(X)).squeeze(-1).numpy()  # the chosen head on every row, once
     ints = to_int(y)
+    groups = kinds if kinds is not None else sources
     calibration, out_of_kind = None, None
     if calibrate:
-        groups = kinds if kinds is not None else sources if sources is not None else None
-        with torch.no_grad():
-            raw_va = head(torch.tensor(X[va])).squeeze(-1).numpy()
-        raw, ys, rows = raw_va, y[va].astype(float), f"the {len(va)} validation rows"
+        raw, ys, rows = raw_all[va], y[va].astype(float), f"the {len(va)} validation rows"
         if groups is not None:
             oof = out_of_group_scores(kind, X, y, tr, va, groups, epochs, seed, continuous)
-            raw, ys = np.r_[raw_va, oof], np.r_[ys, y[tr].astype(float)]
+            raw, ys = np.r_[raw, oof], np.r_[ys, y[tr].astype(float)]
             rows += f" and the {len(tr)} training rows, each scored by a head fitted without its " + \
                 ("kind" if kinds is not None else "source")
         calibration = fit_calibration(raw, ys, rows)
@@ -222,30 +229,25 @@ def train_classifier(ids: list[str], texts: list[str], y: np.ndarray, out: str, 
                         **({"out_of_kind": out_of_kind} if out_of_kind is not None else {})}}
     # the cheapest peer, on the rows no choice saw (the test rows; else the validation rows)
     ev = te if len(te) else va
+    exact = raw_all  # what edu_score's exact path gives every row: the head, calibrated where it is
     if calibration is not None:
         from textcurate.classify.heads import calibrate as apply_calibration
 
         card["calibration"] = calibration
-        with torch.no_grad():
-            cal_va = apply_calibration(head(torch.tensor(X[va])).squeeze(-1).numpy(), card)
-        card["metrics"]["validation_calibrated"] = regression_report(y[va], cal_va)
+        exact = apply_calibration(raw_all, card)
+        card["metrics"]["validation_calibrated"] = regression_report(y[va], exact[va])
         if labels is not None:
             card["metrics"]["validation_provenance"] = heldout_report(
-                cal_va, np.asarray(labels)[va], None if kinds is None else [kinds[i] for i in va])
+                exact[va], np.asarray(labels)[va], None if kinds is None else [kinds[i] for i in va])
     if len(te):
-        with torch.no_grad():
-            raw_te = head(torch.tensor(X[te])).squeeze(-1).numpy()
-        if calibration is not None:
-            raw_te = apply_calibration(raw_te, card)
-        card["metrics"]["test"] = regression_report(y[te], raw_te)
+        card["metrics"]["test"] = regression_report(y[te], exact[te])
         if labels is not None:
             card["metrics"]["test_provenance"] = heldout_report(
-                raw_te, np.asarray(labels)[te], None if kinds is None else [kinds[i] for i in te])
+                exact[te], np.asarray(labels)[te], None if kinds is None else [kinds[i] for i in te])
     card["metrics"]["logistic_regression"] = logistic_baseline(X[tr], y[tr], X[ev], y[ev], seed)
     if fasttext != "none":
-        card["fasttext"], card["cascade"] = fit_fasttext(fasttext, head, X, texts, y, tr, va, te, out, card, seed,
-                                                         labels, kinds, tolerance, quantize,
-                                                         groups=kinds if kinds is not None else sources)
+        card["fasttext"], card["cascade"] = fit_fasttext(fasttext, exact, texts, y, tr, va, te, out, card, seed,
+                                                         labels, kinds, tolerance, quantize, groups=groups)
         card["recommended_mode"], card["modes"] = recommend_mode(card)
     warnings = []
     if len(set(y.tolist())) < 2:  # a judge that gives every document one score teaches nothing
@@ -270,35 +272,27 @@ def out_of_group_fasttext(texts, y, tr, va, groups, info: dict, seed: int) -> np
 
     from textcurate.classify.fasttext_model import train_fasttext
 
-    p = info["params"]
-    out = np.zeros(len(tr), np.float32)
-    g = np.array([groups[i] for i in tr])
+    p, y = info["params"], np.asarray(y, float)
     with tempfile.TemporaryDirectory() as d:
-        for name in sorted(set(g.tolist())):
-            m = g == name
-            if m.all():
-                continue
-            rest = tr[~m]
-            sc, _ = train_fasttext([texts[i] for i in rest], np.asarray(y, float)[rest], d,
-                                   val_texts=[texts[i] for i in va[:50]], val_y=np.asarray(y, float)[va[:50]],
-                                   seed=seed, grid=({"epoch": p["epoch"], "lr": p["lr"]},),
+        def score_without(rest, held):
+            sc, _ = train_fasttext([texts[i] for i in rest], y[rest], d, val_texts=[texts[i] for i in va[:50]],
+                                   val_y=y[va[:50]], seed=seed, grid=({"epoch": p["epoch"], "lr": p["lr"]},),
                                    max_chars=info["max_chars"], lowercase=info["lowercase"])
-            out[m] = sc.predict([texts[i] for i in tr[m]])
-    return out
+            return sc.predict([texts[i] for i in held])
+
+        return out_of_group(tr, groups, score_without)
 
 
-def fit_fasttext(mode: str, head, X, texts, y, tr, va, te, out: str, card: dict, seed: int, labels, kinds,
+def fit_fasttext(mode: str, exact: np.ndarray, texts, y, tr, va, te, out: str, card: dict, seed: int, labels, kinds,
                  tolerance: float, quantize: bool = False, groups: list | None = None) -> tuple[dict, dict]:
     """The card's ``fasttext`` entry (the model written to ``out/fasttext.bin``, or ``.ftz``
-    quantised) and ``cascade``."""
+    quantised) and ``cascade``; ``exact``: the exact path's score of every row."""
     from textcurate.classify.cascade import choose_margin
     from textcurate.classify.fasttext_model import train_fasttext
     from textcurate.classify.heads import calibrate as apply_calibration
 
     if mode not in FASTTEXT_MODES:
         raise ValueError(f"fasttext: {mode!r} is not one of {', '.join(FASTTEXT_MODES)}")
-    with torch.no_grad():
-        exact = apply_calibration(head(torch.tensor(X)).squeeze(-1).numpy(), card)  # the exact path, every row
     target = exact if mode == "head" else np.asarray(y, float)
     scorer, info = train_fasttext([texts[i] for i in tr], target[tr], out, val_texts=[texts[i] for i in va],
                                   val_y=target[va], seed=seed, quantize=quantize,
@@ -327,12 +321,12 @@ def fit_fasttext(mode: str, head, X, texts, y, tr, va, te, out: str, card: dict,
                 fast[te], np.asarray(labels)[te], None if kinds is None else [kinds[i] for i in te])
     cascade = choose_margin(fast[va], exact[va], tolerance)
     if len(te):
-        from textcurate.classify.cascade import to_edu_int, to_exact
+        from textcurate.classify.cascade import to_exact
 
         inside = to_exact(fast[te], cascade["margin"])
         mixed = np.where(inside, exact[te], fast[te])
         cascade["test"] = {"share_to_exact": float(inside.mean()),
-                           "same_edu_int": float((to_edu_int(mixed) == to_edu_int(exact[te])).mean())}
+                           "same_edu_int": float((to_int(mixed) == to_int(exact[te])).mean())}
         if labels is not None:
             from textcurate.classify.metrics import auc
 
