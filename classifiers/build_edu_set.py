@@ -287,6 +287,18 @@ def build(debs: str, site: str, per_kind: int, test_share: float, max_chars: int
     return rows
 
 
+def unique_texts(rows: list[dict]) -> list[dict]:
+    """The rows in order, each text once: the same section twice (a licence shipped by two
+    packages) is kept once."""
+    seen, uniq = set(), []
+    for r in rows:
+        key = hashlib.sha256(r["text"].strip().encode()).hexdigest()
+        if key not in seen:
+            seen.add(key)
+            uniq.append(r)
+    return uniq
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
@@ -298,12 +310,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     rows = build(fetch_debs(args.debs), args.site, args.per_kind, args.test_share, args.max_chars, args.seed)
-    seen, uniq = set(), []
-    for r in rows:  # the same section twice (a licence shipped by two packages) is kept once
-        key = hashlib.sha256(r["text"].strip().encode()).hexdigest()
-        if key not in seen:
-            seen.add(key)
-            uniq.append(r)
+    uniq = unique_texts(rows)
     n_repeated = len(rows) - len(uniq)
     # a package whose licence went to test and whose changelog to train (the split is drawn per kind):
     # its training rows are dropped, so no source is on both sides

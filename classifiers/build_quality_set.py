@@ -81,7 +81,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from build_edu_set import docstring_share, html_text, read, sections, stable  # noqa: E402
+from build_edu_set import docstring_share, html_text, read, sections, stable, unique_texts  # noqa: E402
 
 DEBS = ["python3.11-doc", "git-doc", "postgresql-doc-15", "sqlite3-doc", "dict-foldoc", "jargon-text", "perl-doc",
         "r-doc-html", "maxima-doc", "debian-reference-en", "python-django-doc", "dict-gcide", "dict-devil",
@@ -546,12 +546,7 @@ def build(cache: str, site: str, per_kind: int, max_chars: int, seed: int,
         print(f"  {kind:14s} {len(got):4d} documents from {len({r['source'] for r in got}):3d} sources", flush=True)
         rows.extend(got)
     rows.extend(markov([r for r in rows if r["kind"] in ("tutorial", "book")], per_kind, seed))
-    seen, uniq = set(), []
-    for r in rows:  # the same section twice (a licence shipped by two packages) is kept once
-        key = hashlib.sha256(r["text"].strip().encode()).hexdigest()
-        if key not in seen:
-            seen.add(key)
-            uniq.append(r)
+    uniq = unique_texts(rows)
     for r in uniq:
         r["split"] = splits[r["kind"]]
         r["tier"] = TIERS[r["kind"]]
