@@ -835,24 +835,6 @@ def stages():
         print(f"{name:<12} {model.doc()}  [{model.__module__}]\n{'':<12} params: {', '.join(fields)}")
 
 
-def _load_verbs() -> None:
-    """Verbs declared in a capability's own folder (a top-level ``@app.command(`` in its ``cli.py``)."""
-    from textcurate.registry import import_declaring
-
-    import_declaring("@app.command(")
-
-
-_load_verbs()
-
-
-def main():  # python -m textcurate
-    app()
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 @app.command("status")
 def status_cmd(run_dir: str = typer.Argument(..., help="a run folder")):
     """Where a run stands: each phase's tasks done and, on Slurm, its job's state."""
@@ -868,3 +850,25 @@ def status_cmd(run_dir: str = typer.Argument(..., help="a run folder")):
     for r in st["phases"]:
         table.add_row(r["phase"], r["kind"], f"{r['done']} / {r['tasks']}", r["job_id"] or "", r["state"])
     Console().print(table)
+
+
+def _load_verbs() -> None:
+    """Verbs declared in a capability's own folder (a top-level ``@app.command(`` in its ``cli.py``)."""
+    from textcurate.registry import import_declaring
+
+    import_declaring("@app.command(")
+
+
+_load_verbs()
+
+
+def main():  # python -m textcurate
+    app()
+
+
+if __name__ == "__main__":
+    # run as ``python -m textcurate.cli``, this file is ``__main__``, while the wings' verbs register on
+    # the ``app`` of ``textcurate.cli``: hand over to that module, which holds every verb
+    from textcurate.cli import main as _main
+
+    sys.exit(_main())

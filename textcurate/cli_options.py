@@ -35,6 +35,8 @@ def _cli_type(annotation) -> tuple[type, bool]:
         annotation = args[0]
     if annotation in _PLAIN:
         return annotation, False
+    if typing.get_origin(annotation) is typing.Literal and all(isinstance(a, str) for a in typing.get_args(annotation)):
+        return annotation, False  # typer shows the choices and names a value that is not one of them
     return str, True
 
 

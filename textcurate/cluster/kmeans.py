@@ -20,7 +20,6 @@ import os
 import time
 
 import numpy as np
-import torch
 from safetensors.numpy import load_file, save_file
 
 from textcurate import __version__
@@ -113,6 +112,8 @@ class SphericalKMeans:
         one that lowers the potential most wins, as scikit-learn does) on a subsample. Random seeds
         that land twice in one dense region leave two others merged: a local optimum that Lloyd's
         iterations do not leave."""
+        import torch
+
         rng = np.random.default_rng(self.seed)
         m = min(max(PLUSPLUS_PER_CLUSTER * self.k, 2000), max(50_000, self.k))
         if len(x) > m:
@@ -137,6 +138,8 @@ class SphericalKMeans:
     def _fit_torch(self, x: np.ndarray) -> np.ndarray:
         """Lloyd's iterations on cosine similarity; an empty cluster takes the point that is
         farthest from its own centroid, so k clusters stay k."""
+        import torch
+
         device = pick_device(self.device)
         rng = np.random.default_rng(self.seed)
         n = x.shape[0]
@@ -166,6 +169,8 @@ class SphericalKMeans:
     # --- applying ----------------------------------------------------------------------------------
     def assign(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(cluster id, cosine to that centroid) of each vector."""
+        import torch
+
         if self.centroids is None:
             raise RuntimeError("k-means is not fitted")
         device = pick_device(self.device)
@@ -210,6 +215,8 @@ class SphericalKMeans:
 
 
 def _assign_torch(x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     out_l, out_s = [], []
     for start in range(0, x.shape[0], ASSIGN_BLOCK):
         sims = x[start:start + ASSIGN_BLOCK] @ c.T

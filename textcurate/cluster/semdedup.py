@@ -25,7 +25,6 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 from textcurate import __version__
 from textcurate.cluster.kmeans import normalize
@@ -71,6 +70,8 @@ class ClusterDedup:
 
 
 def dedup_cluster(x: np.ndarray, order: np.ndarray, eps_values: list[float], device: str = "cpu") -> ClusterDedup:
+    import torch
+
     n = len(x)
     n_eps = len(eps_values)
     dup_of = np.full((n_eps, n), -1, dtype=np.int64)

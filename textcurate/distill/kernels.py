@@ -5,13 +5,14 @@ linear case: matching means)."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 SCALES = (0.5, 1.0, 2.0)
 
 
 def median_distance(x: np.ndarray, sample: int = 2000, seed: int = 0) -> float:
     """The median pairwise Euclidean distance of a seeded sample of rows."""
+    import torch
+
     rng = np.random.default_rng(seed)
     s = x[rng.choice(len(x), min(sample, len(x)), replace=False)].astype(np.float64)
     t = torch.from_numpy(s)  # float64: the bandwidths must not move in the last bits between runs
@@ -38,6 +39,8 @@ class MixtureKernel:
         return cls([m * s for s in scales], linear_weight / sq)
 
     def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        import torch
+
         inplace = not (a.requires_grad or b.requires_grad)  # autograd needs the intermediates; else reuse them
         ab = a @ b.T
         d2 = (a * a).sum(1, keepdim=True) + (b * b).sum(1)

@@ -38,9 +38,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-LABEL_METHODS = ("dd", "gm", "tm", "dm")
-CORESETS = ("random", "herding", "kcenter")
-HEADS = ("linear", "mlp")
+from textcurate.distill.names import CORESETS, HEADS, LABEL_METHODS  # noqa: F401  (their names, re-exported)
+
 HIDDEN = 128
 
 

@@ -40,11 +40,9 @@ import torch
 from textcurate.distill.kernels import MixtureKernel
 from textcurate.distill.store import Vectors, View, as_vectors
 
-METHODS = ("dm", "herding", "kcenter", "facility", "medoids", "density", "random")
-SAMPLE = 100_000
+from textcurate.distill.names import MAPPINGS, METHODS, SAMPLE, WEIGHTS  # noqa: F401  (their names, re-exported)
+
 SEARCH_K = 16
-WEIGHTS = ("kernel", "mass")
-MAPPINGS = ("greedy", "nearest")
 
 
 @dataclass

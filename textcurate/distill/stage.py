@@ -21,8 +21,7 @@ from datatrove.data import Document
 from pydantic import Field, field_validator, model_validator
 
 from textcurate.cluster.stage import doc_vector
-from textcurate.distill.labelled import CORESETS, HEADS, LABEL_METHODS
-from textcurate.distill.methods import MAPPINGS, METHODS, SAMPLE, WEIGHTS
+from textcurate.distill.names import CORESETS, LABEL_METHODS, METHODS, SAMPLE, Head, Mapping, Weights
 from textcurate.embed.step import EMBEDDING_KEY
 from textcurate.io.files import vector_type, write_parquet_atomic
 from textcurate.io.rejects import Reject
@@ -162,14 +161,14 @@ class DistillParams(ScorerParams):
     method: str = Field("dm", description="dm | herding | kcenter | facility | medoids | density | random")
     compare: list[str] = Field(["random", "medoids"], description="baselines run at the same n and measured beside "
                                                                   "it")
-    weights: str = Field("kernel", description="kernel: the weights that bring the weighted set closest to the corpus "
+    weights: Weights = Field("kernel", description="kernel: the weights that bring the weighted set closest to the corpus "
                                                "in MMD; mass: the share of documents nearest each")
     heldout: int = Field(5000, ge=0, description="documents (at most a tenth) held out of every selection, to measure "
                                                  "MMD, covering radius and cluster KL against")
     sample: int = Field(SAMPLE, ge=100, description="documents the methods hold in memory (a seeded sample); the rest "
                                                     "is streamed")
     steps: int = Field(300, ge=1, description="dm: Adam steps; with labels, every method's outer steps")
-    mapping: str = Field("greedy", description="dm: greedy (herd among the synthetic points' neighbours) | nearest")
+    mapping: Mapping = Field("greedy", description="dm: greedy (herd among the synthetic points' neighbours) | nearest")
     group_by: str | None = Field(None, description="a metadata field: each value keeps its share of n")
     quality: str | None = Field(None, description="a numeric metadata field: distil only inside its top quality_top")
     quality_top: float = Field(1.0, gt=0, le=1, description="with quality: the share of documents (highest first) "
@@ -184,7 +183,7 @@ class DistillParams(ScorerParams):
     per_class: list[Annotated[int, Field(ge=1)]] = Field([1, 10, 50], min_length=1, description="with labels: synthetic examples per class "
                                                                         "(each size distilled and evaluated)")
     soft_labels: bool = Field(False, description="with labels: learn each synthetic example's label distribution too")
-    arch: str = Field("mlp", description="with labels: the head distilled through (linear | mlp); both are evaluated")
+    arch: Head = Field("mlp", description="with labels: the head distilled through (linear | mlp); both are evaluated")
     inits: int = Field(5, ge=1, description="with labels: fresh heads per evaluation (mean and standard deviation)")
     test_share: float = Field(0.3, gt=0, lt=1, description="with labels and no split field saying 'test': the "
                                                            "stratified share of every class held out for the accuracy")
@@ -193,14 +192,6 @@ class DistillParams(ScorerParams):
     def fields_read(self) -> dict[str, list[str]]:
         return {k: [getattr(self, k)] for k in ("embedding_field", "group_by", "quality", "labels") if getattr(self, k)}
 
-    @field_validator("weights", "mapping")
-    @classmethod
-    def _one_of(cls, v: str, info) -> str:
-        allowed = {"weights": WEIGHTS, "mapping": MAPPINGS}[info.field_name]
-        if v not in allowed:
-            raise ValueError(f"{info.field_name}: one of {', '.join(allowed)}, got {v!r}")
-        return v
-
     @field_validator("per_class", "compare", mode="before")
     @classmethod
     def _commas(cls, v):
@@ -208,13 +199,6 @@ class DistillParams(ScorerParams):
             return [x.strip() for x in v.split(",") if x.strip()]
         if isinstance(v, int):
             return [v]
-        return v
-
-    @field_validator("arch")
-    @classmethod
-    def _arch(cls, v: str) -> str:
-        if v not in HEADS:
-            raise ValueError(f"arch: one of {', '.join(HEADS)}, got {v!r}")
         return v
 
     @model_validator(mode="after")

@@ -42,7 +42,6 @@ import time
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from textcurate import __version__
@@ -116,6 +115,8 @@ def compute_influence(pool, target: list, spec: InfluenceSpec, out_dir: str, log
     tokenizer/, card.json) and return the card. ``pool``: a list of documents, or a ``Documents``
     stream read again on every pass (memory: a batch, the target, the warm-up documents and k x k
     numbers, whatever the pool's size); ``target``: the documents, held in memory."""
+    import torch
+
     from textcurate.influence.grads import PerExampleGrads, document_batches, select_parameters
     from textcurate.influence.pool import Comparison, Documents, Extremes, aligned, embed_pool, position_batches
     from textcurate.influence.project import Projector
@@ -425,6 +426,8 @@ class _FeatureWriter:
 
 def grad_dtype(spec: InfluenceSpec, device: str):
     """torch.bfloat16 or None (float32): see ``InfluenceSpec.precision``."""
+    import torch
+
     from textcurate.io.files import cpu_has_bf16
 
     if spec.precision == "auto":
