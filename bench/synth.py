@@ -120,7 +120,7 @@ def main() -> None:
           f"max_tokens {args.max_tokens}, temperature 0.8, top-p 0.95; SmolLM2-135M-Instruct ({model})")
     texts, secs = one_at_a_time(model, [r["prompt"] for r in rows[:args.loop_prompts]], args.max_tokens)
     base = count_tokens(tok, texts) / secs
-    print(f"| engine | prompts | generated tokens | seconds | tokens/s | x the one-prompt loop |")
+    print("| engine | prompts | generated tokens | seconds | tokens/s | x the one-prompt loop |")
     print("|---|---|---|---|---|---|")
     print(f"| transformers generate, one prompt at a time (peer) | {len(texts)} | {count_tokens(tok, texts):,} "
           f"| {secs:.1f} | {base:.1f} | 1.0 |", flush=True)

@@ -79,7 +79,7 @@ def test_sigkill_in_every_phase_of_a_fitted_pipeline_then_resume(tmp_path):
             v = base[(f * per_file + i) % 30] + 0.5 * rng.standard_normal(16)
             if i % 10 == 1:
                 v = prev + 0.01 * rng.standard_normal(16)  # noqa: F821  (a near-copy of the one before)
-            prev = v
+            prev = v  # noqa: F841  (read by the next iteration)
             recs.append({"id": f"f{f}-{i}", "text": f"doc {f} {i}", "vec": [round(float(x), 5) for x in v]})
         write_jsonl(tmp_path / "in" / f"{f}.jsonl", recs)
 

@@ -11,7 +11,6 @@ import subprocess
 import time
 
 import pytest
-import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "slurm_local.sh")

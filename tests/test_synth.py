@@ -156,7 +156,6 @@ def test_pipeline_gates_every_failure_with_its_reason(tmp_path, writer):
     assert rec["status"] == "complete" and led["in"] == 28 and led["balanced"]
     docs = read_output_docs(tmp_path / "run")
     assert led["kept"] == len(docs)
-    reasons = Counter(k.split(": ")[0] + ": " + k.split(": ")[2] for k in rec["rejects"]["by_reason"])
     by = {k.split(": ", 2)[2]: v for k, v in rec["rejects"]["by_reason"].items()}
     assert by["engine error"] == 4 and by["shorter than min_chars"] == 4 and by["copies its seed extract"] == 4
     assert by["truncated at max_tokens (N chars)"] == 4
@@ -215,7 +214,6 @@ def test_killed_generation_resumes_without_regenerating(tmp_path, writer):
 
 
 def test_decontamination_removes_planted_passages_and_keeps_same_topic_text():
-    from datatrove.data import Document
 
     from textcurate.synth.gates import BenchmarkIndex
 

@@ -44,7 +44,6 @@ def vectors(n: int, dim: int, device: str, topics: int = 5000, rank: int = 16, s
 
 
 def main() -> None:
-    import numpy as np
 
     from textcurate.distill.run import distill
 

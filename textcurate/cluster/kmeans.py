@@ -18,12 +18,16 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from textcurate import __version__
 from textcurate.io.files import pick_device, write_json_atomic
+
+if TYPE_CHECKING:  # annotations only: torch is imported where it computes
+    import torch
 
 PLUSPLUS_PER_CLUSTER = 20  # k-means++ seeds from 20 points per cluster (at least 2,000, at most 50,000)
 N_QUANTILES = 101  # sim quantiles per cluster, to place a document's difficulty in its cluster

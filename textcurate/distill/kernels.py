@@ -4,7 +4,12 @@ linear case: matching means)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only: torch is imported where it computes
+    import torch
 
 SCALES = (0.5, 1.0, 2.0)
 

@@ -86,7 +86,7 @@ class ProxyLab:
         best, predicted = search_simplex(reg, self.natural, seed=seed, max_ratio=max_ratio, upper=upper)
         measured = self.target_loss(best, seed)  # one more proxy: does the chosen mixture deliver?
         return {"method": "regmix", "domains": self.names, "natural": self.natural.tolist(),
-                "runs": [{"weights": w.tolist(), "target_loss": float(l)} for w, l in zip(mixtures, losses)],
+                "runs": [{"weights": w.tolist(), "target_loss": float(loss)} for w, loss in zip(mixtures, losses)],
                 "regression": {"kind": reg.kind, "ridge_alpha": reg.alpha, "loo_spearman": reg.loo_spearman,
                                "loo_mae": reg.loo_mae},
                 "weights": best.tolist(), "predicted_loss": predicted, "measured_loss": measured,
