@@ -242,21 +242,25 @@ class AfterRun:
     run: Callable[[BaseModel, str], dict]
     order: int
     needs_documents: bool
+    show: Callable[[dict], list] | None = None
 
 
 AFTER_RUN: dict[str, AfterRun] = {}
 
 
-def after_run(name: str, spec: type[BaseModel], order: int = 50, needs_documents: bool = True):
+def after_run(name: str, spec: type[BaseModel], order: int = 50, needs_documents: bool = True,
+              show: Callable[[dict], list] | None = None):
     """Register ``fn(spec, run_dir) -> dict`` as the pipeline block ``name:`` (validated by ``spec``),
     run after the run's documents are written, in ``order`` (smaller first; a block that reads
-    another's output comes after it). Its summary is stored under ``name`` in run.json."""
+    another's output comes after it). Its summary is stored under ``name`` in run.json;
+    ``show(summary)`` returns what the terminal prints of it at the end of the run (rich renderables
+    or strings), once, after the ledger."""
     def register(fn):
         old = AFTER_RUN.get(name)
         if old is not None and (old.run.__module__, old.run.__qualname__) != (fn.__module__, fn.__qualname__):
             raise ValueError(f"pipeline block {name!r} is declared twice: {old.run.__module__}.{old.run.__qualname__} "
                              f"and {fn.__module__}.{fn.__qualname__}")
-        AFTER_RUN[name] = AfterRun(name, spec, fn, order, needs_documents)
+        AFTER_RUN[name] = AfterRun(name, spec, fn, order, needs_documents, show)
         return fn
     return register
 

@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from textcurate.cli import OVERWRITE, VERBOSE, _fail, app, console, writing
+from textcurate.verbs import OVERWRITE, VERBOSE, app, console, fail, writing
 from textcurate.cli_options import params_options
 from textcurate.distill.stage import DistillParams
 
@@ -53,7 +53,7 @@ def _distill_cmd(features: str, out: str, p: DistillParams) -> None:
                          log=lambda s: console.print(s, soft_wrap=True))
         card = write_outputs(result, v, out)
     except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     table = Table(title=f"distill: n = {card['n']:,} of {card['rows']:,} ({card['heldout']:,} held out to measure "
                         f"against; {card['weights']} weights)")
     for col in ("method", "seconds", "MMD^2", "MMD^2 uniform", "vs random", "covering radius", "cluster KL"):
@@ -81,7 +81,7 @@ def _labels_cmd(path: str, out: str, embedder: str, p: DistillParams) -> None:
         card = distill_labels_to(out, x, values, ids, split, p,
                                  log=lambda s: console.print(s, soft_wrap=True))["card"]
     except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     for metric, what in (("acc", "accuracy"), ("f1", "macro-F1")):
         header, rows = table_lines(card, metric)
         table = Table(title=f"{what} (%) on {card['test']:,} test rows ({card['test_how']}), {len(card['classes'])} "

@@ -8,7 +8,17 @@ from textcurate.evaluate.spec import EvaluateSpec
 from textcurate.registry import after_run
 
 
-@after_run("evaluate", EvaluateSpec, order=10)
+def show_evaluation(summary: dict) -> list:
+    """One table per budget: random fractions and selections, their losses and multipliers."""
+    import json
+
+    from textcurate.report.evaluate import evaluation_tables
+
+    with open(summary["file"]) as fh:
+        return evaluation_tables(json.load(fh))
+
+
+@after_run("evaluate", EvaluateSpec, order=10, show=show_evaluation)
 def evaluate_block(spec: EvaluateSpec, run_dir: str) -> dict:
     from textcurate.evaluate.run import evaluate
     from textcurate.io.readers import read_sample

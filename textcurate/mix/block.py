@@ -9,7 +9,22 @@ from textcurate.mix.spec import MixSpec
 from textcurate.registry import after_run
 
 
-@after_run("mix", MixSpec, order=30)
+def show_mix(summary: dict) -> list:
+    """The plan's table and summary, and how close the written mixture came to it."""
+    import json
+
+    from textcurate.mix.planner import Plan, plan_summary, plan_table
+
+    with open(summary["plan"]) as fh:
+        plan = Plan.from_dict(json.load(fh)["plan"])
+    out = [plan_table(plan), plan_summary(plan)]
+    if summary.get("realised_tokens") is not None:
+        out.append(f"mixture: {summary['realised_tokens']:,} tokens written, "
+                   f"{'within' if summary['within_tolerance'] else 'OUTSIDE'} tolerance of the plan")
+    return out
+
+
+@after_run("mix", MixSpec, order=30, show=show_mix)
 def mix_block(spec: MixSpec, run_dir: str) -> dict:
     from textcurate.mix.planner import PlanError
     from textcurate.mix.run import run_plan

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import typer
 
-from textcurate.cli import VERBOSE, _execute, _fail, app, console
+from textcurate.verbs import VERBOSE, app, console, execute, fail
 from textcurate.synth.prompts import AUDIENCES, STYLES
 
 DEFAULT_CLASSIFIER = "edu-default"  # the shipped edu-quality-minilm, found from the installed package
@@ -61,7 +61,7 @@ def synth(out: str = typer.Option(..., "--out", help="the run folder"),
         try:
             path, fmt = detect_input(seeds)
         except FileNotFoundError as e:
-            _fail(str(e))
+            fail(str(e))
         inp["seeds"] = {"type": fmt, "paths": [path]} if fmt == "file_tree" else {"type": fmt, "path": path}
     if topics:
         inp["topics"] = [t.strip() for t in topics.split(",") if t.strip()]
@@ -76,7 +76,7 @@ def synth(out: str = typer.Option(..., "--out", help="the run folder"),
         stages.append({"type": "decontaminate", "benchmarks": list(benchmark)})
     data = {"name": "synth", "input": inp, "stages": stages, "output": {"path": out},
             "executor": {"type": "local", "tasks": tasks}}
-    record = _execute(lambda: parse_pipeline(data, source="textcurate synth"), overwrite, verbose=verbose, where=out,
+    record = execute(lambda: parse_pipeline(data, source="textcurate synth"), overwrite, verbose=verbose, where=out,
                       verb="synth")
     from textcurate.synth.report import synth_diversity
 

@@ -8,7 +8,7 @@ import os
 
 import typer
 
-from textcurate.cli import OVERWRITE, VERBOSE, _fail, app, console, writing
+from textcurate.verbs import OVERWRITE, VERBOSE, app, console, fail, writing
 from textcurate.cli_options import params_options
 from textcurate.value.run import ValueSpec
 
@@ -40,7 +40,7 @@ def value_cmd(pool: str = typer.Argument(..., help="documents with the units' fi
                                   f"smallest id-hashes, a uniform sample)")
                 res = value_units(docs, params, out, log=console.print)
         except (ValueError, FileNotFoundError) as e:
-            _fail(str(e))
+            fail(str(e))
     if params.method == "influence":
         table = Table(title=f"the 10 annotations that hurt the head most (of {res['train']:,}; validation "
                             f"{res['validation']:,}; influence vs exact leave-one-out: Spearman "

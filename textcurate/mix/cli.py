@@ -1,0 +1,121 @@
+"""``textcurate plan SOURCES.yaml``: weights and epochs per source for a token budget (the
+data-constrained scaling law), fitted by proxy LMs when asked, materialised when asked."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from textcurate.verbs import OVERWRITE, VERBOSE, app, console, fail, number, read_spec, writing
+
+
+@app.command()
+def plan(sources: str = typer.Argument(..., help="SOURCES.yaml: sources (path or tokens), quality, caps; "
+                                                   "see textcurate/mix/spec.py"),
+         budget_tokens: Optional[str] = typer.Option(None, "--budget-tokens", help="training tokens, e.g. 300B"),
+         model_params: Optional[str] = typer.Option(None, "--model-params", help="model size, e.g. 1.3B"),
+         weights: Optional[str] = typer.Option(None, help="manual weights, e.g. web=0.6,books=0.4"),
+         optimal: bool = typer.Option(False, "--optimal", help="ignore weights in the file: let the planner choose"),
+         out: Optional[str] = typer.Option(None, "--out", help="folder for plan.json (+ the mixture)"),
+         materialise: bool = typer.Option(False, "--materialise", help="also write the mixed dataset to OUT/mixture"),
+         sample: Optional[int] = typer.Option(None, help="documents tokenised per source (0: all, exact)"),
+         fit: Optional[str] = typer.Option(None, help="fit the weights with proxy LMs: regmix or doremi"),
+         target_expr: Optional[str] = typer.Option(None, "--target-expr",
+                                                   help="with --fit: the target documents, e.g. "
+                                                        "\"language == 'markdown'\""),
+         overwrite: bool = OVERWRITE, verbose: bool = VERBOSE):
+    """Weights and epochs per source for a token budget (data-constrained scaling law)."""
+    from pydantic import ValidationError
+
+    from textcurate.mix.spec import MixSpec
+
+    data = read_spec(sources, "sources")
+    data = data.get("mix", data)
+    if budget_tokens:
+        data["budget_tokens"] = number(budget_tokens)
+    if model_params:
+        data["model_params"] = number(model_params)
+    if sample is not None:
+        data["sample"] = sample
+    if optimal:
+        for s in data.get("sources", []):
+            s.pop("weight", None)
+        if data.get("group_by"):
+            data["group_by"].pop("weight", None)
+    if weights:
+        given = {}
+        for item in weights.split(","):
+            name, _, w = item.partition("=")
+            given[name.strip()] = number(w)
+        for s in data.get("sources", []):
+            if s.get("name") in given:
+                s["weight"] = given.pop(s["name"])
+        if data.get("group_by"):
+            data["group_by"].setdefault("weight", {}).update(given)
+            given = {}
+        if given:
+            fail(f"--weights names no source: {sorted(given)}")
+    if materialise and not out:
+        fail("--materialise needs --out")
+    if fit or target_expr:
+        block = dict(data.get("fit") or {})
+        if fit:
+            block["method"] = fit
+        if target_expr:
+            block["target_expr"] = target_expr
+        data["fit"] = block
+    try:
+        spec = MixSpec.model_validate(data)
+    except ValidationError as e:
+        fail(f"{sources}: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))
+    with (writing(out, "plan", overwrite, ("plan.json", "plan.html", "card.json", "fit.json", "runs", "mixture",
+                                           "_count_tokens.parquet", "rejects"), verbose)
+          if out else contextlib.nullcontext()):
+        _plan(spec, out, materialise)
+
+
+def _plan(spec, out: str | None, materialise: bool) -> None:
+    import tempfile
+
+    from textcurate.mix.planner import Plan, PlanError, plan_summary, plan_table
+    from textcurate.mix.run import fit_summary, run_plan
+
+    try:
+        result = run_plan(spec, out or tempfile.mkdtemp(prefix="textcurate-plan-"), materialise=materialise,
+                          progress=None, log=console.print)
+    except (PlanError, ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    p = Plan.from_dict(result["plan"])
+    con = Console(width=max(Console().width, 120))
+    if result.get("fit"):
+        con.print(fit_summary(result["fit"]))
+    con.print(plan_table(p))
+    con.print(plan_summary(p))
+    for w in p.warnings:
+        con.print(f"[yellow]warning:[/] {w}", highlight=False)
+    for name, c in result["counts"].items():
+        if not c["exact"]:
+            con.print(f"{name}: {c['tokens']:,.0f} tokens estimated from {c['sampled_documents']:,} of "
+                      f"{c['documents']:,} documents, 95% interval \u00b1{1.96 * c['token_error']:.1%}")
+    if result["rejected"]["count"]:
+        first = result["rejected"]["first"][0]
+        con.print(f"[yellow]{result['rejected']['count']:,} records rejected[/] (not counted; in "
+                  f"{result['rejected']['folder']}), e.g. {first.get('file')}:{first.get('line')} "
+                  f"field {first.get('field')!r}: {first.get('reason')}", highlight=False)
+    mix = result.get("mixture")
+    if mix:
+        con.print(f"materialised {mix['realised_tokens']:,} tokens in {mix['shards']} shard(s) at "
+                  f"{os.path.join(out, 'mixture')}: {'within' if mix['within_tolerance'] else 'OUTSIDE'} tolerance "
+                  f"({mix['tolerance']})")
+    if out:
+        from textcurate.report.mix import plan_html
+        from textcurate.report.html import CSS
+
+        with open(os.path.join(out, "plan.html"), "w") as fh:
+            fh.write(f"<!doctype html><html><head><meta charset=utf-8><style>{CSS}</style></head><body>"
+                     f"<h2>Mixture plan</h2>{plan_html(result)}</body></html>")
+        con.print(f"written: {os.path.join(out, 'plan.json')}, {os.path.join(out, 'plan.html')}")
