@@ -17,6 +17,8 @@ from textcurate.engines.base import GenerationParams
 from textcurate.engines.hf import TransformersEngine
 from textcurate.judge.prompt import ANSWER_PREFIX, build_prompt
 
+pytestmark = pytest.mark.slow  # loads SmolLM2 and runs it: minutes on a 2-core AVX2 CPU
+
 CHOICES = [str(i) for i in range(6)]
 
 

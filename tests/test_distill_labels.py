@@ -27,6 +27,7 @@ def gaussian_task(seed=0, c=4, d=16, n=150, spread=2.2):
     return st(x), y, st(xt), yt, c
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", LABEL_METHODS)
 def test_each_method_beats_random_real_examples_at_one_per_class(method):
     z, y, zt, yt, c = gaussian_task()
@@ -39,6 +40,7 @@ def test_each_method_beats_random_real_examples_at_one_per_class(method):
     assert got > np.mean(rand) + np.std(rand), (got, rand)
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_set_and_another_seed_another():
     z, y, _, _, c = gaussian_task()
     for method in LABEL_METHODS:
@@ -52,6 +54,7 @@ def test_the_same_seed_gives_the_same_set_and_another_seed_another():
         assert not np.allclose(a.z, other.z), method
 
 
+@pytest.mark.slow
 def test_expert_trajectories_round_trip_through_safetensors(tmp_path):
     z, y, _, _, c = gaussian_task()
     opts = LabelledOptions(experts=2, max_start_epoch=3, expert_epochs=2)
@@ -72,6 +75,7 @@ def test_expert_trajectories_round_trip_through_safetensors(tmp_path):
     assert np.array_equal(s1.z, s2.z)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", LABEL_METHODS)
 def test_soft_labels_stay_a_distribution_and_move(method):
     z, y, _, _, c = gaussian_task()
@@ -132,6 +136,7 @@ def _labelled_file(tmp_path, n_per_class=14):
     return path
 
 
+@pytest.mark.slow
 def test_cli_distils_a_file_of_labelled_texts(tmp_path):
     import pyarrow.parquet as pq
     from safetensors.numpy import load_file
@@ -167,6 +172,7 @@ def test_cli_distils_a_file_of_labelled_texts(tmp_path):
     assert res.exit_code != 0 and "dd, gm, tm, dm" in res.output
 
 
+@pytest.mark.slow
 def test_a_pipeline_distils_labels_and_marks_the_nearest_documents(tmp_path, run_cfg):
     import gzip
 
@@ -206,6 +212,7 @@ def test_labels_of_every_float_kind():
         encode_labels([1.0, float("inf"), 2.0], ids[:3])
 
 
+@pytest.mark.slow
 def test_stored_experts_of_another_run_are_not_reused(tmp_path):
     from textcurate.distill.labelled_run import distill_labels
 
@@ -231,6 +238,7 @@ def test_stored_experts_of_another_run_are_not_reused(tmp_path):
     assert load_experts(path)["arch"] == "linear"
 
 
+@pytest.mark.slow
 def test_soft_labels_start_near_one_hot_with_many_classes():
     rng = np.random.default_rng(0)
     c = 100
