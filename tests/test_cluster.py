@@ -306,7 +306,7 @@ def test_report_shows_clusters_map_eps_table_and_pairs(semdedup_run):
 
 
 def test_nearest_neighbour_cosines_find_the_planted_copy():
-    from textcurate.report.embed import nearest_neighbour_cosines
+    from textcurate.embed.report import nearest_neighbour_cosines
 
     rng = np.random.default_rng(0)
     vecs = rng.normal(size=(300, 64)).astype(np.float32)

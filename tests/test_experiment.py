@@ -176,7 +176,7 @@ def test_one_evaluation_at_two_budgets(tmp_path):
     from typer.testing import CliRunner
 
     from textcurate.cli import app
-    from textcurate.report.evaluate import evaluation_tables
+    from textcurate.evaluate.report import evaluation_tables
 
     _corpus(tmp_path / "pool")
     (tmp_path / "spec.yaml").write_text(json.dumps({"evaluate": {"model": TINY, "max_doc_tokens": 48,

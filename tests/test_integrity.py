@@ -552,7 +552,7 @@ def test_nan_vectors_in_a_pipeline_are_rejected_by_cluster_and_semdedup(run_cfg,
 
 
 def test_the_report_leaves_bad_vectors_out_and_says_so(store_with_bad_vectors):
-    from textcurate.report.embed import scan_features
+    from textcurate.embed.report import scan_features
 
     scan = scan_features(str(store_with_bad_vectors))
     assert scan["n"] == 57 and scan["bad"] == 3 and scan["bad_first"]["id"] == "d3"

@@ -261,7 +261,7 @@ def test_the_report_scans_a_feature_store_in_batches(tmp_path):
     import pyarrow.parquet as pq
 
     from textcurate.io.files import vectors_column
-    from textcurate.report.embed import scan_features
+    from textcurate.embed.report import scan_features
 
     rng = np.random.default_rng(0)
     shards = [rng.normal(0, 1 + s, (40 + 13 * s, 8)).astype(np.float16) for s in range(3)]

@@ -89,7 +89,7 @@ def test_materialised_mixture_matches_its_plan(tmp_path, tokenize):
     switches = sum(a != b for a, b in zip(sources, sources[1:]))
     assert switches > len(sources) / 4
     # the report section and a rerun that does nothing
-    from textcurate.report.mix import plan_html
+    from textcurate.mix.report import plan_html
 
     assert "Materialised" in plan_html(result) and "within" in plan_html(result)
     again = run_plan(spec, str(tmp_path / "out"), materialise=True)

@@ -7,7 +7,7 @@ import glob
 import json
 import os
 
-from textcurate.report.html import _esc, section
+from textcurate.report.html import esc, section
 
 
 def _cards(run_dir: str, filename: str):
@@ -21,9 +21,9 @@ def _cards(run_dir: str, filename: str):
 def _distill(run_dir: str, record: dict) -> str | None:
     parts = []
     for name, c in _cards(run_dir, "distill.json"):
-        parts.append(f"<h3>{_esc(name)}: {c['n']:,} of {c['rows']:,} documents by {_esc(c['method'])}</h3>"
+        parts.append(f"<h3>{esc(name)}: {c['n']:,} of {c['rows']:,} documents by {esc(c['method'])}</h3>"
                      f"<p>{c['heldout']:,} documents held out of every selection and measured against; "
-                     f"{_esc(c['weights'])} weights; kernel bandwidths "
+                     f"{esc(c['weights'])} weights; kernel bandwidths "
                      f"{', '.join(f'{h:.3g}' for h in c['kernel']['bandwidths'])} plus the linear kernel; "
                      f"cluster KL over {c['clusters']} k-means clusters. Lower is better in every column.</p>")
         rows = []
@@ -34,13 +34,13 @@ def _distill(run_dir: str, record: dict) -> str | None:
                      f"{r['mmd_vs_random']:.2f}x" if "mmd_vs_random" in r else "",
                      f"{r['covering_radius']:.3f}" if "covering_radius" in r else "",
                      f"{r['cluster_kl_weighted']:.4f}"]
-            rows.append(f"<tr{bold}>" + "".join(f"<td>{_esc(x)}</td>" for x in cells) + "</tr>")
+            rows.append(f"<tr{bold}>" + "".join(f"<td>{esc(x)}</td>" for x in cells) + "</tr>")
         parts.append("<table><tr><th>method</th><th>seconds</th><th>MMD^2</th><th>MMD^2 uniform</th>"
                      "<th>MMD vs random</th><th>covering radius</th><th>cluster KL</th></tr>"
                      + "".join(rows) + "</table>")
         if c.get("groups"):
             parts.append("<table><tr><th>group</th><th>documents</th><th>selected</th></tr>" + "".join(
-                f"<tr><td>{_esc(g)}</td><td>{v['documents']:,}</td><td>{v['selected']:,}</td></tr>"
+                f"<tr><td>{esc(g)}</td><td>{v['documents']:,}</td><td>{v['selected']:,}</td></tr>"
                 for g, v in c["groups"].items()) + "</table>")
     return "".join(parts) or None
 
@@ -51,17 +51,17 @@ def _distill_labels(run_dir: str, record: dict) -> str | None:
 
     parts = []
     for name, c in _cards(run_dir, "distill_labels.json"):
-        parts.append(f"<h3>{_esc(name)}: {_esc(', '.join(c['methods']))} on {_esc(c['labels'])} "
+        parts.append(f"<h3>{esc(name)}: {esc(', '.join(c['methods']))} on {esc(c['labels'])} "
                      f"({len(c['classes'])} classes, {c['train']:,} training rows)</h3>"
                      f"<p>Fresh heads trained on each set, {c['inits']} initialisations each (random: also "
-                     f"{c['coreset_draws']} draws), tested on {c['test']:,} rows ({_esc(c['test_how'])}); "
+                     f"{c['coreset_draws']} draws), tested on {c['test']:,} rows ({esc(c['test_how'])}); "
                      f"mean ± standard deviation in percent."
-                     + (f" Sizes capped at a class's rows: {_esc(', '.join(f'{k} ({v})' for k, v in c['capped'].items()))}."
+                     + (f" Sizes capped at a class's rows: {esc(', '.join(f'{k} ({v})' for k, v in c['capped'].items()))}."
                         if c.get("capped") else "") + "</p>")
         for metric, what in (("acc", "accuracy"), ("f1", "macro-F1")):
             header, rows = table_lines(c, metric)
-            parts.append(f"<p>{what}</p><table><tr>" + "".join(f"<th>{_esc(h)}</th>" for h in header) + "</tr>"
+            parts.append(f"<p>{what}</p><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"
                          + "".join("<tr" + (" style='font-weight:bold'" if r[0] in c["methods"] else "") + ">"
-                                   + "".join(f"<td>{_esc(x)}</td>" for x in r) + "</tr>" for r in rows)
+                                   + "".join(f"<td>{esc(x)}</td>" for x in r) + "</tr>" for r in rows)
                          + "</table>")
     return "".join(parts) or None

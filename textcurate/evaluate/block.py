@@ -12,7 +12,7 @@ def show_evaluation(summary: dict) -> list:
     """One table per budget: random fractions and selections, their losses and multipliers."""
     import json
 
-    from textcurate.report.evaluate import evaluation_tables
+    from textcurate.evaluate.report import evaluation_tables
 
     with open(summary["file"]) as fh:
         return evaluation_tables(json.load(fh))

@@ -69,7 +69,7 @@ def evaluate(pool: str = typer.Argument(..., help="documents with attributes: a 
         data["budget_tokens"] = budget
     if epochs_at_10pct:
         data["epochs_at_10pct"] = epochs_at_10pct
-    from textcurate.report.evaluate import evaluation_tables
+    from textcurate.evaluate.report import evaluation_tables
 
     try:
         es = EvaluateSpec.model_validate(data)

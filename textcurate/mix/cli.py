@@ -112,7 +112,7 @@ def _plan(spec, out: str | None, materialise: bool) -> None:
                   f"{os.path.join(out, 'mixture')}: {'within' if mix['within_tolerance'] else 'OUTSIDE'} tolerance "
                   f"({mix['tolerance']})")
     if out:
-        from textcurate.report.mix import plan_html
+        from textcurate.mix.report import plan_html
         from textcurate.report.html import CSS
 
         with open(os.path.join(out, "plan.html"), "w") as fh:

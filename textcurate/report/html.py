@@ -8,6 +8,7 @@ nothing of its own returns None and is left out.
 
 from __future__ import annotations
 
+import glob
 import html
 import io
 import json
@@ -18,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from textcurate.io.files import write_text_atomic
-from textcurate.io.attributes import (NumericSummary, attribute_columns, iter_attribute_batches,
+from textcurate.io.attributes import (NumericSummary, iter_attribute_batches,
                                       list_attribute_steps)
 from textcurate.io.rejects import summarise_rejects
 
@@ -33,19 +34,33 @@ def section(title: str, order: int = 50):
     return register
 
 
-def _esc(x) -> str:
+def esc(x) -> str:
     return html.escape(str(x))
 
 
-def _svg(fig) -> str:
+def svg(fig) -> str:
+    """The figure as inline SVG, the same bytes for the same figure (no date, ids from a fixed salt)."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
     buf = io.StringIO()
-    fig.savefig(buf, format="svg")
+    with matplotlib.rc_context({"svg.hashsalt": "textcurate"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None})
     plt.close(fig)
-    svg = buf.getvalue()
-    return svg[svg.index("<svg"):]
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def artifact_cards(run_dir: str, kind: str) -> list[tuple[str, str, dict]]:
+    """(name, folder, card) of every RUN/artifacts/NAME/card.json whose ``kind`` is ``kind``."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(run_dir, "artifacts", "*", "card.json"))):
+        with open(path) as fh:
+            card = json.load(fh)
+        if card.get("kind") == kind:
+            out.append((os.path.basename(os.path.dirname(path)), os.path.dirname(path), card))
+    return out
 
 
 def figure(width: float = 4.2, height: float = 2.6):
@@ -66,7 +81,7 @@ def svg_histogram(values: np.ndarray, title: str, bins: int = 40) -> str:
     ax.hist(values, bins=bins, color="#4a7fb5")
     ax.set_title(title, fontsize=9)
     ax.tick_params(labelsize=7)
-    return _svg(fig)
+    return svg(fig)
 
 
 @section("Ledger", 10)
@@ -75,7 +90,7 @@ def _ledger(run_dir: str, record: dict) -> str | None:
     if not ledger:
         return None
     rows = "".join(
-        f"<tr><td>{_esc(s['step'])}</td><td>{s['in']:,}</td><td>{s['kept']:,}</td><td>{s['dropped']:,}</td>"
+        f"<tr><td>{esc(s['step'])}</td><td>{s['in']:,}</td><td>{s['kept']:,}</td><td>{s['dropped']:,}</td>"
         f"<td>{s['rejected']:,}</td><td>{s['bytes'] / 1e6:,.2f}</td><td>{s['tokens']:,}</td>"
         f"<td>{s['seconds']:.2f}</td></tr>" for s in ledger["steps"])
     t = ledger["totals"]
@@ -92,10 +107,10 @@ def _rejects(run_dir: str, record: dict) -> str | None:
     if not rej["count"]:
         return "<p>No record was rejected.</p>"
     counts = rej["by_reason"]
-    rows = "".join(f"<tr><td>{_esc(k)}</td><td>{v:,}</td></tr>" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    rows = "".join(f"<tr><td>{esc(k)}</td><td>{v:,}</td></tr>" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
     examples = "".join(
-        f"<tr><td>{_esc(r['file'])}:{_esc(r['line'] if r['line'] is not None else '')}</td><td>{_esc(r['field'])}"
-        f"</td><td>{_esc(r['reason'])}</td></tr>" for r in rej["first"])
+        f"<tr><td>{esc(r['file'])}:{esc(r['line'] if r['line'] is not None else '')}</td><td>{esc(r['field'])}"
+        f"</td><td>{esc(r['reason'])}</td></tr>" for r in rej["first"])
     return (f"<p>{rej['count']:,} rejected records (all of them in <code>rejects/</code>).</p>"
             f"<table><tr><th>step: field: reason</th><th>count</th></tr>{rows}</table>"
             f"<h3>First examples</h3><table><tr><th>where</th><th>field</th><th>reason</th></tr>{examples}</table>")
@@ -120,34 +135,7 @@ def _attributes(run_dir: str, record: dict) -> str | None:
             note = f" (histogram and median of a uniform sample of {summ.keep:,})" if summ.sampled else ""
             plots.append(f"<figure>{svg_histogram(summ.values, name)}<figcaption>{name}: mean {summ.mean:.3g}, "
                          f"median {np.nanmedian(summ.values):.3g}{note}</figcaption></figure>")
-        parts.append(f"<h3>{_esc(step)} ({rows:,} rows)</h3><div class=grid>{''.join(plots)}</div>")
-    return "".join(parts) or None
-
-
-@section("Educational value", 40)
-def _edu(run_dir: str, record: dict) -> str | None:
-    parts = []
-    for step in list_attribute_steps(run_dir):
-        columns = attribute_columns(run_dir, step)
-        if "edu_int" not in columns:
-            continue  # read only the tables, and columns, this section shows
-        at_least, n, path_counts = np.zeros(6, dtype=np.int64), 0, {}
-        for batch in iter_attribute_batches(run_dir, step, [c for c in ("edu_int", "edu_path") if c in columns]):
-            ints = np.asarray(batch.column(0).to_numpy(zero_copy_only=False), dtype=np.float64)
-            n += len(ints)
-            at_least += np.array([int((ints >= t).sum()) for t in range(6)])
-            if batch.num_columns > 1:
-                for p, c in zip(*np.unique(np.asarray(batch.column(1).to_pylist(), dtype=object).astype(str),
-                                           return_counts=True)):
-                    path_counts[p] = path_counts.get(p, 0) + int(c)
-        rows = "".join(f"<tr><td>edu_int &gt;= {t}</td><td>{int(at_least[t]):,}</td>"
-                       f"<td>{at_least[t] / max(n, 1):.1%}</td></tr>" for t in range(6))
-        paths = ""
-        if path_counts:
-            total = sum(path_counts.values())
-            paths = "<p>scored by: " + ", ".join(f"{p} {c / total:.1%}" for p, c in sorted(path_counts.items())) + "</p>"
-        parts.append(f"<h3>{_esc(step)}</h3>{paths}<table><tr><th>threshold</th><th>documents</th>"
-                     f"<th>kept fraction</th></tr>{rows}</table>")
+        parts.append(f"<h3>{esc(step)} ({rows:,} rows)</h3><div class=grid>{''.join(plots)}</div>")
     return "".join(parts) or None
 
 
@@ -157,12 +145,12 @@ def _decisions(run_dir: str, record: dict) -> str | None:
     items = [(k, v["decision"]) for k, v in phases.items() if "decision" in v]
     if not items:
         return None
-    return "".join(f"<h3>{_esc(k)}</h3><pre>{_esc(json.dumps(d, indent=1))}</pre>" for k, d in items)
+    return "".join(f"<h3>{esc(k)}</h3><pre>{esc(json.dumps(d, indent=1))}</pre>" for k, d in items)
 
 
 @section("Configuration", 90)
 def _config(run_dir: str, record: dict) -> str | None:
-    return f"<pre>{_esc(json.dumps(record.get('config', {}), indent=2))}</pre>"
+    return f"<pre>{esc(json.dumps(record.get('config', {}), indent=2))}</pre>"
 
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
@@ -194,11 +182,11 @@ def write_report(run_dir: str, out: str | None = None) -> str:
     for _, title, fn in sorted(SECTIONS, key=lambda s: s[0]):
         content = fn(run_dir, record)
         if content:
-            body.append(f"<h2>{_esc(title)}</h2>{content}")
-    page = (f"<!doctype html><html><head><meta charset=utf-8>{GENERATOR}<title>textcurate: {_esc(record.get('name'))}</title>"
-            f"<style>{CSS}</style></head><body><h1>textcurate run: {_esc(record.get('name'))}</h1>"
-            f"<p>status {_esc(record.get('status'))}, started {_esc(record.get('started'))}, "
-            f"{_esc(record.get('wall_seconds', '?'))} s, {_esc(run_dir)}</p>{''.join(body)}</body></html>")
+            body.append(f"<h2>{esc(title)}</h2>{content}")
+    page = (f"<!doctype html><html><head><meta charset=utf-8>{GENERATOR}<title>textcurate: {esc(record.get('name'))}</title>"
+            f"<style>{CSS}</style></head><body><h1>textcurate run: {esc(record.get('name'))}</h1>"
+            f"<p>status {esc(record.get('status'))}, started {esc(record.get('started'))}, "
+            f"{esc(record.get('wall_seconds', '?'))} s, {esc(run_dir)}</p>{''.join(body)}</body></html>")
     out = out or os.path.join(run_dir, "report.html")
     write_text_atomic(out, page)
     return out

@@ -9,7 +9,7 @@ from collections import Counter
 
 import numpy as np
 
-from textcurate.report.html import _esc, section, svg_histogram
+from textcurate.report.html import esc, section, svg_histogram
 
 EXAMPLES = 3
 SAMPLE = 2000  # kept pages read for the tables and diversity
@@ -60,11 +60,11 @@ def _synth(run_dir: str, record: dict) -> str | None:
         prep = json.load(fh)
     with open(os.path.join(folder, "topics.json")) as fh:
         topics = json.load(fh)
-    parts = [f"<p>{prep['prompts']:,} prompts ({_esc(prep['template_version'])}) over {prep['kept_topics']} of "
+    parts = [f"<p>{prep['prompts']:,} prompts ({esc(prep['template_version'])}) over {prep['kept_topics']} of "
              f"{prep['topics']} topics, from {prep['seeds']:,} seed documents.</p>"]
-    rows = "".join(f"<tr><td>{_esc(t['topic'] or '?')}</td><td>{t.get('size') or ''}</td>"
+    rows = "".join(f"<tr><td>{esc(t['topic'] or '?')}</td><td>{t.get('size') or ''}</td>"
                    f"<td>{'' if t.get('educational') is None else t['educational']}</td>"
-                   f"<td>{'kept' if t['kept'] else _esc(t['reason'])}</td></tr>" for t in topics)
+                   f"<td>{'kept' if t['kept'] else esc(t['reason'])}</td></tr>" for t in topics)
     parts.append("<h3>Topics</h3><table><tr><th>topic</th><th>seeds in cluster</th><th>P(Yes) educational</th>"
                  f"<th>decision</th></tr>{rows}</table>")
     pages = kept_pages(run_dir)
@@ -72,10 +72,10 @@ def _synth(run_dir: str, record: dict) -> str | None:
         cells = Counter((p["audience"], p["style"]) for p in pages)
         auds = sorted({a for a, _ in cells})
         styles = sorted({s for _, s in cells})
-        body = "".join(f"<tr><td>{_esc(a)}</td>" + "".join(f"<td>{cells.get((a, s), 0)}</td>" for s in styles)
+        body = "".join(f"<tr><td>{esc(a)}</td>" + "".join(f"<td>{cells.get((a, s), 0)}</td>" for s in styles)
                        + "</tr>" for a in auds)
         parts.append("<h3>Kept pages per audience and style</h3><table><tr><th></th>"
-                     + "".join(f"<th>{_esc(s)}</th>" for s in styles) + f"</tr>{body}</table>")
+                     + "".join(f"<th>{esc(s)}</th>" for s in styles) + f"</tr>{body}</table>")
         scores = np.array([p["edu_score"] for p in pages if p.get("edu_score") is not None], dtype=float)
         if len(scores):
             parts.append(svg_histogram(scores, "edu_score of kept pages", bins=20))
@@ -83,11 +83,11 @@ def _synth(run_dir: str, record: dict) -> str | None:
     gates = Counter(r.get("step") for r in rejects)
     if gates:
         parts.append("<h3>Dropped by the gates</h3><table><tr><th>step</th><th>pages</th></tr>"
-                     + "".join(f"<tr><td>{_esc(k)}</td><td>{v}</td></tr>" for k, v in gates.most_common()) + "</table>")
+                     + "".join(f"<tr><td>{esc(k)}</td><td>{v}</td></tr>" for k, v in gates.most_common()) + "</table>")
     contaminated = [r for r in rejects if r.get("step", "").startswith("decontaminate")]
     if contaminated:
         parts.append("<h3>Decontamination</h3><table><tr><th>page</th><th>why</th></tr>"
-                     + "".join(f"<tr><td>{_esc(r.get('id'))}</td><td>{_esc(r.get('reason'))}</td></tr>"
+                     + "".join(f"<tr><td>{esc(r.get('id'))}</td><td>{esc(r.get('reason'))}</td></tr>"
                                for r in contaminated[:50]) + "</table>")
     div = synth_diversity(run_dir)
     if div and div.get("pages"):
@@ -95,6 +95,6 @@ def _synth(run_dir: str, record: dict) -> str | None:
         parts.append("<h3>Diversity</h3><table>" + "".join(f"<tr><td>{k}</td><td>{div[k]}</td></tr>"
                                                          for k in keys if k in div) + "</table>")
     for p in pages[:EXAMPLES]:
-        parts.append(f"<h3>Example: {_esc(p['topic'])} / {_esc(p['audience'])} / {_esc(p['style'])}</h3>"
-                     f"<pre>{_esc(p['text'][:2000])}</pre>")
+        parts.append(f"<h3>Example: {esc(p['topic'])} / {esc(p['audience'])} / {esc(p['style'])}</h3>"
+                     f"<pre>{esc(p['text'][:2000])}</pre>")
     return "".join(parts)

@@ -3,25 +3,13 @@
 
 from __future__ import annotations
 
-import glob
-import json
 import os
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from textcurate.io.attributes import attribute_columns, iter_attribute_batches, list_attribute_steps
-from textcurate.report.html import _esc, _svg, figure, section
-
-
-def _cards(run_dir: str, kind: str) -> list[tuple[str, str, dict]]:
-    out = []
-    for path in sorted(glob.glob(os.path.join(run_dir, "artifacts", "*", "card.json"))):
-        with open(path) as fh:
-            card = json.load(fh)
-        if card.get("kind") == kind:
-            out.append((os.path.basename(os.path.dirname(path)), os.path.dirname(path), card))
-    return out
+from textcurate.report.html import artifact_cards, esc, figure, section, svg
 
 
 def _sizes_plot(sizes: np.ndarray, name: str) -> str:
@@ -31,7 +19,7 @@ def _sizes_plot(sizes: np.ndarray, name: str) -> str:
     ax.set_title(f"{name}: documents per cluster, largest first", fontsize=9)
     ax.set_xlabel("cluster rank", fontsize=8)
     ax.tick_params(labelsize=7)
-    return _svg(fig)
+    return svg(fig)
 
 
 def _map_plot(path: str, name: str) -> str:
@@ -42,13 +30,13 @@ def _map_plot(path: str, name: str) -> str:
     ax.set_title(f"{name}: PCA of {len(x):,} sampled embeddings, coloured by cluster", fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
-    return _svg(fig)
+    return svg(fig)
 
 
 @section("Clusters", 50)
 def _clusters(run_dir: str, record: dict) -> str | None:
     parts = []
-    for name, folder, card in _cards(run_dir, "kmeans"):
+    for name, folder, card in artifact_cards(run_dir, "kmeans"):
         sizes = None
         if name in list_attribute_steps(run_dir) and "cluster_id" in attribute_columns(run_dir, name):
             sizes = np.zeros(card["k"], dtype=np.int64)
@@ -65,24 +53,24 @@ def _clusters(run_dir: str, record: dict) -> str | None:
         plots = _sizes_plot(sizes, name) if sizes is not None else ""
         if os.path.exists(os.path.join(folder, "map.parquet")):
             plots += _map_plot(os.path.join(folder, "map.parquet"), name)
-        parts.append(f"<h3>{_esc(name)}</h3>{summary}.</p><div class=grid>{plots}</div>")
+        parts.append(f"<h3>{esc(name)}</h3>{summary}.</p><div class=grid>{plots}</div>")
     return "".join(parts) or None
 
 
 @section("Semantic duplicates", 55)
 def _semdedup(run_dir: str, record: dict) -> str | None:
     parts = []
-    for name, _, card in _cards(run_dir, "semdedup"):
+    for name, _, card in artifact_cards(run_dir, "semdedup"):
         rows = "".join(
             f"<tr><td>{'<b>' if r['eps'] == card['eps'] else ''}{r['eps']:g}</td><td>{1 - r['eps']:.3f}</td>"
             f"<td>{r['removed']:,}</td><td>{r['fraction_removed']:.2%}</td></tr>" for r in card["eps_table"])
         pairs = "".join(
-            f"<tr><td>{p['similarity']:.3f}</td><td>{_esc(p['kept_id'])}<br><small>{_esc(p['kept'][:200])}</small>"
-            f"</td><td>{_esc(p['dup_id'])}<br><small>{_esc(p['dup'][:200])}</small></td></tr>"
+            f"<tr><td>{p['similarity']:.3f}</td><td>{esc(p['kept_id'])}<br><small>{esc(p['kept'][:200])}</small>"
+            f"</td><td>{esc(p['dup_id'])}<br><small>{esc(p['dup'][:200])}</small></td></tr>"
             for p in card.get("examples", []))
         parts.append(
-            f"<h3>{_esc(name)}</h3><p>eps {card['eps']:g} (duplicate when cosine to a kept document &gt; "
-            f"{card['threshold']:.3f}), keep {_esc(card['keep'])}: {card['duplicates']:,} of {card['documents']:,} "
+            f"<h3>{esc(name)}</h3><p>eps {card['eps']:g} (duplicate when cosine to a kept document &gt; "
+            f"{card['threshold']:.3f}), keep {esc(card['keep'])}: {card['duplicates']:,} of {card['documents']:,} "
             f"documents removed ({card['fraction_removed']:.2%}); {card['clusters']:,} clusters, the largest "
             f"{card['largest_cluster']:,}.</p>"
             "<table><tr><th>eps</th><th>cosine &gt;</th><th>removed</th><th>fraction</th></tr>" + rows + "</table>"

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from textcurate.report.html import _esc, _svg, figure, section
+from textcurate.report.html import esc, svg, figure, section
 
 
 def load_result(run_dir: str) -> dict | None:
@@ -110,7 +110,7 @@ def loss_plot(result: dict, budget=None) -> str:
     ax.set_title(title, fontsize=7)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7)
-    return _svg(fig)
+    return svg(fig)
 
 
 @section("Data efficiency", 70)
@@ -134,14 +134,14 @@ def _evaluate(run_dir: str, record: dict) -> str | None:
         bt = b["budget_tokens"]
         rows = []
         for s in _of_budget(result["selections"], bt):
-            rows.append(f"<tr><td>{_esc(s['name'])}</td><td>{s['fraction']:.3f}</td>"
-                        f"<td>{s['target_loss']['mean']:.4f}</td><td>{_esc(format_delta(s))}</td>"
-                        f"<td>{_esc(format_multiplier(s))}</td></tr>")
+            rows.append(f"<tr><td>{esc(s['name'])}</td><td>{s['fraction']:.3f}</td>"
+                        f"<td>{s['target_loss']['mean']:.4f}</td><td>{esc(format_delta(s))}</td>"
+                        f"<td>{esc(format_multiplier(s))}</td></tr>")
         rand = "".join(f"<tr><td>random</td><td>{f:.3f}</td><td>{y:.4f}</td><td></td><td>1 by definition</td></tr>"
                        for f, y, _, _ in curve_points(result, "random", bt))
         e10 = f" (random 10 % = {b['epochs_at_10pct']:.1f} epochs)" if b.get("epochs_at_10pct") else ""
-        warn = "".join(f"<p><b>warning:</b> {_esc(w)}</p>" for w in b.get("warnings", []))
-        parts.append(f"<h3>{bt:,} training tokens per run{e10}</h3><p>{_esc(slope_text(b))}</p>{warn}"
+        warn = "".join(f"<p><b>warning:</b> {esc(w)}</p>" for w in b.get("warnings", []))
+        parts.append(f"<h3>{bt:,} training tokens per run{e10}</h3><p>{esc(slope_text(b))}</p>{warn}"
                      f"<div class=grid>{loss_plot(result, bt)}</div><table><tr><th>method</th><th>fraction</th>"
                      f"<th>target loss</th><th>delta vs random, mean [min, max]</th><th>multiplier</th></tr>{rand}"
                      f"{''.join(rows)}</table>")

@@ -7,7 +7,7 @@ import glob
 import json
 import os
 
-from textcurate.report.html import _esc, section
+from textcurate.report.html import esc, section
 
 
 def plan_html(data: dict) -> str:
@@ -19,31 +19,31 @@ def plan_html(data: dict) -> str:
     for r in plan.rows:
         c = counts.get(r.name, {})
         est = "" if not c else ("exact" if c.get("exact") else f"&plusmn;{1.96 * c['token_error']:.1%} (95%)")
-        rows.append(f"<tr><td>{_esc(r.name)}</td><td>{human(r.tokens)}</td><td>{est}</td><td>{r.quality:.3g}</td>"
+        rows.append(f"<tr><td>{esc(r.name)}</td><td>{human(r.tokens)}</td><td>{est}</td><td>{r.quality:.3g}</td>"
                     f"<td>{r.weight:.1%}</td><td>{r.epochs:.2f}</td><td>{human(r.effective_tokens)}</td>"
-                    f"<td>{_esc('; '.join(r.warnings))}</td></tr>")
+                    f"<td>{esc('; '.join(r.warnings))}</td></tr>")
     html = (f"<p>{plan.method} mixture for {human(plan.budget_tokens)} training tokens, {human(plan.model_params)} "
-            f"parameters ({plan.model_params_source}); tokens counted with <code>{_esc(data.get('tokenizer', '?'))}"
+            f"parameters ({plan.model_params_source}); tokens counted with <code>{esc(data.get('tokenizer', '?'))}"
             f"</code>.</p><table><tr><th>source</th><th>quantity (tokens)</th><th>count</th><th>quality</th>"
             f"<th>weight in mix</th><th>epochs elapsed</th><th>effective tokens</th><th>warnings</th></tr>"
-            f"{''.join(rows)}</table><p>{_esc(plan_summary(plan))}</p>")
+            f"{''.join(rows)}</table><p>{esc(plan_summary(plan))}</p>")
     attrs = sorted({a for c in counts.values() for a in c.get("attributes", {})})
     if attrs:
-        head = "".join(f"<th>{_esc(a)} mean [p10, p90]</th>" for a in attrs)
+        head = "".join(f"<th>{esc(a)} mean [p10, p90]</th>" for a in attrs)
         body = ""
         for name, c in counts.items():
             cells = "".join(
                 f"<td>{c['attributes'][a]['mean']:.3g} [{c['attributes'][a]['p10']:.3g}, {c['attributes'][a]['p90']:.3g}]"
                 f"</td>" if a in c["attributes"] else "<td></td>" for a in attrs)
-            body += f"<tr><td>{_esc(name)}</td><td>{c['documents']:,}</td>{cells}</tr>"
+            body += f"<tr><td>{esc(name)}</td><td>{c['documents']:,}</td>{cells}</tr>"
         html += f"<h4>Quality attributes per source</h4><table><tr><th>source</th><th>documents</th>{head}</tr>{body}</table>"
     if data.get("fit"):
         from textcurate.mix.run import fit_summary
 
-        html += f"<h4>Fitted weights</h4><p>{_esc(fit_summary(data['fit']))}</p>"
+        html += f"<h4>Fitted weights</h4><p>{esc(fit_summary(data['fit']))}</p>"
     mix = data.get("mixture")
     if mix:
-        body = "".join(f"<tr><td>{_esc(n)}</td><td>{human(s['planned_tokens'])}</td><td>{s['realised_tokens']:,}</td>"
+        body = "".join(f"<tr><td>{esc(n)}</td><td>{human(s['planned_tokens'])}</td><td>{s['realised_tokens']:,}</td>"
                        f"<td>{s['realised_tokens'] - s['planned_tokens']:+,.0f}</td><td>{s['tolerance_tokens']:,}</td>"
                        f"<td>{s['realised_epochs']:.2f}</td><td>{s['copies']:,}</td></tr>"
                        for n, s in mix["sources"].items())
@@ -69,5 +69,5 @@ def _mixture(run_dir: str, record: dict) -> str | None:
         if "mixture" not in data and os.path.exists(mix):
             with open(mix) as fh:
                 data["mixture"] = json.load(fh)
-        parts.append(f"<h3>{_esc(os.path.basename(folder))}</h3>{plan_html(data)}")
+        parts.append(f"<h3>{esc(os.path.basename(folder))}</h3>{plan_html(data)}")
     return "".join(parts) or None

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from textcurate.report.html import _esc, figure, _svg, section
+from textcurate.report.html import esc, figure, svg, section
 
 SAMPLE = 2000  # documents for the neighbour histogram: an exact 2000 x 2000 product, no index
 
@@ -78,7 +78,7 @@ def _nn_plot(nn: np.ndarray, name: str) -> str:
     ax.set_title(f"{name}: cosine to the nearest neighbour ({len(nn):,} sampled documents)", fontsize=9)
     ax.set_xlabel("cosine", fontsize=8)
     ax.tick_params(labelsize=7)
-    return _svg(fig)
+    return svg(fig)
 
 
 @section("Embeddings", 35)
@@ -95,22 +95,22 @@ def _embeddings(run_dir: str, record: dict) -> str | None:
             continue
         cfg = _stage_config(record, name)
         size = sum(os.path.getsize(p) for p in shards)
-        summary = (f"<p>model <code>{_esc(cfg.get('model', 'minilm'))}</code>, truncated to "
+        summary = (f"<p>model <code>{esc(cfg.get('model', 'minilm'))}</code>, truncated to "
                    f"{cfg.get('max_tokens', 256)} tokens; {n:,} vectors of dimension {scan['dim']} "
                    f"in {len(shards)} shard(s), {size / 2**20:.1f} MiB on disk ({size / max(n, 1):,.0f} "
                    f"bytes per document, float16); norms {scan['norm_min']:.3f}-{scan['norm_max']:.3f}</p>")
         if scan["bad"]:
             b = scan["bad_first"]
-            summary += (f"<p><b>{scan['bad']:,} vectors left out</b> of these figures: {_esc(b['reason'])} (first: "
-                        f"{_esc(b['file'])} row {b['row']:,}, id <code>{_esc(b['id'])}</code>)</p>")
+            summary += (f"<p><b>{scan['bad']:,} vectors left out</b> of these figures: {esc(b['reason'])} (first: "
+                        f"{esc(b['file'])} row {b['row']:,}, id <code>{esc(b['id'])}</code>)</p>")
         if n < 2:
-            parts.append(f"<h3>{_esc(name)}</h3>{summary}")
+            parts.append(f"<h3>{esc(name)}</h3>{summary}")
             continue
         vecs = scan["sample"]
         nn = nearest_neighbour_cosines(vecs)
         table = "".join(f"<tr><td>&ge; {t:.2f} (eps {1 - t:.2f})</td><td>{(nn >= t).mean():.1%}</td></tr>"
                         for t in (0.99, 0.95, 0.9, 0.85, 0.8, 0.75))
-        parts.append(f"<h3>{_esc(name)}</h3>{summary}<div class=grid><figure>{_nn_plot(nn, name)}</figure>"
+        parts.append(f"<h3>{esc(name)}</h3>{summary}<div class=grid><figure>{_nn_plot(nn, name)}</figure>"
                      f"<table><tr><th>nearest neighbour cosine</th><th>sampled documents</th></tr>{table}</table>"
                      f"</div>")
     return "".join(parts) or None
