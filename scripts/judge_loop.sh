@@ -9,7 +9,7 @@ N=${N:-200}
 PORT=${PORT:-8765}
 OUT=${OUT:-runs/judge_loop}
 export HF_HUB_OFFLINE=1 VLLM_CPU_KVCACHE_SPACE=1 VLLM_CPU_OMP_THREADS_BIND=0-1 VLLM_CPU_NUM_OF_RESERVED_CPU=0
-MODEL=$(.venv/bin/python -m textcurate.engines.smollm | tail -n 1)
+MODEL=$(.venv/bin/python -m textcurate.assets.smollm | tail -n 1)
 mkdir -p "$OUT"
 .venv-vllm/bin/python -m vllm.entrypoints.openai.api_server --model "$MODEL" --host 127.0.0.1 --port "$PORT" \
   --max-model-len 1024 --enforce-eager --dtype float32 > "$OUT/vllm-server.log" 2>&1 &

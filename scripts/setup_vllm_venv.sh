@@ -40,6 +40,6 @@ if [[ ! -x "$MAIN_VENV/bin/python" ]]; then
   echo "[setup_vllm_venv] $MAIN_VENV missing: run 'make setup' first (needed once to convert SmolLM2)" >&2
   exit 1
 fi
-MODEL=$("$MAIN_VENV/bin/python" -m textcurate.engines.smollm | tail -n 1)
+MODEL=$("$MAIN_VENV/bin/python" -m textcurate.assets.smollm | tail -n 1)
 test -f "$MODEL/config.json" || { echo "[setup_vllm_venv] conversion failed" >&2; exit 1; }
 echo "[setup_vllm_venv] model: $MODEL"

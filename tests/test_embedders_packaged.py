@@ -19,7 +19,7 @@ import pytest
 
 from textcurate.embed import embedder
 from textcurate.embed.embedder import MODEL_ALIASES, Embedder, resolve_model
-from textcurate.engines.models import AssemblyError, part_files
+from textcurate.assets.models import AssemblyError, part_files
 
 PARAPHRASES = ("A man is playing a guitar on stage.",
                "Someone performs music with a guitar in front of an audience.")

@@ -90,7 +90,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def model_path():
-    from textcurate.engines.smollm import default_cache_dir, smollm2_dequantised
+    from textcurate.assets.smollm import default_cache_dir, smollm2_dequantised
 
     try:
         return smollm2_dequantised()

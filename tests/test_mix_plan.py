@@ -150,7 +150,7 @@ def test_smollm2_tokenizer_without_converting_the_model(tmp_path, monkeypatch):
     """Token counting with `tokenizer: smollm2` reads the tokenizer from the packaged GGUF once
     and keeps it; it does not convert the 135M model."""
     pytest.importorskip("gguf")
-    from textcurate.engines import smollm
+    from textcurate.assets import smollm
     from textcurate.mix.accounting import make_tokenize
 
     monkeypatch.setenv("TEXTCURATE_CACHE", str(tmp_path / "model"))

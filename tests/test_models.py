@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from textcurate.engines import models
-from textcurate.engines.models import AssemblyError, PartedGGUF, assemble, part_files
+from textcurate.assets import models
+from textcurate.assets.models import AssemblyError, PartedGGUF, assemble, part_files
 
 
 def _fake_parts(root, n=3, size=100_003):

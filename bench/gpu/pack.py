@@ -45,7 +45,7 @@ def smollm2_tokenizer(target: str) -> None:
         return
     from transformers import AutoTokenizer
 
-    from textcurate.engines.smollm import smollm2_tokenizer as cached
+    from textcurate.assets.smollm import smollm2_tokenizer as cached
 
     AutoTokenizer.from_pretrained(cached()).save_pretrained(target)
 

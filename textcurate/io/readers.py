@@ -370,7 +370,7 @@ class FileTreeReader(_Validating, BaseReader):
 def detect_input(path: str) -> tuple[str, str]:
     """(path to read, format) of a run folder (its documents/), a JSONL or Parquet file or folder,
     or anything else (a file tree). ``@assets/REL`` names a file of textcurate's shipped data."""
-    from textcurate.assets import expand
+    from textcurate.io.shipped import expand
 
     path = expand(path)
     if not os.path.exists(path):
@@ -425,3 +425,22 @@ def read_sample(path: str, n: int | None, seed: int = SAMPLE_SALT) -> tuple[list
         docs = list(read_documents(path))
         return docs, len(docs)
     return smallest_hashes(read_documents(path), n, seed, input_order=True)
+
+
+def reader_for(inp, paths) -> BaseReader:
+    """The datatrove reader of an input config (``textcurate.config``'s built-in types, or a registered
+    input type's own ``build_reader``)."""
+    if hasattr(inp, "build_reader"):
+        return inp.build_reader(paths)
+    common = {"rejects_folder": paths.rejects, "limit": inp.limit, "skip": inp.skip}
+    if inp.type == "file_tree":
+        return FileTreeReader(inp.paths, include=inp.include, exclude=inp.exclude,
+                              max_section_chars=inp.max_section_chars, max_file_bytes=inp.max_file_bytes,
+                              max_sections_per_file=inp.max_sections_per_file, file_fraction=inp.file_fraction,
+                              seed=inp.seed, **common)
+    rec = {"max_doc_bytes": inp.max_doc_bytes, "text_key": inp.text_key, "id_key": inp.id_key, **common}
+    if inp.type == "jsonl":
+        return JsonlReader(inp.path, compression=inp.compression, glob_pattern=inp.glob, **rec)
+    if inp.type == "parquet":
+        return ParquetReader(inp.path, glob_pattern=inp.glob, **rec)
+    return HFDatasetReader(inp.path, split=inp.split, load_options=inp.load_options, **rec)

@@ -130,7 +130,7 @@ def load_causal_lm(path: str, trust_remote_code: bool = False, device: str = "cp
 
     from transformers import AutoModelForCausalLM
 
-    from textcurate.engines.models import ALIASES, dequantised
+    from textcurate.assets.models import ALIASES, dequantised
 
     if path in ALIASES:
         path = dequantised(path)

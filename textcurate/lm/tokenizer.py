@@ -28,11 +28,11 @@ class LMTokenizer:
         """A local model's tokenizer: a folder, a .gguf file, or a packaged model's short name."""
         from transformers import AutoTokenizer
 
-        from textcurate.engines.models import ALIASES, resolve_gguf
+        from textcurate.assets.models import ALIASES, resolve_gguf
 
         kwargs = {}
         if path == "smollm2":
-            from textcurate.engines.smollm import smollm2_tokenizer
+            from textcurate.assets.smollm import smollm2_tokenizer
 
             path = smollm2_tokenizer()
         elif path in ALIASES or path.endswith(".gguf"):  # read the tokenizer from the GGUF itself

@@ -291,32 +291,3 @@ def name_the_path(error: OSError, step_label: str, step) -> None:
                 break
     if path:
         error.filename = path
-
-
-# --- one phase ---------------------------------------------------------------------------------
-def run_phase(executor):
-    """``executor.run()`` for one phase, with its progress line, the terminal setting handed
-    to the tasks, and an operating-system error in a task raised as ``RunOSError``."""
-    from textcurate.runner.ledger import Ledgered
-    from textcurate.runner.progress import PhaseProgress
-
-    logs = executor.logging_dir.path.rstrip("/")
-    phase = os.path.basename(logs)
-    folder = os.path.join(logs, "progress")
-    ledgered = [step for step in executor.pipeline if isinstance(step, Ledgered)]
-    for i, step in enumerate(ledgered):
-        step.terminal = {"verbose": _verbose, "progress": folder if i == 0 else None, "last": i == len(ledgered) - 1}
-    try:
-        tasks = len(executor.get_incomplete_ranks())
-    except Exception:  # noqa: BLE001 - an executor that cannot say: assume all of them
-        tasks = executor.world_size
-    try:
-        if not tasks:  # all done (a resumed run): nothing to draw
-            return executor.run()
-        with PhaseProgress(phase, folder, tasks, live=sys.stderr.isatty() and not _verbose):
-            return executor.run()
-    except Exception as e:
-        error = find_os_error(e)
-        if error is None:
-            raise
-        raise RunOSError(error, os.path.dirname(os.path.dirname(logs)), phase, logs) from e

@@ -181,7 +181,7 @@ class FolderLock:
         _HELD.add(key)
         old = self._read()
         if old.get("slurm_jobs") and not old.get("released"):
-            from textcurate.runner.slurm import queued
+            from textcurate.runner.squeue import queued
 
             running = queued([str(j) for j in old["slurm_jobs"]])
             if running:

@@ -66,7 +66,7 @@ def input_fields(cfg: PipelineConfig, wanted: set[str]) -> tuple[set[str], int] 
     from loguru import logger
 
     from textcurate.registry import RunPaths
-    from textcurate.runner.run import reader_for
+    from textcurate.io.readers import reader_for
 
     reader = reader_for(inp, RunPaths(None))
     fields: set[str] = set()

@@ -10,120 +10,26 @@ a scorer's attribute cache means a second pass over the same documents runs no m
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
 
-from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from textcurate import __version__
 from textcurate.config import ConfigError, PipelineConfig
-from textcurate.io.readers import FileTreeReader, HFDatasetReader, JsonlReader, ParquetReader
+from textcurate.io.readers import reader_for
 from textcurate.io.files import write_json_atomic
-from textcurate.io.rejects import summarise_rejects
-from textcurate.io.writers import make_writer
 from textcurate.registry import RunPaths
-from textcurate.runner.ledger import aggregate, check_balance, ledgered
+from textcurate.runner.ledger import aggregate, ledgered
+from textcurate.runner.phases import (FitRecorder, build_stages, finish_run, fit_stage, main_pipeline, make_executor,
+                                      mark_failed, run_phase, run_record, versions)
 from textcurate.runner.outdir import RUN_ENTRIES, Output, claim_output
-from textcurate.steps.fitted import FittedStage, mark_done, tasks_done
+from textcurate.steps.fitted import FittedStage, tasks_done
 
 
 def build_reader(cfg: PipelineConfig, paths: RunPaths) -> PipelineStep:
     return reader_for(cfg.input, paths)
-
-
-def reader_for(inp, paths: RunPaths) -> PipelineStep:
-    """The datatrove reader of an input config (a built-in type, or a registered one's own)."""
-    if hasattr(inp, "build_reader"):
-        return inp.build_reader(paths)
-    common = {"rejects_folder": paths.rejects, "limit": inp.limit, "skip": inp.skip}
-    if inp.type == "file_tree":
-        return FileTreeReader(inp.paths, include=inp.include, exclude=inp.exclude,
-                              max_section_chars=inp.max_section_chars, max_file_bytes=inp.max_file_bytes,
-                              max_sections_per_file=inp.max_sections_per_file, file_fraction=inp.file_fraction,
-                              seed=inp.seed, **common)
-    rec = {"max_doc_bytes": inp.max_doc_bytes, "text_key": inp.text_key, "id_key": inp.id_key, **common}
-    if inp.type == "jsonl":
-        return JsonlReader(inp.path, compression=inp.compression, glob_pattern=inp.glob, **rec)
-    if inp.type == "parquet":
-        return ParquetReader(inp.path, glob_pattern=inp.glob, **rec)
-    return HFDatasetReader(inp.path, split=inp.split, load_options=inp.load_options, **rec)
-
-
-def build_stages(cfg: PipelineConfig, paths: RunPaths) -> list[tuple[str, PipelineStep]]:
-    steps, used = [], set()
-    for kind, params in cfg.stage_params():
-        base = name = params.name or kind
-        n = 1
-        while name in used:  # two stages of one type get distinct folders: text_stats, text_stats-2
-            n += 1
-            name = f"{base}-{n}"
-        used.add(name)
-        steps.append((name, params.build(paths, name)))
-    return steps
-
-
-def make_executor(cfg: PipelineConfig, pipeline: list, logging_dir: str):
-    ex = cfg.executor
-    if ex.type == "local":
-        from datatrove.executor import LocalPipelineExecutor
-
-        workers = ex.workers if ex.workers != -1 else min(ex.tasks, os.cpu_count() or 1)
-        return LocalPipelineExecutor(pipeline, tasks=ex.tasks, workers=workers, logging_dir=logging_dir,
-                                     **ex.options)
-    if ex.type == "ray":
-        import ray
-        from datatrove.executor.ray import RayPipelineExecutor
-
-        if not ray.is_initialized():
-            ray.init(**ex.options.pop("init", {"include_dashboard": False}))
-        return RayPipelineExecutor(pipeline, tasks=ex.tasks, workers=ex.workers, logging_dir=logging_dir,
-                                   **ex.options)
-    from datatrove.executor.slurm import SlurmPipelineExecutor
-
-    missing = [k for k in ("time", "partition") if k not in ex.options]
-    if missing:
-        raise ConfigError(f"executor.options: slurm needs {', '.join(missing)}")
-    return SlurmPipelineExecutor(pipeline, tasks=ex.tasks, workers=ex.workers, logging_dir=logging_dir,
-                                 **ex.options)
-
-
-class FitRecorder(PipelineStep):
-    """The sink of a fit phase: hands this task's documents to the fitted stage, which stores
-    what its fit needs (see ``textcurate.steps.fitted``), then marks the task done."""
-
-    type = "📝"
-    name = "fit-recorder"
-
-    def __init__(self, stage: FittedStage, folder: str):
-        super().__init__()
-        self.stage, self.folder = stage, folder
-
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        self.stage.write_fit_stream(data, self.folder, rank, world_size)
-        mark_done(self.folder, rank)
-        return iter(())
-
-
-def _versions() -> dict:
-    import datatrove
-
-    return {"textcurate": __version__, "datatrove": datatrove.__version__ if hasattr(datatrove, "__version__")
-            else "", "python": platform.python_version()}
-
-
-def _run_record(path: str) -> dict | None:
-    """The run record in ``path/run.json`` when it is a textcurate run's, else None."""
-    try:
-        with open(os.path.join(path, "run.json")) as fh:
-            record = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and "fingerprint" in record and "config" in record else None
 
 
 def prepare_run_dir(cfg: PipelineConfig, overwrite: bool = False, verb: str = "run", state: dict | None = None,
@@ -138,7 +44,7 @@ def prepare_run_dir(cfg: PipelineConfig, overwrite: bool = False, verb: str = "r
     log = log or (lambda s: print(s, file=sys.stderr))
     out = claim_output(cfg.output.path, verb, overwrite, writes=RUN_ENTRIES, log=log)
     try:
-        old = _run_record(out.path)
+        old = run_record(out.path)
         if old is not None and old.get("failed_in") == "preflight":  # it wrote nothing but its error
             out.clear()
             old = None
@@ -175,7 +81,7 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
 
     setup_terminal()  # quiet unless TEXTCURATE_VERBOSE=1 (textcurate run --verbose): runner/console.py
     run_dir = os.path.abspath(cfg.output.path)
-    old = _run_record(run_dir) if os.path.isdir(run_dir) else None
+    old = run_record(run_dir) if os.path.isdir(run_dir) else None
     if old is not None and old.get("slurm"):  # its jobs must not run while this run starts over them
         from textcurate.runner.slurm import refuse_while_queued
 
@@ -188,10 +94,10 @@ def run_pipeline(cfg: PipelineConfig, overwrite: bool = False, report: bool = Tr
         try:
             preflight(cfg)
         except ConfigError as e:  # nothing is written but this record of the error
-            if _run_record(run_dir) is None:
+            if run_record(run_dir) is None:
                 write_json_atomic(os.path.join(run_dir, "run.json"), {
                     "name": cfg.name, "status": "failed", "failed_in": "preflight", "error": str(e),
-                    "fingerprint": cfg.fingerprint(), "config": cfg.model_dump(mode="json"), "versions": _versions()})
+                    "fingerprint": cfg.fingerprint(), "config": cfg.model_dump(mode="json"), "versions": versions()})
             raise
         record = _run(cfg, out, state, report)
         if record.get("status") == "submitted":
@@ -214,26 +120,7 @@ def _refuse_input_inside_output(cfg: PipelineConfig) -> None:
                                             *(inp.input_paths() if hasattr(inp, "input_paths") else [])])
 
 
-def mark_failed(run_dir: str, error: BaseException) -> str:
-    """Write the traceback to RUN/logs/error.log and run.json's status ``failed`` with the error in one
-    line (returned); an interrupted run (Ctrl-C) says so."""
-    from textcurate.runner.console import error_line, log_traceback
-
-    reason = "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else error_line(error)
-    log_traceback(run_dir, error)
-    record = _run_record(run_dir)
-    if record is not None and record.get("status") != "complete":
-        record.update(status="failed", error=reason,
-                      failed=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        try:
-            write_json_atomic(os.path.join(run_dir, "run.json"), record)
-        except OSError:  # a full disk: the terminal still says it
-            pass
-    return reason
-
-
 def _run(cfg: PipelineConfig, out: Output, state: dict, report: bool) -> dict:
-    from textcurate.runner.console import run_phase
     from textcurate.runner.inputs import summary, write_listing
 
     run_dir = out.path
@@ -242,7 +129,7 @@ def _run(cfg: PipelineConfig, out: Output, state: dict, report: bool) -> dict:
     started = time.time()
     write_listing(run_dir, state)
     record = {"name": cfg.name, "status": "running", "fingerprint": cfg.fingerprint(),
-              "config": cfg.model_dump(mode="json"), "versions": _versions(), "input_files": summary(state),
+              "config": cfg.model_dump(mode="json"), "versions": versions(), "input_files": summary(state),
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     write_json_atomic(record_path, record)
 
@@ -286,60 +173,3 @@ def _run(cfg: PipelineConfig, out: Output, state: dict, report: bool) -> dict:
     return finish_run(cfg, run_dir, record, started, report)
 
 
-def fit_stage(step: FittedStage, name: str, run_dir: str) -> dict:
-    """Fit ``step`` on what its fit phase recorded, or take up the decision a finished fit saved."""
-    artifacts = os.path.join(run_dir, "artifacts", name)
-    os.makedirs(artifacts, exist_ok=True)
-    if os.path.exists(os.path.join(artifacts, "decision.json")):  # written last: the fit finished
-        return step.restore(artifacts)
-    try:
-        decision = step.fit_folder(os.path.join(run_dir, "fit", name), artifacts)
-    except ValueError as e:
-        raise ConfigError(f"fitting stage {name!r}: {e}") from e
-    step.save_decision(os.path.join(artifacts, "decision.json"))
-    return decision
-
-
-def main_pipeline(cfg: PipelineConfig, run_dir: str, steps: list, labels: list[str]) -> list:
-    """The last phase: every step, then the writer, each counted in the ledger."""
-    pipeline = ledgered(steps, labels)
-    if cfg.output.write_documents:
-        from textcurate.runner.ledger import Ledgered
-
-        writer = make_writer(os.path.join(run_dir, "documents"), cfg.output.format, cfg.output.compression)
-        pipeline.append(Ledgered(writer, len(pipeline), "write"))
-    return pipeline
-
-
-def finish_run(cfg: PipelineConfig, run_dir: str, record: dict, started: float, report: bool = True) -> dict:
-    """After the last phase: the ledger, the rejects' summary, the after-run blocks, the report."""
-    paths = RunPaths(run_dir)
-    record_path = os.path.join(run_dir, "run.json")
-    logs = os.path.join(run_dir, "logs", "main")
-    ledger = aggregate(logs)
-    if ledger["tasks"] < cfg.executor.tasks:
-        record.update(status="incomplete", ledger=ledger)
-        write_json_atomic(record_path, record)
-        return record
-    rej = summarise_rejects(paths.rejects, first=0)  # one pass, memory by kinds of reject, not by rejects
-    record.update(status="complete", ledger=ledger, problems=check_balance(ledger),
-                  rejects={k: rej[k] for k in ("count", "by_reason", "example")},
-                  finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  wall_seconds=round(time.time() - started, 2))
-    write_json_atomic(record_path, record)
-    from textcurate.registry import discover_after_run
-
-    blocks = discover_after_run()
-    for name in sorted(cfg.blocks, key=lambda k: (blocks[k].order, k)):
-        if blocks[name].needs_documents and not cfg.output.write_documents:
-            raise ConfigError(f"{name} needs output.write_documents: it reads the documents the run wrote")
-        try:
-            record[name] = blocks[name].run(cfg.blocks[name], run_dir)
-        except ValueError as e:
-            raise ConfigError(f"{name}: {e}") from e
-        write_json_atomic(record_path, record)
-    if report:
-        from textcurate.report.html import write_report
-
-        record["report"] = write_report(run_dir)
-    return record

@@ -23,7 +23,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import subprocess
 import sys
 import time
 
@@ -33,6 +32,7 @@ from datatrove.pipeline.base import PipelineStep
 from textcurate.config import ConfigError, PipelineConfig
 from textcurate.io.files import write_json_atomic
 from textcurate.runner.ledger import ledgered
+from textcurate.runner.squeue import queued
 from textcurate.steps.fitted import FittedStage
 
 
@@ -47,7 +47,7 @@ class FitJob(PipelineStep):
         self.stage, self.stage_name, self.run_dir, self.tasks = stage, name, run_dir, tasks
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        from textcurate.runner.run import fit_stage
+        from textcurate.runner.phases import fit_stage
         from textcurate.steps.fitted import tasks_done
 
         fit_dir = os.path.join(self.run_dir, "fit", self.stage_name)
@@ -72,7 +72,7 @@ class FinishJob(PipelineStep):
 
         from textcurate.config import parse_pipeline
         from textcurate.runner.ledger import aggregate
-        from textcurate.runner.run import finish_run
+        from textcurate.runner.phases import finish_run
 
         cfg = parse_pipeline(self.cfg_data)
         with open(os.path.join(self.run_dir, "run.json")) as fh:
@@ -82,7 +82,7 @@ class FinishJob(PipelineStep):
                 record.setdefault("phases", {})[phase["name"]] = aggregate(os.path.join(self.run_dir, "logs",
                                                                                         phase["name"]))
         from textcurate.runner.outdir import release_slurm
-        from textcurate.runner.run import mark_failed
+        from textcurate.runner.phases import mark_failed
 
         try:
             out = finish_run(cfg, self.run_dir, record, record.get("slurm", {}).get("started_epoch", time.time()),
@@ -110,7 +110,7 @@ def submit(cfg: PipelineConfig, run_dir: str, stages: list, steps: list, labels:
     """Submit every phase of the run at once; returns the run record ("submitted", with the jobs)."""
     from datatrove.executor.slurm import SlurmPipelineExecutor
 
-    from textcurate.runner.run import FitRecorder, main_pipeline
+    from textcurate.runner.phases import FitRecorder, main_pipeline
 
     if shutil.which("sbatch") is None:
         raise ConfigError("executor.type is slurm but sbatch is not on PATH (scripts/slurm_local.sh starts a "
@@ -160,24 +160,6 @@ def submit(cfg: PipelineConfig, run_dir: str, stages: list, steps: list, labels:
         pass
     write_json_atomic(record_path, record)
     return record
-
-
-def queued(job_ids: list[str]) -> dict[str, str]:
-    """{job id: state} for the jobs squeue still lists (pending, running, ...)."""
-    ids = [j for j in job_ids if j]
-    if not ids or shutil.which("squeue") is None:
-        return {}
-    try:
-        out = subprocess.run(["squeue", "-h", "-o", "%F %T", "-j", ",".join(ids)], capture_output=True, text=True,
-                             timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    states: dict[str, str] = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            states.setdefault(parts[0], parts[1])  # the array's first task's state stands for the job
-    return states
 
 
 def refuse_while_queued(run_dir: str, record: dict) -> None:

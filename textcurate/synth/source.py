@@ -44,7 +44,7 @@ class EngineSpec(BaseModel):
     kind: Literal["transformers", "openai", "vllm"] = "transformers"
     model: str = Field("auto", description="a local path, a packaged alias (smollm2, qwen-coder-1.5b), or the "
                                            "served model's name (openai); auto: qwen-coder-1.5b where its setup "
-                                           "has run (python -m textcurate.engines.models setup qwen-coder-1.5b), "
+                                           "has run (python -m textcurate.assets.models setup qwen-coder-1.5b), "
                                            "else smollm2")
     base_url: str | None = Field(None, description="openai: http://HOST:PORT/v1")
     api_key: str | None = None
@@ -56,7 +56,7 @@ class EngineSpec(BaseModel):
     def resolved_model(self) -> str:
         if self.model != "auto":
             return self.model
-        from textcurate.engines.models import is_set_up
+        from textcurate.assets.models import is_set_up
 
         return "qwen-coder-1.5b" if is_set_up("qwen-coder-1.5b") else "smollm2"
 
@@ -173,7 +173,7 @@ class SynthInput(InputParams):
     def _read_seeds(self, paths: RunPaths) -> list[Document]:
         """A seeded uniform sample of ``seed_sample`` seed documents (bounded memory: a heap)."""
         from textcurate.config import validate_input
-        from textcurate.runner.run import reader_for
+        from textcurate.io.readers import reader_for
 
         reader = reader_for(validate_input(self.seeds), RunPaths(paths.run_dir and os.path.join(paths.run_dir,
                                                                                                 "artifacts", "synth")))

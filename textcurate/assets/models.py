@@ -15,7 +15,7 @@ No model hub is reachable here, so the offline judges come from the package regi
 safetensors folder for vLLM (which has no GGUF loader on the CPU) and for training. Every
 engine and the small-LM kit take these short names where they take a model path.
 
-``python -m textcurate.engines.models setup qwen-coder-1.5b`` (what ``make setup-judge``
+``python -m textcurate.assets.models setup qwen-coder-1.5b`` (what ``make setup-judge``
 runs) installs, assembles and checks, then prints the path.
 """
 
@@ -45,7 +45,7 @@ class PartedFile:
     size: int
     sha256: str
     licence: str = ""
-    install: str = "`make setup-judge` or `python -m textcurate.engines.models setup`"  # told when parts are missing
+    install: str = "`make setup-judge` or `python -m textcurate.assets.models setup`"  # told when parts are missing
 
 
 PartedGGUF = PartedFile  # the name it had when only GGUFs came in parts
@@ -120,7 +120,7 @@ def assemble(parts: list[str], out: str, size: int, sha256: str) -> str:
 def gguf_path(name: str) -> str:
     """The GGUF file of a packaged model (assembled and checked once, then cached)."""
     if name == "smollm2":
-        from textcurate.engines.smollm import smollm2_gguf
+        from textcurate.assets.smollm import smollm2_gguf
 
         return os.path.join(*smollm2_gguf())
     if name not in PARTED:
@@ -143,7 +143,7 @@ def resolve_gguf(model: str) -> str:
 
 def dequantised(name: str) -> str:
     """A bf16 safetensors folder (weights + tokenizer) of a packaged model, converted once."""
-    from textcurate.engines.smollm import dequantise_gguf, smollm2_dequantised
+    from textcurate.assets.smollm import dequantise_gguf, smollm2_dequantised
 
     if name == "smollm2":
         return smollm2_dequantised()
@@ -183,7 +183,7 @@ def setup(name: str, pip: bool = True) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m textcurate.engines.models")
+    ap = argparse.ArgumentParser(prog="python -m textcurate.assets.models")
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("setup", help="install the parts, assemble and check the GGUF")
     s.add_argument("name", nargs="?", default="qwen-coder-1.5b", choices=sorted(PARTED))

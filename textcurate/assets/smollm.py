@@ -6,7 +6,7 @@ loader, so :func:`smollm2_dequantised` writes a plain bf16 safetensors folder on
 reuses it. The folder lives in ``$TEXTCURATE_CACHE`` (default
 ``~/.cache/textcurate/smollm2-135m-instruct-bf16``).
 
-Run ``python -m textcurate.engines.smollm`` to build the folder and print its path.
+Run ``python -m textcurate.assets.smollm`` to build the folder and print its path.
 """
 
 from __future__ import annotations
