@@ -53,8 +53,43 @@ def _clusters(run_dir: str, record: dict) -> str | None:
         plots = _sizes_plot(sizes, name) if sizes is not None else ""
         if os.path.exists(os.path.join(folder, "map.parquet")):
             plots += _map_plot(os.path.join(folder, "map.parquet"), name)
-        parts.append(f"<h3>{esc(name)}</h3>{summary}.</p><div class=grid>{plots}</div>")
+        examples = _largest_clusters(run_dir, sizes) if sizes is not None else ""
+        parts.append(f"<h3>{esc(name)}</h3>{summary}.</p><div class=grid>{plots}</div>{examples}")
     return "".join(parts) or None
+
+
+LARGEST = 5  # clusters shown with examples
+PER_CLUSTER = 3
+
+
+def _largest_clusters(run_dir: str, sizes: np.ndarray) -> str:
+    """The largest clusters, each with a few of the documents the run kept from it (smallest id-hash
+    first, so the same run shows the same ones): what a cluster holds, read before pruning it."""
+    import heapq
+
+    from loguru import logger
+
+    from textcurate.io.readers import read_documents
+    from textcurate.io.records import stable_hash
+    from textcurate.report.examples import SALT, _preview
+
+    if not os.path.isdir(os.path.join(run_dir, "documents")) or not sizes.sum():
+        return ""
+    largest = [int(c) for c in np.argsort(-sizes, kind="stable")[:LARGEST] if sizes[c] > 0]
+    heaps: dict[int, list] = {c: [] for c in largest}
+    logger.disable("textcurate.io.rejects")
+    try:
+        for doc in read_documents(run_dir):
+            c = doc.metadata.get("cluster_id")
+            if isinstance(c, int) and c in heaps:
+                item = (-stable_hash(doc.id, SALT), doc.id, doc.text)
+                (heapq.heappush if len(heaps[c]) < PER_CLUSTER else heapq.heappushpop)(heaps[c], item)
+    finally:
+        logger.enable("textcurate.io.rejects")
+    rows = "".join(f"<tr><td>{c}</td><td>{int(sizes[c]):,}</td><td>{esc(i)}</td><td class=text>{esc(_preview(t))}</td>"
+                   "</tr>" for c in largest for _, i, t in sorted(heaps[c], reverse=True))
+    return ("<details open><summary>The largest clusters, with documents the run kept from each</summary>"
+            "<table><tr><th>cluster</th><th>size</th><th>id</th><th>text</th></tr>" + rows + "</table></details>")
 
 
 @section("Semantic duplicates", 55)

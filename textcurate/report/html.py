@@ -72,13 +72,20 @@ def figure(width: float = 4.2, height: float = 2.6):
     return plt.subplots(figsize=(width, height), dpi=100)
 
 
-def svg_histogram(values: np.ndarray, title: str, bins: int = 40) -> str:
+def svg_histogram(values: np.ndarray, title: str, bins: int = 40,
+                  markers: list[tuple[float, str]] | None = None) -> str:
+    """A histogram; ``markers`` (value, label) are drawn as red vertical lines (a select's threshold)."""
     fig, ax = figure()
     values = values[np.isfinite(values)]
-    if len(values) and values.min() >= 0 and values.max() > 50 * max(np.median(values), 1e-9):
+    log = bool(len(values) and values.min() >= 0 and values.max() > 50 * max(np.median(values), 1e-9))
+    if log:
         values = np.log10(1 + values)  # long tails (lengths, counts) read better on a log axis
         title += " (log10(1+x))"
     ax.hist(values, bins=bins, color="#4a7fb5")
+    for value, _ in markers or []:
+        if log and value < 0:
+            continue
+        ax.axvline(np.log10(1 + value) if log else value, color="#c0392b", linewidth=1.2)
     ax.set_title(title, fontsize=9)
     ax.tick_params(labelsize=7)
     return svg(fig)
@@ -118,6 +125,9 @@ def _rejects(run_dir: str, record: dict) -> str | None:
 
 @section("Attributes", 30)
 def _attributes(run_dir: str, record: dict) -> str | None:
+    from textcurate.report.cuts import select_thresholds
+
+    cuts = select_thresholds(record)
     parts = []
     for step in list_attribute_steps(run_dir):
         numeric, rows = {}, 0
@@ -133,8 +143,10 @@ def _attributes(run_dir: str, record: dict) -> str | None:
             if not summ.n:
                 continue
             note = f" (histogram and median of a uniform sample of {summ.keep:,})" if summ.sampled else ""
-            plots.append(f"<figure>{svg_histogram(summ.values, name)}<figcaption>{name}: mean {summ.mean:.3g}, "
-                         f"median {np.nanmedian(summ.values):.3g}{note}</figcaption></figure>")
+            marks = cuts.get(name, [])
+            cut = ("; red: " + esc("; ".join(label for _, label in marks))) if marks else ""
+            plots.append(f"<figure>{svg_histogram(summ.values, name, markers=marks)}<figcaption>{name}: mean "
+                         f"{summ.mean:.3g}, median {np.nanmedian(summ.values):.3g}{note}{cut}</figcaption></figure>")
         parts.append(f"<h3>{esc(step)} ({rows:,} rows)</h3><div class=grid>{''.join(plots)}</div>")
     return "".join(parts) or None
 
@@ -156,7 +168,8 @@ def _config(run_dir: str, record: dict) -> str | None:
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 td:first-child,th:first-child{text-align:left}.grid{display:flex;flex-wrap:wrap;gap:8px}
-figure{margin:0}figcaption{font-size:11px;color:#555}pre{background:#f6f6f6;padding:8px;overflow:auto}"""
+figure{margin:0}figcaption{font-size:11px;color:#555;max-width:420px}pre{background:#f6f6f6;padding:8px;overflow:auto}
+td.text{text-align:left;font-size:12px;max-width:720px;white-space:normal;overflow-wrap:anywhere}details{margin:.3em 0}"""
 
 
 GENERATOR = '<meta name="generator" content="textcurate">'  # how a report file is known as textcurate's
