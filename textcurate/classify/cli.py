@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Literal
 
 import typer
 
@@ -23,7 +24,7 @@ def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotation
                          heads: str = typer.Option("linear,mlp"),
                          val_frac: float = typer.Option(0.2),
                          seed: int = typer.Option(0),
-                         fasttext: str = typer.Option("labels", help="also train a fastText model (for the cascade "
+                         fasttext: Literal["labels", "head", "none"] = typer.Option("labels", help="also train a fastText model (for the cascade "
                                                      "and fastText alone): labels (the same labels) | head (the "
                                                      "head's scores: agrees with the head) | none"),
                          quantize: bool = typer.Option(False, "--quantize-fasttext",
@@ -51,8 +52,6 @@ def train_classifier_cmd(annotations: str = typer.Argument(..., help="annotation
         ids, texts, y, extra = load_annotations(annotations, target)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
-    if fasttext not in ("labels", "head", "none"):
-        fail(f"--fasttext: {fasttext!r} is not one of labels, head, none")
     with writing(out, "train-classifier", overwrite, ("card.json", "head.safetensors", "fasttext.bin",
                                                           "fasttext.ftz"), verbose,
                  reads=(annotations,)):

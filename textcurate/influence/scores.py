@@ -82,14 +82,6 @@ def method_normalize(method: str, normalize: bool | None) -> bool:
     return bool(normalize) if method == "trak" else normalize is None or bool(normalize)
 
 
-def checkpoint_scores(method: str, pool: np.ndarray, target: np.ndarray, lam: float = 1e-2,
-                      normalize: bool | None = None) -> np.ndarray:
-    """One checkpoint's scores; ``normalize`` None: the method's own choice (LESS yes, TRAK no)."""
-    if method == "trak":
-        return trak_scores(pool, target, lam, normalize=method_normalize(method, normalize))
-    return less_scores(pool, target, normalize=method_normalize(method, normalize))
-
-
 def adam_direction(g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: int, betas=(0.9, 0.95),
                    eps: float = 1e-8) -> torch.Tensor:
     """The update Adam would make for gradient g ([batch, P]) from moments m, v ([P]) after ``step``

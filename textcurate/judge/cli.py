@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
+from textcurate.judge.prompt import PROMPTS
 from textcurate.verbs import VERBOSE, app, console, fail, read_docs
 
 
 @app.command()
 def annotate(input: str = typer.Argument(..., help="a run folder, a JSONL/Parquet folder, or a folder of files"),
              out: str = typer.Option(..., "--out", help="annotations .parquet"),
-             engine: str = typer.Option("transformers", help="transformers | openai | vllm"),
+             engine: Literal["transformers", "openai", "vllm"] = typer.Option("transformers"),
              model: str = typer.Option("smollm2", help="model path, GGUF file, hub id, or served name"),
              base_url: Optional[str] = typer.Option(None, help="openai engine: http://HOST:PORT/v1"),
              sample: Optional[int] = typer.Option(500, help="documents to rate (seeded sample); 0 for all"),
@@ -22,10 +23,10 @@ def annotate(input: str = typer.Argument(..., help="a run folder, a JSONL/Parque
              batch_size: int = typer.Option(16),
              max_chars: int = typer.Option(1000, help="characters of each document shown to the judge"),
              max_tokens: int = typer.Option(4, help="tokens the judge may write after 'Educational score:'"),
-             scoring: str = typer.Option("distribution", help="distribution (the answer's probabilities: "
+             scoring: Literal["distribution", "generate", "both"] = typer.Option("distribution", help="distribution (the answer's probabilities: "
                                                               "score_expected, no generation; measured best) | "
                                                               "generate (parse the written answer) | both"),
-             prompt: str = typer.Option("edu-additive-v2", help="the judge's prompt: edu-additive-v2 | "
+             prompt: Literal[tuple(PROMPTS)] = typer.Option("edu-additive-v2", help="the judge's prompt: edu-additive-v2 | "
                                                                  "edu-additive-v2-fewshot | edu-anchored-v1 | "
                                                                  "ask-llm-v1 (distribution only)"),
              overwrite: bool = typer.Option(False, "--overwrite", help="annotate again over annotations textcurate "
@@ -35,11 +36,8 @@ def annotate(input: str = typer.Argument(..., help="a run folder, a JSONL/Parque
     from textcurate.engines import GenerationParams, make_engine
     from textcurate.judge.annotate import annotate as run_annotate
     from textcurate.judge.annotate import sample_documents, written_by
-    from textcurate.judge.prompt import PROMPTS
     from textcurate.runner.outdir import FolderLock, OutputError, claim_file
 
-    if prompt not in PROMPTS:
-        fail(f"--prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
     try:
         claim_file(out, "annotate", overwrite, is_ours=written_by)
         if not os.path.exists(input):

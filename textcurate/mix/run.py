@@ -7,13 +7,12 @@ OUT/mixture/      the materialised mixture and its ledger (mixture.json), when a
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
 from textcurate.io.files import write_json_atomic
-from textcurate.mix.planner import Plan, plan_mixture, resolve_budget
+from textcurate.mix.planner import plan_mixture, resolve_budget
 from textcurate.mix.sources import count, documents_of, planner_sources
 from textcurate.mix.spec import MixSpec
 
@@ -121,12 +120,6 @@ def run_plan(spec: MixSpec, out: str, default_path: str | None = None, materiali
     if token_log is not None:
         os.remove(token_log.path)
     return result
-
-
-def load_plan(out: str) -> tuple[Plan, dict]:
-    with open(os.path.join(out, "plan.json")) as fh:
-        data = json.load(fh)
-    return Plan.from_dict(data["plan"]), data
 
 
 def fit_summary(fit: dict) -> str:

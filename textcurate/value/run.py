@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from textcurate.lm.experiment import LMSpec
 from textcurate.value.games import Game, Values, banzhaf_msr, exact_shapley, leave_one_out, tmc_shapley
 
-METHODS = ("loo", "shapley", "banzhaf", "exact", "influence")
+Method = Literal["loo", "shapley", "banzhaf", "exact", "influence"]
+METHODS: tuple[str, ...] = get_args(Method)
 
 
 class ValueSpec(BaseModel):
@@ -30,7 +31,7 @@ class ValueSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     units: str = Field("source", description="a metadata field whose values are the units (source, language, "
                                              "cluster_id, edu_int, ...)")
-    method: str = Field("loo", description="loo | shapley (truncated Monte Carlo) | banzhaf (maximum sample reuse) "
+    method: Method = Field("loo", description="loo | shapley (truncated Monte Carlo) | banzhaf (maximum sample reuse) "
                                            "| exact (every subset: 2^units trainings) | influence (per annotation, "
                                            "for the classifier head; the input is an annotations Parquet)")
     target_expr: str | None = Field(None, description="the target: pool documents matching it, of which holdout are "
@@ -63,12 +64,6 @@ class ValueSpec(BaseModel):
     lr: float = 1e-3
     device: str = "auto"
 
-    @field_validator("method")
-    @classmethod
-    def _method(cls, v: str) -> str:
-        if v not in METHODS:
-            raise ValueError(f"method: one of {', '.join(METHODS)}, got {v!r}")
-        return v
 
 
 def units_of(docs: list, field: str) -> tuple[list[str], list[list[int]], int]:
