@@ -86,7 +86,7 @@ def main() -> None:
     print(f"data: {what}, {x.shape[0] if hasattr(x, 'shape') else x.n:,} x "
           f"{x.shape[1] if hasattr(x, 'shape') else x.dim} ({time.perf_counter() - t0:.1f} s to make)")
     methods = args.methods.split(",")
-    res = distill(x, args.n, methods[0], methods[1:], heldout=args.heldout, seed=args.seed, device=args.device,
+    res = distill(x, args.n, method=methods[0], compare=methods[1:], heldout=args.heldout, seed=args.seed, device=args.device,
                   sample=args.sample, options={"dm": {"steps": args.steps, "mapping": args.mapping}},
                   weights=args.weights, log=print, random_seeds=args.random_seeds)
     print()

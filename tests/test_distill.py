@@ -176,14 +176,14 @@ def test_distill_keeps_group_shares_and_caps_small_groups():
     x, comp = mixture(3000)
     groups = np.array(["big", "mid", "tiny"])[comp]
     groups[:2] = "two"  # a group of 2 documents: its share of 40 rounds to 0
-    res = distill(x, 40, "dm", ["random"], heldout=300, groups=groups, options={"dm": {"steps": 40}})
+    res = distill(x, 40, method="dm", compare=["random"], heldout=300, groups=groups, options={"dm": {"steps": 40}})
     sel = res["selections"]["dm"]
     got = {g: int((groups[sel.indices] == g).sum()) for g in ("big", "mid", "tiny", "two")}
     assert sum(got.values()) == 40 and got["two"] == 0
     assert abs(got["big"] - 0.6 * 40) <= 2 and abs(got["tiny"] - 0.1 * 40) <= 2
     assert res["card"]["groups"]["two"]["selected"] == 0
     with pytest.raises(ValueError, match="more than the"):
-        distill(x, 2990, "random", [], heldout=300)
+        distill(x, 2990, method="random", compare=[], heldout=300)
 
 
 def test_cli_writes_the_selection_and_baselines(tmp_path):

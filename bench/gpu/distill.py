@@ -60,13 +60,13 @@ def main() -> None:
     x = vectors(args.n, args.dim, args.device)
 
     with Timer(args.device) as t:
-        res = distill(x, args.k, "dm", ["random"], heldout=20_000, device=args.device, clusters=100)
+        res = distill(x, args.k, method="dm", compare=["random"], heldout=20_000, device=args.device, clusters=100)
     by = {r["method"]: r for r in res["table"]}
     dm_s = by["dm"]["seconds"]
     ratio = by["dm"]["mmd2_weighted"] / by["random"]["mmd2_weighted"]
 
     sample = x[:args.sample]
-    small = {dev: distill(sample, args.sample_k, "dm", ["random"], heldout=2000, device=dev, clusters=20)
+    small = {dev: distill(sample, args.sample_k, method="dm", compare=["random"], heldout=2000, device=dev, clusters=20)
              for dev in (args.device, "cpu")}
     mmd = {dev: {r["method"]: r["mmd2_weighted"] for r in s["table"]} for dev, s in small.items()}
     rel = abs(mmd[args.device]["dm"] - mmd["cpu"]["dm"]) / max(mmd["cpu"]["dm"], 1e-12)

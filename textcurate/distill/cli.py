@@ -39,7 +39,7 @@ def distill_cmd(features: str = typer.Argument(..., help="a feature store (RUN/f
 def _distill_cmd(features: str, out: str, p: DistillParams) -> None:
     from rich.table import Table
 
-    from textcurate.distill.run import distill, field_values, top_share, write_outputs
+    from textcurate.distill.run import distill, field_values, options_of, top_share, write_outputs
     from textcurate.distill.store import StoreVectors
 
     try:
@@ -48,9 +48,8 @@ def _distill_cmd(features: str, out: str, p: DistillParams) -> None:
         within = top_share(field_values(features, v, p.quality).astype(float), p.quality_top) if p.quality else None
         console.print(f"distill: {v.n:,} x {v.dim} from {len(v.files)} shard(s); n = {p.n:,}, method {p.method}, "
                       f"baselines {', '.join(p.compare) or 'none'}")
-        result = distill(v, p.n, p.method, p.compare, p.heldout, p.seed, p.device, p.sample, groups, within,
-                         p.clusters, p.weights, {"dm": {"steps": p.steps, "mapping": p.mapping}},
-                         log=lambda s: console.print(s, soft_wrap=True))
+        result = distill(v, p.n, groups=groups, within=within, log=lambda s: console.print(s, soft_wrap=True),
+                         **options_of(p))
         card = write_outputs(result, v, out)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))

@@ -38,7 +38,15 @@ def heldout_rows(v: Vectors, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng([seed, 7]).choice(v.rows(), size, replace=False))
 
 
-def distill(x, n: int, method: str = "dm", compare=DEFAULT_COMPARE, heldout: int = 5000, seed: int = 0,
+def options_of(p) -> dict:
+    """``distill``'s keyword arguments from the ``distill`` stage's parameters (a ``DistillParams``, or
+    the step built from one): one place that maps the stage's fields onto the library's arguments."""
+    return {"method": p.method, "compare": list(p.compare), "heldout": p.heldout, "seed": p.seed, "device": p.device,
+            "sample": p.sample, "clusters": p.clusters, "weights": p.weights,
+            "options": {"dm": {"steps": p.steps, "mapping": p.mapping}}}
+
+
+def distill(x, n: int, *, method: str = "dm", compare=DEFAULT_COMPARE, heldout: int = 5000, seed: int = 0,
             device: str = "auto", sample: int = SAMPLE, groups: np.ndarray | None = None,
             within: np.ndarray | None = None, clusters: int = 100, weights: str = "kernel", options: dict | None = None,
             log=None, random_seeds: int = 1) -> dict:

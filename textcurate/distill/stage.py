@@ -88,7 +88,7 @@ class Distill(RowFittedStage, Scorer):
         raise NotImplementedError("distill fits on the fit folder as a feature store (fit_folder)")
 
     def fit_folder(self, folder: str, artifacts: str) -> dict:
-        from textcurate.distill.run import distill, top_share, write_outputs
+        from textcurate.distill.run import distill, options_of, top_share, write_outputs
         from textcurate.distill.store import StoreVectors
 
         v = StoreVectors(folder, column="vector")
@@ -104,9 +104,7 @@ class Distill(RowFittedStage, Scorer):
         if self.quality:
             q = np.array([np.nan if x is None else x for x in v.column_values("quality")], dtype=np.float64)
             within = top_share(np.nan_to_num(q, nan=-np.inf), self.quality_top) & np.isfinite(q)
-        result = distill(v, self.n, self.method, self.compare, self.heldout, self.seed, self.device, self.sample,
-                         groups, within, self.clusters, self.weights,
-                         {"dm": {"steps": self.steps, "mapping": self.mapping}})
+        result = distill(v, self.n, groups=groups, within=within, **options_of(self))
         card = write_outputs(result, v, artifacts)
         self._load(artifacts)
         self.decision = {"artifact": artifacts, **{k: card[k] for k in ("method", "n", "rows", "heldout", "weights")},
