@@ -81,8 +81,10 @@ def field_options(model: type[BaseModel], include: list[str] | None = None, excl
     return out
 
 
-def parse_options(model: type[BaseModel], given: dict[str, Any], yaml_fields: set[str], fixed: dict | None = None):
-    """Validate the flags the user gave (others keep the model's defaults) into ``model``."""
+def given_options(model: type[BaseModel], given: dict[str, Any], yaml_fields: set[str], fixed: dict | None = None
+                  ) -> dict[str, Any]:
+    """The flags the user gave, by the model's keys (YAML parsed where the field wants it); the others are
+    left out, so that the model's own defaults apply wherever the dict is validated."""
     data = dict(fixed or {})
     for name, value in given.items():
         if value is None:
@@ -93,29 +95,39 @@ def parse_options(model: type[BaseModel], given: dict[str, Any], yaml_fields: se
             except yaml.YAMLError as e:
                 raise typer.BadParameter(f"not valid YAML: {e}", param_hint=f"--{name.replace('_', '-')}")
         data[model.model_fields[name].alias or name] = value
-    return model.model_validate(data)
+    return data
+
+
+def parse_options(model: type[BaseModel], given: dict[str, Any], yaml_fields: set[str], fixed: dict | None = None):
+    """Validate the flags the user gave (others keep the model's defaults) into ``model``."""
+    return model.model_validate(given_options(model, given, yaml_fields, fixed))
 
 
 def params_options(model: type[BaseModel], include: list[str] | None = None, exclude: tuple[str, ...] = (),
-                   fixed: dict | None = None) -> Callable:
+                   fixed: dict | None = None, name: str = "params", validate: bool = True) -> Callable:
     """Give a command one option per field of ``model``; it receives ``params`` (a validated model).
-    ``fixed``: values the command sets itself (e.g. a required field it derives)."""
+    ``fixed``: values the command sets itself (e.g. a required field it derives). ``name``: the keyword
+    the command receives them by (two models on one command: two names). ``validate=False``: the
+    command receives the given flags as a dict, for a model it completes before it validates (the
+    model's defaults still apply there, never restated by the command)."""
     def decorate(fn):
         sig = inspect.signature(fn, eval_str=True)
-        own = [p for p in sig.parameters.values() if p.name != "params"]
+        own = [p for p in sig.parameters.values() if p.name != name]
         opts = field_options(model, include, exclude)
         yaml_fields = {name for name, _, as_yaml in opts if as_yaml}
 
         @functools.wraps(fn)
         def wrapper(**kwargs):
-            given = {name: kwargs.pop(f"opt_{name}") for name, _, _ in opts}
+            given = {field: kwargs.pop(f"opt_{field}") for field, _, _ in opts}
+            if not validate:
+                return fn(**{name: given_options(model, given, yaml_fields, fixed)}, **kwargs)
             try:
                 params = parse_options(model, given, yaml_fields, fixed)
             except ValidationError as e:
                 msgs = "; ".join((f"--{'.'.join(map(str, x['loc'])).replace('_', '-')}: " if x['loc'] else "") + x['msg']
                                  for x in e.errors())
                 raise typer.BadParameter(msgs) from None
-            return fn(params=params, **kwargs)
+            return fn(**{name: params}, **kwargs)
 
         wrapper.__signature__ = sig.replace(parameters=own + [p for _, p, _ in opts])
         wrapper.__annotations__ = {}

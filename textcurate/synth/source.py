@@ -99,6 +99,13 @@ class SynthInput(InputParams):
     seed: int = Field(0, description="samples the grid, the seeds and the generation")
     batch_size: int = Field(8, ge=1, description="prompts per engine call (and per part written)")
 
+    @field_validator("audiences", "styles", mode="before")
+    @classmethod
+    def _commas(cls, v):
+        if isinstance(v, str):  # --audiences college,researchers
+            return [x.strip() for x in v.split(",") if x.strip()]
+        return v
+
     @field_validator("audiences", "styles")
     @classmethod
     def _known(cls, v, info):
