@@ -106,8 +106,11 @@ class SphericalKMeans:
     def _fit_faiss(self, x: np.ndarray) -> np.ndarray:
         import faiss
 
+        # min_points_per_centroid=1: faiss's only use of it is a warning on stderr below 39 points a
+        # centroid (a C++ fprintf that no --verbose could silence); the result is the same
         km = faiss.Kmeans(x.shape[1], self.k, niter=self.niter, seed=self.seed, spherical=True,
-                          max_points_per_centroid=self.max_points_per_centroid, verbose=False)
+                          max_points_per_centroid=self.max_points_per_centroid, min_points_per_centroid=1,
+                          verbose=False)
         km.train(x, init_centroids=self._init_centroids(x) if self.init == "k-means++" else None)
         return normalize(km.centroids)
 
