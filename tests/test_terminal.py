@@ -140,6 +140,10 @@ def test_progress_lines_sum_the_tasks():
     assert "ETA" not in task_line(phase_state(reports[:1], tasks=2), 6.0)
     read = [{**r, "units": 10, "reading_done": True} for r in reports]  # all read, half done: as long again
     assert task_line(phase_state(read, tasks=2), 6.0).endswith("ETA 6 s")
+    # a model that took 60 s to load before the first document came out at 5 % done: 15 % done at
+    # 66 s is 10 % in 6 s, so 85 % more take 51 s (not the 374 s that counting the load would say)
+    assert task_line(state, 66.0, first=(60.0, 0.05, 10)) == \
+        "30 docs done (60 read, 6/20 files), 20 out, 3 docs/s, ETA 51 s"
 
 
 def _one_error_line(proc):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import typer
+from rich.console import Console
 
 from textcurate.verbs import OVERWRITE, VERBOSE, app, console, fail, writing
 from textcurate.cli_options import params_options
@@ -64,8 +65,8 @@ def _distill_cmd(features: str, out: str, p: DistillParams) -> None:
                       f"{r['mmd_vs_random']:.2f}x" if "mmd_vs_random" in r else "",
                       "" if mmd is None else f"{r['covering_radius']:.3f}", f"{r['cluster_kl_weighted']:.4f}",
                       style="bold" if r["method"] == card["method"] else None)
-    console.print(table)
-    console.print(f"selection: {os.path.join(out, 'selection.parquet')} (id, distill_weight)")
+    Console().print(table)  # the results, once, on stdout
+    Console().print(f"selection: {os.path.join(out, 'selection.parquet')} (id, distill_weight)")
 
 
 def _labels_cmd(path: str, out: str, embedder: str, p: DistillParams) -> None:
@@ -90,6 +91,6 @@ def _labels_cmd(path: str, out: str, embedder: str, p: DistillParams) -> None:
             table.add_column(col, justify="right")
         for r in rows:
             table.add_row(*r, style="bold" if r[0] == card["methods"][0] else None)
-        console.print(table)
-    console.print(f"written: {os.path.join(out, 'distill_labels.json')}, synthetic_labels.safetensors, "
+        Console().print(table)
+    Console().print(f"written: {os.path.join(out, 'distill_labels.json')}, synthetic_labels.safetensors, "
                   f"synthetic_labels.parquet")

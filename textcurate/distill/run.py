@@ -104,7 +104,7 @@ def distill(x, n: int, *, method: str = "dm", compare=DEFAULT_COMPARE, heldout: 
         row["cluster_kl_uniform"] = cluster_kl(corpus_hist, labels, None, k)
         return sel, row
 
-    for m in methods:
+    for done, m in enumerate(methods, 1):
         sel, row = measure(m, seed)
         if m == "random" and random_seeds > 1:
             rows = [row] + [measure(m, seed + i)[1] for i in range(1, random_seeds)]
@@ -113,8 +113,8 @@ def distill(x, n: int, *, method: str = "dm", compare=DEFAULT_COMPARE, heldout: 
                 row[key] = float(np.mean(row[f"{key}_seeds"]))
         selections[m] = sel
         table.append(row)
-        if log:
-            log(format_row(row))
+        if log:  # progress only: the results are printed once, as a table, by the caller
+            log(f"  {m}: measured in {row['seconds']:.1f} s ({done} of {len(methods)} methods)")
     base = {r["method"]: r for r in table}
     for r in table:
         for peer in ("random", "medoids"):
@@ -130,12 +130,6 @@ def distill(x, n: int, *, method: str = "dm", compare=DEFAULT_COMPARE, heldout: 
             "info": {m: {k2: v2 for k2, v2 in s.info.items() if k2 not in ("synthetic", "groups")}
                      for m, s in selections.items()}}
     return {"selections": selections, "table": table, "card": card}
-
-
-def format_row(r: dict) -> str:
-    mmd = f"MMD^2 {r['mmd2_weighted']:.5f} (uniform {r['mmd2_uniform']:.5f})  radius {r['covering_radius']:.3f}  " \
-        if "mmd2_weighted" in r else ""
-    return f"  {r['method']:9s} {mmd}cluster KL {r['cluster_kl_weighted']:.4f}  {r['seconds']:.1f} s"
 
 
 def selection_table(v: Vectors, sel: Selection) -> pa.Table:

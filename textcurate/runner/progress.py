@@ -139,17 +139,22 @@ def fraction_done(state: dict) -> float | None:
     return state["done"] / state["docs"] * read
 
 
-def task_line(state: dict, elapsed: float) -> str:
-    """'1,200 docs done (1,549 read, 1,092/1,092 files), 598 out, 21 docs/s, ETA 17 s'."""
+def task_line(state: dict, elapsed: float, first: tuple[float, float, int] | None = None) -> str:
+    """'1,200 docs done (1,549 read, 1,092/1,092 files), 598 out, 21 docs/s, ETA 17 s'.
+
+    ``first``: (seconds, fraction done, documents done) when the first document came out. The rate
+    and the ETA are measured from then on, so that the minute a model takes to load before its
+    first batch does not slow the rate shown for the rest of the phase."""
     read = f"{state['docs']:,} read"
     if state.get("unit"):
         of = f"/{state['total']:,}" if state.get("total") else ""
         read += f", {state['units']:,}{of} {state['unit']}"
-    parts = [f"{state['done']:,} docs done ({read})", f"{state['out']:,} out",
-             f"{state['done'] / max(elapsed, 1e-9):,.0f} docs/s"]
     frac = fraction_done(state)
-    if frac is not None and frac >= 0.01 and not state.get("finished"):  # no ETA from the first few documents
-        parts.append(f"ETA {_seconds(elapsed * (1 - frac) / frac)}")
+    t0, f0, d0 = first if first is not None and elapsed > first[0] else (0.0, 0.0, 0)
+    parts = [f"{state['done']:,} docs done ({read})", f"{state['out']:,} out",
+             f"{(state['done'] - d0) / max(elapsed - t0, 1e-9):,.0f} docs/s"]
+    if frac is not None and frac >= 0.01 and frac > f0 and not state.get("finished"):  # not from the first few
+        parts.append(f"ETA {_seconds((elapsed - t0) * (1 - frac) / (frac - f0))}")
     return ", ".join(parts)
 
 
@@ -196,6 +201,7 @@ class PhaseProgress:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._bar = None
+        self._first: tuple[float, float, int] | None = None  # when the first document came out
 
     def __enter__(self) -> "PhaseProgress":
         os.makedirs(self.folder, exist_ok=True)
@@ -242,13 +248,18 @@ class PhaseProgress:
                 if state["tasks"]:
                     self._print(state)
 
+    def _note_first(self, state: dict, elapsed: float) -> None:
+        if self._first is None and state["tasks"] and state["done"] > 0:
+            self._first = (elapsed, fraction_done(state) or 0.0, state["done"])
+
     def _draw(self, state: dict) -> None:
         elapsed = time.perf_counter() - self.start
+        self._note_first(state, elapsed)
         frac = fraction_done(state) if state["tasks"] else None
         self._bar.update(self._task, total=None if frac is None else 1000,
                          completed=0 if frac is None else round(1000 * frac),
                          description=f"{self.phase} ({_seconds(elapsed)})",
-                         info=task_line(state, elapsed) if state["tasks"] else "starting")
+                         info=task_line(state, elapsed, self._first) if state["tasks"] else "starting")
 
     def _print(self, state: dict, final: bool = False) -> None:
         elapsed = time.perf_counter() - self.start
@@ -256,5 +267,6 @@ class PhaseProgress:
             line = (f"{self.phase}: {state['docs']:,} docs in {_seconds(elapsed)} "
                     f"({state['docs'] / max(elapsed, 1e-9):,.0f} docs/s), {state['out']:,} out")
         else:
-            line = f"{self.phase} ({_seconds(elapsed)}): {task_line(state, elapsed)}"
+            self._note_first(state, elapsed)
+            line = f"{self.phase} ({_seconds(elapsed)}): {task_line(state, elapsed, self._first)}"
         print(line, file=self.stream, flush=True)
