@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
 
+from textcurate.mix.costs import DEFAULT_MFU
 from textcurate.verbs import OVERWRITE, VERBOSE, app, console, fail, number, read_spec, writing
 
 
@@ -17,7 +18,9 @@ from textcurate.verbs import OVERWRITE, VERBOSE, app, console, fail, number, rea
 def plan(sources: str = typer.Argument(..., help="SOURCES.yaml: sources (path or tokens), quality, caps; "
                                                    "see textcurate/mix/spec.py"),
          budget_tokens: Optional[str] = typer.Option(None, "--budget-tokens", help="training tokens, e.g. 300B"),
-         model_params: Optional[str] = typer.Option(None, "--model-params", help="model size, e.g. 1.3B"),
+         model_params: Optional[str] = typer.Option(None, "--params", "--model-params",
+                                                    help="model size, e.g. 1.3B (default: the Chinchilla size of the "
+                                                         "budget, 20 tokens a parameter)"),
          weights: Optional[str] = typer.Option(None, help="manual weights, e.g. web=0.6,books=0.4"),
          optimal: bool = typer.Option(False, "--optimal", help="ignore weights in the file: let the planner choose"),
          out: Optional[str] = typer.Option(None, "--out", help="folder for plan.json (+ the mixture)"),
@@ -27,8 +30,19 @@ def plan(sources: str = typer.Argument(..., help="SOURCES.yaml: sources (path or
          target_expr: Optional[str] = typer.Option(None, "--target-expr",
                                                    help="with --fit: the target documents, e.g. "
                                                         "\"language == 'markdown'\""),
+         arch: Optional[str] = typer.Option(None, "--arch", help="n_layer=N,d_model=D,context=C: add attention's "
+                                                                 "6 x n_layer x context x d_model FLOPs a token"),
+         mfu: float = typer.Option(DEFAULT_MFU, "--mfu", min=0.01, max=1.0,
+                                   help="model FLOPs utilisation for the accelerator-hours"),
+         gpu: Optional[List[str]] = typer.Option(None, "--gpu", help="NAME=PEAK_FLOPS, e.g. MI300X=1.3e15: an "
+                                                                     "accelerator beside H100, H200, A100, B200 "
+                                                                     "(repeatable)"),
+         hours: Optional[str] = typer.Option(None, "--hours", help="NAME=HOURS, e.g. H100=1.3M: the MFU a run "
+                                                                  "reported to take that many accelerator-hours "
+                                                                  "implies"),
          overwrite: bool = OVERWRITE, verbose: bool = VERBOSE):
-    """Weights and epochs per source for a token budget (data-constrained scaling law)."""
+    """Weights and epochs per source for a token budget (data-constrained scaling law), and what training
+    on it costs: FLOPs, accelerator-hours, the loss repetition costs and the cheapest way to win it back."""
     from pydantic import ValidationError
 
     from textcurate.mix.spec import MixSpec
@@ -72,13 +86,32 @@ def plan(sources: str = typer.Argument(..., help="SOURCES.yaml: sources (path or
         spec = MixSpec.model_validate(data)
     except ValidationError as e:
         fail(f"{sources}: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))
+    from textcurate.mix.costs import Architecture, accelerators
+
+    try:
+        architecture = Architecture.parse(arch) if arch else None
+        extra = {}
+        for item in gpu or []:
+            name, _, peak = item.partition("=")
+            if not name.strip() or not peak:
+                raise ValueError(f"--gpu {item!r}: give NAME=PEAK_FLOPS, e.g. MI300X=1.3e15")
+            extra[name.strip()] = number(peak)
+        reported = None
+        if hours:
+            name, _, h = hours.partition("=")
+            if name.strip() not in accelerators(extra) or not h:
+                raise ValueError(f"--hours {hours!r}: give NAME=HOURS with NAME one of {', '.join(accelerators(extra))} "
+                                 "(or one added with --gpu)")
+            reported = (name.strip(), number(h))
+    except ValueError as e:
+        fail(str(e))
     with (writing(out, "plan", overwrite, ("plan.json", "plan.html", "card.json", "fit.json", "runs", "mixture",
                                            "_count_tokens.parquet", "rejects"), verbose)
           if out else contextlib.nullcontext()):
-        _plan(spec, out, materialise)
+        _plan(spec, out, materialise, (architecture, mfu, extra, reported))
 
 
-def _plan(spec, out: str | None, materialise: bool) -> None:
+def _plan(spec, out: str | None, materialise: bool, cost: tuple = (None, DEFAULT_MFU, {}, None)) -> None:
     import tempfile
 
     from textcurate.mix.planner import Plan, PlanError, plan_summary, plan_table
@@ -95,6 +128,10 @@ def _plan(spec, out: str | None, materialise: bool) -> None:
         con.print(fit_summary(result["fit"]))
     con.print(plan_table(p))
     con.print(plan_summary(p))
+    from textcurate.mix.costs import cost_lines
+
+    for line in cost_lines(p, arch=cost[0], mfu=cost[1], extra=cost[2], reported=cost[3]):
+        con.print(line, highlight=False)
     for w in p.warnings:
         con.print(f"[yellow]warning:[/] {w}", highlight=False)
     for name, c in result["counts"].items():
