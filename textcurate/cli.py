@@ -49,6 +49,23 @@ def report(run_dir: str = typer.Argument(...), out: Optional[str] = typer.Option
 
 
 @app.command()
+def card(run_dir: str = typer.Argument(..., help="a finished run folder")):
+    """Rewrite a run's dataset card (RUN/README.md) from its records, keeping what the user wrote: the
+    fields of the pipeline's card: block, front-matter keys added by hand, text outside the generated block."""
+    from textcurate.report.card import write_card
+    from textcurate.runner.outdir import FolderLock, OutputError
+
+    record = run_record(run_dir)
+    if record.get("status") != "complete":
+        fail(f"{run_dir}: its run is {record.get('status')}, not complete: a card describes a finished run")
+    try:
+        with FolderLock(os.path.abspath(run_dir), "card", log=lambda s: console.print(s, highlight=False)):
+            print(write_card(run_dir))
+    except OutputError as e:
+        fail(str(e))
+
+
+@app.command()
 def ledger(run_dir: str = typer.Argument(...)):
     """Print a run's ledger table (documents in / kept / dropped / rejected per step)."""
     from textcurate.runner.ledger import ledger_table

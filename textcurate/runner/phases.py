@@ -162,6 +162,9 @@ def finish_run(cfg: PipelineConfig, run_dir: str, record: dict, started: float, 
         from textcurate.report.html import write_report
 
         record["report"] = write_report(run_dir)
+    from textcurate.report.card import write_card
+
+    record["card"] = write_card(run_dir, record=record)  # RUN/README.md: the dataset card
     return record
 
 
