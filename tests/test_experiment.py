@@ -144,7 +144,7 @@ def test_a_missing_field_is_named(tmp_path):
 
     from textcurate.cli import app
     from textcurate.influence.run import split_target
-    from textcurate.lm.experiment import FieldMissing
+    from textcurate.select.targets import FieldMissing
 
     recs = _corpus(tmp_path / "pool")
     for r in recs:

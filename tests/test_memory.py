@@ -239,7 +239,8 @@ def test_id_hashes_is_an_exact_set(monkeypatch):
 def test_read_sample_is_the_smallest_hashes_in_input_order(tmp_path):
     """evaluate and value read at most max_documents of a run: the ones with the smallest id-hash,
     streamed through a heap of that size, in the input's order; all of them when there are fewer."""
-    from textcurate.io.readers import SAMPLE_SALT, read_sample
+    from textcurate.io.readers import read_sample
+    from textcurate.io.sampling import SAMPLE_SALT
     from textcurate.io.records import stable_hash
 
     os.makedirs(tmp_path / "docs")

@@ -27,9 +27,9 @@ from textcurate.evaluate.curves import RandomCurve, multiplier, random_slope, su
 from textcurate.evaluate.spec import DATA_CONSTRAINED_EPOCHS, EvaluateSpec, default_budget
 from textcurate.io.files import write_json_atomic
 from textcurate.io.records import stable_hash
-from textcurate.lm.experiment import (GENERAL_SALT, RANDOM_SUBSET_SALT, Heldout, TrainOptions, bpe_sample,
-                                      field_scores, gpt_config, in_share, make_tokenizer, match, split_target,
-                                      train_and_score)
+from textcurate.lm.experiment import Heldout, TrainOptions, bpe_sample, gpt_config, make_tokenizer, train_and_score
+from textcurate.io.sampling import GENERAL_SALT, RANDOM_SUBSET_SALT, in_share
+from textcurate.select.targets import field_scores, match, split_target
 
 
 @dataclass

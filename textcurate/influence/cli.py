@@ -41,7 +41,7 @@ def _influence(pool, out, target, target_expr, holdout, spec) -> None:
     from textcurate.influence.pool import Documents
     from textcurate.influence.run import compute_influence
     from textcurate.io.readers import read_documents
-    from textcurate.lm.experiment import TargetRule
+    from textcurate.select.targets import TargetRule
 
     try:
         # the pool is read again on each of the fit's passes, never held; the target is. A bad record

@@ -67,7 +67,7 @@ class Influence(RowFittedStage, Scorer):
         import orjson
 
         from textcurate.influence.pool import Documents
-        from textcurate.lm.experiment import TargetRule
+        from textcurate.select.targets import TargetRule
 
         def documents():
             for b in batches():

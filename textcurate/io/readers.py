@@ -395,7 +395,7 @@ def read_documents(path: str, fmt: str | None = None, rejects_folder: str | None
     return (ParquetReader if fmt == "parquet" else JsonlReader)(path, rejects_folder=rejects_folder).run()
 
 
-SAMPLE_SALT = 0x5A3D  # read_sample's hash: independent of the salts that split pools and targets
+from textcurate.io.sampling import SAMPLE_SALT  # noqa: E402  (read_sample's hash)
 
 
 def smallest_hashes(docs, n: int, seed: int, input_order: bool = False) -> tuple[list, int]:

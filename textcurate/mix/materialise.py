@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from textcurate.io.files import write_json_atomic
-from textcurate.lm.experiment import MATERIALISE_SALT
+from textcurate.io.sampling import MATERIALISE_SALT
 from textcurate.io.records import stable_hash
 from textcurate.mix.planner import Plan
 

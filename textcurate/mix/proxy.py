@@ -19,8 +19,8 @@ import time
 import numpy as np
 
 from textcurate.io.records import stable_hash
-from textcurate.lm.experiment import (PROXY_BPE_SALT, Heldout, TrainOptions, build_model, make_tokenizer,
-                                      train_and_score)
+from textcurate.lm.experiment import Heldout, TrainOptions, build_model, make_tokenizer, train_and_score
+from textcurate.io.sampling import PROXY_BPE_SALT
 from textcurate.mix.materialise import draw_copies
 from textcurate.mix.regmix import clip_to_bounds, fit_regression, sample_mixtures, search_simplex
 from textcurate.mix.spec import ProxyConfig

@@ -31,7 +31,7 @@ def bind_run(spec: MixSpec, run_dir: str) -> MixSpec:
 
 def fit_weights(spec: MixSpec, out: str, sources=None, log=print) -> dict:
     """RegMix or DoReMi weights per source, from proxy LMs trained on the sources' documents."""
-    from textcurate.lm.experiment import MIX_TARGET_SALT, in_share
+    from textcurate.io.sampling import MIX_TARGET_SALT, in_share
     from textcurate.mix.proxy import ProxyLab
     from textcurate.mix.spec import ProxyConfig
     from textcurate.select.expr import Expr

@@ -16,13 +16,13 @@ import os
 
 from textcurate.io.attributes import attribute_columns, list_attribute_steps
 from textcurate.io.records import stable_hash
+from textcurate.io.sampling import REPORT_SAMPLE_SALT as SALT
 from textcurate.report.cuts import select_thresholds
 from textcurate.report.html import esc, section
 
 PREVIEW_CHARS = 300
 PER_BAND = 3
 MIDDLE_SAMPLE = 400  # documents (by smallest id-hash) the middle of a score is read from
-SALT = 0x7E57  # the hash of that sample
 
 
 def _score_fields(run_dir: str) -> list[str]:

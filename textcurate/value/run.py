@@ -83,8 +83,8 @@ def units_of(docs: list, field: str) -> tuple[list[str], list[list[int]], int]:
 def lm_game(docs: list, spec: ValueSpec, out: str, log: Callable = print) -> tuple[Game, dict]:
     """The game over ``spec.units`` of ``docs`` (the target held out first), and facts about it."""
     from textcurate.lm.data import tokenize_documents
-    from textcurate.lm.experiment import (Heldout, TrainOptions, bpe_sample, build_model, make_tokenizer,
-                                          split_target, train_and_score)
+    from textcurate.lm.experiment import Heldout, TrainOptions, bpe_sample, build_model, make_tokenizer, train_and_score
+    from textcurate.select.targets import split_target
     from textcurate.lm.train import heldout_loss
 
     if not spec.target_expr:
@@ -179,7 +179,7 @@ def value_annotations(path: str, spec: ValueSpec, out: str, embedder: str = "min
     from textcurate.embed.embedder import Embedder
     from textcurate.io.files import write_json_atomic, write_parquet_atomic
     from textcurate.io.records import hash_share
-    from textcurate.lm.experiment import HEAD_VALIDATION_SALT
+    from textcurate.io.sampling import HEAD_VALIDATION_SALT
     from textcurate.value.influence import influence_values, loo_exact
 
     t0 = time.perf_counter()
