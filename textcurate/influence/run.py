@@ -38,6 +38,8 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass, field
+from typing import Callable, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -46,8 +48,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from textcurate import __version__
 from textcurate.io.files import commit, pick_device, temp_path, write_json_atomic
-from textcurate.lm.experiment import WARMUP_SALT, LMSpec, build_model, make_tokenizer
-from textcurate.lm.experiment import split_target as _split_target
+from textcurate.lm.experiment import LMSpec, build_model, make_tokenizer
+from textcurate.io.sampling import WARMUP_SALT
+from textcurate.select.targets import split_target as _split_target
 
 PROJECT_BYTES = 512 << 20  # gradients held for one projection call
 
@@ -57,9 +60,9 @@ _LM = LMSpec.model_fields  # the model's defaults are the experiment's (one defa
 
 class InfluenceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    method: str = Field("less", pattern="^(trak|less)$")
+    method: Literal["trak", "less"] = "less"
     proj_dim: int = Field(2048, ge=8)
-    proj_kind: str = Field("sparse", pattern="^(rademacher|gaussian|sparse)$",
+    proj_kind: Literal["rademacher", "gaussian", "sparse"] = Field("sparse",
                            description="sparse: a count sketch (a dense matrix is regenerated per group on a CPU)")
     params: str = Field("lora", description="all | last:K | lora (adapters on the blocks' linear layers; the "
                                             "warm-up trains only them)")
@@ -80,7 +83,7 @@ class InfluenceSpec(BaseModel):
     vocab_size: int = _LM["vocab_size"].default
     seed: int = 0
     device: str = "auto"
-    precision: str = Field("auto", pattern="^(auto|fp32|bf16)$",
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto",
                            description="gradients under bf16 autocast (linear-layer parameters: lora, or last:K "
                                        "of a model whose blocks hold only linear weights); auto: bf16 for a "
                                        "pretrained --model where the device computes bf16 (CUDA, AMX/AVX512-BF16 "
@@ -110,62 +113,118 @@ def split_target(docs: list, expr: str, holdout: float, log=print) -> tuple[list
     return _split_target(docs, expr, holdout, log=log)
 
 
+@dataclass
+class _Fit:
+    """What the passes of one influence fit share: the inputs, the spill folder, the model and its
+    checkpoints, and the counters the card reports."""
+    spec: InfluenceSpec
+    pool: object  # a Documents stream, read again on every pass
+    target: list
+    out_dir: str
+    log: Callable
+    device: str = "cpu"
+    started: float = 0.0
+    work: str = ""
+    sims_path: str = ""
+    n: int = 0
+    n_cand: int = 0
+    cand_cut: dict | None = None
+    sim_s: float = 0.0
+    tok: object = None
+    model: object = None
+    names: list = field(default_factory=list)
+    target_tok: list = field(default_factory=list)
+    warm: object = None
+    warm_tokens: int = 0
+    warm_s: float = 0.0
+    snapshots: list = field(default_factory=list)
+    ticker: object = None
+    weights: list = field(default_factory=list)
+    score_files: list = field(default_factory=list)
+    grad_s: float = 0.0
+    proj_s: float = 0.0
+    n_grads: int = 0
+    done: int = 0
+    projector: object = None
+    grads: object = None
+
+
 def compute_influence(pool, target: list, spec: InfluenceSpec, out_dir: str, log=print) -> dict:
     """Score every pool document against the target into ``out_dir`` (influence.parquet, features/,
     tokenizer/, card.json) and return the card. ``pool``: a list of documents, or a ``Documents``
     stream read again on every pass (memory: a batch, the target, the warm-up documents and k x k
-    numbers, whatever the pool's size); ``target``: the documents, held in memory."""
-    import torch
+    numbers, whatever the pool's size); ``target``: the documents, held in memory.
 
-    from textcurate.influence.grads import PerExampleGrads, document_batches, select_parameters
-    from textcurate.influence.pool import Comparison, Documents, Extremes, aligned, embed_pool, position_batches
-    from textcurate.influence.project import Projector
-    from textcurate.influence.scores import TrakKernel, adam_direction, less_chunk, less_direction, method_normalize
-    from textcurate.lm.data import tokenize_documents
-    from textcurate.lm.train import TrainConfig, train_lm
-    from textcurate.select.step import top_cut
+    Four passes over one ``_Fit``: the similarity baselines (and the candidates), the warm-up with its
+    checkpoints, the gradients of each checkpoint, and the scores with the comparison and the card."""
+    from textcurate.influence.pool import Documents
 
     pool = pool if isinstance(pool, Documents) else Documents(pool)
     target = list(target)
     if not target:
         raise ValueError("influence needs a pool and a target: got no target documents")
-    device = pick_device(spec.device)
-    started = time.time()
+    fit = _Fit(spec, pool, target, out_dir, log, device=pick_device(spec.device), started=time.time())
     os.makedirs(out_dir, exist_ok=True)
-    work = os.path.join(out_dir, "_work")  # spill files of this fit, removed at its end
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    sims_path = os.path.join(work, "sims.parquet")
-    # --- pass 1: the baselines (and, two-stage, the candidates) ------------------------------------------
+    fit.work = os.path.join(out_dir, "_work")  # spill files of this fit, removed at its end
+    shutil.rmtree(fit.work, ignore_errors=True)
+    os.makedirs(fit.work)
+    fit.sims_path = os.path.join(fit.work, "sims.parquet")
+    _similarity_pass(fit)
+    _warm_up(fit)
+    for c, snap in enumerate(fit.snapshots):
+        _checkpoint_pass(fit, c, snap)
+    card = _score_pass(fit)
+    shutil.rmtree(fit.work, ignore_errors=True)
+    return card
+
+
+def _similarity_pass(fit: _Fit) -> None:
+    """Pass 1: the embedding-similarity baselines of every pool document (and, two-stage, the
+    candidates that get gradients); then the tokenizer and the model."""
+    from textcurate.influence.grads import select_parameters
+    from textcurate.influence.pool import embed_pool, position_batches
+    from textcurate.lm.data import tokenize_documents
+    from textcurate.select.step import top_cut
+
+    spec = fit.spec
     t0 = time.perf_counter()
-    n, chars = embed_pool(pool, target, spec.embedder, sims_path)
-    sim_s = time.perf_counter() - t0
+    fit.n, chars = embed_pool(fit.pool, fit.target, spec.embedder, fit.sims_path)
+    fit.sim_s = time.perf_counter() - t0
+    n = fit.n
     if not n:
-        raise ValueError(f"influence needs a pool and a target: got 0 and {len(target)} documents")
-    n_cand = n if spec.candidates >= 1 else max(1, int(np.ceil(spec.candidates * n)))
-    cand_cut = None if n_cand >= n else top_cut(position_batches(sims_path, "target_sim"), n_cand)
-    log(f"influence: embedding similarity of {n:,} pool documents to {len(target):,} target documents "
-        f"({spec.embedder}, {sim_s:.0f} s)" + (f"; gradients for the {n_cand:,} most similar ({spec.candidates:.0%})"
-                                                if n_cand < n else ""))
+        raise ValueError(f"influence needs a pool and a target: got 0 and {len(fit.target)} documents")
+    fit.n_cand = n if spec.candidates >= 1 else max(1, int(np.ceil(spec.candidates * n)))
+    fit.cand_cut = None if fit.n_cand >= n else top_cut(position_batches(fit.sims_path, "target_sim"), fit.n_cand)
+    fit.log(f"influence: embedding similarity of {n:,} pool documents to {len(fit.target):,} target documents "
+            f"({spec.embedder}, {fit.sim_s:.0f} s)" + (f"; gradients for the {fit.n_cand:,} most similar "
+                                                        f"({spec.candidates:.0%})" if fit.n_cand < n else ""))
     lm = spec.lm_spec()
-    tok = make_tokenizer(lm, _bpe_texts(pool, chars))
-    model = build_model(lm, tok.vocab_size, spec.seed, local=spec.local_model)
+    fit.tok = make_tokenizer(lm, _bpe_texts(fit.pool, chars))
+    fit.model = build_model(lm, fit.tok.vocab_size, spec.seed, local=spec.local_model)
     if spec.params == "lora":
         from textcurate.influence.grads import add_lora
 
-        model = add_lora(model, r=spec.lora_r, alpha=2 * spec.lora_r, seed=spec.seed)
-    tok.save(os.path.join(out_dir, "tokenizer"))
-    target_tok = tokenize_documents(tok, [d.text for d in target], spec.context)
-    names = select_parameters(model, spec.params)
+        fit.model = add_lora(fit.model, r=spec.lora_r, alpha=2 * spec.lora_r, seed=spec.seed)
+    fit.tok.save(os.path.join(fit.out_dir, "tokenizer"))
+    fit.target_tok = tokenize_documents(fit.tok, [d.text for d in fit.target], spec.context)
+    fit.names = select_parameters(fit.model, spec.params)
 
-    # --- warm-up with snapshots ------------------------------------------------------------------------
-    warm, capped = _warm_positions(n, spec)
+
+def _warm_up(fit: _Fit) -> None:
+    """Pass 2: the warm-up on a seeded share of the pool, keeping ``checkpoints`` snapshots (weights,
+    learning rate and, for LESS, Adam's moments)."""
+    import torch
+
+    from textcurate.lm.data import tokenize_documents
+    from textcurate.lm.train import TrainConfig, train_lm
+
+    spec = fit.spec
+    fit.warm, capped = _warm_positions(fit.n, spec)
     if capped:
-        log(f"influence: the warm-up draws {len(warm):,} documents, not {spec.warmup_fraction:.0%} of the pool "
-            f"({capped:,}): enough for its {spec.warmup_tokens:,} tokens")
-    snapshots: list[dict] = []
-
-    ticker = Ticker(log)
+        fit.log(f"influence: the warm-up draws {len(fit.warm):,} documents, not {spec.warmup_fraction:.0%} of the "
+                f"pool ({capped:,}): enough for its {spec.warmup_tokens:,} tokens")
+    snapshots = fit.snapshots
+    fit.ticker = ticker = Ticker(fit.log)
 
     def on_step(step, total, m, opt, lr):
         ticker(f"influence: warm-up step {step:,}/{total:,}", step, total, "steps")
@@ -175,7 +234,7 @@ def compute_influence(pool, target: list, spec: InfluenceSpec, out_dir: str, log
                 return
             named = dict(m.named_parameters())
             state = getattr(opt, "optimizer", opt).state
-            mom = [state.get(named[n], {}) for n in names]
+            mom = [state.get(named[n], {}) for n in fit.names]
             snapshots.append({
                 "step": step, "lr": lr, "weights": {k: v.detach().clone() for k, v in m.state_dict().items()},
                 "m": torch.cat([s["exp_avg"].reshape(-1) for s in mom]) if all(mom) else None,
@@ -183,97 +242,117 @@ def compute_influence(pool, target: list, spec: InfluenceSpec, out_dir: str, log
 
     t0 = time.perf_counter()
     ticker.start()
-    warm_res = train_lm(model, tokenize_documents(tok, _texts_at(pool, warm), spec.context), tok.eos_id,
-                        spec.context,
+    warm_res = train_lm(fit.model, tokenize_documents(fit.tok, _texts_at(fit.pool, fit.warm), spec.context),
+                        fit.tok.eos_id, spec.context,
                         TrainConfig(budget_tokens=spec.warmup_tokens, batch_size=spec.batch_size, seed=spec.seed,
-                                    device=device), on_step=on_step)
-    warm_s = time.perf_counter() - t0
-    log(f"influence: warm-up on {len(warm):,} documents ({warm_res.tokens:,} tokens, {warm_s:.0f} s), "
-        f"{len(snapshots)} checkpoints; gradients of {len(names)} tensors")
+                                    device=fit.device), on_step=on_step)
+    fit.warm_s = time.perf_counter() - t0
+    fit.warm_tokens = warm_res.tokens
+    fit.log(f"influence: warm-up on {len(fit.warm):,} documents ({warm_res.tokens:,} tokens, {fit.warm_s:.0f} s), "
+            f"{len(snapshots)} checkpoints; gradients of {len(fit.names)} tensors")
 
-    # --- gradients, projection, scores per checkpoint: the target first, then the candidates streamed ---
-    weights, score_files = [], []
-    grad_s = proj_s = 0.0
-    n_grads = 0
-    projector = None
-    for c, snap in enumerate(snapshots):
-        model.load_state_dict(snap["weights"])
-        grads = PerExampleGrads(model, spec.params, device, dtype=grad_dtype(spec, device))
-        if projector is None:
-            projector = Projector(grads.dim, spec.proj_dim, spec.proj_kind, spec.seed)
-        # gradients are projected in groups of about PROJECT_BYTES: a dense matrix too large to keep is
-        # generated once per group rather than once per gradient batch
-        group = max(spec.batch_size, PROJECT_BYTES // (4 * grads.dim))
-        total, done = n_cand + len(target), 0
-        ticker.start()
 
-        def projected(batches, adam: bool):
-            """(ids, projected float32 features) in groups of about ``group`` rows."""
-            nonlocal grad_s, proj_s, n_grads, done
+def _projected(fit: _Fit, c: int, snap: dict, batches, adam: bool, group: int, total: int):
+    """(ids, projected float32 features) of a stream of gradient batches, in groups of about ``group``
+    rows (a dense projection matrix too large to keep is generated once per group, not per batch);
+    the fit's counters and timers move as it goes."""
+    import torch
+
+    from textcurate.influence.scores import adam_direction
+
+    spec, grads, projector = fit.spec, fit.grads, fit.projector
+    pending, ids = [], []
+    for batch_ids, x, y in batches:
+        t1 = time.perf_counter()
+        g = grads.batch(x, y)
+        if adam and spec.method == "less" and snap["m"] is not None:
+            g = adam_direction(g, snap["m"].to(g.device), snap["v"].to(g.device), snap["step"])
+        fit.grad_s += time.perf_counter() - t1
+        fit.n_grads += len(x)
+        fit.done += len(x)
+        fit.ticker(f"influence: checkpoint {c + 1}/{len(fit.snapshots)}, gradients {fit.done:,}/{total:,}", fit.done,
+                   total, "gradients")
+        pending.append(g)
+        ids.extend(batch_ids)
+        if sum(len(p) for p in pending) >= group:
+            t2 = time.perf_counter()
+            yield ids, projector.project(torch.cat(pending)).cpu().numpy()
+            fit.proj_s += time.perf_counter() - t2
             pending, ids = [], []
-            for batch_ids, x, y in batches:
-                t1 = time.perf_counter()
-                g = grads.batch(x, y)
-                if adam and spec.method == "less" and snap["m"] is not None:
-                    g = adam_direction(g, snap["m"].to(g.device), snap["v"].to(g.device), snap["step"])
-                grad_s += time.perf_counter() - t1
-                n_grads += len(x)
-                done += len(x)
-                ticker(f"influence: checkpoint {c + 1}/{len(snapshots)}, gradients {done:,}/{total:,}", done, total,
-                       "gradients")
-                pending.append(g)
-                ids.extend(batch_ids)
-                if sum(len(p) for p in pending) >= group:
-                    t2 = time.perf_counter()
-                    yield ids, projector.project(torch.cat(pending)).cpu().numpy()
-                    proj_s += time.perf_counter() - t2
-                    pending, ids = [], []
-            if pending:
-                t2 = time.perf_counter()
-                yield ids, projector.project(torch.cat(pending)).cpu().numpy()
-                proj_s += time.perf_counter() - t2
+    if pending:
+        t2 = time.perf_counter()
+        yield ids, projector.project(torch.cat(pending)).cpu().numpy()
+        fit.proj_s += time.perf_counter() - t2
 
-        t_feats = np.concatenate([f for _, f in projected(
-            document_batches(target_tok, tok.eos_id, spec.context, spec.batch_size), adam=False)])
-        with _FeatureWriter(os.path.join(out_dir, "features", f"ckpt-{c}-target")) as fw:
-            fw.write([d.id for d in target], t_feats)
-        normalize = method_normalize(spec.method, spec.normalize)
-        kernel = TrakKernel(normalize) if spec.method == "trak" else None
-        direction = None if kernel else less_direction(t_feats, normalize)
-        score_files.append(os.path.join(work, f"scores-{c}.f32"))
-        raw = os.path.join(work, f"features-{c}.f32")  # TRAK's second pass reads the float32 features again
-        with _FeatureWriter(os.path.join(out_dir, "features", f"ckpt-{c}")) as fw, \
-                open(score_files[-1], "wb") as scores_out, \
-                open(raw, "wb") if kernel else contextlib.nullcontext() as raw_out:
-            for ids, f in projected(_candidate_batches(pool, sims_path, cand_cut, tok, spec), adam=True):
-                fw.write(ids, f)
-                if kernel:
-                    kernel.add(f)
-                    np.ascontiguousarray(f, dtype=np.float32).tofile(raw_out)
-                else:
-                    less_chunk(f, direction, normalize).astype(np.float32).tofile(scores_out)
-        if kernel:
-            w = kernel.weights(t_feats, spec.lam)
-            with open(raw, "rb") as fh, open(score_files[-1], "wb") as scores_out:
-                while len(f := np.fromfile(fh, dtype=np.float32, count=EMBED_ROWS * spec.proj_dim)):
-                    kernel.score(f.reshape(-1, spec.proj_dim), w).tofile(scores_out)
-            os.remove(raw)
-        weights.append(snap["lr"] if spec.method == "less" else 1.0)
-        log(f"  checkpoint {c} (step {snap['step']}): {n_cand + len(target):,} gradients of dimension "
+
+def _checkpoint_pass(fit: _Fit, c: int, snap: dict) -> None:
+    """Pass 3, once per checkpoint: the target's projected gradients, then the candidates' streamed,
+    scored against them (LESS: a direction; TRAK: a kernel, which a second read of the spilled
+    features applies); the scores spill to ``work/scores-C.f32``."""
+    from textcurate.influence.grads import PerExampleGrads, document_batches
+    from textcurate.influence.project import Projector
+    from textcurate.influence.scores import TrakKernel, less_chunk, less_direction, method_normalize
+
+    spec, out_dir = fit.spec, fit.out_dir
+    fit.model.load_state_dict(snap["weights"])
+    fit.grads = grads = PerExampleGrads(fit.model, spec.params, fit.device, dtype=grad_dtype(spec, fit.device))
+    if fit.projector is None:
+        fit.projector = Projector(grads.dim, spec.proj_dim, spec.proj_kind, spec.seed)
+    group = max(spec.batch_size, PROJECT_BYTES // (4 * grads.dim))
+    total = fit.n_cand + len(fit.target)
+    fit.done = 0
+    fit.ticker.start()
+    t_feats = np.concatenate([f for _, f in _projected(
+        fit, c, snap, document_batches(fit.target_tok, fit.tok.eos_id, spec.context, spec.batch_size), False, group,
+        total)])
+    with _FeatureWriter(os.path.join(out_dir, "features", f"ckpt-{c}-target")) as fw:
+        fw.write([d.id for d in fit.target], t_feats)
+    normalize = method_normalize(spec.method, spec.normalize)
+    kernel = TrakKernel(normalize) if spec.method == "trak" else None
+    direction = None if kernel else less_direction(t_feats, normalize)
+    fit.score_files.append(os.path.join(fit.work, f"scores-{c}.f32"))
+    raw = os.path.join(fit.work, f"features-{c}.f32")  # TRAK's second pass reads the float32 features again
+    with _FeatureWriter(os.path.join(out_dir, "features", f"ckpt-{c}")) as fw, \
+            open(fit.score_files[-1], "wb") as scores_out, \
+            open(raw, "wb") if kernel else contextlib.nullcontext() as raw_out:
+        for ids, f in _projected(fit, c, snap, _candidate_batches(fit.pool, fit.sims_path, fit.cand_cut, fit.tok, spec),
+                                 True, group, total):
+            fw.write(ids, f)
+            if kernel:
+                kernel.add(f)
+                np.ascontiguousarray(f, dtype=np.float32).tofile(raw_out)
+            else:
+                less_chunk(f, direction, normalize).astype(np.float32).tofile(scores_out)
+    if kernel:
+        w = kernel.weights(t_feats, spec.lam)
+        with open(raw, "rb") as fh, open(fit.score_files[-1], "wb") as scores_out:
+            while len(f := np.fromfile(fh, dtype=np.float32, count=EMBED_ROWS * spec.proj_dim)):
+                kernel.score(f.reshape(-1, spec.proj_dim), w).tofile(scores_out)
+        os.remove(raw)
+    fit.weights.append(snap["lr"] if spec.method == "less" else 1.0)
+    fit.log(f"  checkpoint {c} (step {snap['step']}): {fit.n_cand + len(fit.target):,} gradients of dimension "
             f"{grads.dim:,} -> {spec.proj_dim:,}")
 
-    # --- the scores beside the baselines, the comparison, the card -------------------------------------
+
+def _score_pass(fit: _Fit) -> dict:
+    """Pass 4: the checkpoints' scores combined into influence.parquet beside the similarity
+    baselines, their top fractions compared, the extremes kept; the card written and returned."""
+    from textcurate.influence.pool import Comparison, Extremes, aligned
+    from textcurate.select.step import top_cut
+
+    spec, n = fit.spec, fit.n
+    partial = fit.cand_cut if fit.n_cand < n else None
 
     def scored():
         """(ids, positions, {influence, target_sim, target_sim_nearest}) through the pool in order."""
-        reader = _Scores(score_files, np.asarray(weights), cand_cut if n_cand < n else None)
+        reader = _Scores(fit.score_files, np.asarray(fit.weights), partial)
         pos = 0
-        for b in pq.ParquetFile(sims_path).iter_batches(batch_size=EMBED_ROWS):
+        for b in pq.ParquetFile(fit.sims_path).iter_batches(batch_size=EMBED_ROWS):
             p = np.arange(pos, pos + b.num_rows, dtype=np.uint64)
             yield b.column("id").to_pylist(), p, reader.of(p, b)
             pos += b.num_rows
 
-    out_path = os.path.join(out_dir, "influence.parquet")
+    out_path = os.path.join(fit.out_dir, "influence.parquet")
     tmp = temp_path(out_path)
     with pq.ParquetWriter(tmp, INFLUENCE_SCHEMA) as writer:
         for ids, _, s in scored():
@@ -283,30 +362,30 @@ def compute_influence(pool, target: list, spec: InfluenceSpec, out_dir: str, log
     k = max(1, int(round(spec.compare_fraction * n)))
     cuts = {name: top_cut(lambda name=name: (pa.record_batch({"hash": pos, "score": s[name]})
                                              for _, pos, s in scored()), k) for name in INFLUENCE_SCHEMA.names[1:]}
-    field = spec.compare_field
-    comparison = Comparison(cuts, spec.compare_fraction, k, field,
-                            {d.metadata.get(field) for d in target} - {None} if field else None)
+    field_ = spec.compare_field
+    comparison = Comparison(cuts, spec.compare_fraction, k, field_,
+                            {d.metadata.get(field_) for d in fit.target} - {None} if field_ else None)
     extremes = Extremes(5)
-    reader = _Scores(score_files, np.asarray(weights), cand_cut if n_cand < n else None)
-    for pos, batch, t in aligned(pool, sims_path, ["target_sim", "target_sim_nearest"]):
+    reader = _Scores(fit.score_files, np.asarray(fit.weights), partial)
+    for pos, batch, t in aligned(fit.pool, fit.sims_path, ["target_sim", "target_sim_nearest"]):
         p = np.arange(pos, pos + len(batch), dtype=np.uint64)
         s = reader.of(p, t)
         comparison.add(p, s, batch)
         extremes.add(p, s["influence"], batch)
+    grads = fit.grads
     card = {"kind": "influence", "method": spec.method, "spec": spec.model_dump(mode="json"),
-            "pool": n, "target": len(target), "grad_dim": int(projector.dim_in),
-            "parameters": len(names), "checkpoints": [{"step": s["step"], "lr": s["lr"]} for s in snapshots],
-            "warmup": {"documents": int(len(warm)), "tokens": warm_res.tokens, "seconds": round(warm_s, 1)},
-            "candidates": {"share": spec.candidates, "documents": int(n_cand)},
-            "gradients": n_grads, "gradient_method": grads.method,
-            "gradient_dtype": "bf16" if grads.dtype is not None else "fp32", "similarity_seconds": round(sim_s, 1),
+            "pool": n, "target": len(fit.target), "grad_dim": int(fit.projector.dim_in),
+            "parameters": len(fit.names), "checkpoints": [{"step": s["step"], "lr": s["lr"]} for s in fit.snapshots],
+            "warmup": {"documents": int(len(fit.warm)), "tokens": fit.warm_tokens, "seconds": round(fit.warm_s, 1)},
+            "candidates": {"share": spec.candidates, "documents": int(fit.n_cand)},
+            "gradients": fit.n_grads, "gradient_method": grads.method,
+            "gradient_dtype": "bf16" if grads.dtype is not None else "fp32", "similarity_seconds": round(fit.sim_s, 1),
             "comparison": comparison.result(),
-            "gradients_per_s": round(n_grads / max(grad_s, 1e-9), 1),
-            "projections_per_s": round(n_grads / max(proj_s, 1e-9), 1),
+            "gradients_per_s": round(fit.n_grads / max(fit.grad_s, 1e-9), 1),
+            "projections_per_s": round(fit.n_grads / max(fit.proj_s, 1e-9), 1),
             "top": extremes.rows("top"), "bottom": extremes.rows("bottom"),
-            "seconds": round(time.time() - started, 1), "textcurate": __version__}
-    write_json_atomic(os.path.join(out_dir, "card.json"), card)
-    shutil.rmtree(work, ignore_errors=True)
+            "seconds": round(time.time() - fit.started, 1), "textcurate": __version__}
+    write_json_atomic(os.path.join(fit.out_dir, "card.json"), card)
     return card
 
 
@@ -320,7 +399,7 @@ WARMUP_MIN_DOCS = 10_000  # the warm-up draws at most max(this, 4 x its tokens /
 def _bpe_texts(pool, chars: int):
     """The texts the small GPT's BPE is trained on: every pool text, or an id-hash sample of about
     ``BPE_MAX_CHARS`` characters when the pool has more (lazily: a local model's tokenizer reads none)."""
-    from textcurate.lm.experiment import BPE_SAMPLE_SALT, in_share
+    from textcurate.io.sampling import BPE_SAMPLE_SALT, in_share
 
     share = min(1.0, BPE_MAX_CHARS / max(1, chars))
     return (d.text for d in pool if share >= 1 or in_share(d.id, share, BPE_SAMPLE_SALT))
