@@ -218,3 +218,20 @@ def test_a_file_in_the_way_is_one_line_and_the_same_command_resumes(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(ids) == 20
     _every_document_once(run, ids)
+
+
+@pytest.mark.slow
+def test_a_verb_shows_the_libraries_bars_and_warnings_only_with_verbose(tmp_path):
+    """annotate loads SmolLM2 with transformers outside any run: its 'Loading weights' bar and torch's
+    FutureWarning reach the terminal with --verbose only."""
+    write_jsonl(tmp_path / "in" / "a.jsonl", [{"id": f"d{i}", "text": "Photosynthesis stores light as sugar. " * 20}
+                                              for i in range(2)])
+    runs = {}
+    for flag in ([], ["--verbose"]):
+        out = tmp_path / f"ann{len(flag)}.parquet"
+        proc = subprocess.run([sys.executable, "-m", "textcurate", "annotate", str(tmp_path / "in"), "--out", str(out),
+                               "--sample", "0", *flag], capture_output=True, text=True, env=_clean_env())
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs[bool(flag)] = proc.stderr
+    assert "Loading weights" not in runs[False] and "Warning" not in runs[False]
+    assert "Loading weights" in runs[True]

@@ -20,6 +20,26 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console(stderr=True)
 
 
+@app.callback()
+def _quiet_unless_verbose() -> None:
+    """Before any verb: the model libraries' loading bars and warnings off unless TEXTCURATE_VERBOSE=1
+    (a verb's own --verbose turns them on), set before those libraries are imported."""
+    from textcurate.runner.quiet import quiet_unless_verbose
+
+    quiet_unless_verbose()
+
+
+def verbose_on(verbose: bool) -> None:
+    """A verb's --verbose: the libraries' bars and warnings back on, for this process and its workers."""
+    if verbose:
+        from textcurate.runner.quiet import loud
+
+        loud()  # first: the libraries imported next read the environment once
+        from textcurate.runner.console import setup
+
+        setup(True)
+
+
 def fail(msg: str, code: int = 2):
     """Say ``msg`` in one line on stderr and exit with ``code`` (2: a usage or input error)."""
     console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)  # one line, however long
@@ -43,6 +63,7 @@ def writing(out: str, verb: str, overwrite: bool = False, writes: tuple[str, ...
     from textcurate.runner.console import error_line, is_verbose, log_traceback
     from textcurate.runner.outdir import OutputError, claim_output
 
+    verbose_on(verbose)
     try:
         claimed = claim_output(out, verb, overwrite, writes, log=lambda s: console.print(s, highlight=False),
                                reads=reads)

@@ -9,7 +9,7 @@ from typing import Literal, Optional
 import typer
 
 from textcurate.judge.prompt import PROMPTS
-from textcurate.verbs import VERBOSE, app, console, fail, read_docs
+from textcurate.verbs import VERBOSE, app, console, fail, read_docs, verbose_on
 
 
 @app.command()
@@ -33,6 +33,7 @@ def annotate(input: str = typer.Argument(..., help="a run folder, a JSONL/Parque
                                                                        "wrote with other settings"),
              verbose: bool = VERBOSE):
     """Rate documents 0-5 for educational value with an LLM; resumable."""
+    verbose_on(verbose)
     from textcurate.engines import GenerationParams, make_engine
     from textcurate.judge.annotate import annotate as run_annotate
     from textcurate.judge.annotate import sample_documents, written_by

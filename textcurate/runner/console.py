@@ -29,11 +29,11 @@ import datatrove.executor.base  # noqa: F401 - imported first, so that _install 
 import datatrove.utils.logging as dt_logging
 from datatrove.utils.logging import logger
 
-VERBOSE_ENV = "TEXTCURATE_VERBOSE"
-# read when the libraries are imported (tqdm, transformers, huggingface_hub): a worker that
-# imports them after inheriting these never draws a bar
-QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error", "TQDM_DISABLE": "1",
-             "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+# QUIET_ENV is read when the libraries are imported (tqdm, transformers, huggingface_hub): a worker
+# that imports them after inheriting it never draws a bar
+from textcurate.runner.quiet import ENV_WE_SET as _env_we_set
+from textcurate.runner.quiet import QUIET_ENV, VERBOSE_ENV, library_warnings
+from textcurate.runner.quiet import env_verbose as _env_verbose
 THIRD_PARTY_LOGGERS = ("transformers", "sentence_transformers", "huggingface_hub", "datasets", "filelock",
                        "urllib3", "fsspec")
 # datatrove's own line format, for the task log files and a verbose terminal
@@ -44,12 +44,7 @@ _ORIGINAL_ADD_TASK_LOGGER = getattr(dt_logging.add_task_logger, "__wrapped__", d
 _ORIGINAL_SETUP_DEFAULT = getattr(dt_logging.setup_default_logger, "__wrapped__", dt_logging.setup_default_logger)
 
 
-def _env_verbose() -> bool:
-    return os.environ.get(VERBOSE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
 _verbose = _env_verbose()
-_env_we_set: set[str] = set()
 _silenced = False
 
 
@@ -77,7 +72,9 @@ def apply(verbose: bool) -> None:
             os.environ.pop(key, None)
             _env_we_set.discard(key)
     _third_party(quiet=not _verbose)
+    library_warnings(quiet=not _verbose)
     dt_logging.setup_default_logger()
+
 
 
 def _third_party(quiet: bool) -> None:
