@@ -163,3 +163,12 @@ def test_smollm2_tokenizer_without_converting_the_model(tmp_path, monkeypatch):
     assert 4 <= len(ids) <= 12 and max(ids) < 49152
     assert (tmp_path / "model-tokenizer" / "tokenizer_config.json").exists()
     assert not (tmp_path / "model").exists()  # no model conversion
+
+
+def test_counting_says_how_far_it_has_read():
+    from textcurate.mix.sources import _ticking
+
+    lines = []
+    docs = list(_ticking(iter(range(5)), lines.append, every=0.0))
+    assert docs == list(range(5)) and len(lines) == 5
+    assert lines[-1].startswith("plan: counting tokens, 5 documents read (")

@@ -111,6 +111,23 @@ def plan(sources: str = typer.Argument(..., help="SOURCES.yaml: sources (path or
         _plan(spec, out, materialise, (architecture, mfu, extra, reported))
 
 
+class _Buckets:
+    """materialise's progress (buckets written of all), a line at most every 15 seconds."""
+
+    def __init__(self, log, every: float = 15.0):
+        import time
+
+        self.log, self.every, self.clock = log, every, time.perf_counter
+        self.t0 = self.last = self.clock()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self.clock()
+        if now - self.last >= self.every and done < total:
+            self.last = now
+            eta = (now - self.t0) / done * (total - done)
+            self.log(f"plan: writing the mixture, {done:,} of {total:,} buckets (ETA {eta:,.0f} s)")
+
+
 def _plan(spec, out: str | None, materialise: bool, cost: tuple = (None, DEFAULT_MFU, {}, None)) -> None:
     import tempfile
 
@@ -119,7 +136,7 @@ def _plan(spec, out: str | None, materialise: bool, cost: tuple = (None, DEFAULT
 
     try:
         result = run_plan(spec, out or tempfile.mkdtemp(prefix="textcurate-plan-"), materialise=materialise,
-                          progress=None, log=console.print)
+                          progress=_Buckets(console.print), log=console.print)
     except (PlanError, ValueError, FileNotFoundError) as e:
         fail(str(e))
     p = Plan.from_dict(result["plan"])

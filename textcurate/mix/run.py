@@ -86,7 +86,7 @@ def run_plan(spec: MixSpec, out: str, default_path: str | None = None, materiali
         from textcurate.mix.materialise import TokenLog
 
         token_log = TokenLog(os.path.join(out, "_count_tokens.parquet"))
-    counts = count(spec, tokenize, rejects_dir, token_log)
+    counts = count(spec, tokenize, rejects_dir, token_log, log=log)
     if token_log is not None:
         token_log.close()
     rejected = summarise_rejects(rejects_dir, first=5)

@@ -63,15 +63,32 @@ def documents_of(spec: MixSpec, rejects_folder: str | None = None) -> Iterator[t
 
 
 def count(spec: MixSpec, tokenize=None, rejects_folder: str | None = None,
-          token_log=None) -> dict[str, SourceCount]:
+          token_log=None, log=None, every: float = 15.0) -> dict[str, SourceCount]:
     """Counts of every source read from files (sources given by ``tokens`` are not counted).
-    ``token_log`` receives the exact per-document counts (see accounting.count_sources)."""
+    ``token_log`` receives the exact per-document counts (see accounting.count_sources); ``log`` a
+    progress line every ``every`` seconds while the sources are read."""
     if not iter_paths(spec):
         return {}
     tokenize = tokenize or make_tokenize(spec.tokenizer)
     attributes = list(dict.fromkeys(spec.attributes + ([spec.quality_from] if spec.quality_from else [])))
-    return count_sources(documents_of(spec, rejects_folder), tokenize, sample=spec.sample,
+    docs = documents_of(spec, rejects_folder)
+    return count_sources(_ticking(docs, log, every) if log else docs, tokenize, sample=spec.sample,
                          seed=spec.seed, attributes=attributes, token_log=token_log)
+
+
+def _ticking(docs, log, every: float):
+    """``docs`` as they are read, with a line every ``every`` seconds: documents read and their rate
+    (the sources' size is not known before they are read, so no ETA)."""
+    import time
+
+    t0 = last = time.perf_counter()
+    n = 0
+    for n, doc in enumerate(docs, 1):
+        now = time.perf_counter()
+        if now - last >= every:
+            last = now
+            log(f"plan: counting tokens, {n:,} documents read ({n / (now - t0):,.0f} documents/s)")
+        yield doc
 
 
 def values_quality(path: str) -> dict[str, float]:
