@@ -60,7 +60,7 @@ def test_quiet_by_default_everything_with_verbose(tmp_path):
     assert quiet.returncode == 0, quiet.stderr[-3000:]
     # stderr: the phase's progress line and nothing else; stdout: the ledger and the report path
     assert _not_progress(quiet.stderr) == [], quiet.stderr[-3000:]
-    assert "main: 24 docs in " in quiet.stderr and "24 out" in quiet.stderr
+    assert "main (pass 1/1: read, score, keep, write): 24 docs in " in quiet.stderr and "24 out" in quiet.stderr
     assert "term: ledger" in quiet.stdout and "report:" in quiet.stdout
     for noise in ("Loading weights", "Launching pipeline", "PIPELINE", "| INFO", "Stats:", "📒"):
         assert noise not in quiet.stdout + quiet.stderr, noise

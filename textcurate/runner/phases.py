@@ -104,9 +104,19 @@ def main_pipeline(cfg: PipelineConfig, run_dir: str, steps: list, labels: list[s
     return pipeline
 
 
-def run_phase(executor):
-    """``executor.run()`` for one phase, with its progress line, the terminal setting handed
-    to the tasks, and an operating-system error in a task raised as ``RunOSError``."""
+def phase_label(cfg: PipelineConfig, phase: str, index: int, phases: int) -> str:
+    """What the progress line calls a phase: its folder's name, which pass of how many, and what it
+    does ('fit-minhash (pass 1/2: generate pages, score them, record for minhash)')."""
+    source = "generate pages" if hasattr(cfg.input, "prepare") else "read"
+    if phase.startswith("fit-"):
+        return f"{phase} (pass {index}/{phases}: {source}, score, record for {phase[4:]})"
+    return f"{phase} (pass {index}/{phases}: {source if index == 1 else 'read again'}, score, keep, write)"
+
+
+def run_phase(executor, label: str | None = None):
+    """``executor.run()`` for one phase, with its progress line (called ``label``, else the phase's
+    folder name), the terminal setting handed to the tasks, and an operating-system error in a task
+    raised as ``RunOSError``."""
     from textcurate.runner.progress import PhaseProgress
 
     logs = executor.logging_dir.path.rstrip("/")
@@ -122,7 +132,7 @@ def run_phase(executor):
     try:
         if not tasks:  # all done (a resumed run): nothing to draw
             return executor.run()
-        with PhaseProgress(phase, folder, tasks, live=sys.stderr.isatty() and not console.is_verbose()):
+        with PhaseProgress(label or phase, folder, tasks, live=sys.stderr.isatty() and not console.is_verbose()):
             return executor.run()
     except Exception as e:
         error = console.find_os_error(e)

@@ -23,7 +23,7 @@ from textcurate.io.files import write_json_atomic
 from textcurate.registry import RunPaths
 from textcurate.runner.ledger import aggregate, ledgered
 from textcurate.runner.phases import (FitRecorder, build_stages, finish_run, fit_stage, main_pipeline, make_executor,
-                                      mark_failed, run_phase, run_record, versions)
+                                      mark_failed, phase_label, run_phase, run_record, versions)
 from textcurate.runner.outdir import RUN_ENTRIES, Output, claim_output
 from textcurate.steps.fitted import FittedStage, tasks_done
 
@@ -154,13 +154,15 @@ def _run(cfg: PipelineConfig, out: Output, state: dict, report: bool) -> dict:
 
         return submit(cfg, run_dir, stages, steps, labels, record, report)
 
+    fits = [name for name, step in stages if isinstance(step, FittedStage) and step.needs_fit]
     for i, (name, step) in enumerate(stages, start=1):
         if not (isinstance(step, FittedStage) and step.needs_fit):
             continue
         fit_dir = os.path.join(run_dir, "fit", name)
         logs = os.path.join(run_dir, "logs", f"fit-{name}")
         pipeline = ledgered(steps[:i], labels[:i]) + [FitRecorder(step, fit_dir)]
-        run_phase(make_executor(cfg, pipeline, logs))
+        run_phase(make_executor(cfg, pipeline, logs), phase_label(cfg, f"fit-{name}", fits.index(name) + 1,
+                                                                  len(fits) + 1))
         if tasks_done(fit_dir) < cfg.executor.tasks:
             record.update(status="incomplete", waiting_for=f"fit-{name}",
                           ledger={"tasks": tasks_done(fit_dir), "steps": [], "totals": {}})
@@ -169,7 +171,8 @@ def _run(cfg: PipelineConfig, out: Output, state: dict, report: bool) -> dict:
         decision = fit_stage(step, name, run_dir)
         record["phases"][f"fit-{name}"] = {**aggregate(logs), "decision": decision}
 
-    run_phase(make_executor(cfg, main_pipeline(cfg, run_dir, steps, labels), os.path.join(run_dir, "logs", "main")))
+    run_phase(make_executor(cfg, main_pipeline(cfg, run_dir, steps, labels), os.path.join(run_dir, "logs", "main")),
+              phase_label(cfg, "main", len(fits) + 1, len(fits) + 1))
     return finish_run(cfg, run_dir, record, started, report)
 
 
