@@ -308,15 +308,103 @@ def load_experts(path: str) -> dict:
     return {"params": params, "lr": float(meta["lr"]), "arch": meta["arch"], "key": meta.get("key", "")}
 
 
-def distill_labelled(method: str, z: np.ndarray, y: np.ndarray, n_classes: int, ipc: int, seed: int = 0,
-                     opts: LabelledOptions | None = None, experts: dict | None = None,
-                     log: Callable | None = None) -> DistilledSet:
-    """``ipc`` synthetic points per class (capped at the class's real count), learnt by ``method``
-    from the standardised real training set (z, y); starts from random real examples of each class."""
-    if method not in LABEL_METHODS:
-        raise ValueError(f"method: one of {', '.join(LABEL_METHODS)}, got {method!r}")
-    opts = opts or LabelledOptions()
-    t0 = time.perf_counter()
+@dataclass
+class _Learnt:
+    """What one labelled distillation learns and reads: the synthetic points and their label logits,
+    the inner learning rate, the real set by class, and the seeded generator every draw comes from
+    (one generator, drawn in the same order whatever the method, so a seed gives one set)."""
+    opts: LabelledOptions
+    n_classes: int
+    dev: object
+    gen: object
+    zs: object
+    lab: object
+    logits: object
+    log_lr: object
+    zr: object
+    yr: object
+    by_class: list
+    syn_class: list
+    kernel: object = None
+    experts: dict | None = None
+
+    def targets(self):
+        return F.softmax(self.logits, 1) if self.opts.soft_labels else self.lab
+
+    def real_batch(self, c: int, k: int):
+        idx = self.by_class[c]
+        return idx[torch.randint(len(idx), (min(k, len(idx)),), generator=self.gen).to(self.dev)]
+
+    def fresh_head(self):
+        d = self.zs.shape[1]
+        return [p.to(self.dev).requires_grad_() for p in init_head(self.opts.arch, d, self.n_classes, self.gen)]
+
+
+def _loss_dm(s: _Learnt):
+    """Distribution matching: per class, the kernel MMD between the synthetic points and a real batch."""
+    loss = s.zs.new_zeros(())
+    for c in range(s.n_classes):
+        syn, real = s.zs[s.syn_class[c]], s.zr[s.real_batch(c, s.opts.real_batch)]
+        loss = loss + s.kernel(syn, syn).mean() - 2 * s.kernel(syn, real).mean()
+    return loss
+
+
+def _loss_dd(s: _Learnt):
+    """Dataset distillation (meta-learning): a fresh head trained on the synthetic set, scored on real rows."""
+    params = s.fresh_head()
+    tgt, lr = s.targets(), s.log_lr.exp()
+    for _ in range(s.opts.inner):
+        g = torch.autograd.grad(soft_ce(forward(params, s.zs), tgt), params, create_graph=True)
+        params = [p - lr * gi for p, gi in zip(params, g)]
+    b = torch.randint(len(s.zr), (min(s.opts.real_batch * 2, len(s.zr)),), generator=s.gen).to(s.dev)
+    return F.cross_entropy(forward(params, s.zr[b]), s.yr[b])
+
+
+def _loss_gm(s: _Learnt):
+    """Gradient matching: per class, the head's gradient on the synthetic points against a real batch's,
+    along a short trajectory of the head on the synthetic set."""
+    opts = s.opts
+    params = s.fresh_head()
+    loss = s.zs.new_zeros(())
+    for _ in range(max(1, opts.inner // 5)):
+        tgt = s.targets()
+        for c in range(s.n_classes):
+            b = s.real_batch(c, opts.real_batch)
+            gr = torch.autograd.grad(F.cross_entropy(forward(params, s.zr[b]), s.yr[b]), params)
+            sc = s.syn_class[c]
+            gs = torch.autograd.grad(soft_ce(forward(params, s.zs[sc]), tgt[sc]), params, create_graph=True)
+            loss = loss + sum(_match_distance(a.detach(), g) for a, g in zip(gr, gs))
+        # the synthetic set's own trajectory: a few steps of the head on it
+        for _ in range(2):
+            g = torch.autograd.grad(soft_ce(forward(params, s.zs.detach()), tgt.detach()), params)
+            params = [(p - opts.inner_lr * 10 * gi).detach().requires_grad_() for p, gi in zip(params, g)]
+    return loss
+
+
+def _loss_tm(s: _Learnt):
+    """Trajectory matching: from an expert's checkpoint, steps on the synthetic set should land where
+    the expert landed ``expert_epochs`` later on the real set."""
+    opts, experts = s.opts, s.experts
+    e = int(torch.randint(len(experts["params"]), (1,), generator=s.gen))
+    t = int(torch.randint(opts.max_start_epoch, (1,), generator=s.gen))
+    theta0 = [p.to(s.dev) for p in experts["params"][e][t]]
+    target = [p.to(s.dev) for p in experts["params"][e][t + opts.expert_epochs]]
+    params = [p.clone().requires_grad_() for p in theta0]
+    tgt, lr = s.targets(), s.log_lr.exp()
+    for _ in range(opts.inner):
+        g = torch.autograd.grad(soft_ce(forward(params, s.zs), tgt), params, create_graph=True)
+        params = [p - lr * gi for p, gi in zip(params, g)]
+    num = sum(((p - q) ** 2).sum() for p, q in zip(params, target))
+    den = sum(((p - q) ** 2).sum() for p, q in zip(theta0, target))
+    return num / den.clamp_min(1e-12)
+
+
+LOSSES = {"dm": _loss_dm, "dd": _loss_dd, "gm": _loss_gm, "tm": _loss_tm}
+
+
+def _start(method: str, z: np.ndarray, y: np.ndarray, n_classes: int, ipc: int, seed: int, opts: LabelledOptions,
+           experts: dict | None) -> tuple[_Learnt, object, object]:
+    """The learnt state at its start (random real examples of each class), its optimiser, and the start."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
     start = coreset("random", z, y, n_classes, ipc, seed)
@@ -324,9 +412,7 @@ def distill_labelled(method: str, z: np.ndarray, y: np.ndarray, n_classes: int, 
     zs = torch.tensor(start.z, device=dev, requires_grad=True)
     lab = torch.from_numpy(start.label).to(dev)
     # soft labels: learnable logits, a distribution by construction (softmax), starting at 0.95 on the
-    # class whatever the number of classes; dm matches inputs only, so its labels stay one-hot
-    if method == "dm":
-        opts = LabelledOptions(**{**opts.__dict__, "soft_labels": False})
+    # class whatever the number of classes
     scale = math.log(0.95 * max(n_classes - 1, 1) / 0.05)
     logit0 = torch.from_numpy(_onehot(start.label, n_classes) * scale).to(dev)
     logits = logit0.clone().requires_grad_(opts.soft_labels)
@@ -334,18 +420,11 @@ def distill_labelled(method: str, z: np.ndarray, y: np.ndarray, n_classes: int, 
     learn = [zs] + ([logits] if opts.soft_labels else [])
     opt = torch.optim.Adam([{"params": learn, "lr": opts.lr_points}]
                            + ([{"params": [log_lr], "lr": 0.01}] if method in ("dd", "tm") else []))
-    zr, yr = torch.from_numpy(z).to(dev), torch.from_numpy(y).to(dev)
-    by_class = [torch.from_numpy(np.flatnonzero(y == c)).to(dev) for c in range(n_classes)]
-    syn_class = [torch.from_numpy(np.flatnonzero(start.label == c)).to(dev) for c in range(n_classes)]
+    s = _Learnt(opts, n_classes, dev, gen, zs, lab, logits, log_lr, torch.from_numpy(z).to(dev),
+                torch.from_numpy(y).to(dev),
+                [torch.from_numpy(np.flatnonzero(y == c)).to(dev) for c in range(n_classes)],
+                [torch.from_numpy(np.flatnonzero(start.label == c)).to(dev) for c in range(n_classes)])
     d = z.shape[1]
-
-    def targets():
-        return F.softmax(logits, 1) if opts.soft_labels else lab
-
-    def real_batch(c, k):
-        idx = by_class[c]
-        return idx[torch.randint(len(idx), (min(k, len(idx)),), generator=gen).to(dev)]
-
     if method == "tm":
         if experts is None:
             experts = train_experts(z, y, n_classes, opts, seed)
@@ -354,69 +433,48 @@ def distill_labelled(method: str, z: np.ndarray, y: np.ndarray, n_classes: int, 
             raise ValueError(f"tm: the expert trajectories have {len(experts['params'][0])} checkpoints of dimension "
                              f"{experts['params'][0][0][0].shape[0]}; this run needs {need} of dimension {d}")
         log_lr.data.fill_(math.log(experts["lr"]))
+        s.experts = experts
     if method == "dm":
         from textcurate.distill.kernels import MixtureKernel
 
-        kernel = MixtureKernel.around_median(z, seed=seed)
+        s.kernel = MixtureKernel.around_median(z, seed=seed)
+    return s, opt, start
+
+
+def distill_labelled(method: str, z: np.ndarray, y: np.ndarray, n_classes: int, ipc: int, seed: int = 0,
+                     opts: LabelledOptions | None = None, experts: dict | None = None,
+                     log: Callable | None = None) -> DistilledSet:
+    """``ipc`` synthetic points per class (capped at the class's real count), learnt by ``method``
+    from the standardised real training set (z, y); starts from random real examples of each class.
+    One loss per method (``LOSSES``); each step: the loss, Adam on the points (and labels, and the inner
+    learning rate of dd and tm)."""
+    if method not in LABEL_METHODS:
+        raise ValueError(f"method: one of {', '.join(LABEL_METHODS)}, got {method!r}")
+    opts = opts or LabelledOptions()
+    if method == "dm":  # dm matches inputs only, so its labels stay one-hot
+        opts = LabelledOptions(**{**opts.__dict__, "soft_labels": False})
+    t0 = time.perf_counter()
+    s, opt, start = _start(method, z, y, n_classes, ipc, seed, opts, experts)
+    loss_of = LOSSES[method]
     history = []
     for it in range(opts.iterations):
-        if method == "dm":
-            loss = zs.new_zeros(())
-            for c in range(n_classes):
-                s, r = zs[syn_class[c]], zr[real_batch(c, opts.real_batch)]
-                loss = loss + kernel(s, s).mean() - 2 * kernel(s, r).mean()
-        elif method == "dd":
-            params = [p.to(dev).requires_grad_() for p in init_head(opts.arch, d, n_classes, gen)]
-            tgt, lr = targets(), log_lr.exp()
-            for _ in range(opts.inner):
-                g = torch.autograd.grad(soft_ce(forward(params, zs), tgt), params, create_graph=True)
-                params = [p - lr * gi for p, gi in zip(params, g)]
-            b = torch.randint(len(zr), (min(opts.real_batch * 2, len(zr)),), generator=gen).to(dev)
-            loss = F.cross_entropy(forward(params, zr[b]), yr[b])
-        elif method == "gm":
-            params = [p.to(dev).requires_grad_() for p in init_head(opts.arch, d, n_classes, gen)]
-            loss = zs.new_zeros(())
-            for _ in range(max(1, opts.inner // 5)):
-                tgt = targets()
-                for c in range(n_classes):
-                    b = real_batch(c, opts.real_batch)
-                    gr = torch.autograd.grad(F.cross_entropy(forward(params, zr[b]), yr[b]), params)
-                    sc = syn_class[c]
-                    gs = torch.autograd.grad(soft_ce(forward(params, zs[sc]), tgt[sc]), params, create_graph=True)
-                    loss = loss + sum(_match_distance(a.detach(), s) for a, s in zip(gr, gs))
-                # the synthetic set's own trajectory: a few steps of the head on it
-                for _ in range(2):
-                    g = torch.autograd.grad(soft_ce(forward(params, zs.detach()), tgt.detach()), params)
-                    params = [(p - opts.inner_lr * 10 * gi).detach().requires_grad_() for p, gi in zip(params, g)]
-        else:  # tm
-            e = int(torch.randint(len(experts["params"]), (1,), generator=gen))
-            t = int(torch.randint(opts.max_start_epoch, (1,), generator=gen))
-            theta0 = [p.to(dev) for p in experts["params"][e][t]]
-            target = [p.to(dev) for p in experts["params"][e][t + opts.expert_epochs]]
-            params = [p.clone().requires_grad_() for p in theta0]
-            tgt, lr = targets(), log_lr.exp()
-            for _ in range(opts.inner):
-                g = torch.autograd.grad(soft_ce(forward(params, zs), tgt), params, create_graph=True)
-                params = [p - lr * gi for p, gi in zip(params, g)]
-            num = sum(((p - q) ** 2).sum() for p, q in zip(params, target))
-            den = sum(((p - q) ** 2).sum() for p, q in zip(theta0, target))
-            loss = num / den.clamp_min(1e-12)
+        loss = loss_of(s)
         opt.zero_grad()
         loss.backward()
         opt.step()
         if method in ("dd", "tm"):
             with torch.no_grad():
-                log_lr.clamp_(math.log(1e-4), math.log(1.0))
+                s.log_lr.clamp_(math.log(1e-4), math.log(1.0))
         history.append(float(loss.detach()))
         if log and (it + 1) % 100 == 0:
             log(f"  {method} ipc {ipc}: step {it + 1}/{opts.iterations}, loss {np.mean(history[-100:]):.4f}")
-    ys = (F.softmax(logits, 1) if opts.soft_labels else F.one_hot(lab, n_classes).float()).detach().cpu().numpy()
-    return DistilledSet(method, zs.detach().cpu().numpy(), ys.astype(np.float32), start.label.copy(), start.source,
+    ys = (F.softmax(s.logits, 1) if opts.soft_labels else F.one_hot(s.lab, n_classes).float()).detach().cpu().numpy()
+    return DistilledSet(method, s.zs.detach().cpu().numpy(), ys.astype(np.float32), start.label.copy(), start.source,
                         time.perf_counter() - t0,
                         {"capped": start.info["capped"], "loss_first": history[0] if history else None,
                          "loss_last": float(np.mean(history[-20:])) if history else None,
-                         "inner_lr": float(log_lr.detach().exp()), "soft_labels": opts.soft_labels, "arch": opts.arch,
-                         "iterations": opts.iterations})
+                         "inner_lr": float(s.log_lr.detach().exp()), "soft_labels": opts.soft_labels,
+                         "arch": opts.arch, "iterations": opts.iterations})
 
 
 def _match_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
