@@ -144,6 +144,8 @@ def test_progress_lines_sum_the_tasks():
     # 66 s is 10 % in 6 s, so 85 % more take 51 s (not the 374 s that counting the load would say)
     assert task_line(state, 66.0, first=(60.0, 0.05, 10)) == \
         "30 docs done (60 read, 6/20 files), 20 out, 3 docs/s, ETA 51 s"
+    # nothing more out since the first batch: the rate and the ETA are the whole phase's, not a rate of 0
+    assert task_line(state, 66.0, first=(60.0, 0.15, 30)) == task_line(state, 66.0)
 
 
 def _one_error_line(proc):

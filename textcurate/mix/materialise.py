@@ -26,6 +26,7 @@ import json
 import math
 import os
 import shutil
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -347,6 +348,41 @@ def _id_at(parts: list, i: int) -> str:
     raise IndexError(i)
 
 
+@dataclass
+class _Mix:
+    """What the three passes of ``materialise`` share: the plan's sources, the spill of per-document
+    (source, id, tokens, weight) rows, the totals per source, and the realised counts."""
+    names: list
+    out: str
+    seed: int
+    tmp: str = ""
+    spill_path: str = ""
+    docs: np.ndarray = None
+    unique: np.ndarray = None
+    largest: np.ndarray = None
+    mass: np.ndarray = None
+    nbytes: int = 0  # an estimate of the bytes of one copy of every document, to size the buckets
+    unplanned: int = 0
+    tokenised: int = 0
+    buckets: int = 0
+    bucket_bytes: np.ndarray = None
+    copies_total: np.ndarray = None
+    drawn: np.ndarray = None
+    realised: np.ndarray = None
+    shards: int = 0
+
+    def __post_init__(self):
+        n = len(self.names)
+        self.code_of = {name: i for i, name in enumerate(self.names)}
+        self.docs, self.copies_total, self.drawn = (np.zeros(n, dtype=np.int64) for _ in range(3))
+        self.unique, self.largest, self.mass, self.realised = (np.zeros(n) for _ in range(4))
+        self.tmp = os.path.join(self.out, "_work")
+        self.spill_path = os.path.join(self.tmp, "documents.parquet")
+
+    def batches(self):
+        return _log_batches(self.spill_path)
+
+
 def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_bytes: int = 256 * 2**20,
                 progress=None, token_log: str | None = None, weight_field: str | None = None) -> dict:
     """``documents``: a callable returning a fresh iterator of (source, Document), the same
@@ -357,8 +393,9 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
     each source, copies follow the weights (``draw_copies``); a document without the field has
     weight 0. Writes OUT/part-NNNNN.parquet and OUT/mixture.json (the realised ledger).
 
-    Memory: a batch of documents, per-source counters and one boundary bucket (``_Draw``); the
-    per-document (source, id, tokens, weight) go to a spill file under OUT, read back in batches."""
+    Three passes over one ``_Mix``: the exact token counts to a spill, each copy to a bucket by its key,
+    each bucket sorted into output shards. Memory: a batch of documents, per-source counters and one
+    boundary bucket (``_Draw``); the per-document rows go to the spill under OUT, read back in batches."""
     ledger_path = os.path.join(out, "mixture.json")
     fingerprint = hashlib.sha256(json.dumps([[r.name, r.train_tokens] for r in plan.rows] + [seed, weight_field],
                                             sort_keys=True).encode()).hexdigest()[:16]
@@ -369,39 +406,42 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
             return done
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
-    names = [r.name for r in plan.rows]
-    code_of = {n: i for i, n in enumerate(names)}
-    n_src = len(names)
-    tmp = os.path.join(out, "_work")
-    spill_path = os.path.join(tmp, "documents.parquet")
+    mix = _Mix([r.name for r in plan.rows], out, seed)
+    _count_pass(mix, documents, tokenize, token_log, weight_field)
+    draw = _Draw(mix.names, [r.train_tokens for r in plan.rows], mix.unique.tolist(), mix.mass.tolist(), seed,
+                 weighted=bool(weight_field))
+    draw.add_floors(mix.batches)
+    passes = draw.find_boundaries(mix.batches, mix.docs)
+    expected = sum(r.train_tokens for c, r in enumerate(plan.rows) if draw.ok[c])
+    mix.buckets = _bucket_count(mix.nbytes * expected / max(float(mix.unique.sum()), 1.0), shard_bytes)
+    _bucket_pass(mix, documents, draw)
+    _shard_pass(mix, shard_bytes, progress)
+    shutil.rmtree(mix.tmp)
+    result = _ledger(mix, plan, fingerprint, passes)
+    write_json_atomic(ledger_path, result, indent=1)
+    return result
 
-    # pass 1: exact token counts (from the count pass's log where it has them) to the spill, totals per source
-    docs = np.zeros(n_src, dtype=np.int64)
-    unique = np.zeros(n_src)
-    largest = np.zeros(n_src)
-    mass = np.zeros(n_src)
-    nbytes = 0  # an estimate of the bytes of one copy of every document, to size the buckets
-    planned_docs = 0
-    unplanned = 0
-    spill = TokenLog(spill_path, SPILL_SCHEMA)
+
+def _count_pass(mix: _Mix, documents, tokenize, token_log: str | None, weight_field: str | None) -> None:
+    """Pass 1: exact token counts (from the count pass's log where it has them) to the spill, in
+    stream order, and the totals per source."""
+    spill = TokenLog(mix.spill_path, SPILL_SCHEMA)
     known = _log_rows(token_log)
     ahead = next(known, None)
     pending: list = []  # (code, id, weight, tokens or None, text): in stream order
-
-    tokenised = 0
+    planned_docs = 0
 
     def flush():
-        nonlocal tokenised
         todo = [p[4] for p in pending if p[3] is None]
-        tokenised += len(todo)
+        mix.tokenised += len(todo)
         counted = iter(tokenize(todo)) if todo else iter(())
         for c, doc_id, w, n, _ in pending:
             n = len(next(counted)) if n is None else n
             spill.add(c, doc_id, n, w)
-            docs[c] += 1
-            unique[c] += n
-            largest[c] = max(largest[c], n)
-            mass[c] += w * n
+            mix.docs[c] += 1
+            mix.unique[c] += n
+            mix.largest[c] = max(mix.largest[c], n)
+            mix.mass[c] += w * n
         pending.clear()
 
     for name, doc in documents():
@@ -409,13 +449,13 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
         if ahead is not None and ahead[0] == name and ahead[1] == doc.id:
             n = ahead[2]
             ahead = next(known, None)
-        c = code_of.get(name)
+        c = mix.code_of.get(name)
         if c is None:
-            unplanned += 1
+            mix.unplanned += 1
             continue
-        nbytes += len(doc.text) + 2 * len(doc.id) + 48
+        mix.nbytes += len(doc.text) + 2 * len(doc.id) + 48
         if planned_docs % 16 == 0:  # the metadata column's size, measured on every 16th document
-            nbytes += 16 * len(_metadata_json(doc))
+            mix.nbytes += 16 * len(_metadata_json(doc))
         planned_docs += 1
         w = 1.0
         if weight_field:
@@ -426,40 +466,29 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
     flush()
     spill.close()
 
-    def batches():
-        return _log_batches(spill_path)
 
-    draw = _Draw(names, [r.train_tokens for r in plan.rows], unique.tolist(), mass.tolist(), seed,
-                 weighted=bool(weight_field))
-    draw.add_floors(batches)
-    passes = draw.find_boundaries(batches, docs)
-    expected = sum(r.train_tokens for c, r in enumerate(plan.rows) if draw.ok[c])
-    total_copies_bytes = nbytes * expected / max(float(unique.sum()), 1.0)
-    buckets = _bucket_count(total_copies_bytes, shard_bytes)
-
-    # pass 2: each copy to a bucket by its key, the spill read alongside the documents. Buckets are
-    # Arrow IPC streams (lz4): nothing of what was written stays in memory, whatever the number of
-    # buckets and batches (a Parquet writer keeps every row group's metadata until it closes)
+def _bucket_pass(mix: _Mix, documents, draw: "_Draw") -> None:
+    """Pass 2: each copy to a bucket by its key, the spill read alongside the documents. Buckets are
+    Arrow IPC streams (lz4): nothing of what was written stays in memory, whatever the number of
+    buckets and batches (a Parquet writer keeps every row group's metadata until it closes)."""
+    buckets, seed, names, code_of = mix.buckets, mix.seed, mix.names, mix.code_of
     _allow_open_files(buckets + 64)
     ipc = pa.ipc.IpcWriteOptions(compression="lz4")
-    sinks = [pa.OSFile(os.path.join(tmp, f"{b:05d}.arrows"), "wb") for b in range(buckets)]
+    sinks = [pa.OSFile(os.path.join(mix.tmp, f"{b:05d}.arrows"), "wb") for b in range(buckets)]
     writers = [pa.ipc.new_stream(sink, SCHEMA, options=ipc) for sink in sinks]
     queued: list[list[dict]] = [[] for _ in range(buckets)]
     queued_size = np.zeros(buckets, dtype=np.int64)  # bytes waiting per bucket (text, metadata, ids, the row)
-    bucket_bytes = np.zeros(buckets, dtype=np.int64)  # bytes written per bucket, in memory's terms
-    copies_total = np.zeros(n_src, dtype=np.int64)
-    drawn = np.zeros(n_src, dtype=np.int64)
-    realised = np.zeros(n_src)
+    mix.bucket_bytes = np.zeros(buckets, dtype=np.int64)  # bytes written per bucket, in memory's terms
 
     def write(b: int):
         if queued[b]:
             t = pa.Table.from_pylist(queued[b], schema=SCHEMA)
             writers[b].write_table(t)
-            bucket_bytes[b] += t.nbytes
+            mix.bucket_bytes[b] += t.nbytes
             queued[b].clear()
             queued_size[b] = 0
 
-    rows = _spill_rows(batches, draw)
+    rows = _spill_rows(mix.batches, draw)
     for name, doc in documents():
         if name not in code_of:
             continue
@@ -471,9 +500,9 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
         c, _, n_tokens, k = row
         if not k:
             continue
-        copies_total[c] += k
-        drawn[c] += 1
-        realised[c] += k * n_tokens
+        mix.copies_total[c] += k
+        mix.drawn[c] += 1
+        mix.realised[c] += k * n_tokens
         meta = _metadata_json(doc)
         size = len(doc.text) + len(meta) + 3 * len(doc.id) + 400
         for epoch in range(k):
@@ -495,48 +524,50 @@ def materialise(plan: Plan, documents, out: str, tokenize, seed: int = 0, shard_
         writers[b].close()
         sinks[b].close()
 
-    # pass 3: each bucket sorted by key into output shards. A bucket larger than shard_bytes (the
-    # estimate above was short) is cut into equal ranges of its keys, each read back on its own, so
-    # memory stays one shard whatever the estimate; the sorted rows are taken and written a slice
-    # at a time rather than as a second, sorted copy
-    shards = 0
+
+def _shard_pass(mix: _Mix, shard_bytes: int, progress) -> None:
+    """Pass 3: each bucket sorted by key into output shards. A bucket larger than shard_bytes (the
+    estimate was short) is cut into equal ranges of its keys, each read back on its own, so memory
+    stays one shard whatever the estimate; the sorted rows are taken and written a slice at a time
+    rather than as a second, sorted copy."""
+    buckets = mix.buckets
     for b in range(buckets):
-        path = os.path.join(tmp, f"{b:05d}.arrows")
-        parts = max(1, math.ceil(int(bucket_bytes[b]) / shard_bytes))
+        path = os.path.join(mix.tmp, f"{b:05d}.arrows")
+        parts = max(1, math.ceil(int(mix.bucket_bytes[b]) / shard_bytes))
         # bucket b holds the keys k with k * buckets // 2**64 == b: from ceil(b 2**64 / B) to ceil((b + 1) 2**64 / B) - 1
         lo, hi = -(-b * HASH_SPACE // buckets), -(-(b + 1) * HASH_SPACE // buckets)
         for p in range(parts):
             a, z = lo + (hi - lo) * p // parts, lo + (hi - lo) * (p + 1) // parts
             t = _read_key_range(path, None if parts == 1 else (a, z))
             order = pa.array(np.argsort(t.column("key").to_numpy(), kind="stable"))
-            with pq.ParquetWriter(os.path.join(out, f"part-{shards:05d}.parquet"), SCHEMA) as w:
+            with pq.ParquetWriter(os.path.join(mix.out, f"part-{mix.shards:05d}.parquet"), SCHEMA) as w:
                 for i in range(0, len(order), 131_072):
                     w.write_table(t.take(order[i:i + 131_072]))
-            shards += 1
+            mix.shards += 1
             del t, order
         if progress:
             progress(b + 1, buckets)
-    shutil.rmtree(tmp)
 
+
+def _ledger(mix: _Mix, plan: Plan, fingerprint: str, passes: int) -> dict:
+    """The realised ledger (mixture.json): per source, what was planned and what was written."""
     stats = {}
     for c, row in enumerate(plan.rows):
-        t = float(unique[c])
-        stats[row.name] = {"documents": int(docs[c]), "unique_tokens": int(t), "planned_tokens": row.train_tokens,
-                           "realised_tokens": int(realised[c]), "copies": int(copies_total[c]),
-                           "documents_drawn": int(drawn[c]), "planned_epochs": row.epochs,
-                           "realised_epochs": float(realised[c] / t) if t else 0.0,
-                           "tolerance_tokens": int(largest[c])}
-        if docs[c] == 0 and row.train_tokens > 0:
+        t = float(mix.unique[c])
+        stats[row.name] = {"documents": int(mix.docs[c]), "unique_tokens": int(t), "planned_tokens": row.train_tokens,
+                           "realised_tokens": int(mix.realised[c]), "copies": int(mix.copies_total[c]),
+                           "documents_drawn": int(mix.drawn[c]), "planned_epochs": row.epochs,
+                           "realised_epochs": float(mix.realised[c] / t) if t else 0.0,
+                           "tolerance_tokens": int(mix.largest[c])}
+        if mix.docs[c] == 0 and row.train_tokens > 0:
             stats[row.name]["error"] = "no documents for this source"
     ok = all(abs(s["realised_tokens"] - s["planned_tokens"]) <= max(s["tolerance_tokens"], 1) for s in stats.values()
              if "error" not in s)
-    result = {"fingerprint": fingerprint, "plan_budget_tokens": plan.budget_tokens,
-              "realised_tokens": int(realised.sum()), "sources": stats, "shards": shards, "seed": seed,
-              "within_tolerance": bool(ok), "documents_outside_the_plan": unplanned, "selection_passes": passes,
-              "tokenised_here": tokenised,
-              "tolerance": "per source, |realised - planned| <= its largest document's tokens"}
-    write_json_atomic(ledger_path, result, indent=1)
-    return result
+    return {"fingerprint": fingerprint, "plan_budget_tokens": plan.budget_tokens,
+            "realised_tokens": int(mix.realised.sum()), "sources": stats, "shards": mix.shards, "seed": mix.seed,
+            "within_tolerance": bool(ok), "documents_outside_the_plan": mix.unplanned, "selection_passes": passes,
+            "tokenised_here": mix.tokenised,
+            "tolerance": "per source, |realised - planned| <= its largest document's tokens"}
 
 
 def _read_key_range(path: str, keys: tuple[int, int] | None) -> pa.Table:
