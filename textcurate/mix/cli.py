@@ -43,6 +43,18 @@ def plan(sources: str = typer.Argument(..., help="SOURCES.yaml: sources (path or
          overwrite: bool = OVERWRITE, verbose: bool = VERBOSE):
     """Weights and epochs per source for a token budget (data-constrained scaling law), and what training
     on it costs: FLOPs, accelerator-hours, the loss repetition costs and the cheapest way to win it back."""
+    if materialise and not out:
+        fail("--materialise needs --out")
+    spec = _spec(sources, budget_tokens, model_params, weights, optimal, sample, fit, target_expr)
+    cost = _cost_options(arch, mfu, gpu, hours)
+    with (writing(out, "plan", overwrite, ("plan.json", "plan.html", "card.json", "fit.json", "runs", "mixture",
+                                           "_count_tokens.parquet", "rejects"), verbose)
+          if out else contextlib.nullcontext()):
+        _plan(spec, out, materialise, cost)
+
+
+def _spec(sources: str, budget_tokens, model_params, weights, optimal: bool, sample, fit, target_expr):
+    """The MixSpec of a SOURCES.yaml with the verb's options applied; one line for what does not fit."""
     from pydantic import ValidationError
 
     from textcurate.mix.spec import MixSpec
@@ -73,8 +85,6 @@ def plan(sources: str = typer.Argument(..., help="SOURCES.yaml: sources (path or
             given = {}
         if given:
             fail(f"--weights names no source: {sorted(given)}")
-    if materialise and not out:
-        fail("--materialise needs --out")
     if fit or target_expr:
         block = dict(data.get("fit") or {})
         if fit:
@@ -83,9 +93,13 @@ def plan(sources: str = typer.Argument(..., help="SOURCES.yaml: sources (path or
             block["target_expr"] = target_expr
         data["fit"] = block
     try:
-        spec = MixSpec.model_validate(data)
+        return MixSpec.model_validate(data)
     except ValidationError as e:
         fail(f"{sources}: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))
+
+
+def _cost_options(arch, mfu: float, gpu, hours) -> tuple:
+    """(architecture, MFU, added accelerators, reported hours) of the cost lines; one line for a bad one."""
     from textcurate.mix.costs import Architecture, accelerators
 
     try:
@@ -105,10 +119,7 @@ def plan(sources: str = typer.Argument(..., help="SOURCES.yaml: sources (path or
             reported = (name.strip(), number(h))
     except ValueError as e:
         fail(str(e))
-    with (writing(out, "plan", overwrite, ("plan.json", "plan.html", "card.json", "fit.json", "runs", "mixture",
-                                           "_count_tokens.parquet", "rejects"), verbose)
-          if out else contextlib.nullcontext()):
-        _plan(spec, out, materialise, (architecture, mfu, extra, reported))
+    return architecture, mfu, extra, reported
 
 
 class _Buckets:
