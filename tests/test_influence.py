@@ -176,6 +176,7 @@ def test_influence_stage_then_evaluate_in_one_pipeline(tmp_path):
     assert "Influence" in html and "Data efficiency" in html
 
 
+@pytest.mark.slow
 def test_every_run_carries_its_baselines_and_two_stage_scores_only_candidates(tmp_path):
     """The embedding-similarity baselines are computed and recorded beside influence in every run,
     compared at the same fraction (overlap, precision on a field); with candidates < 1 only the
@@ -372,6 +373,7 @@ def test_the_streamed_comparison_equals_a_stable_sort():
         assert got["precision"]["random"] == round(float(hit.mean()), 4)
 
 
+@pytest.mark.slow
 def test_the_stage_fit_streams_its_rows_and_equals_the_in_memory_call(tmp_path):
     """The influence stage's fit reads the pool from its fit files on every pass (never a list):
     the scores, baselines and comparison equal compute_influence on the same documents in memory,

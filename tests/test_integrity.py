@@ -89,6 +89,7 @@ out.close()
 """
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_naming_the_holder_and_a_dead_holder_is_taken_over(tmp_path):
     corpus = make_corpus(tmp_path / "in", n_files=1, docs_per_file=5)
     pipe = pipeline_yaml(tmp_path / "p.yaml", corpus, tmp_path / "run", [{"type": "text_stats"}])
@@ -614,6 +615,7 @@ def _real_documents(n):
     return [d.text for d in corpus(n)]
 
 
+@pytest.mark.slow
 def test_every_injection_is_caught_on_real_documents():
     """The judge reads each of the 44 x 48 injected documents exactly as it reads the document without
     the payload: whatever the judge, no injection can move its score (scripts/injection_check.py
@@ -632,6 +634,7 @@ def test_every_injection_is_caught_on_real_documents():
             assert build_prompt(injected) == build_prompt(clean(text, 1000)), (payload, text[:80])
 
 
+@pytest.mark.slow
 def test_the_neutraliser_leaves_real_documents_alone():
     from textcurate.judge.prompt import suspected_injection
 

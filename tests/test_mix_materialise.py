@@ -140,6 +140,7 @@ def test_plan_cli_on_files(tmp_path):
     assert r.returncode == 2 and "not a number" in r.stderr
 
 
+@pytest.mark.slow
 def test_pipeline_mix_block_plans_and_writes_the_kept_documents(tmp_path):
     """`textcurate run` with a mix block: the run's kept documents, grouped by a metadata
     field, planned and materialised; the plan shows in the terminal and the report."""

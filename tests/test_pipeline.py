@@ -46,6 +46,7 @@ def test_run_is_idempotent_and_refuses_another_pipeline(run_cfg, tmp_path):
     assert run_pipeline(other, overwrite=True, report=False)["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_cli_run_prints_ledger_and_writes_report(tmp_path):
     tree = tmp_path / "tree"
     tree.mkdir()

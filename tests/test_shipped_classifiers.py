@@ -26,6 +26,7 @@ def test_card_says_where_the_labels_came_from():
     assert not train_sources & {r["source"] for r in labels if r["split"] == "test"}  # no source on both sides
 
 
+@pytest.mark.slow
 def test_held_out_metrics_recompute_from_the_artifact():
     from textcurate.classify.heads import load_artifact
     from textcurate.classify.metrics import regression_report

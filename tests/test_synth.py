@@ -177,6 +177,7 @@ def test_pipeline_gates_every_failure_with_its_reason(tmp_path, writer):
     assert "Synthetic pages" in html and "Decontamination" in html and "distinct_2" in html
 
 
+@pytest.mark.slow
 def test_killed_generation_resumes_without_regenerating(tmp_path, writer):
     """kill -9 the run once some parts are written; the rerun asks the engine only for the rest, and
     every prompt is written once."""

@@ -52,6 +52,7 @@ def _not_progress(text):
     return [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(("main", "fit-"))]
 
 
+@pytest.mark.slow
 def test_quiet_by_default_everything_with_verbose(tmp_path):
     """The CLI, quiet and then --verbose, on a pipeline that loads a model in two workers."""
     make_corpus(tmp_path / "in", n_files=2, docs_per_file=12)
@@ -161,6 +162,7 @@ def _every_document_once(run_dir, expected_ids):
     assert sorted(ids) == sorted(expected_ids)  # each one, once
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_the_same_command_resumes(tmp_path):
     """The disk fills while the documents are written (a 200 kB tmpfs); after space is freed the
     same command finishes the run, and every document is written once."""
@@ -195,6 +197,7 @@ def test_a_full_disk_is_one_line_and_the_same_command_resumes(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_a_file_in_the_way_is_one_line_and_the_same_command_resumes(tmp_path):
     """Without privileges: the main phase is redone (its completion markers and documents
     removed) while a plain file stands where the documents folder must be."""
