@@ -93,15 +93,12 @@ def _solve(f, lo: float, hi: float, target: float, iters: int = 200) -> float | 
 
 
 def plan_loss(plan, token_scale: float = 1.0, params: float | None = None, law: DataConstrainedLaw = LAW) -> float:
-    """The plan's predicted loss (as ``planner.plan_mixture`` computes it: each source's effective
-    data summed, the parameters' decay with the unique tokens drawn), with every source's training
-    tokens scaled by ``token_scale`` and the model at ``params`` parameters."""
-    n = plan.model_params if params is None else params
-    train = [r.train_tokens * token_scale for r in plan.rows]
-    effective = sum(float(law.effective_data(r.tokens, t)) for r, t in zip(plan.rows, train))
-    unique_used = sum(min(t, r.tokens) for r, t in zip(plan.rows, train))
-    n_eff = float(law.effective_params(n, unique_used))
-    return float(law.E + law.A / n_eff ** law.alpha + law.B / effective ** law.beta)
+    """The plan's predicted loss (``planner.mixture_loss``, as the plan computed it) with every source's
+    training tokens scaled by ``token_scale`` and the model at ``params`` parameters."""
+    from textcurate.mix.planner import mixture_loss
+
+    return mixture_loss([r.tokens for r in plan.rows], [r.train_tokens * token_scale for r in plan.rows],
+                        plan.model_params if params is None else params, law)
 
 
 def cheapest_recovery(plan, law: DataConstrainedLaw = LAW) -> dict:

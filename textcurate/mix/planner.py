@@ -143,6 +143,16 @@ def resolve_budget(budget_tokens: float | None, model_params: float | None,
     return budget_tokens, model_params, params_source
 
 
+def mixture_loss(unique: list[float], train: list[float], params: float, law: DataConstrainedLaw = LAW) -> float:
+    """The data-constrained law's loss for a mixture: its total effective data D' (summed over the
+    sources, each repeated as often as its own training tokens say) in the loss, and the parameters'
+    decay with the unique tokens actually drawn."""
+    effective = float(sum(float(law.effective_data(u, t)) for u, t in zip(unique, train)))
+    unique_used = float(sum(min(t, u) for u, t in zip(unique, train)))
+    n_eff = law.effective_params(params, unique_used)
+    return float(law.E + law.A / n_eff ** law.alpha + law.B / effective ** law.beta)
+
+
 def plan_mixture(sources: list[Source], budget_tokens: float | None = None, model_params: float | None = None,
                  law: DataConstrainedLaw = LAW, tokens_per_param: float = CHINCHILLA_TOKENS_PER_PARAM) -> Plan:
     """Weights and epochs per source. Give the budget, the model size, or both; with only the
@@ -217,11 +227,7 @@ def plan_mixture(sources: list[Source], budget_tokens: float | None = None, mode
                         f"read the predicted losses as an extrapolation (the epochs and effective tokens do not "
                         f"depend on it)")
     effective = float(sum(r.effective_tokens for r in rows))
-    unique_used = float(sum(min(r.train_tokens, r.tokens) for r in rows))
-    # the law for a mixture: its total effective data D' (sum over sources) in the loss, and
-    # the parameters' decay with the unique tokens actually drawn
-    n_eff = law.effective_params(model_params, unique_used)
-    predicted = float(law.E + law.A / n_eff ** law.alpha + law.B / effective ** law.beta)
+    predicted = mixture_loss([r.tokens for r in rows], [r.train_tokens for r in rows], model_params, law)
     fresh = float(law.loss(model_params, budget_tokens))
     law_card = {"name": "data-constrained (Muennighoff et al. 2023)", **asdict(law),
                 "tokens_per_param": tokens_per_param}
