@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from textcurate import __version__
 from textcurate.io.files import commit, pick_device, temp_path, write_json_atomic
+from textcurate.runner.progress import Ticker
 from textcurate.lm.experiment import LMSpec, build_model, make_tokenizer
 from textcurate.io.sampling import WARMUP_SALT
 from textcurate.select.targets import split_target as _split_target
@@ -558,26 +559,6 @@ def rescore(out_dir: str, normalize: bool | None = None, checkpoints: list[int] 
     score = np.full(len(ids), np.nan)
     score[rows] = np.average(np.stack(per_ckpt), axis=0, weights=np.asarray(weights))
     return score
-
-
-class Ticker:
-    """A progress line at most every ``every`` seconds: done/total, rate, ETA (a long gradient pass
-    otherwise prints nothing for minutes)."""
-
-    def __init__(self, log, every: float = 15.0):
-        self.log, self.every = log, every
-        self.start()
-
-    def start(self) -> None:
-        self.t0 = self.last = time.perf_counter()
-
-    def __call__(self, what: str, done: int, total: int, unit: str) -> None:
-        now = time.perf_counter()
-        if now - self.last < self.every or done >= total:
-            return
-        self.last = now
-        rate = done / max(now - self.t0, 1e-9)
-        self.log(f"{what} ({rate:,.1f} {unit}/s, ETA {max(0.0, (total - done) / max(rate, 1e-9)):,.0f} s)")
 
 
 def compare_selections(pool: list, target: list, scores: dict[str, np.ndarray], fraction: float,

@@ -122,21 +122,13 @@ def _cost_options(arch, mfu: float, gpu, hours) -> tuple:
     return architecture, mfu, extra, reported
 
 
-class _Buckets:
-    """materialise's progress (buckets written of all), a line at most every 15 seconds."""
+def _buckets(log):
+    """materialise's progress (buckets written of all) as a line at most every 15 seconds."""
+    from textcurate.runner.progress import Ticker
 
-    def __init__(self, log, every: float = 15.0):
-        import time
-
-        self.log, self.every, self.clock = log, every, time.perf_counter
-        self.t0 = self.last = self.clock()
-
-    def __call__(self, done: int, total: int) -> None:
-        now = self.clock()
-        if now - self.last >= self.every and done < total:
-            self.last = now
-            eta = (now - self.t0) / done * (total - done)
-            self.log(f"plan: writing the mixture, {done:,} of {total:,} buckets (ETA {eta:,.0f} s)")
+    ticker = Ticker(log)
+    return lambda done, total: ticker(f"plan: writing the mixture, {done:,} of {total:,} buckets", done, total,
+                                      "buckets")
 
 
 def _plan(spec, out: str | None, materialise: bool, cost: tuple = (None, DEFAULT_MFU, {}, None)) -> None:
@@ -147,7 +139,7 @@ def _plan(spec, out: str | None, materialise: bool, cost: tuple = (None, DEFAULT
 
     try:
         result = run_plan(spec, out or tempfile.mkdtemp(prefix="textcurate-plan-"), materialise=materialise,
-                          progress=_Buckets(console.print), log=console.print)
+                          progress=_buckets(console.print), log=console.print)
     except (PlanError, ValueError, FileNotFoundError) as e:
         fail(str(e))
     p = Plan.from_dict(result["plan"])

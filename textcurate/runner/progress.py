@@ -271,3 +271,24 @@ class PhaseProgress:
             self._note_first(state, elapsed)
             line = f"{self.phase} ({_seconds(elapsed)}): {task_line(state, elapsed, self._first)}"
         print(line, file=self.stream, flush=True)
+
+
+class Ticker:
+    """A progress line at most every ``every`` seconds for work done outside a run's phases (an
+    influence fit's gradients, a mixture's buckets): done/total, rate, ETA."""
+
+    def __init__(self, log, every: float = 15.0):
+        self.log, self.every = log, every
+        self.start()
+
+    def start(self) -> None:
+        self.t0 = self.last = time.perf_counter()
+
+    def __call__(self, what: str, done: int, total: int, unit: str) -> None:
+        now = time.perf_counter()
+        if now - self.last < self.every or done >= total:
+            return
+        self.last = now
+        rate = done / max(now - self.t0, 1e-9)
+        self.log(f"{what} ({rate:,.1f} {unit}/s, ETA {max(0.0, (total - done) / max(rate, 1e-9)):,.0f} s)")
+
