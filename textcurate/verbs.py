@@ -162,12 +162,11 @@ def execute(make_config, overwrite: bool, report: bool = True, verbose: bool = F
     any error (a configuration, a refused folder, a file that does not load, a failure in a task),
     exit status 2 (1 for an operating-system error, which the same command resumes from), run.json
     marked failed with the reason and the traceback in RUN/logs/error.log; the ledger at the end."""
+    verbose_on(verbose)  # first, before the runner's imports: read by run_pipeline, inherited by the workers
     from textcurate.config import ConfigError
-    from textcurate.runner.console import VERBOSE_ENV, RunOSError, error_line
+    from textcurate.runner.console import RunOSError, error_line
     from textcurate.runner.run import run_pipeline
 
-    if verbose:
-        os.environ[VERBOSE_ENV] = "1"  # read by run_pipeline, inherited by the workers
     cfg = None
     try:
         cfg = make_config()
