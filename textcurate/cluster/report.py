@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from textcurate.io.attributes import attribute_columns, iter_attribute_batches, list_attribute_steps
-from textcurate.report.html import artifact_cards, esc, figure, section, svg
+from textcurate.report.html import artifact_cards, esc, figure, kept_documents, preview, section, svg
 
 
 def _sizes_plot(sizes: np.ndarray, name: str) -> str:
@@ -67,26 +67,23 @@ def _largest_clusters(run_dir: str, sizes: np.ndarray) -> str:
     first, so the same run shows the same ones): what a cluster holds, read before pruning it."""
     import heapq
 
-    from loguru import logger
-
-    from textcurate.io.readers import read_documents
     from textcurate.io.records import stable_hash
-    from textcurate.report.examples import SALT, _preview
+    from textcurate.io.sampling import REPORT_SAMPLE_SALT
 
     if not os.path.isdir(os.path.join(run_dir, "documents")) or not sizes.sum():
         return ""
     largest = [int(c) for c in np.argsort(-sizes, kind="stable")[:LARGEST] if sizes[c] > 0]
     heaps: dict[int, list] = {c: [] for c in largest}
-    logger.disable("textcurate.io.rejects")
-    try:
-        for doc in read_documents(run_dir):
-            c = doc.metadata.get("cluster_id")
-            if isinstance(c, int) and c in heaps:
-                item = (-stable_hash(doc.id, SALT), doc.id, doc.text)
-                (heapq.heappush if len(heaps[c]) < PER_CLUSTER else heapq.heappushpop)(heaps[c], item)
-    finally:
-        logger.enable("textcurate.io.rejects")
-    rows = "".join(f"<tr><td>{c}</td><td>{int(sizes[c]):,}</td><td>{esc(i)}</td><td class=text>{esc(_preview(t))}</td>"
+    for doc in kept_documents(run_dir):
+        c = doc.metadata.get("cluster_id")
+        if not (isinstance(c, int) and c in heaps):
+            continue
+        key, heap = -stable_hash(doc.id, REPORT_SAMPLE_SALT), heaps[c]
+        if len(heap) < PER_CLUSTER:
+            heapq.heappush(heap, (key, doc.id, preview(doc.text)))  # a preview, not the whole text, is held
+        elif key > heap[0][0]:
+            heapq.heapreplace(heap, (key, doc.id, preview(doc.text)))
+    rows = "".join(f"<tr><td>{c}</td><td>{int(sizes[c]):,}</td><td>{esc(i)}</td><td class=text>{esc(t)}</td>"
                    "</tr>" for c in largest for _, i, t in sorted(heaps[c], reverse=True))
     return ("<details open><summary>The largest clusters, with documents the run kept from each</summary>"
             "<table><tr><th>cluster</th><th>size</th><th>id</th><th>text</th></tr>" + rows + "</table></details>")

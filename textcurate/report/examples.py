@@ -18,9 +18,8 @@ from textcurate.io.attributes import attribute_columns, list_attribute_steps
 from textcurate.io.records import stable_hash
 from textcurate.io.sampling import REPORT_SAMPLE_SALT as SALT
 from textcurate.report.cuts import select_thresholds
-from textcurate.report.html import esc, section
+from textcurate.report.html import EXAMPLE_CHARS, esc, kept_documents, preview, section
 
-PREVIEW_CHARS = 300
 PER_BAND = 3
 MIDDLE_SAMPLE = 400  # documents (by smallest id-hash) the middle of a score is read from
 
@@ -59,42 +58,29 @@ class _Bands:
         return [("top", top), ("middle", middle[::-1]), ("bottom", bottom)]
 
 
-def _preview(text: str) -> str:
-    text = " ".join(text[: PREVIEW_CHARS * 2].split())
-    return text[:PREVIEW_CHARS] + ("…" if len(text) > PREVIEW_CHARS else "")
-
-
 @section("Examples", 35)
 def _examples(run_dir: str, record: dict) -> str | None:
     if not os.path.isdir(os.path.join(run_dir, "documents")):
         return None
-    from loguru import logger
-
-    from textcurate.io.readers import read_documents
-
     fields = _score_fields(run_dir)
     if not fields:
         return None
     bands = {f: _Bands() for f in fields}
     kept = 0
-    logger.disable("textcurate.io.rejects")  # the run's own output: a bad record was counted when it was written
-    try:
-        for doc in read_documents(run_dir):
-            kept += 1
-            meta, preview, h = doc.metadata, None, None
-            for f in fields:
-                v = meta.get(f)
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                    continue
-                if preview is None:
-                    preview, h = _preview(doc.text), stable_hash(doc.id, SALT)
-                bands[f].add(float(v), h, doc.id, preview)
-    finally:
-        logger.enable("textcurate.io.rejects")
+    for doc in kept_documents(run_dir):
+        kept += 1
+        meta, shown, h = doc.metadata, None, None
+        for f in fields:
+            v = meta.get(f)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                continue
+            if shown is None:
+                shown, h = preview(doc.text), stable_hash(doc.id, SALT)
+            bands[f].add(float(v), h, doc.id, shown)
     cuts = select_thresholds(record)
     parts = [f"<p>From the {kept:,} documents the run kept (<code>documents/</code>; the text of a dropped "
              "document is not stored, so below a <code>select</code>'s threshold nothing shows). The first "
-             f"{PREVIEW_CHARS} characters of each; the middle is read from {MIDDLE_SAMPLE} documents chosen "
+             f"{EXAMPLE_CHARS} characters of each; the middle is read from {MIDDLE_SAMPLE} documents chosen "
              "by a hash of their id.</p>"]
     for f in fields:
         b = bands[f]

@@ -52,6 +52,29 @@ def svg(fig) -> str:
     return text[text.index("<svg"):]
 
 
+EXAMPLE_CHARS = 300  # characters of a document shown as an example
+
+
+def preview(text: str, chars: int = EXAMPLE_CHARS) -> str:
+    """The first ``chars`` characters of a document, whitespace collapsed (escape it before showing)."""
+    text = " ".join(text[: chars * 2].split())
+    return text[:chars] + ("…" if len(text) > chars else "")
+
+
+def kept_documents(run_dir: str):
+    """The documents a run kept (RUN/documents/), read for examples. They are the run's own output:
+    a bad record was counted when it was written, so the reader's reject lines are kept quiet."""
+    from loguru import logger
+
+    from textcurate.io.readers import read_documents
+
+    logger.disable("textcurate.io.rejects")
+    try:
+        yield from read_documents(run_dir)
+    finally:
+        logger.enable("textcurate.io.rejects")
+
+
 def artifact_cards(run_dir: str, kind: str) -> list[tuple[str, str, dict]]:
     """(name, folder, card) of every RUN/artifacts/NAME/card.json whose ``kind`` is ``kind``."""
     out = []
