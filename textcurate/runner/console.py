@@ -31,8 +31,7 @@ from datatrove.utils.logging import logger
 
 # QUIET_ENV is read when the libraries are imported (tqdm, transformers, huggingface_hub): a worker
 # that imports them after inheriting it never draws a bar
-from textcurate.runner.quiet import ENV_WE_SET as _env_we_set
-from textcurate.runner.quiet import QUIET_ENV, VERBOSE_ENV, library_warnings
+from textcurate.runner.quiet import QUIET_ENV, VERBOSE_ENV, set_environment  # noqa: F401  (re-exported)
 from textcurate.runner.quiet import env_verbose as _env_verbose
 THIRD_PARTY_LOGGERS = ("transformers", "sentence_transformers", "huggingface_hub", "datasets", "filelock",
                        "urllib3", "fsspec")
@@ -63,16 +62,8 @@ def apply(verbose: bool) -> None:
     """Set this process's terminal to ``verbose`` (a worker calls it with the run's setting)."""
     global _verbose
     _verbose = bool(verbose)
-    os.environ[VERBOSE_ENV] = "1" if _verbose else "0"
-    for key, value in QUIET_ENV.items():
-        if not _verbose and key not in os.environ:
-            os.environ[key] = value
-            _env_we_set.add(key)
-        elif _verbose and key in _env_we_set:
-            os.environ.pop(key, None)
-            _env_we_set.discard(key)
+    set_environment(_verbose)
     _third_party(quiet=not _verbose)
-    library_warnings(quiet=not _verbose)
     dt_logging.setup_default_logger()
 
 

@@ -28,23 +28,28 @@ def library_warnings(quiet: bool) -> None:
         warnings.filterwarnings("ignore" if quiet else "default", category=category, module=LIBRARY_WARNINGS)
 
 
+def set_environment(verbose: bool) -> None:
+    """The setting in the environment, which workers inherit: TEXTCURATE_VERBOSE, and the quiet
+    variables (set where the user has not set them; when verbose, only those textcurate set are
+    removed: a library reads them once, when it is imported), and the libraries' warning filters."""
+    os.environ[VERBOSE_ENV] = "1" if verbose else "0"
+    for key, value in QUIET_ENV.items():
+        if not verbose and key not in os.environ:
+            os.environ[key] = value
+            ENV_WE_SET.add(key)
+        elif verbose and key in ENV_WE_SET:
+            os.environ.pop(key, None)
+            ENV_WE_SET.discard(key)
+    library_warnings(quiet=not verbose)
+
+
 def loud() -> None:
-    """A verb's --verbose, before anything heavy is imported: the quiet variables textcurate set are
-    removed (a library reads them once, when it is imported) and the setting is handed to workers."""
-    os.environ[VERBOSE_ENV] = "1"
-    for key in list(ENV_WE_SET):
-        os.environ.pop(key, None)
-        ENV_WE_SET.discard(key)
-    library_warnings(quiet=False)
+    """A verb's --verbose, before anything heavy is imported."""
+    set_environment(True)
 
 
 def quiet_unless_verbose() -> None:
     """Before a verb imports anything heavy: bars and notices off unless TEXTCURATE_VERBOSE is set
     (environment variables the user set are left as they are)."""
-    if env_verbose():
-        return
-    for key, value in QUIET_ENV.items():
-        if key not in os.environ:
-            os.environ[key] = value
-            ENV_WE_SET.add(key)
-    library_warnings(quiet=True)
+    if not env_verbose():
+        set_environment(False)
