@@ -21,6 +21,7 @@ from datatrove.pipeline.readers.base import BaseDiskReader, BaseReader
 
 from textcurate.io.records import DEFAULT_MAX_DOC_BYTES, RecordValidator, explain_bad_json_line, stable_hash
 from textcurate.io.rejects import Reject, RejectSink
+from textcurate.io.sampling import SAMPLE_SALT  # read_sample's hash
 
 
 class _Validating:
@@ -395,7 +396,6 @@ def read_documents(path: str, fmt: str | None = None, rejects_folder: str | None
     return (ParquetReader if fmt == "parquet" else JsonlReader)(path, rejects_folder=rejects_folder).run()
 
 
-from textcurate.io.sampling import SAMPLE_SALT  # noqa: E402  (read_sample's hash)
 
 
 def smallest_hashes(docs, n: int, seed: int, input_order: bool = False) -> tuple[list, int]:
