@@ -396,8 +396,6 @@ def read_documents(path: str, fmt: str | None = None, rejects_folder: str | None
     return (ParquetReader if fmt == "parquet" else JsonlReader)(path, rejects_folder=rejects_folder).run()
 
 
-
-
 def smallest_hashes(docs, n: int, seed: int, input_order: bool = False) -> tuple[list, int]:
     """The ``n`` documents of ``docs`` with the smallest xxhash64(id, seed), streamed through a heap
     of ``n`` (a uniform sample whatever the input's order), in hash order or, with
