@@ -8,7 +8,7 @@
 - ``Rows``: a Parquet file read alongside the pool, n rows at a time; ``aligned`` pairs each
   batch of the pool with its rows and raises if the pool changed between passes.
 - ``Comparison``: the card's comparison of the top ``fraction`` by each score (overlap, and
-  precision on a field), from exact thresholds (``select.step.top_cut``, ties by position,
+  precision on a field), from exact thresholds (``select.radix.top_cut``, ties by position,
   as a stable sort) and one counting pass.
 
 Memory: one batch of ``EMBED_BATCH`` documents and the target; the spill files hold the rest.
@@ -146,7 +146,7 @@ class Comparison:
         self.pool_hits = self.n = 0
 
     def add(self, pos: np.ndarray, scores: dict[str, np.ndarray], docs: list | None) -> None:
-        from textcurate.select.step import in_top
+        from textcurate.select.radix import in_top
 
         top = {n: in_top(scores[n], pos, self.cuts[n]) for n in self.names}
         for n in self.names:

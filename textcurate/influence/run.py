@@ -47,7 +47,8 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from textcurate import __version__
-from textcurate.io.files import commit, pick_device, temp_path, write_json_atomic
+from textcurate.io.files import commit, temp_path, write_json_atomic
+from textcurate.io.device import pick_device
 from textcurate.runner.progress import Ticker
 from textcurate.lm.experiment import LMSpec, build_model, make_tokenizer
 from textcurate.io.sampling import WARMUP_SALT
@@ -185,7 +186,7 @@ def _similarity_pass(fit: _Fit) -> None:
     from textcurate.influence.grads import select_parameters
     from textcurate.influence.pool import embed_pool, position_batches
     from textcurate.lm.data import tokenize_documents
-    from textcurate.select.step import top_cut
+    from textcurate.select.radix import top_cut
 
     spec = fit.spec
     t0 = time.perf_counter()
@@ -339,7 +340,7 @@ def _score_pass(fit: _Fit) -> dict:
     """Pass 4: the checkpoints' scores combined into influence.parquet beside the similarity
     baselines, their top fractions compared, the extremes kept; the card written and returned."""
     from textcurate.influence.pool import Comparison, Extremes, aligned
-    from textcurate.select.step import top_cut
+    from textcurate.select.radix import top_cut
 
     spec, n = fit.spec, fit.n
     partial = fit.cand_cut if fit.n_cand < n else None
@@ -437,7 +438,7 @@ def _candidate_batches(pool, sims_path: str, cut: dict | None, tok, spec: Influe
     from textcurate.influence.pool import aligned
     from textcurate.io.files import batched
     from textcurate.lm.data import tokenize_documents
-    from textcurate.select.step import in_top
+    from textcurate.select.radix import in_top
 
     def candidates():
         for pos, batch, t in aligned(pool, sims_path, ["target_sim"]):
@@ -461,7 +462,7 @@ class _Scores:
         self.files, self.weights, self.cut, self.offset = files, weights, cut, 0
 
     def of(self, positions: np.ndarray, rows) -> dict:
-        from textcurate.select.step import in_top
+        from textcurate.select.radix import in_top
 
         sim = np.asarray(rows.column("target_sim").to_numpy(zero_copy_only=False))
         cand = in_top(sim, positions, self.cut) if self.cut is not None else np.ones(len(sim), bool)
@@ -508,7 +509,7 @@ def grad_dtype(spec: InfluenceSpec, device: str):
     """torch.bfloat16 or None (float32): see ``InfluenceSpec.precision``."""
     import torch
 
-    from textcurate.io.files import cpu_has_bf16
+    from textcurate.io.device import cpu_has_bf16
 
     if spec.precision == "auto":
         return torch.bfloat16 if spec.local_model and (device == "cuda" or cpu_has_bf16()) else None
@@ -568,7 +569,7 @@ def compare_selections(pool: list, target: list, scores: dict[str, np.ndarray], 
     the share of a selection whose ``field`` value is one of the target's; ``random`` is the pool's
     base rate. The streamed fit computes the same with ``pool.Comparison``."""
     from textcurate.influence.pool import Comparison
-    from textcurate.select.step import top_cut
+    from textcurate.select.radix import top_cut
 
     k = max(1, int(round(fraction * len(pool))))
     pos = np.arange(len(pool), dtype=np.uint64)

@@ -37,6 +37,7 @@ from textcurate.io.files import write_json_atomic
 from textcurate.io.sampling import MATERIALISE_SALT
 from textcurate.io.records import stable_hash
 from textcurate.mix.planner import Plan
+from textcurate.select.radix import Rows, StreamChanged, boundaries, gathered, rows_by_code
 
 SCHEMA = pa.schema([("id", pa.string()), ("doc_id", pa.string()), ("source", pa.string()), ("epoch", pa.int32()),
                     ("text", pa.string()), ("tokens", pa.int64()), ("metadata", pa.string()), ("key", pa.uint64())])
@@ -218,65 +219,26 @@ class _Draw:
         self.rest = np.where(self.ok, self.target - sure, 0.0)
 
     def find_boundaries(self, batches, sizes) -> int:
-        """The last row of each source's partial pass, by radix selection on the key weighted by
-        tokens: each pass over the spill counts one 8-bit digit of the rows still tied with the
-        boundary, until the boundary's bucket holds at most COLLECT rows, which a later pass
-        gathers and sorts by (key, id, position). Memory: 2 x 256 counters per source and the
-        gathered buckets, at most COLLECT_TOTAL rows in one pass whatever the number of sources
-        (a source over the budget counts one more digit instead). Returns the passes made."""
-        state = {c: {"j": 0, "prefix": 0, "rem": float(self.rest[c]), "rows": int(sizes[c])}
-                 for c in range(len(self.names)) if self.rest[c] > 0}
-        passes = 0
-        while state:
-            collect, budget = set(), COLLECT_TOTAL
-            for c in sorted(state, key=lambda c: state[c]["rows"]):
-                st = state[c]
-                if st["j"] == 8 or (st["rows"] <= COLLECT and (st["rows"] <= budget or not collect)):
-                    collect.add(c)
-                    budget -= st["rows"]
-            hist = {c: (np.zeros(256), np.zeros(256, dtype=np.int64)) for c in state if c not in collect}
-            gathered: dict[int, list] = {c: [] for c in collect}
-            position = 0
-            passes += 1
-            for b in batches():
-                codes, ids, tokens, weights = self._columns(b)
-                _, frac = self.floors(codes, tokens, weights)
-                keys, live = self.keys(codes, ids, frac)
-                for c, rows in _rows_by_code(codes, live, state):
-                    st = state[c]
-                    if st["j"]:
-                        rows = rows[(keys[rows] >> np.uint64(64 - 8 * st["j"])) == np.uint64(st["prefix"])]
-                    if not len(rows):
-                        continue
-                    if c in collect:
-                        gathered[c].append((keys[rows], rows + position, tokens[rows],
-                                            b.column(1).take(pa.array(rows))))
-                    else:
-                        d = ((keys[rows] >> np.uint64(56 - 8 * st["j"])) & np.uint64(0xFF)).astype(np.int64)
-                        hist[c][0][:] += np.bincount(d, weights=tokens[rows], minlength=256)
-                        hist[c][1][:] += np.bincount(d, minlength=256)
-                position += len(codes)
-            for c in list(state):
-                st = state[c]
-                if c in collect:
-                    self.boundary[c] = _last_drawn(gathered.pop(c), st["rem"])
-                    del state[c]
-                    continue
-                cum = np.cumsum(hist[c][0])
-                d = int(np.searchsorted(cum, st["rem"]))
-                if d >= 256:
-                    if st["j"]:  # the bucket chosen a pass ago held at least rem tokens: it cannot shrink
-                        raise RuntimeError(f"materialise: the spill changed during the selection of source "
-                                           f"{self.names[c]!r}")
-                    self.boundary[c] = None  # the candidates' tokens never reach the rest: all are drawn
-                    del state[c]
-                    continue
-                st["rem"] -= float(cum[d - 1]) if d else 0.0
-                st["prefix"] = (st["prefix"] << 8) | d
-                st["j"] += 1
-                st["rows"] = int(hist[c][1][d])
-        for c in range(len(self.names)):
-            self.boundary.setdefault(c, None)
+        """The last row of each source's partial pass, by ``radix.boundaries`` on the key weighted by
+        tokens: at most COLLECT rows of one source gathered and sorted by (key, id, position), at most
+        COLLECT_TOTAL in one pass whatever the number of sources. Memory: 2 x 256 counters per
+        source and the gathered buckets. Returns the passes made."""
+        def rows(b) -> Rows:
+            codes, ids, tokens, weights = self._columns(b)
+            _, frac = self.floors(codes, tokens, weights)
+            keys, live = self.keys(codes, ids, frac)
+            id_column = b.column(1)
+            return Rows(np.where(live, codes, -1), (keys,), tokens,
+                        payload=lambda idx, at: (idx + at, id_column.take(pa.array(idx))))
+
+        start = {c: (float(self.rest[c]), int(sizes[c])) for c in range(len(self.names)) if self.rest[c] > 0}
+        try:
+            found, passes = boundaries(batches, rows, lambda _c, parts, rem: _last_drawn(parts, rem), digits=8,
+                                       collect=COLLECT, collect_total=COLLECT_TOTAL, start=start)
+        except StreamChanged as e:
+            raise RuntimeError(f"materialise: the spill changed during the selection of source "
+                               f"{self.names[e.code]!r}") from e
+        self.boundary = {c: found.get(c) for c in range(len(self.names))}
         return passes
 
     def copies(self, b, position: int) -> np.ndarray:
@@ -285,7 +247,7 @@ class _Draw:
         f, frac = self.floors(codes, tokens, weights)
         keys, live = self.keys(codes, ids, frac)
         extra = np.zeros(len(codes), dtype=bool)
-        for c, rows in _rows_by_code(codes, live, None):
+        for c, rows in rows_by_code(np.where(live, codes, -1)):
             bound = self.boundary.get(c)
             if bound is None:
                 extra[rows] = True
@@ -297,32 +259,14 @@ class _Draw:
         return f + extra
 
 
-def _rows_by_code(codes: np.ndarray, live: np.ndarray, wanted) -> list[tuple[int, np.ndarray]]:
-    """(source code, its live rows) of a batch, one sort for all sources rather than a scan each;
-    only the codes in ``wanted`` when given."""
-    rows = np.flatnonzero(live)
-    if not len(rows):
-        return []
-    order = rows[np.argsort(codes[rows], kind="stable")]
-    sorted_codes = codes[order]
-    cuts = np.flatnonzero(np.diff(sorted_codes)) + 1
-    out = []
-    for part in np.split(order, cuts):
-        c = int(codes[part[0]])
-        if wanted is None or c in wanted:
-            out.append((c, part))
-    return out
-
-
 def _last_drawn(parts: list, rem: float) -> tuple | None:
     """(key, id, position) of the row whose tokens, in (key, id, position) order, bring the running
-    total to ``rem``; None when all of them stay below it. ``parts``: (keys, positions, tokens, ids)
-    of the gathered rows, as numpy arrays and an Arrow string array."""
+    total to ``rem``; None when all of them stay below it. ``parts``: the gathered rows, whose
+    payload is (positions, ids as an Arrow string array)."""
     if not parts:
         return None
-    keys = np.concatenate([p[0] for p in parts])
-    pos = np.concatenate([p[1] for p in parts])
-    tokens = np.concatenate([p[2] for p in parts])
+    (keys,), tokens, payloads, _ = gathered(parts)
+    pos = np.concatenate([p[0] for p in payloads])
     order = np.lexsort((pos, keys))
     keys, pos, tokens = keys[order], pos[order], tokens[order]
     j = int(np.searchsorted(np.cumsum(tokens), rem))
@@ -330,21 +274,22 @@ def _last_drawn(parts: list, rem: float) -> tuple | None:
         return None
     lo, hi = int(np.searchsorted(keys, keys[j])), int(np.searchsorted(keys, keys[j], side="right"))
     if hi - lo == 1:
-        return int(keys[j]), _id_at(parts, order[j]), int(pos[j])
+        return int(keys[j]), _id_at(payloads, order[j]), int(pos[j])
     # rows tied on the key (the same id twice, or a 64-bit hash collision): by id, then position
     acc = float(tokens[:lo].sum())
-    for doc_id, p, t, i in sorted((_id_at(parts, order[i]), int(pos[i]), float(tokens[i]), i) for i in range(lo, hi)):
+    for doc_id, p, t, i in sorted((_id_at(payloads, order[i]), int(pos[i]), float(tokens[i]), i)
+                                  for i in range(lo, hi)):
         acc += t
         if acc >= rem:
             return int(keys[i]), doc_id, p
     return None
 
 
-def _id_at(parts: list, i: int) -> str:
-    for p in parts:
-        if i < len(p[0]):
-            return p[3][int(i)].as_py()
-        i -= len(p[0])
+def _id_at(payloads: list, i: int) -> str:
+    for positions, ids in payloads:
+        if i < len(positions):
+            return ids[int(i)].as_py()
+        i -= len(positions)
     raise IndexError(i)
 
 

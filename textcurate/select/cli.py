@@ -7,7 +7,7 @@ import os
 import typer
 
 from textcurate.cli_options import params_options
-from textcurate.select.step import SelectParams
+from textcurate.select.stage import SelectParams
 from textcurate.verbs import VERBOSE, app, execute, fail, run_record
 
 

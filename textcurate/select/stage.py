@@ -22,12 +22,12 @@ from pydantic import Field, model_validator
 from textcurate.io.records import stable_hash
 from textcurate.io.rejects import Reject, RejectSink
 from textcurate.registry import RunPaths, StageParams, stage
+from textcurate.select.radix import COLLECT, Rows, boundaries, exact_last, order_key
 from textcurate.select.expr import Expr, ExprError, MissingField
 from textcurate.steps.fitted import RowFittedStage
 
 ALL = "all"
 FIT_BATCH = 65_536  # fit rows read at a time
-COLLECT = 1 << 18  # a boundary bucket this small is gathered and sorted instead of split again
 
 
 def shard_batches(folder: str):
@@ -49,41 +49,6 @@ def shard_batches(folder: str):
 def table_batches(table: pa.Table):
     """The same for fit rows already in memory (Python callers)."""
     return lambda: iter(table.combine_chunks().to_batches())
-
-
-def _digit(key: np.ndarray, hashes: np.ndarray, j: int) -> np.ndarray:
-    """The j-th 8-bit digit (0 = most significant) of the 128-bit (key, hash)."""
-    src, shift = (key, 56 - 8 * j) if j < 8 else (hashes, 56 - 8 * (j - 8))
-    return ((src >> np.uint64(shift)) & np.uint64(0xFF)).astype(np.int64)
-
-
-def _prefix_match(key: np.ndarray, hashes: np.ndarray, prefix: int, j: int) -> np.ndarray:
-    """Rows whose first j digits of (key, hash) are ``prefix``."""
-    if j <= 8:
-        shift = 64 - 8 * j
-        return (key >> np.uint64(shift)) == np.uint64(prefix) if shift < 64 else np.ones(len(key), bool)
-    top, low = prefix >> (8 * (j - 8)), prefix & ((1 << (8 * (j - 8))) - 1)
-    return (key == np.uint64(top)) & ((hashes >> np.uint64(64 - 8 * (j - 8))) == np.uint64(low))
-
-
-def top_cut(batches, k: int, ascending: bool = False) -> dict | None:
-    """The exact k-th best row of a stream, best meaning the highest score (the lowest with
-    ``ascending``), then the smaller ``hash``: the select step's radix selection, memory one batch.
-    ``batches()`` yields record batches with columns ``hash`` (uint64: an id-hash, or a position
-    for ties broken by order) and ``score`` (NaN never selected), again on every call. Returns
-    ``{"score", "hash", "kept", "eligible"}``, or None when nothing is selected; ``in_top`` applies it."""
-    sel = Select(expr=None, by="score", top_k=k, fraction=None, ascending=ascending, group_by=None, per_group=None,
-                 seed=0)
-    return sel._fit_batches(batches)["groups"].get(ALL) if k > 0 else None
-
-
-def in_top(scores: np.ndarray, hashes: np.ndarray, cut: dict | None, ascending: bool = False) -> np.ndarray:
-    """Which rows ``top_cut``'s boundary keeps: the boundary row and every row before it."""
-    s = np.asarray(scores, dtype=np.float64) + 0.0  # -0.0 is 0.0, as in the fit
-    if cut is None:
-        return np.zeros(len(s), dtype=bool)
-    better = s < cut["score"] if ascending else s > cut["score"]
-    return better | ((s == cut["score"]) & (np.asarray(hashes, dtype=np.uint64) <= np.uint64(cut["hash"])))
 
 
 class Select(RowFittedStage, PipelineStep):
@@ -160,90 +125,51 @@ class Select(RowFittedStage, PipelineStep):
         self.decision = self._fit_batches(shard_batches(folder))
         return self.decision
 
-    def _columns(self, batch, codes_of: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(group code, sortable key, hash, score) of a batch's eligible rows (score not NaN); new
-        groups get the next code. The key orders rows best first as unsigned integers."""
-        names = batch.schema.names
-        if "hash" in names:
-            hashes = np.asarray(batch.column(names.index("hash")).to_numpy(zero_copy_only=False), dtype=np.uint64)
-        else:  # rows by id (a Python caller, or fit shards of an older run)
-            hashes = np.array([self._hash(i) for i in batch.column(names.index("id")).to_pylist()], dtype=np.uint64)
-        scores = np.asarray(batch.column(names.index("score")).to_numpy(zero_copy_only=False), dtype=np.float64) + 0.0
-        if "group" not in names:  # one group (``top_cut``)
-            codes = np.full(len(scores), codes_of.setdefault(ALL, len(codes_of)), dtype=np.int64)
-        else:
-            enc = batch.column(names.index("group"))
-            enc = enc if pa.types.is_dictionary(enc.type) else enc.dictionary_encode()
-            local = [codes_of.setdefault(str(g), len(codes_of)) for g in enc.dictionary.to_pylist()]
-            codes = np.asarray(local, dtype=np.int64)[np.asarray(enc.indices.to_numpy(zero_copy_only=False),
-                                                                 dtype=np.int64)] if len(local) else \
-                np.zeros(0, dtype=np.int64)
-        ok = ~np.isnan(scores)
-        bits = scores[ok].view(np.uint64)
-        key = np.where(bits >> np.uint64(63), ~bits, bits | np.uint64(1 << 63))  # float order as unsigned order
-        if not self.ascending:
-            key = ~key  # the highest score first
-        return codes[ok], key, hashes[ok], scores[ok]
+    def _rows(self, codes_of: dict[str, int]):
+        """The radix selection's view of a fit batch: group code (-1 where the score is NaN: never
+        selected), key (the score's order bits, the id-hash) and the score; new groups get the
+        next code."""
+        def rows(batch) -> Rows:
+            names = batch.schema.names
+            if "hash" in names:
+                hashes = np.asarray(batch.column(names.index("hash")).to_numpy(zero_copy_only=False), dtype=np.uint64)
+            else:  # rows by id (a Python caller, or fit shards of an older run)
+                hashes = np.array([self._hash(i) for i in batch.column(names.index("id")).to_pylist()],
+                                  dtype=np.uint64)
+            scores = np.asarray(batch.column(names.index("score")).to_numpy(zero_copy_only=False),
+                                dtype=np.float64) + 0.0
+            if "group" not in names:
+                codes = np.full(len(scores), codes_of.setdefault(ALL, len(codes_of)), dtype=np.int64)
+            else:
+                enc = batch.column(names.index("group"))
+                enc = enc if pa.types.is_dictionary(enc.type) else enc.dictionary_encode()
+                local = np.asarray([codes_of.setdefault(str(g), len(codes_of)) for g in enc.dictionary.to_pylist()],
+                                   dtype=np.int64)
+                codes = local[np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)] \
+                    if len(local) else np.full(len(scores), -1, dtype=np.int64)
+            ok = ~np.isnan(scores)
+            return Rows(np.where(ok, codes, -1), (order_key(np.where(ok, scores, 0.0), self.ascending), hashes),
+                        payload=lambda idx, _: scores[idx])
+        return rows
 
     def _fit_batches(self, batches) -> dict:
-        """Exact k-th best (score, then the smaller id-hash) per group by radix selection on the
-        128-bit key (score's order bits, hash): each pass over the rows counts one 8-bit digit of
-        the rows still tied with the boundary, per group, until the boundary's bucket holds at most
-        COLLECT rows, which one last pass gathers and sorts. Memory: 256 counters per group and
-        that bucket; never a row per document."""
+        """Exact k-th best (score, then the smaller id-hash) per group, by ``radix.boundaries`` on the
+        128-bit key (score's order bits, hash). Memory: 256 counters per group and the boundary's
+        bucket; never a row per document."""
         codes_of: dict[str, int] = {}
-        hist: dict[int, np.ndarray] = {}  # digit 0's histogram per group, and the eligible counts
-        for b in batches():
-            codes, key, _, _ = self._columns(b, codes_of)
-            if len(codes):
-                counts = np.bincount(codes * 256 + (key >> np.uint64(56)).astype(np.int64),
-                                     minlength=len(codes_of) * 256)
-                for g in np.unique(codes):
-                    hist[int(g)] = hist.get(int(g), 0) + counts[g * 256:(g + 1) * 256]
-        names = {c: g for g, c in codes_of.items()}
-        decision: dict = {"by": self.by, "ascending": self.ascending, "seed": self.seed, "groups": {}, "passes": 1}
-        state = {}  # group code -> [digits fixed, value of those digits (128-bit int), rows still ahead, quota, n]
-        for c, h in hist.items():
-            n = int(h.sum())
-            k = self._quota(names[c], n)
-            if k <= 0:
-                continue
-            state[c] = {"j": 0, "prefix": 0, "rem": k, "k": k, "n": n, "hist": h}
-        for g in sorted(codes_of):
-            decision["groups"][g] = None
-        while state:
-            collect, more = {}, {}
-            for c, st in state.items():
-                cum = np.cumsum(st["hist"])
-                d = int(np.searchsorted(cum, st["rem"]))  # the bucket holding the rem-th row
-                st["rem"] -= int(cum[d - 1]) if d else 0
-                st["prefix"] = (st["prefix"] << 8) | d
-                st["j"] += 1
-                (collect if int(st["hist"][d]) <= COLLECT or st["j"] == 16 else more)[c] = st
-            gathered = {c: [] for c in collect}
-            new_hist = {c: np.zeros(256, dtype=np.int64) for c in more}
-            decision["passes"] += 1
-            for b in batches():
-                codes, key, hashes, scores = self._columns(b, codes_of)
-                for c, st in list(collect.items()) + list(more.items()):
-                    m = codes == c
-                    if not m.any():
-                        continue
-                    k_, h_, s_ = key[m], hashes[m], scores[m]
-                    m2 = _prefix_match(k_, h_, st["prefix"], st["j"])
-                    if c in collect:
-                        gathered[c].append((k_[m2], h_[m2], s_[m2]))
-                    else:
-                        new_hist[c] += np.bincount(_digit(k_[m2], h_[m2], st["j"]), minlength=256)
-            for c, st in collect.items():
-                k_ = np.concatenate([x[0] for x in gathered[c]]) if gathered[c] else np.zeros(0, np.uint64)
-                h_ = np.concatenate([x[1] for x in gathered[c]]) if gathered[c] else np.zeros(0, np.uint64)
-                s_ = np.concatenate([x[2] for x in gathered[c]]) if gathered[c] else np.zeros(0)
-                order = np.lexsort((h_, k_))
-                last = order[st["rem"] - 1]
-                decision["groups"][names[c]] = {"score": float(s_[last]), "hash": int(h_[last]), "kept": st["k"],
-                                                "eligible": st["n"]}
-            state = {c: {**st, "hist": new_hist[c]} for c, st in more.items()}
+        counted: dict[int, tuple[int, int]] = {}  # group code -> (quota, eligible rows)
+
+        def quota(c: int, n: int, _weight: float) -> int:
+            names = {code: g for g, code in codes_of.items()}
+            counted[c] = (self._quota(names[c], n), n)
+            return counted[c][0]
+
+        def finish(c: int, parts: list, rem: float) -> dict:
+            return {**exact_last(parts, rem), "kept": counted[c][0], "eligible": counted[c][1]}
+
+        cuts, passes = boundaries(batches, self._rows(codes_of), finish, digits=16, collect=COLLECT, quota=quota)
+        decision: dict = {"by": self.by, "ascending": self.ascending, "seed": self.seed,
+                          "groups": {g: cuts.get(codes_of[g]) for g in sorted(codes_of)}, "passes": passes}
         self.decision = decision
         return decision
 
