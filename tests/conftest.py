@@ -88,3 +88,23 @@ def loopback_server(handler, state: dict):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory):
+    """A one-layer Llama with random weights and MiniLM's tokenizer, saved as a model folder: a real
+    transformers model for the engine's tests, made in a second."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from textcurate.embed.embedder import resolve_model
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tok = AutoTokenizer.from_pretrained(resolve_model("minilm"))
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
+                      pad_token_id=tok.pad_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)

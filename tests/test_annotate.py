@@ -3,30 +3,12 @@ document, unparsable outputs kept with their raw text and a reason, resume after
 
 import pyarrow.parquet as pq
 import pytest
-import torch
 from datatrove.data import Document
 
 from textcurate.engines.hf import TransformersEngine
 from textcurate.judge.annotate import annotate, sample_documents
 from textcurate.engines.base import GenerationParams
 from textcurate.judge.prompt import PROMPT_VERSION, PROMPTS
-
-
-@pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from textcurate.embed.embedder import resolve_model
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tok = AutoTokenizer.from_pretrained(resolve_model("minilm"))
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
-                      pad_token_id=tok.pad_token_id)
-    LlamaForCausalLM(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return str(folder)
 
 
 class CrashAfter(TransformersEngine):

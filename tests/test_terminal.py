@@ -149,6 +149,29 @@ def test_progress_lines_sum_the_tasks():
     assert task_line(state, 66.0, first=(60.0, 0.15, 30)) == task_line(state, 66.0)
 
 
+
+def test_a_slow_batch_still_moves_the_line_in_tokens(tiny_lm, tmp_path):
+    """synth's pages come out a batch at a time (minutes on a CPU): the tokens the engine writes are
+    counted step by step, summed over the tasks and shown with their rate."""
+    from textcurate.engines.hf import TransformersEngine
+    from textcurate.runner import progress
+
+    task = progress.TaskProgress("main", 8, "pages", 0, report_path=str(tmp_path / "00000.json"))
+    steps = []
+    eng = TransformersEngine(tiny_lm, batch_size=2)
+    eng.on_tokens = lambda n: (steps.append(n), progress.count("tokens", n))
+    from textcurate.engines.base import GenerationParams
+
+    eng.generate(["hello there", "a second, longer prompt for padding"], GenerationParams(max_tokens=12))
+    assert len(steps) >= 2 and sum(steps) == eng.tokens_generated > 0  # step by step, padding not counted
+    assert task.state()["counts"] == {"tokens": eng.tokens_generated}
+    other = {**task.state(), "rank": 1, "counts": {"tokens": 100}}
+    state = phase_state([task.state(), other], tasks=2)
+    assert state["counts"] == {"tokens": eng.tokens_generated + 100}
+    assert f"{eng.tokens_generated + 100:,} tokens (" in task_line(state, 10.0)
+    task.finish()
+
+
 def _one_error_line(proc):
     lines = _not_progress(proc.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]

@@ -8,6 +8,7 @@ Backends are imported only when chosen, so vLLM is never imported unless asked f
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -98,6 +99,13 @@ class Engine(ABC):
 
     name: str = "engine"
     model: str = ""
+    # called with the number of new tokens as the engine writes them (per step where the backend
+    # allows it, per answer or per batch elsewhere): a progress line's token count
+    on_tokens: Callable[[int], None] | None = None
+
+    def _wrote(self, n: int) -> None:
+        if self.on_tokens is not None and n:
+            self.on_tokens(int(n))
 
     @abstractmethod
     def generate(self, prompts: list[Prompt], params: GenerationParams | None = None) -> list[str]:

@@ -57,7 +57,7 @@ class TransformersEngine(Engine):
             import torch
 
             from textcurate.assets.models import ALIASES, resolve_folder
-            from textcurate.io.files import cpu_has_bf16, pick_device
+            from textcurate.io.device import cpu_has_bf16, pick_device
 
             device = pick_device(self.device)
             # bf16 where the hardware computes it (a GPU; a CPU with AMX / AVX512-BF16: several times
@@ -109,6 +109,8 @@ class TransformersEngine(Engine):
             if params.stop:
                 kwargs["stop_strings"] = params.stop
                 kwargs["tokenizer"] = tok
+            if self.on_tokens is not None:
+                kwargs["streamer"] = _TokenCount(self._wrote, tok.pad_token_id)
             with torch.inference_mode():
                 gen = lm.generate(**enc, **kwargs)
             new = gen[:, enc["input_ids"].shape[1]:]
@@ -222,3 +224,21 @@ class TransformersEngine(Engine):
     def close(self) -> None:
         self._lm = self._tok = None
         self._prefix_ids, self._prefix_cache = [], None
+
+
+class _TokenCount:
+    """A ``generate`` streamer that only counts: the new tokens of each step (the rows that have
+    ended write padding, which is not counted), passed to ``wrote``. transformers calls ``put``
+    with the prompt first, then once per step."""
+
+    def __init__(self, wrote, pad_id: int | None):
+        self.wrote, self.pad_id, self.prompt_seen = wrote, pad_id, False
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        self.wrote(int((value != self.pad_id).sum()) if self.pad_id is not None else value.numel())
+
+    def end(self) -> None:
+        pass

@@ -98,7 +98,9 @@ class OpenAIEngine(Engine):
     def _parse_detailed(self, r: requests.Response, url: str) -> Generation:
         text = self._parse(r, url)
         try:
-            reason = r.json()["choices"][0].get("finish_reason")
+            body = r.json()
+            reason = body["choices"][0].get("finish_reason")
+            self._wrote((body.get("usage") or {}).get("completion_tokens") or 0)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             reason = None
         return Generation(text, reason)

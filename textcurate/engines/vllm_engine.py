@@ -80,6 +80,7 @@ class VLLMEngine(Engine):
             return []
         params = params or GenerationParams()
         outputs = self._run(prompts, self.sampling_params(params), params.assistant_prefix)
+        self._wrote(sum(len(o.outputs[0].token_ids) for o in outputs if o.outputs))
         return [o.outputs[0].text if o.outputs else "" for o in outputs]
 
     def _generate_detailed(self, prompts: list[Prompt], params: GenerationParams | None) -> list[Generation]:
@@ -88,6 +89,7 @@ class VLLMEngine(Engine):
             return []
         params = params or GenerationParams()
         outputs = self._run(prompts, self.sampling_params(params), params.assistant_prefix)
+        self._wrote(sum(len(o.outputs[0].token_ids) for o in outputs if o.outputs))
         return [Generation(o.outputs[0].text, o.outputs[0].finish_reason) if o.outputs
                 else Generation("", error="vLLM returned no output") for o in outputs]
 

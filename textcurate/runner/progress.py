@@ -44,6 +44,7 @@ class TaskProgress:
         self.start = time.perf_counter()
         self._logged = self._reported = self.start
         self.docs = self.units = self.done = self.out = 0
+        self.counts: dict[str, int] = {}  # what else moves: tokens a model writes (``count``)
         self.reading_done = self.finished = False
         self._places: OrderedDict[int, int] = OrderedDict()  # id(document) -> its place, in read order
         _current = self
@@ -76,6 +77,10 @@ class TaskProgress:
                 del self._places[first]
         self._tick()
 
+    def count(self, unit: str, n: int) -> None:
+        self.counts[unit] = self.counts.get(unit, 0) + n
+        self._tick()
+
     def finish(self) -> None:
         global _current
         self.done, self.finished = self.docs, True
@@ -86,7 +91,8 @@ class TaskProgress:
 
     def state(self) -> dict:
         return {"rank": self.rank, "docs": self.docs, "done": self.done, "units": self.units, "total": self.total,
-                "unit": self.unit, "out": self.out, "reading_done": self.reading_done, "finished": self.finished}
+                "unit": self.unit, "out": self.out, "reading_done": self.reading_done, "finished": self.finished,
+                "counts": dict(self.counts)}
 
     def _tick(self) -> None:
         now = time.perf_counter()
@@ -116,6 +122,13 @@ def passed(doc, out: int) -> None:
     """The last step of the task's pipeline has passed on ``doc``, its ``out``-th."""
     if _current is not None:
         _current.passed(doc, out)
+
+
+def count(unit: str, n: int) -> None:
+    """``n`` more of ``unit`` (tokens a model wrote) in the running task: the progress line shows the
+    total and its rate, so that a step whose documents come out in slow batches still moves."""
+    if _current is not None:
+        _current.count(unit, n)
 
 
 def finish() -> None:
@@ -154,6 +167,8 @@ def task_line(state: dict, elapsed: float, first: tuple[float, float, int] | Non
     t0, f0, d0 = first if first is not None and elapsed > first[0] and state["done"] > first[2] else (0.0, 0.0, 0)
     parts = [f"{state['done']:,} docs done ({read})", f"{state['out']:,} out",
              f"{(state['done'] - d0) / max(elapsed - t0, 1e-9):,.0f} docs/s"]
+    for unit, n in sorted((state.get("counts") or {}).items()):
+        parts.append(f"{n:,} {unit} ({n / max(elapsed, 1e-9):,.1f} {unit}/s)")
     if frac is not None and frac >= 0.01 and frac > f0 and not state.get("finished"):  # not from the first few
         parts.append(f"ETA {_seconds((elapsed - t0) * (1 - frac) / (frac - f0))}")
     return ", ".join(parts)
@@ -187,8 +202,17 @@ def phase_state(reports: list[dict], tasks: int) -> dict:
     return {"docs": sum(r["docs"] for r in reports), "done": sum(r["done"] for r in reports),
             "units": sum(r["units"] for r in reports), "total": sum(r["total"] for r in reports) if known else None,
             "unit": units.pop() if len(units) == 1 else "", "out": sum(r["out"] for r in reports),
+            "counts": _summed([r.get("counts") or {} for r in reports]),
             "tasks": len(reports), "reading_done": everyone and all(r["reading_done"] for r in reports),
             "finished": everyone and all(r["finished"] for r in reports)}
+
+
+def _summed(counts: list[dict]) -> dict:
+    out: dict[str, int] = {}
+    for c in counts:
+        for unit, n in c.items():
+            out[unit] = out.get(unit, 0) + n
+    return out
 
 
 class PhaseProgress:

@@ -231,7 +231,14 @@ class SynthReader(PipelineStep):
         params = GenerationParams(max_tokens=self.spec.max_tokens, temperature=self.spec.temperature,
                                   top_p=self.spec.top_p, seed=self.spec.seed + rank)
         # the engine is made only if a prompt is left to generate (a rerun over finished parts loads no model)
-        pages = iter_pages(list(mine.values()), lambda: self.spec.engine.make(self.spec.batch_size),
+        def engine():
+            from textcurate.runner import progress
+
+            made = self.spec.engine.make(self.spec.batch_size)
+            made.on_tokens = lambda n: progress.count("tokens", n)  # the line moves inside a long batch
+            return made
+
+        pages = iter_pages(list(mine.values()), engine,
                            os.path.join(self.folder, "generated"), params, self.spec.batch_size,
                            prefix=f"task{rank:05d}")
         for pid, r in pages:
