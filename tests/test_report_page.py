@@ -17,7 +17,7 @@ from textcurate.runner.run import run_pipeline
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(tmp_path):
+def _run(tmp_path, clusters: bool = False):
     tree = tmp_path / "tree"
     tree.mkdir()
     for i in range(40):
@@ -29,7 +29,8 @@ def _run(tmp_path):
         "name": "page", "input": {"type": "file_tree", "paths": [str(tree)], "include": ["*.md"]},
         "stages": [{"type": "text_stats"},
                    {"type": "select", "name": "long", "expr": "n_words >= 20"},
-                   {"type": "select", "name": "top", "by": "n_chars", "fraction": 0.8}],
+                   {"type": "select", "name": "top", "by": "n_chars", "fraction": 0.8}]
+        + ([{"type": "embed"}, {"type": "cluster", "k": 4}] if clusters else []),
         "output": {"path": str(tmp_path / "run")}, "executor": {"type": "local", "tasks": 2}})
     record = run_pipeline(cfg, report=False)
     assert record["status"] == "complete"
@@ -58,6 +59,26 @@ def test_examples_bands_escaped_texts_and_threshold_markers(tmp_path):
     # the same run gives the same page, byte for byte
     again = open(write_report(run_dir, str(tmp_path / "again.html"))).read()
     assert again == page
+
+
+def test_the_page_reads_the_kept_documents_once(tmp_path, monkeypatch):
+    """Examples and the largest clusters both show kept documents: one pass over documents/ feeds both."""
+    import textcurate.report.html as page_mod
+
+    run_dir, _ = _run(tmp_path, clusters=True)
+    passes = []
+    real = page_mod.kept_documents
+
+    def counted(folder):
+        passes.append(folder)
+        yield from real(folder)
+
+    monkeypatch.setattr(page_mod, "kept_documents", counted)
+    page = open(write_report(run_dir)).read()
+    assert len(passes) == 1
+    assert "<h2>Examples</h2>" in page and "The largest clusters, with documents the run kept from each" in page
+    shown = re.findall(r"<tr><td>(\d+)</td><td>([0-9,]+)</td><td>tree/d\d\d", page)  # cluster, size, a document
+    assert shown and all(int(size.replace(",", "")) > 0 for _, size in shown)
 
 
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")),

@@ -9,7 +9,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from textcurate.io.attributes import attribute_columns, iter_attribute_batches, list_attribute_steps
-from textcurate.report.html import artifact_cards, esc, figure, kept_documents, preview, section, svg
+from textcurate.report.html import (artifact_cards, documents_read, esc, figure, preview, reads_documents, section,
+                                    svg)
 
 
 def _sizes_plot(sizes: np.ndarray, name: str) -> str:
@@ -33,17 +34,23 @@ def _map_plot(path: str, name: str) -> str:
     return svg(fig)
 
 
+def _sizes(run_dir: str, name: str, k: int) -> np.ndarray | None:
+    """Documents per cluster of the k-means step ``name``, from its attributes (streamed)."""
+    if name not in list_attribute_steps(run_dir) or "cluster_id" not in attribute_columns(run_dir, name):
+        return None
+    sizes = np.zeros(k, dtype=np.int64)
+    for batch in iter_attribute_batches(run_dir, name, ["cluster_id"]):
+        ids = np.asarray(batch.column(0).fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        sizes += np.bincount(ids[ids >= 0], minlength=k)[:k]
+    return sizes
+
+
 @section("Clusters", 50)
 def _clusters(run_dir: str, record: dict) -> str | None:
     parts = []
+    seen = documents_read(_cluster_reader)
     for name, folder, card in artifact_cards(run_dir, "kmeans"):
-        sizes = None
-        if name in list_attribute_steps(run_dir) and "cluster_id" in attribute_columns(run_dir, name):
-            sizes = np.zeros(card["k"], dtype=np.int64)
-            for batch in iter_attribute_batches(run_dir, name, ["cluster_id"]):  # streamed
-                ids = np.asarray(batch.column(0).fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
-                ids = ids[ids >= 0]
-                sizes += np.bincount(ids, minlength=card["k"])[:card["k"]]
+        sizes = seen.sizes[name] if seen is not None and name in seen.sizes else _sizes(run_dir, name, card["k"])
         summary = (f"<p>k = {card['k']}, fitted on {card['sample_size']:,} documents ({card['backend']} on "
                    f"{card['device']}, {card['niter']} iterations, seed {card['seed']}, {card['fit_seconds']} s); "
                    f"inertia {card['inertia']:.4g}, mean cosine to the centroid {card['mean_cosine']:.3f}")
@@ -53,7 +60,7 @@ def _clusters(run_dir: str, record: dict) -> str | None:
         plots = _sizes_plot(sizes, name) if sizes is not None else ""
         if os.path.exists(os.path.join(folder, "map.parquet")):
             plots += _map_plot(os.path.join(folder, "map.parquet"), name)
-        examples = _largest_clusters(run_dir, sizes) if sizes is not None else ""
+        examples = _largest_clusters(seen, sizes) if sizes is not None and seen is not None else ""
         parts.append(f"<h3>{esc(name)}</h3>{summary}.</p><div class=grid>{plots}</div>{examples}")
     return "".join(parts) or None
 
@@ -62,29 +69,49 @@ LARGEST = 5  # clusters shown with examples
 PER_CLUSTER = 3
 
 
-def _largest_clusters(run_dir: str, sizes: np.ndarray) -> str:
-    """The largest clusters, each with a few of the documents the run kept from it (smallest id-hash
-    first, so the same run shows the same ones): what a cluster holds, read before pruning it."""
-    import heapq
+def _largest(sizes: np.ndarray) -> list[int]:
+    return [int(c) for c in np.argsort(-sizes, kind="stable")[:LARGEST] if sizes[c] > 0]
 
-    from textcurate.io.records import stable_hash
-    from textcurate.io.sampling import REPORT_SAMPLE_SALT
 
-    if not os.path.isdir(os.path.join(run_dir, "documents")) or not sizes.sum():
-        return ""
-    largest = [int(c) for c in np.argsort(-sizes, kind="stable")[:LARGEST] if sizes[c] > 0]
-    heaps: dict[int, list] = {c: [] for c in largest}
-    for doc in kept_documents(run_dir):
+class _ClusterExamples:
+    """A few kept documents of each of the largest clusters (smallest id-hash first, so the same run
+    shows the same ones), filled by the report's one pass over the kept documents."""
+
+    def __init__(self, sizes: dict[str, np.ndarray]):
+        self.sizes = sizes
+        self.heaps: dict[int, list] = {c: [] for s in sizes.values() for c in _largest(s)}
+
+    def add(self, doc) -> None:
+        import heapq
+
+        from textcurate.io.records import stable_hash
+        from textcurate.io.sampling import REPORT_SAMPLE_SALT
+
         c = doc.metadata.get("cluster_id")
-        if not (isinstance(c, int) and c in heaps):
-            continue
-        key, heap = -stable_hash(doc.id, REPORT_SAMPLE_SALT), heaps[c]
+        if not (isinstance(c, int) and c in self.heaps):
+            return
+        key, heap = -stable_hash(doc.id, REPORT_SAMPLE_SALT), self.heaps[c]
         if len(heap) < PER_CLUSTER:
             heapq.heappush(heap, (key, doc.id, preview(doc.text)))  # a preview, not the whole text, is held
         elif key > heap[0][0]:
             heapq.heapreplace(heap, (key, doc.id, preview(doc.text)))
+
+
+@reads_documents
+def _cluster_reader(run_dir: str, record: dict) -> _ClusterExamples | None:
+    sizes = {name: s for name, _, card in artifact_cards(run_dir, "kmeans")
+             if (s := _sizes(run_dir, name, card["k"])) is not None and s.sum()}
+    return _ClusterExamples(sizes) if sizes else None
+
+
+def _largest_clusters(seen: _ClusterExamples, sizes: np.ndarray) -> str:
+    """The largest clusters, each with a few of the documents the run kept from it: what a cluster
+    holds, read before pruning it."""
+    largest = _largest(sizes)
+    if not largest:
+        return ""
     rows = "".join(f"<tr><td>{c}</td><td>{int(sizes[c]):,}</td><td>{esc(i)}</td><td class=text>{esc(t)}</td>"
-                   "</tr>" for c in largest for _, i, t in sorted(heaps[c], reverse=True))
+                   "</tr>" for c in largest for _, i, t in sorted(seen.heaps[c], reverse=True))
     return ("<details open><summary>The largest clusters, with documents the run kept from each</summary>"
             "<table><tr><th>cluster</th><th>size</th><th>id</th><th>text</th></tr>" + rows + "</table></details>")
 

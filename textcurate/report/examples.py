@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import heapq
 import math
-import os
 
 from textcurate.io.attributes import attribute_columns, list_attribute_steps
 from textcurate.io.records import stable_hash
 from textcurate.io.sampling import REPORT_SAMPLE_SALT as SALT
 from textcurate.report.cuts import select_thresholds
-from textcurate.report.html import EXAMPLE_CHARS, esc, kept_documents, preview, section
+from textcurate.report.html import EXAMPLE_CHARS, documents_read, esc, preview, reads_documents, section
 
 PER_BAND = 3
 MIDDLE_SAMPLE = 400  # documents (by smallest id-hash) the middle of a score is read from
@@ -58,25 +57,37 @@ class _Bands:
         return [("top", top), ("middle", middle[::-1]), ("bottom", bottom)]
 
 
-@section("Examples", 35)
-def _examples(run_dir: str, record: dict) -> str | None:
-    if not os.path.isdir(os.path.join(run_dir, "documents")):
-        return None
-    fields = _score_fields(run_dir)
-    if not fields:
-        return None
-    bands = {f: _Bands() for f in fields}
-    kept = 0
-    for doc in kept_documents(run_dir):
-        kept += 1
+class _Examples:
+    """Every score's bands, filled by the report's one pass over the kept documents."""
+
+    def __init__(self, fields: list[str]):
+        self.fields, self.kept = fields, 0
+        self.bands = {f: _Bands() for f in fields}
+
+    def add(self, doc) -> None:
+        self.kept += 1
         meta, shown, h = doc.metadata, None, None
-        for f in fields:
+        for f in self.fields:
             v = meta.get(f)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 continue
             if shown is None:
                 shown, h = preview(doc.text), stable_hash(doc.id, SALT)
-            bands[f].add(float(v), h, doc.id, shown)
+            self.bands[f].add(float(v), h, doc.id, shown)
+
+
+@reads_documents
+def _example_reader(run_dir: str, record: dict) -> _Examples | None:
+    fields = _score_fields(run_dir)
+    return _Examples(fields) if fields else None
+
+
+@section("Examples", 35)
+def _examples(run_dir: str, record: dict) -> str | None:
+    seen = documents_read(_example_reader)
+    if seen is None:
+        return None
+    fields, bands, kept = seen.fields, seen.bands, seen.kept
     cuts = select_thresholds(record)
     parts = [f"<p>From the {kept:,} documents the run kept (<code>documents/</code>; the text of a dropped "
              "document is not stored, so below a <code>select</code>'s threshold nothing shows). The first "

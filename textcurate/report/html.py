@@ -34,6 +34,37 @@ def section(title: str, order: int = 50):
     return register
 
 
+READERS: list = []  # functions (run_dir, record) -> a visitor of the kept documents (``add(doc)``), or None
+_visitors: dict = {}  # reader -> its visitor, for the report being written
+
+
+def reads_documents(fn):
+    """Register ``fn(run_dir, record)``, which returns an object with ``add(doc)`` (or None when its
+    section has nothing to read). ``write_report`` reads RUN/documents/ once for all of them, before
+    any section is drawn; the section gets its visitor back with ``documents_read(fn)``."""
+    READERS.append(fn)
+    return fn
+
+
+def documents_read(reader):
+    """The visitor ``reader`` made, after every kept document went through it; None when it made none
+    or the run kept no documents."""
+    return _visitors.get(reader)
+
+
+def _read_documents(run_dir: str, record: dict) -> None:
+    """One pass over the kept documents, feeding every registered reader's visitor."""
+    _visitors.clear()
+    if not os.path.isdir(os.path.join(run_dir, "documents")):
+        return
+    visitors = {fn: v for fn in READERS if (v := fn(run_dir, record)) is not None}
+    if visitors:
+        for doc in kept_documents(run_dir):
+            for v in visitors.values():
+                v.add(doc)
+    _visitors.update(visitors)
+
+
 def esc(x) -> str:
     return html.escape(str(x))
 
@@ -214,6 +245,7 @@ def write_report(run_dir: str, out: str | None = None) -> str:
 
     with open(os.path.join(run_dir, "run.json")) as fh:
         record = json.load(fh)
+    _read_documents(run_dir, record)  # once, for every section that shows documents
     body = []
     for _, title, fn in sorted(SECTIONS, key=lambda s: s[0]):
         content = fn(run_dir, record)
