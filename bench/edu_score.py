@@ -100,7 +100,7 @@ def main() -> None:
     from datatrove.data import Document
 
     from textcurate.classify.metrics import spearman
-    from textcurate.classify.scorer import EduScoreParams
+    from textcurate.classify.edu_score_stage import EduScoreParams
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=512)

@@ -8,7 +8,7 @@ length). Planted near-duplicates: copies of randomly chosen documents with 1, 3 
 words replaced and their first and last lines dropped. Both runs use datatrove's own classes
 (``MinhashDedupSignature``, ``MinhashDedupBuckets``, ``MinhashDedupCluster``) with its default
 configuration (5-grams, 14 buckets x 8 hashes); they differ only in the word tokenizer handed to
-the signature step: datatrove's for English (spaCy) or ``textcurate.cluster.minhash``'s
+the signature step: datatrove's for English (spaCy) or ``textcurate.cluster.minhash_stage``'s
 whitespace split. Printed: signature documents/s on one core (the step that reads the text),
 end-to-end seconds, recall of planted copies (a copy counts as found when it or its original is
 removed), documents removed that are not planted copies, and the CPU.
@@ -82,7 +82,7 @@ def run(docs: list, tokenizer, folder: str) -> tuple[set, float, float]:
                                                   MinhashDedupSignature)
     from datatrove.utils.hashing import HashConfig
 
-    config = MinhashConfig(hash_config=HashConfig(hash_fc="sha1"))  # textcurate's default (see cluster/minhash.py)
+    config = MinhashConfig(hash_config=HashConfig(hash_fc="sha1"))  # textcurate's default (see cluster/minhash_stage.py)
     sig = MinhashDedupSignature(os.path.join(folder, "sigs"), config, tokenizer)
     sig.get_shingles("warm up the tokenizer")
     t0 = time.perf_counter()
@@ -109,7 +109,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from textcurate.cluster.minhash import WhitespaceTokenizer
+    from textcurate.cluster.minhash_stage import WhitespaceTokenizer
 
     docs, pairs = plant(corpus(args.docs), args.copies)
     mean_len = sum(len(d.text) for d in docs) / len(docs)

@@ -77,7 +77,7 @@ def test_edu_score_head_cascade_and_stream(tmp_path):
     from datatrove.data import Document
 
     from textcurate.classify.heads import calibrate
-    from textcurate.classify.scorer import EduScoreParams
+    from textcurate.classify.edu_score_stage import EduScoreParams
 
     clf, card = _real_classifier(tmp_path)
     texts = ["Lesson: how plants make sugar from light.", "cheap watches click here", "The water cycle explained",
@@ -190,7 +190,7 @@ def test_edu_filter_pipeline_embeds_once(run_cfg, tmp_path):
     kept = {d["id"] for d in read_output_docs(cfg.output.path)}
     assert kept == {f"g{i}" for i in range(6)}
     assert all("__embedding__" not in d["metadata"] for d in read_output_docs(cfg.output.path))
-    from textcurate.embed.step import read_features
+    from textcurate.embed.stage import read_features
 
     ids, X = read_features(f"{cfg.output.path}/features/embed")
     assert len(ids) == 12 and X.shape == (12, 384) and np.allclose(np.linalg.norm(X, axis=1), 1, atol=1e-2)
@@ -203,7 +203,7 @@ def test_hf_sequence_classification_model_loads_as_scorer(tmp_path):
     from datatrove.data import Document
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from textcurate.classify.scorer import EduScoreParams
+    from textcurate.classify.edu_score_stage import EduScoreParams
     from textcurate.embed.embedder import resolve_model
 
     tok = AutoTokenizer.from_pretrained(resolve_model("minilm"))
@@ -301,7 +301,7 @@ def test_held_out_kinds_validation_rows_and_calibration_onto_the_tiers(tmp_path)
     import pyarrow.parquet as pq
     from datatrove.data import Document
 
-    from textcurate.classify.scorer import EduScore
+    from textcurate.classify.edu_score_stage import EduScore
     from textcurate.classify.train import load_annotations
 
     rng = np.random.default_rng(0)
@@ -339,7 +339,7 @@ def test_held_out_kinds_validation_rows_and_calibration_onto_the_tiers(tmp_path)
     step = EduScore(classifier=str(tmp_path / "c"), mode="exact", margin=None, device="cpu", max_tokens=None,
                     model=None, trust_remote_code=False)
     step.setup(0)
-    from textcurate.embed.step import EMBEDDING_KEY
+    from textcurate.embed.stage import EMBEDDING_KEY
 
     docs = [Document(text=r["text"], id=r["id"], metadata={EMBEDDING_KEY: r["x"].astype(np.float32)})
             for r in rows[:80]]
@@ -353,7 +353,7 @@ def test_held_out_kinds_validation_rows_and_calibration_onto_the_tiers(tmp_path)
 
 
 def test_recommended_mode_is_chosen_on_validation_rows_and_a_missing_fasttext_is_named(tmp_path):
-    from textcurate.classify.scorer import EduScoreParams, resolve_mode
+    from textcurate.classify.edu_score_stage import EduScoreParams, resolve_mode
     from textcurate.classify.train import MIN_VALIDATION, recommend_mode
 
     def card(exact, fast, cascade_ok, n_val=500, share=0.3):

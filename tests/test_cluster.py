@@ -16,7 +16,7 @@ import pytest
 from conftest import STDLIB_MODULES as MODULES
 from conftest import read_output_docs, write_jsonl
 from textcurate.cluster.kmeans import SphericalKMeans, partition_inertia
-from textcurate.cluster.prune import allocate, paper_rule
+from textcurate.cluster.prune_stage import allocate, paper_rule
 from textcurate.cluster import semdedup as semdedup_module
 from textcurate.cluster.semdedup import (PartitionWriter, dedup_cluster, iter_partitions, keep_order,
                                          rows_table)
@@ -282,7 +282,7 @@ def test_semdedup_finds_planted_duplicates_and_spares_distinct_documents(semdedu
 
 
 def test_cluster_assignment_of_the_stream_equals_assignment_in_memory(semdedup_run):
-    from textcurate.embed.step import read_features
+    from textcurate.embed.stage import read_features
 
     run, _, _ = semdedup_run
     ids, vecs = read_features(str(run / "features" / "embed"))

@@ -65,6 +65,26 @@ def test_every_package_has_a_layer():
     assert {_unit(m) for m in _modules()} <= set(layer_of), sorted({_unit(m) for m in _modules()} - set(layer_of))
 
 
+ROOMS = {"stage", "cli", "report", "block", "run", "store", "spec", "train", "metrics", "base"}
+
+
+def test_modules_follow_the_naming_rule():
+    """docs/adding-a-stage.md: a module that registers a stage is ``stage.py`` or ``*_stage.py``; a
+    name outside the rooms every wing shares is used once in the package."""
+    seen: dict[str, list[str]] = {}
+    for module, path in _modules().items():
+        leaf = module.rsplit(".", 1)[-1]
+        if leaf == "textcurate" or path.endswith("__init__.py"):
+            continue
+        seen.setdefault(leaf, []).append(module)
+        declares = any(line.startswith("@stage(") for line in open(path, encoding="utf-8"))
+        floor = _unit(module) == "steps"  # the stages of no wing: text statistics, external scorers
+        assert not declares or floor or leaf == "stage" or leaf.endswith("_stage"), \
+            f"{module} registers a stage: name it stage.py or <name>_stage.py"
+    twins = {leaf: mods for leaf, mods in seen.items() if len(mods) > 1 and leaf not in ROOMS}
+    assert not twins, f"one name, two modules (rename one, or add a room to the rule): {twins}"
+
+
 def test_no_import_goes_up_a_layer():
     layer_of = {u: i for i, layer in enumerate(LAYERS) for u in layer}
     mods = _modules()

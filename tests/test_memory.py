@@ -21,7 +21,7 @@ def hwm():
             return int(line.split()[1]) / 1024
 kind, folder = sys.argv[2], sys.argv[3]
 import numpy as np, pyarrow  # the libraries the work uses, loaded before the baseline
-from textcurate.select.step import SelectParams
+from textcurate.select.stage import SelectParams
 from textcurate.io.rejects import summarise_rejects
 base = hwm()
 if kind == "select":

@@ -17,7 +17,7 @@ CLASSIFIER = os.path.join(ROOT, "classifiers", "provenance-minilm")
 def test_score_a_jsonl_file_as_the_classifier_alone_would(tmp_path):
     import importlib
 
-    from textcurate.classify.scorer import EduScoreParams
+    from textcurate.classify.edu_score_stage import EduScoreParams
     from textcurate.cli import app
     from datatrove.data import Document
 

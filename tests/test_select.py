@@ -14,7 +14,7 @@ from conftest import make_corpus, read_output_docs, write_jsonl
 from textcurate.io.attributes import read_attributes
 from textcurate.runner.run import run_pipeline
 from textcurate.select.expr import Expr, ExprError, MissingField
-from textcurate.select.step import SelectParams
+from textcurate.select.stage import SelectParams
 
 
 def _total(metric):
@@ -131,7 +131,7 @@ def test_the_streamed_threshold_equals_a_full_sort(tmp_path, monkeypatch, collec
     the hash digits included: many ties), gives the threshold a sort of every row gives."""
     import pyarrow.parquet as pq
 
-    import textcurate.select.step as step_mod
+    import textcurate.select.stage as step_mod
     from textcurate.io.records import stable_hash
 
     monkeypatch.setattr(step_mod, "COLLECT", collect)

@@ -63,7 +63,7 @@ def test_the_default_carries_its_held_out_figures_and_scores_by_its_recommended_
 
     from textcurate.assets import classifier_path
     from textcurate.classify.heads import check_artifact
-    from textcurate.classify.scorer import EduScoreParams
+    from textcurate.classify.edu_score_stage import EduScoreParams
 
     folder = classifier_path("edu-default")
     card = check_artifact(folder)

@@ -176,7 +176,7 @@ def test_one_default_per_parameter():
 def test_semdedup_eps_has_one_default_in_yaml_and_cli(tmp_path):
     """`textcurate dedup` without --eps decides at the same eps as a pipeline's semdedup stage."""
     from textcurate.cli import app
-    from textcurate.cluster.dedup_step import SemDeDupParams
+    from textcurate.cluster.semdedup_stage import SemDeDupParams
     from textcurate.cluster.kmeans import SphericalKMeans
     from textcurate.io.files import vectors_column
 
@@ -208,7 +208,7 @@ def test_cli_verbs_restate_no_default():
     import typer.main
 
     from textcurate.cli import app
-    from textcurate.cluster.dedup_step import SemDeDupParams
+    from textcurate.cluster.semdedup_stage import SemDeDupParams
 
     cmd = typer.main.get_command(app)
     ctx = cmd.make_context("textcurate", ["dedup", "--help"], resilient_parsing=True)

@@ -216,7 +216,7 @@ def test_killed_generation_resumes_without_regenerating(tmp_path, writer):
 
 def test_decontamination_removes_planted_passages_and_keeps_same_topic_text():
 
-    from textcurate.synth.gates import BenchmarkIndex
+    from textcurate.synth.stage import BenchmarkIndex
 
     bench = [("mmlu.jsonl", "q1", BENCH[0]["text"]), ("mmlu.jsonl", "q2", BENCH[1]["text"]),
              ("tiny.jsonl", "t1", "Café naïve résumé")]
@@ -328,7 +328,7 @@ def test_synth_verb_end_to_end(tmp_path, writer):
 def test_bad_seeds_and_benchmarks_fail_clearly(tmp_path, writer):
     from textcurate.config import ConfigError, parse_pipeline
     from textcurate.runner.run import run_pipeline
-    from textcurate.synth.gates import read_benchmark_texts
+    from textcurate.synth.stage import read_benchmark_texts
 
     srv, url = writer
     data = _pipeline(tmp_path, url, ["binary search"], pages=2)

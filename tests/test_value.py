@@ -153,7 +153,7 @@ def test_value_errors_are_named(tmp_path):
 def test_head_influence_matches_real_leave_one_out_and_finds_mislabelled_rows():
     from scipy.stats import spearmanr
 
-    from textcurate.value.influence import influence_values, loo_exact
+    from textcurate.value.ridge_influence import influence_values, loo_exact
 
     rng = np.random.default_rng(0)
     d, n = 24, 300
@@ -230,7 +230,7 @@ def test_cg_influence_of_a_small_mlp_head_tracks_its_retrained_leave_one_out():
     import torch
     from scipy.stats import spearmanr
 
-    from textcurate.value.influence import module_influence
+    from textcurate.value.ridge_influence import module_influence
 
     rng = np.random.default_rng(1)
     d, n = 8, 80

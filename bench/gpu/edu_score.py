@@ -33,7 +33,7 @@ def documents(n: int) -> list:
 
 def main() -> None:
     from textcurate.classify.metrics import spearman
-    from textcurate.classify.scorer import EduScoreParams
+    from textcurate.classify.edu_score_stage import EduScoreParams
 
     ap = parser(__doc__)
     ap.add_argument("--docs", type=int, default=30_000)
@@ -79,7 +79,7 @@ def cascade(args, docs: list) -> None:
     (one core) for every document, its head on the device for the documents within ``margin`` of
     a rounding boundary of edu_int (the margin forced: the card recommends none); checked
     against the same cascade on the CPU on a sample."""
-    from textcurate.classify.scorer import EduScoreParams
+    from textcurate.classify.edu_score_stage import EduScoreParams
 
     def make(device):
         step = EduScoreParams(classifier="edu-default", device=device, max_tokens=args.max_tokens, model=args.model,

@@ -9,9 +9,9 @@ from typing import Literal
 
 import typer
 
-from textcurate.classify.scorer import EduScoreParams
+from textcurate.classify.edu_score_stage import EduScoreParams
 from textcurate.cli_options import params_options
-from textcurate.embed.step import EmbedParams
+from textcurate.embed.stage import EmbedParams
 from textcurate.verbs import OVERWRITE, VERBOSE, app, console, execute, fail, writing
 
 
@@ -89,7 +89,7 @@ def score(input: str = typer.Argument(..., help="documents: a JSONL or Parquet f
           verbose: bool = VERBOSE, *, params: EduScoreParams):
     """Score educational value of any input with a classifier: embed (with the classifier's embedder,
     stored once in features/embed/) then edu_score; writes attributes and documents."""
-    from textcurate.classify.scorer import check_classifier
+    from textcurate.classify.edu_score_stage import check_classifier
     from textcurate.config import parse_pipeline
     from textcurate.io.readers import detect_input
 

@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 
 from textcurate.cli_options import params_options
-from textcurate.cluster.dedup_step import SemDeDupParams
-from textcurate.cluster.stage import ClusterParams
+from textcurate.cluster.semdedup_stage import SemDeDupParams
+from textcurate.cluster.cluster_stage import ClusterParams
 from textcurate.verbs import OVERWRITE, VERBOSE, app, fail, print_rejects, read_docs, verb_rejects, writing
 
 
@@ -61,7 +61,7 @@ def dedup(features: str = typer.Argument(..., help="a feature store folder (RUN/
     from textcurate.cluster.kmeans import SphericalKMeans
     from textcurate.cluster.semdedup import keep_field
     from textcurate.cluster.store import dedup_store
-    from textcurate.io.files import pick_device
+    from textcurate.io.device import pick_device
 
     eps, keep, device = params.eps, params.keep, params.device
     field = keep_field(keep)

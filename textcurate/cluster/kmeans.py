@@ -24,7 +24,8 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from textcurate import __version__
-from textcurate.io.files import pick_device, write_json_atomic
+from textcurate.io.files import write_json_atomic
+from textcurate.io.device import pick_device
 
 if TYPE_CHECKING:  # annotations only: torch is imported where it computes
     import torch

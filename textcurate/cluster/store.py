@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from textcurate.cluster.kmeans import SphericalKMeans
 from textcurate.cluster.semdedup import DEFAULT_EPS_TABLE, PREVIEW_CHARS, PartitionWriter, clear, rows_table, semdedup_partitions
-from textcurate.cluster.stage import write_map
+from textcurate.cluster.cluster_stage import write_map
 from textcurate.io.files import column_vectors
 from textcurate.io.records import stable_hash
 

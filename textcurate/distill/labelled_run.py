@@ -206,7 +206,7 @@ def distill_labels_to(out: str, x: np.ndarray, label_values: list, ids: list[str
     (``DistillParams`` or the step: labels, method, per_class, compare, steps, arch, soft_labels,
     inits, test_share, seed, device); tm's experts are kept in ``out``; the outputs are written there.
     Returns the result, its ``card`` as written."""
-    from textcurate.io.files import pick_device
+    from textcurate.io.device import pick_device
 
     opts = LabelledOptions(iterations=p.steps, arch=p.arch, soft_labels=p.soft_labels, device=pick_device(p.device))
     os.makedirs(out, exist_ok=True)

@@ -25,7 +25,8 @@ import pyarrow.parquet as pq
 from textcurate.distill.methods import FUNCS, SAMPLE, Selection, kernel_weights, make_context, mass_weights, select
 from textcurate.distill.metrics import Reference, cluster_kl, covering_radius
 from textcurate.distill.store import StoreVectors, Vectors, View, as_vectors
-from textcurate.io.files import pick_device, write_json_atomic, write_parquet_atomic
+from textcurate.io.files import write_json_atomic, write_parquet_atomic
+from textcurate.io.device import pick_device
 
 DEFAULT_COMPARE = ("random", "medoids")
 

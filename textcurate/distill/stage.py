@@ -20,9 +20,9 @@ import pyarrow.parquet as pq
 from datatrove.data import Document
 from pydantic import Field, field_validator, model_validator
 
-from textcurate.cluster.stage import doc_vector
+from textcurate.cluster.cluster_stage import doc_vector
 from textcurate.distill.names import CORESETS, LABEL_METHODS, METHODS, SAMPLE, Head, Mapping, Weights
-from textcurate.embed.step import EMBEDDING_KEY
+from textcurate.embed.stage import EMBEDDING_KEY
 from textcurate.io.files import vector_type, write_parquet_atomic
 from textcurate.io.rejects import Reject
 from textcurate.registry import Needs, RunPaths, ScorerParams, stage

@@ -32,7 +32,8 @@ import os
 import numpy as np
 
 from textcurate.assets.models import AssemblyError, PartedFile, assembled, models_dir
-from textcurate.io.files import cpu_has_bf16, dir_mode, pick_device
+from textcurate.io.files import dir_mode
+from textcurate.io.device import cpu_has_bf16, pick_device
 
 MINILM, MPNET, BGE_SMALL = "all-MiniLM-L6-v2", "all-mpnet-base-v2", "bge-small-en-v1.5"
 MODEL_ALIASES = {"minilm": MINILM, MINILM: MINILM, f"sentence-transformers/{MINILM}": MINILM,

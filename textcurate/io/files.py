@@ -1,4 +1,4 @@
-"""File plumbing that every stage shares: atomic writes, batching, vector columns, the device.
+"""File plumbing that every stage shares: atomic writes, batching, vector columns.
 
 - ``atomic_write(path)`` (or ``temp_path`` + ``commit`` for a writer held open across
   calls): a context manager that yields a temporary path beside ``path``
@@ -9,8 +9,6 @@
 - ``batched(iterable, n)``: lists of up to ``n`` items (the one batching helper).
 - ``vector_type`` / ``as_vector_type``: the one Arrow type of a vector column;
   ``vectors_column`` / ``column_vectors``: [n, d] arrays to and from Arrow fixed-size lists.
-- ``pick_device("auto")``: CUDA when torch sees one, else the CPU (the one device picker);
-  ``cpu_has_bf16()``: whether bf16 is fast on this CPU.
 
 This module imports no stage, so any package can use it without import cycles.
 """
@@ -220,23 +218,3 @@ def column_vectors(col) -> np.ndarray:
     if len(flat) % len(col):
         raise ValueError("vectors of different lengths in one column")
     return flat.reshape(len(col), -1)
-
-
-def pick_device(device: str = "auto") -> str:
-    """``auto``: ``cuda`` when torch sees a GPU, else ``cpu``; anything else is returned as given."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AMX or AVX512-BF16); elsewhere bf16 is emulated,
-    slower than fp32."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = fh.read()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags

@@ -136,7 +136,7 @@ class TrainOptions:
 
 def run_key(docs: Sequence[np.ndarray], spec: LMSpec, token_budget: int, seed: int, tokenizer, heldout: Heldout,
             options: TrainOptions) -> str:
-    from textcurate.io.files import pick_device
+    from textcurate.io.device import pick_device
 
     blob = {"v": CACHE_VERSION, "spec": spec.model_dump(mode="json"), "budget": int(token_budget),
             "seed": int(seed), "vocab": int(tokenizer.vocab_size), "eos": int(tokenizer.eos_id),

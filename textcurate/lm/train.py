@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from textcurate.io.files import commit, pick_device, temp_path, write_json_atomic
+from textcurate.io.files import commit, temp_path, write_json_atomic
+from textcurate.io.device import pick_device
 from textcurate.lm.data import eval_windows, pad_batch, training_batches
 from textcurate.lm.model import lm_loss
 

@@ -14,7 +14,7 @@ from typing import List, Literal, Optional
 import typer
 
 from textcurate.cli_options import params_options
-from textcurate.synth.gates import SynthCheckParams
+from textcurate.synth.stage import SynthCheckParams
 from textcurate.synth.source import EngineSpec, SynthInput
 from textcurate.verbs import VERBOSE, app, console, execute, fail
 

@@ -7,7 +7,7 @@ from collections import Counter
 
 import numpy as np
 
-from textcurate.synth.gates import normalise_words
+from textcurate.synth.stage import normalise_words
 
 
 def distinct_n(texts: list[str], n: int) -> float:

@@ -180,7 +180,7 @@ def value_annotations(path: str, spec: ValueSpec, out: str, embedder: str = "min
     from textcurate.io.files import write_json_atomic, write_parquet_atomic
     from textcurate.io.records import hash_share
     from textcurate.io.sampling import HEAD_VALIDATION_SALT
-    from textcurate.value.influence import influence_values, loo_exact
+    from textcurate.value.ridge_influence import influence_values, loo_exact
 
     t0 = time.perf_counter()
     ids, texts, y, extra = load_annotations(path)

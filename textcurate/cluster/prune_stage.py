@@ -22,7 +22,7 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from textcurate.registry import RunPaths, StageParams, stage
-from textcurate.select.step import Select, shard_batches, table_batches
+from textcurate.select.stage import Select, shard_batches, table_batches
 
 CHARS_PER_TOKEN = 4.0
 

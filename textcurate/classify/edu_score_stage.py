@@ -91,7 +91,7 @@ class EduScore(Scorer):
         if _is_hf_classifier(self.classifier):
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-            from textcurate.io.files import pick_device
+            from textcurate.io.device import pick_device
 
             import torch
 
@@ -141,7 +141,7 @@ class EduScore(Scorer):
         import torch
 
         from textcurate.classify.heads import calibrate
-        from textcurate.embed.step import EMBEDDING_KEY
+        from textcurate.embed.stage import EMBEDDING_KEY
 
         have = [d.metadata.get(EMBEDDING_KEY) for d in docs]
         missing = [i for i, v in enumerate(have) if v is None]

@@ -21,10 +21,11 @@ from pydantic import Field, model_validator
 
 from textcurate.cluster.semdedup import (DEFAULT_EPS_TABLE, PREVIEW_CHARS, PartitionWriter, check_keep, fit_schema,
                                          keep_field, load_duplicates, rows_table, semdedup_partitions)
-from textcurate.cluster.stage import BadVector, doc_vector
-from textcurate.embed.step import EMBEDDING_KEY
+from textcurate.cluster.cluster_stage import BadVector, doc_vector
+from textcurate.embed.stage import EMBEDDING_KEY
 from textcurate.io.records import stable_hash
-from textcurate.io.files import batched, pick_device
+from textcurate.io.files import batched
+from textcurate.io.device import pick_device
 from textcurate.io.rejects import Reject
 from textcurate.registry import Needs, RunPaths, ScorerParams, stage
 from textcurate.steps.base import Scorer

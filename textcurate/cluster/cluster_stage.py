@@ -27,7 +27,7 @@ from datatrove.data import Document
 from pydantic import Field
 
 from textcurate.cluster.kmeans import SphericalKMeans, pca_2d
-from textcurate.embed.step import EMBEDDING_KEY
+from textcurate.embed.stage import EMBEDDING_KEY
 from textcurate.io.files import bad_vectors, column_vectors, vector_type, vectors_column, write_parquet_atomic
 from textcurate.io.records import stable_hash
 from textcurate.io.rejects import Reject
