@@ -146,7 +146,7 @@ def test_cli_distils_a_file_of_labelled_texts(tmp_path):
 
     path = _labelled_file(tmp_path)
     out = tmp_path / "out"
-    res = CliRunner().invoke(app, ["distill", str(path), "--labels", "kind", "--per-class", "1,2", "--method", "tm",
+    res = CliRunner().invoke(app, ["distill-labels", str(path), "--labels", "kind", "--per-class", "1,2", "--method", "tm",
                                    "--steps", "30", "--inits", "2", "--out", str(out)])
     assert res.exit_code == 0, res.output
     card = json.loads((out / "distill_labels.json").read_text())
@@ -161,15 +161,22 @@ def test_cli_distils_a_file_of_labelled_texts(tmp_path):
     assert (out / "experts.safetensors").exists()
     assert "accuracy" in res.output and "full set" in res.output
     # a class with fewer training rows than asked: capped, and said
-    res = CliRunner().invoke(app, ["distill", str(path), "--labels", "kind", "--per-class", "20", "--method", "dm",
+    res = CliRunner().invoke(app, ["distill-labels", str(path), "--labels", "kind", "--per-class", "20", "--method", "dm",
                                    "--steps", "5", "--inits", "1", "--out", str(tmp_path / "cap")])
     assert res.exit_code == 0, res.output
     assert "capped" in res.output and json.loads((tmp_path / "cap" / "distill_labels.json").read_text())[
         "capped"] == {"licence": 11, "log": 11, "tutorial": 11}
     # a method of the unlabelled distillation is refused with labels, naming the allowed ones
-    res = CliRunner().invoke(app, ["distill", str(path), "--labels", "kind", "--method", "medoids",
+    res = CliRunner().invoke(app, ["distill-labels", str(path), "--labels", "kind", "--method", "medoids",
                                    "--out", str(tmp_path / "x")])
-    assert res.exit_code != 0 and "dd, gm, tm, dm" in res.output
+    assert res.exit_code != 0 and all(m in res.output for m in ("dd", "gm", "tm", "dm"))
+    # the coreset stage refuses labels, naming the stage that takes them
+    from textcurate.config import parse_pipeline
+
+    with pytest.raises(ValueError, match="type: distill_labels"):
+        parse_pipeline({"name": "x", "input": {"type": "jsonl", "path": str(path)},
+                        "stages": [{"type": "embed"}, {"type": "distill", "labels": "kind"}],
+                        "output": {"path": str(tmp_path / "y")}})
 
 
 @pytest.mark.slow
@@ -180,11 +187,11 @@ def test_a_pipeline_distils_labels_and_marks_the_nearest_documents(tmp_path, run
 
     path = _labelled_file(tmp_path)
     cfg = run_cfg({"type": "jsonl", "path": str(path)},
-                  [{"type": "embed"}, {"type": "distill", "labels": "kind", "per_class": [1, 3], "method": "dm",
+                  [{"type": "embed"}, {"type": "distill_labels", "labels": "kind", "per_class": [1, 3], "method": "dm",
                     "steps": 20, "inits": 2}])
     record = run_pipeline(cfg, report=True)
     assert record["status"] == "complete"
-    art = tmp_path / "run" / "artifacts" / "distill"
+    art = tmp_path / "run" / "artifacts" / "distill_labels"
     card = json.loads((art / "distill_labels.json").read_text())
     assert card["per_class"] == [1, 3] and card["methods"] == ["dm"]
     docs = [json.loads(line) for f in sorted((tmp_path / "run" / "documents").glob("*.gz"))

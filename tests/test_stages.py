@@ -66,9 +66,10 @@ def non_default_values(kmeans_artifact) -> dict[str, list[dict]]:
                            "ngram": 8, "threshold": 0.7}],
         "distill": [{**scorer, "n": 7, "method": "herding", "compare": ["random"], "weights": "mass", "heldout": 10,
                      "sample": 500, "steps": 20, "mapping": "nearest", "group_by": "language", "quality": "edu_score",
-                     "quality_top": 0.5, "clusters": 5, "seed": 3, "device": "cpu", "embedding_field": "vec"},
-                    {**scorer, "method": "tm", "labels": "kind", "per_class": [2, 4], "soft_labels": True,
-                     "arch": "linear", "inits": 2, "test_share": 0.4, "compare": ["herding"]}],
+                     "quality_top": 0.5, "clusters": 5, "seed": 3, "device": "cpu", "embedding_field": "vec"}],
+        "distill_labels": [{**scorer, "method": "tm", "labels": "kind", "per_class": [2, 4], "soft_labels": True,
+                            "arch": "linear", "inits": 2, "test_share": 0.4, "compare": ["herding"], "steps": 9,
+                            "seed": 4, "device": "cpu", "embedding_field": "vec"}],
         "influence": [{"target_expr": "kind == 'doc'", "holdout": 0.5, "checkpoint_every": 5,
                        **_influence_spec_values()}],
     }

@@ -1,5 +1,6 @@
 """``textcurate distill FEATURES --n N --method dm --out DIR``: a weighted coreset of a feature store,
-with its baselines at the same n and the metrics that compare them."""
+with its baselines at the same n and the metrics that compare them; ``textcurate distill-labels
+FILE --labels COLUMN --out DIR``: a labelled set to a few synthetic examples per class."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from rich.console import Console
 
 from textcurate.verbs import OVERWRITE, VERBOSE, app, console, fail, writing
 from textcurate.cli_options import params_options
-from textcurate.distill.stage import DistillParams
+from textcurate.distill.stage import DistillLabelsParams, DistillParams
 
 
 @app.command("distill")
@@ -19,22 +20,33 @@ def distill_cmd(features: str = typer.Argument(..., help="a feature store (RUN/f
                                                          "store, or Parquet shards with id + vector"),
                 out: str = typer.Option(..., "--out", help="folder for selection.parquet, selections/, "
                                                            "synthetic.safetensors, distill.json"),
-                embedder: str = typer.Option("minilm", "--embedder", help="with --labels and a file of texts: the "
-                                                                          "embedder (a packaged id or a path)"),
                 overwrite: bool = OVERWRITE, verbose: bool = VERBOSE, *, params: DistillParams):
-    """Distil stored embeddings to n real documents with weights (distribution matching), beside its baselines;
-    with --labels, a labelled set to a few synthetic examples per class (dd, gm, tm, dm)."""
+    """Distil stored embeddings to n real documents with weights (distribution matching), beside its baselines."""
     from textcurate.assets import expand
 
-    p = params
     features = expand(features)  # @assets/...: a file of textcurate's shipped data
-    with writing(out, "distill", overwrite, ("selection.parquet", "selections", "synthetic.safetensors", "distill.json",
-                                             "distill_labels.json", "synthetic_labels.safetensors",
-                                             "synthetic_labels.parquet", "experts.safetensors"), verbose,
-                 reads=(features,)):
-        if p.labels:
-            return _labels_cmd(features, out, embedder, p)
-        return _distill_cmd(features, out, p)
+    with writing(out, "distill", overwrite, ("selection.parquet", "selections", "synthetic.safetensors", "distill.json"),
+                 verbose, reads=(features,)):
+        return _distill_cmd(features, out, params)
+
+
+@app.command("distill-labels")
+@params_options(DistillLabelsParams, exclude=("embedding_field", "batch_size", "checkpoint_every"))
+def distill_labels_cmd(path: str = typer.Argument(..., help="a labelled file: Parquet or JSONL with a vector column, "
+                                                           "or texts to embed, and the label column"),
+                       out: str = typer.Option(..., "--out", help="folder for distill_labels.json, "
+                                                                  "synthetic_labels.safetensors and .parquet"),
+                       embedder: str = typer.Option("minilm", "--embedder", help="for a file of texts: the embedder "
+                                                                                 "(a packaged id or a path)"),
+                       overwrite: bool = OVERWRITE, verbose: bool = VERBOSE, *, params: DistillLabelsParams):
+    """Distil a labelled set to a few synthetic examples per class (dd, gm, tm, dm), beside real-example baselines."""
+    from textcurate.assets import expand
+
+    path = expand(path)
+    with writing(out, "distill-labels", overwrite, ("distill_labels.json", "synthetic_labels.safetensors",
+                                                    "synthetic_labels.parquet", "experts.safetensors"), verbose,
+                 reads=(path,)):
+        return _labels_cmd(path, out, embedder, params)
 
 
 def _distill_cmd(features: str, out: str, p: DistillParams) -> None:
@@ -69,14 +81,14 @@ def _distill_cmd(features: str, out: str, p: DistillParams) -> None:
     Console().print(f"selection: {os.path.join(out, 'selection.parquet')} (id, distill_weight)")
 
 
-def _labels_cmd(path: str, out: str, embedder: str, p: DistillParams) -> None:
+def _labels_cmd(path: str, out: str, embedder: str, p: DistillLabelsParams) -> None:
     from rich.table import Table
 
     from textcurate.distill.labelled_run import distill_labels_to, read_labelled, table_lines
 
     try:
         x, values, ids, split = read_labelled(path, p.labels, embedder)
-        console.print(f"distill: {len(ids):,} labelled rows ({p.labels!r}) of dimension {x.shape[1]}; method "
+        console.print(f"distill-labels: {len(ids):,} labelled rows ({p.labels!r}) of dimension {x.shape[1]}; method "
                       f"{p.method}, per class {', '.join(map(str, p.per_class))}; baselines {', '.join(p.compare)}")
         card = distill_labels_to(out, x, values, ids, split, p,
                                  log=lambda s: console.print(s, soft_wrap=True))["card"]

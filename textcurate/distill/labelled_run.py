@@ -203,7 +203,7 @@ def _row(method: str, ipc: int, size: int, seconds: float, res: dict, heads) -> 
 def distill_labels_to(out: str, x: np.ndarray, label_values: list, ids: list[str], split: list | None, p,
                       log: Callable = print) -> dict:
     """The labelled distillation the command and the stage run: ``p`` carries the distill parameters
-    (``DistillParams`` or the step: labels, method, per_class, compare, steps, arch, soft_labels,
+    (``DistillLabelsParams`` or the step: labels, method, per_class, compare, steps, arch, soft_labels,
     inits, test_share, seed, device); tm's experts are kept in ``out``; the outputs are written there.
     Returns the result, its ``card`` as written."""
     from textcurate.io.device import pick_device
