@@ -419,9 +419,16 @@ def test_the_wheel_in_a_fresh_venv_scores_from_an_empty_folder(tmp_path):
     through PYTHONPATH only, and run `score --classifier edu-default` from an empty folder."""
     import sysconfig
 
+    import shutil
+
+    # from a copy without build/: setuptools reuses a checkout's build/lib, and a module renamed since
+    # the last build would ship twice (both old and new names declare the same stage)
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns("build", ".venv*", "runs", "*.egg-info", ".git",
+                                                             "__pycache__", ".gpu", ".whl", ".gl"), symlinks=True)
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(wheels), ROOT], check=True, capture_output=True, timeout=600)
+                    str(wheels), str(src)], check=True, capture_output=True, timeout=600)
     (wheel,) = wheels.glob("textcurate-*.whl")
     venv = tmp_path / "fresh"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
