@@ -17,7 +17,7 @@ LAYERS = [
     {"runner"},                                              # phases, the ledger, resume, locks
     {"verbs"},                                               # what every verb shares
     {"select", "lm", "engines", "embed"},                    # wings that other wings build on
-    {"judge", "classify", "cluster", "evaluate", "influence", "mix", "synth", "distill", "value"},  # the wings
+    {"judge", "classify", "cluster", "evaluate", "influence", "mix", "synth", "distill", "value", "domains"},  # the wings
     {"cli", "__main__"},                                     # the command line
 ]
 

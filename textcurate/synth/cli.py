@@ -15,7 +15,8 @@ import typer
 
 from textcurate.cli_options import params_options
 from textcurate.synth.stage import SynthCheckParams
-from textcurate.synth.source import EngineSpec, SynthInput
+from textcurate.engines.spec import EngineSpec
+from textcurate.synth.source import SynthInput
 from textcurate.verbs import VERBOSE, app, console, execute, fail
 
 DEFAULT_CLASSIFIER = "edu-default"  # the shipped edu-quality-minilm, found from the installed package

@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import heapq
 import os
-from typing import Any, Literal
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from textcurate.engines.spec import EngineSpec
 from textcurate.io.files import write_json_atomic, write_parquet_atomic
 from textcurate.io.records import stable_hash
 from textcurate.registry import InputParams, RunPaths, input_type
@@ -37,42 +38,6 @@ from textcurate.synth.prompts import AUDIENCES, STYLES, TEMPLATE_VERSION
 
 PROMPT_FIELDS = ("prompt_id", "template_version", "topic", "subtopic", "audience", "style", "framing", "seed_id",
                  "seed_extract")
-
-
-class EngineSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["transformers", "openai", "vllm"] = "transformers"
-    model: str = Field("auto", description="a local path, a packaged alias (smollm2, qwen-coder-1.5b), or the "
-                                           "served model's name (openai); auto: qwen-coder-1.5b where its setup "
-                                           "has run (python -m textcurate.assets.models setup qwen-coder-1.5b), "
-                                           "else smollm2")
-    base_url: str | None = Field(None, description="openai: http://HOST:PORT/v1")
-    api_key: str | None = None
-    concurrency: int = Field(8, ge=1, description="openai: requests in flight")
-    timeout: float = Field(120.0, gt=0, description="openai: seconds per request")
-    max_retries: int = Field(4, ge=0, description="openai: retries with exponential backoff")
-    options: dict[str, Any] = Field({}, description="passed to the engine (transformers: device, dtype, ...)")
-
-    def resolved_model(self) -> str:
-        if self.model != "auto":
-            return self.model
-        from textcurate.assets.models import is_set_up
-
-        return "qwen-coder-1.5b" if is_set_up("qwen-coder-1.5b") else "smollm2"
-
-    def make(self, batch_size: int):
-        from textcurate.engines import make_engine
-
-        opts = dict(self.options)
-        if self.kind == "openai":
-            opts.update(concurrency=self.concurrency, timeout=self.timeout, max_retries=self.max_retries)
-            if self.base_url:
-                opts["base_url"] = self.base_url
-            if self.api_key:
-                opts["api_key"] = self.api_key
-        elif self.kind == "transformers":
-            opts.setdefault("batch_size", batch_size)
-        return make_engine(self.kind, self.resolved_model(), **opts)
 
 
 @input_type("synth")

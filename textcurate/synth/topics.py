@@ -31,7 +31,7 @@ EDU_PROMPT = ("Here are extracts of {n} documents that belong together:\n\n{extr
 SHOWN_CHARS = 400  # of each representative document, in the naming prompt
 
 
-def _extracts(texts: list[str]) -> str:
+def extracts(texts: list[str]) -> str:
     return "\n\n".join(f"{i + 1}. {' '.join(t.split())[:SHOWN_CHARS]}" for i, t in enumerate(texts))
 
 
@@ -85,7 +85,7 @@ def topics_from_seeds(seeds: list, engine: Engine, clusters: int, per_cluster: i
                        "_shown": [seeds[i].text for i in near], "subtopics": []})
     live = [t for t in topics if t["size"]]
     name_params = GenerationParams(max_tokens=24, temperature=0.0, assistant_prefix="Topic:", stop=["\n"])
-    names = engine.generate_detailed([NAME_PROMPT.format(n=len(t["_shown"]), extracts=_extracts(t["_shown"]))
+    names = engine.generate_detailed([NAME_PROMPT.format(n=len(t["_shown"]), extracts=extracts(t["_shown"]))
                                       for t in live], name_params)
     for t, g in zip(live, names):
         t["raw_name"] = g.text
@@ -110,7 +110,7 @@ def topics_from_seeds(seeds: list, engine: Engine, clusters: int, per_cluster: i
     if named:
         edu_params = GenerationParams(max_tokens=1, temperature=0.0, assistant_prefix="Answer:")
         try:
-            dists = engine.answer_distribution([EDU_PROMPT.format(n=len(t["_shown"]), extracts=_extracts(t["_shown"]),
+            dists = engine.answer_distribution([EDU_PROMPT.format(n=len(t["_shown"]), extracts=extracts(t["_shown"]),
                                                                   topic=t["topic"]) for t in named],
                                                ["Yes", "No"], edu_params)
         except NotImplementedError:
