@@ -56,6 +56,26 @@ def doc_vector(doc: Document, field: str, check: bool = False) -> np.ndarray:
     return vec
 
 
+def doc_vectors(docs: list[Document], field: str, step: str, cannot: str,
+                out: list | None = None) -> tuple[list[np.ndarray], list[int], list]:
+    """(the usable vectors, their documents' positions, ``out``) of a batch: a document with no
+    vector, or one no cosine can use, gets a Reject in ``out`` naming the field (``cannot``: what
+    the step cannot do with a bad one); positions already filled in ``out`` are skipped."""
+    out = [None] * len(docs) if out is None else out
+    vecs, where = [], []
+    for i, doc in enumerate(docs):
+        if out[i] is not None:
+            continue
+        try:
+            vecs.append(doc_vector(doc, field, check=True))
+            where.append(i)
+        except KeyError:
+            out[i] = Reject.for_doc(doc, field, f"no embedding on this document: put an embed step before {step}")
+        except BadVector as e:
+            out[i] = Reject.for_doc(doc, field, f"{e}: {cannot}")
+    return vecs, where, out
+
+
 class Cluster(RowFittedStage, Scorer):
     name = "cluster"
     default_batch_size = 1024
@@ -123,17 +143,7 @@ class Cluster(RowFittedStage, Scorer):
 
     # --- apply -----------------------------------------------------------------------------------------
     def score(self, docs: list[Document]) -> list[dict | Reject]:
-        out: list[dict | Reject | None] = [None] * len(docs)
-        vecs, where = [], []
-        for i, doc in enumerate(docs):
-            try:
-                vecs.append(doc_vector(doc, self.embedding_field, check=True))
-                where.append(i)
-            except KeyError:
-                out[i] = Reject.for_doc(doc, self.embedding_field,
-                                        "no embedding on this document: put an embed step before cluster")
-            except BadVector as e:
-                out[i] = Reject.for_doc(doc, self.embedding_field, f"{e}: it cannot be clustered")
+        vecs, where, out = doc_vectors(docs, self.embedding_field, "cluster", "it cannot be clustered")
         if vecs:
             dims = {v.shape[-1] for v in vecs}
             if dims != {self.kmeans.centroids.shape[1]}:

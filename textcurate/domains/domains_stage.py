@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from datatrove.data import Document
 from pydantic import Field
 
-from textcurate.cluster.cluster_stage import BadVector, doc_vector
+from textcurate.cluster.cluster_stage import BadVector, doc_vector, doc_vectors
 from textcurate.embed.stage import EMBEDDING_KEY
 from textcurate.engines.spec import EngineSpec
 from textcurate.io.files import commit, temp_path, vector_type, write_json_atomic, write_parquet_atomic
@@ -153,21 +153,11 @@ class Domains(RowFittedStage, Scorer):
     # --- apply ------------------------------------------------------------------------------------------
     def score(self, docs: list[Document]) -> list[dict | Reject]:
         out: list[dict | Reject | None] = [None] * len(docs)
-        vecs, where = [], []
         for i, doc in enumerate(docs):
-            c = doc.metadata.get(self.cluster_field)
-            if not isinstance(c, int):
+            if not isinstance(doc.metadata.get(self.cluster_field), int):
                 out[i] = Reject.for_doc(doc, self.cluster_field, "no cluster on this document: put a cluster step "
                                                                  "before domains")
-                continue
-            try:
-                vecs.append(doc_vector(doc, self.embedding_field, check=True))
-                where.append(i)
-            except KeyError:
-                out[i] = Reject.for_doc(doc, self.embedding_field,
-                                        "no embedding on this document: put an embed step before domains")
-            except BadVector as e:
-                out[i] = Reject.for_doc(doc, self.embedding_field, f"{e}: no format can be read from it")
+        vecs, where, out = doc_vectors(docs, self.embedding_field, "domains", "no format can be read from it", out)
         if vecs:
             w, b, classes = self.head
             logits = np.stack(vecs).astype(np.float32) @ w.T + b

@@ -19,7 +19,6 @@ from pydantic import Field
 
 from textcurate.io.rejects import RejectSink
 from textcurate.registry import RunPaths, StageParams, stage
-from textcurate.select.expr import ExprError, MissingField
 from textcurate.select.stage import Select
 
 
@@ -50,15 +49,9 @@ class Upsample(Select):
         try:
             for doc in data:
                 with self.track_time():
-                    try:
-                        top = self._ranked_keep(doc)
-                    except (MissingField, KeyError) as e:
-                        name = e.name if isinstance(e, MissingField) else str(e.args[0])
-                        rejects.add(self._reject(doc, name, "no such attribute on this document"))
-                        continue
-                    except (ExprError, TypeError, ValueError) as e:
-                        rejects.add(self._reject(doc, self.by, f"cannot evaluate: {e}"))
-                        continue
+                    top = self._decide(doc, rejects)  # select's decision, with its rejects
+                if top is None:
+                    continue
                 doc.metadata[self.field] = self.epochs if top else self.rest
                 self.stat_update("upsampled" if top else "once")
                 yield doc

@@ -196,27 +196,31 @@ class Select(RowFittedStage, PipelineStep):
         try:
             for doc in data:
                 with self.track_time():
-                    try:
-                        keep = self.expr.keep(doc.metadata) if self.expr is not None else True
-                        if keep and self.needs_fit:
-                            keep = self._ranked_keep(doc)
-                    except MissingField as e:
-                        rejects.add(self._reject(doc, e.name, "no such attribute on this document"))
-                        continue
-                    except KeyError as e:
-                        rejects.add(self._reject(doc, str(e.args[0]), "no such attribute on this document"))
-                        continue
-                    except (ExprError, TypeError, ValueError) as e:
-                        field = getattr(e, "field", None) or (self.expr.names[0] if self.expr and self.expr.names
-                                                              else self.by) or "<expr>"
-                        rejects.add(self._reject(doc, field, f"cannot evaluate: {e}"))
-                        continue
+                    keep = self._decide(doc, rejects)
+                if keep is None:
+                    continue
                 if keep:
                     yield doc
                 else:
                     self.stat_update("dropped")
         finally:
             rejects.close()
+
+    def _decide(self, doc: Document, rejects: RejectSink) -> bool | None:
+        """Whether the document is kept (by the expression, then the fitted cut); None when it is
+        rejected, with the field and the reason, into ``rejects``."""
+        try:
+            keep = self.expr.keep(doc.metadata) if self.expr is not None else True
+            return self._ranked_keep(doc) if keep and self.needs_fit else keep
+        except MissingField as e:
+            rejects.add(self._reject(doc, e.name, "no such attribute on this document"))
+        except KeyError as e:
+            rejects.add(self._reject(doc, str(e.args[0]), "no such attribute on this document"))
+        except (ExprError, TypeError, ValueError) as e:
+            field = getattr(e, "field", None) or (self.expr.names[0] if self.expr and self.expr.names
+                                                  else self.by) or "<expr>"
+            rejects.add(self._reject(doc, field, f"cannot evaluate: {e}"))
+        return None
 
     def _reject(self, doc: Document, field: str, reason: str) -> Reject:
         self.stat_update("rejected")
