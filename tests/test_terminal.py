@@ -147,6 +147,9 @@ def test_progress_lines_sum_the_tasks():
         "30 docs done (60 read, 6/20 files), 20 out, 3 docs/s, ETA 51 s"
     # nothing more out since the first batch: the rate and the ETA are the whole phase's, not a rate of 0
     assert task_line(state, 66.0, first=(60.0, 0.15, 30)) == task_line(state, 66.0)
+    # two more documents after a first burst of 28 (a model's batch): still the whole phase's, not an
+    # ETA of hours from a rate of two documents in six seconds
+    assert task_line(state, 66.0, first=(60.0, 0.14, 28)) == task_line(state, 66.0)
 
 
 

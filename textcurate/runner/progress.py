@@ -163,8 +163,11 @@ def task_line(state: dict, elapsed: float, first: tuple[float, float, int] | Non
         of = f"/{state['total']:,}" if state.get("total") else ""
         read += f", {state['units']:,}{of} {state['unit']}"
     frac = fraction_done(state)
-    # measured from the first document out once more have come out since; until then, from the start
-    t0, f0, d0 = first if first is not None and elapsed > first[0] and state["done"] > first[2] else (0.0, 0.0, 0)
+    # measured from the first document out once at least as many have come out since as before it
+    # (documents leave a batched model in bursts: one more document after the first burst is no rate);
+    # until then, from the start
+    t0, f0, d0 = first if first is not None and elapsed > first[0] and state["done"] >= 2 * first[2] > 0 \
+        else (0.0, 0.0, 0)
     parts = [f"{state['done']:,} docs done ({read})", f"{state['out']:,} out",
              f"{(state['done'] - d0) / max(elapsed - t0, 1e-9):,.0f} docs/s"]
     for unit, n in sorted((state.get("counts") or {}).items()):
