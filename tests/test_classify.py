@@ -140,6 +140,7 @@ def test_cascade_margin_meets_its_tolerance_on_the_rows_it_was_chosen_on():
     assert json.loads(json.dumps(c)) == c
 
 
+@pytest.mark.slow
 def test_fasttext_stage_scores_a_users_model_by_label(tmp_path):
     """A model trained elsewhere, DCLM-style labels (hq against cc): the stage scores P(hq) by path;
     a file that is not a fastText model, or a label it lacks, is a one-line error naming the file."""

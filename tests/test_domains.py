@@ -88,6 +88,7 @@ def _corpus(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_topics_and_formats_from_a_judge_with_every_decision_recorded(tmp_path, judge_url):
     srv, url = judge_url
     cfg = parse_pipeline({

@@ -61,6 +61,7 @@ def test_examples_bands_escaped_texts_and_threshold_markers(tmp_path):
     assert again == page
 
 
+@pytest.mark.slow
 def test_the_page_reads_the_kept_documents_once(tmp_path, monkeypatch):
     """Examples and the largest clusters both show kept documents: one pass over documents/ feeds both."""
     import textcurate.report.html as page_mod
