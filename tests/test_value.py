@@ -128,9 +128,18 @@ def test_leave_one_out_gives_a_planted_harmful_unit_the_most_negative_value(tmp_
     spec = ValueSpec(units="unit", method="loo", target_expr="kind == 'prose'", holdout=0.25, budget_tokens=20000,
                      seeds=[0, 1], model={"n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 64,
                                           "vocab_size": 512}, device="cpu")
-    res = value_units(docs, spec, str(tmp_path / "v"))
+    import textcurate.value.run as value_run
+
+    lines = []
+    value_run.PROGRESS_EVERY = 0.0  # a progress line after every training
+    try:
+        res = value_units(docs, spec, str(tmp_path / "v"), log=lines.append)
+    finally:
+        value_run.PROGRESS_EVERY = 15.0
     values = {r["unit"]: r["value"] for r in res["table"]}
     assert min(values, key=values.get) == "shuffled" and values["shuffled"] < 0, values
+    progress = [x for x in lines if x.strip().startswith("value: ") and "trainings" in x]
+    assert len(progress) == 10 and progress[-1].strip().startswith("value: 10 trainings")
     assert res["trainings"]["trained"] == 2 * (1 + 4)  # all, and all-but-one for each of 4 units, 2 seeds
     # a second valuation finds every training cached (a killed one resumes the same way)
     again = value_units(docs, spec, str(tmp_path / "v"))

@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from textcurate.lm.experiment import LMSpec
 from textcurate.value.games import Game, Values, banzhaf_msr, exact_shapley, leave_one_out, tmc_shapley
 
+PROGRESS_EVERY = 15.0  # seconds between progress lines while trainings run
+
 Method = Literal["loo", "shapley", "banzhaf", "exact", "influence"]
 METHODS: tuple[str, ...] = get_args(Method)
 
@@ -106,6 +108,13 @@ def lm_game(docs: list, spec: ValueSpec, out: str, log: Callable = print) -> tup
     cache = os.path.join(out, "runs")
     trainings = {"trained": 0, "cached": 0, "seconds": 0.0}
     block = spec.model.block_size
+    shown = [time.perf_counter()]
+
+    def progress() -> None:  # a line every 15 s, in the unit that moves: trainings
+        if time.perf_counter() - shown[0] >= PROGRESS_EVERY:
+            shown[0] = time.perf_counter()
+            log(f"  value: {trainings['trained']:,} trainings ({trainings['seconds']:.0f} s of training), "
+                f"{trainings['cached']:,} from the cache")
 
     def utility(s: frozenset) -> float:
         losses = []
@@ -122,6 +131,7 @@ def lm_game(docs: list, spec: ValueSpec, out: str, log: Callable = print) -> tup
                                     options=options, cache_dir=cache)
             trainings["cached" if score.cached else "trained"] += 1
             trainings["seconds"] += 0.0 if score.cached else score.train["wall_seconds"]
+            progress()
             losses.append(score.loss["target"])
         return -float(np.mean(losses))
 
