@@ -14,10 +14,8 @@ value is rejected with the field named, as by select.
 
 from __future__ import annotations
 
-from datatrove.data import DocumentsPipeline
 from pydantic import Field
 
-from textcurate.io.rejects import RejectSink
 from textcurate.registry import RunPaths, StageParams, stage
 from textcurate.select.stage import Select
 
@@ -43,20 +41,11 @@ class Upsample(Select):
         self.decision = self.fit_batches(shard_batches(folder))
         return self.decision
 
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        self.require_fitted()
-        rejects = RejectSink(self.rejects_folder, self.step_name, rank)
-        try:
-            for doc in data:
-                with self.track_time():
-                    top = self._decide(doc, rejects)  # select's decision, with its rejects
-                if top is None:
-                    continue
-                doc.metadata[self.field] = self.epochs if top else self.rest
-                self.stat_update("upsampled" if top else "once")
-                yield doc
-        finally:
-            rejects.close()
+    def _passed(self, doc, top: bool):
+        """Every document goes on, with its weight: select's decision annotates instead of dropping."""
+        doc.metadata[self.field] = self.epochs if top else self.rest
+        self.stat_update("upsampled" if top else "once")
+        return doc
 
 
 @stage("upsample")

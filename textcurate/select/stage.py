@@ -197,14 +197,17 @@ class Select(RowFittedStage, PipelineStep):
             for doc in data:
                 with self.track_time():
                     keep = self._decide(doc, rejects)
-                if keep is None:
-                    continue
-                if keep:
+                if keep is not None and (doc := self._passed(doc, keep)) is not None:
                     yield doc
-                else:
-                    self.stat_update("dropped")
         finally:
             rejects.close()
+
+    def _passed(self, doc: Document, keep: bool) -> Document | None:
+        """What goes on after the decision: the document when kept, nothing when dropped (counted)."""
+        if not keep:
+            self.stat_update("dropped")
+            return None
+        return doc
 
     def _decide(self, doc: Document, rejects: RejectSink) -> bool | None:
         """Whether the document is kept (by the expression, then the fitted cut); None when it is
