@@ -73,7 +73,7 @@ class Domains(RowFittedStage, Scorer):
         sim = doc.metadata.get(self.sim_field)
         return {"id": doc.id, "hash": stable_hash(doc.id, self.seed), "cluster": c,
                 "sim": float(sim) if isinstance(sim, (int, float)) else float("-inf"), "vector": vec,
-                "text": doc.text}
+                "text": doc.text[:PREVIEW_CHARS]}  # all the judge reads
 
     def fit_schema(self) -> pa.Schema:
         return pa.schema([("role", pa.string()), ("id", pa.string()), ("hash", pa.uint64()), ("cluster", pa.int64()),
@@ -83,7 +83,6 @@ class Domains(RowFittedStage, Scorer):
         near: dict[int, list] = {}  # cluster -> min-heap of (sim, -hash, n, row): the nearest to the centroid
         sample: list = []  # max-heap (negated hash) of the smallest hashes
         for n, row in enumerate(rows):
-            row = {**row, "text": row["text"][:PREVIEW_CHARS]}
             heap = near.setdefault(row["cluster"], [])
             item = (row["sim"], -row["hash"], -n, row)
             if len(heap) < self.per_cluster:

@@ -30,16 +30,10 @@ class Upsample(Select):
                          per_group=top, seed=seed, rejects_folder=rejects_folder, step_name=step_name)
         self.top, self.epochs, self.rest, self.field = top, epochs, rest, field
 
-    def fit_batches(self, batches) -> dict:
-        decision = self._fit_batches(batches)
+    def _fit_batches(self, batches) -> dict:
+        decision = super()._fit_batches(batches)  # select's per-group cut (also for fit and fit_folder)
         decision.update(kind="upsample", top=self.top, epochs=self.epochs, rest=self.rest, field=self.field)
         return decision
-
-    def fit_folder(self, folder: str, artifacts: str) -> dict:
-        from textcurate.select.stage import shard_batches
-
-        self.decision = self.fit_batches(shard_batches(folder))
-        return self.decision
 
     def _passed(self, doc, top: bool):
         """Every document goes on, with its weight: select's decision annotates instead of dropping."""
