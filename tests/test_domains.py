@@ -171,3 +171,28 @@ def test_upsample_repeats_each_domains_best_documents_in_the_mixture(tmp_path):
         rest = [copies.get(i, 0) for i, m in docs.items() if m["topic"] == topic and m["upsample_weight"] == 1.0]
         ratio = (sum(tops) / len(tops)) / (sum(rest) / len(rest))
         assert 3.0 < ratio < 5.0, (topic, ratio)
+
+
+def test_upsample_with_a_field_of_its_own_feeds_a_later_stage(tmp_path):
+    """``field`` names the weight's column, and the stages after it may read that column: an upsample
+    with ``rest: 0`` is quality within each domain as a selection (the top of each topic, the rest
+    dropped by a later select)."""
+    path = tmp_path / "docs.jsonl"
+    with open(path, "w") as fh:
+        for topic in ("rivers", "law"):
+            for i in range(20):
+                fh.write(json.dumps({"id": f"{topic}-{i}", "text": f"{topic} document {i}. " + "word " * 20,
+                                     "metadata": {"topic": topic, "edu_score": float(i)}}) + "\n")
+    cfg = parse_pipeline({
+        "name": "topic-top", "input": {"type": "jsonl", "path": str(path)},
+        "stages": [{"type": "upsample", "by": "edu_score", "group_by": "topic", "top": 0.25, "epochs": 1, "rest": 0,
+                    "field": "topic_top"},
+                   {"type": "select", "expr": "topic_top > 0"}],
+        "output": {"path": str(tmp_path / "run")}, "executor": {"type": "local", "tasks": 1}})
+    record = run_pipeline(cfg, report=False)
+    assert record["status"] == "complete"
+    t = record["ledger"]["totals"]
+    assert (t["kept"], t["dropped"]) == (10, 30)
+    kept = {json.loads(x)["id"] for f in (tmp_path / "run" / "documents").glob("*")
+            for x in __import__("gzip").open(f, "rt")}
+    assert kept == {f"{topic}-{i}" for topic in ("rivers", "law") for i in range(15, 20)}

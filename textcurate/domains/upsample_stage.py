@@ -51,9 +51,13 @@ class UpsampleParams(StageParams):
     top: float = Field(0.2, gt=0, le=1, description="share of each group's documents that is upsampled")
     epochs: float = Field(4.0, ge=1, description="the weight of the top documents")
     rest: float = Field(1.0, ge=0, description="the weight of the others (0: drawn not at all)")
-    field: str = Field("upsample_weight", description="the metadata field the weight goes to")
+    field: str = Field("upsample_weight", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                       description="the metadata field the weight goes to")
     seed: int = Field(0, description="salt of the id-hash that breaks ties")
-    provides = frozenset({"upsample_weight"})
+    provides = None  # the field is the user's: named by ``field``
+
+    def provided(self) -> frozenset[str]:
+        return frozenset({self.field})
 
     def fields_read(self) -> dict[str, list[str]]:
         return {"by": [self.by], "group_by": [self.group_by]}
