@@ -266,3 +266,34 @@ def test_a_verb_shows_the_libraries_bars_and_warnings_only_with_verbose(tmp_path
         runs[bool(flag)] = proc.stderr
     assert "Loading weights" not in runs[False] and "Warning" not in runs[False]
     assert "Loading weights" in runs[True]
+
+
+def test_progress_inside_one_large_input_file(tmp_path):
+    """A Parquet input counts rows (its footers give the total), so progress moves inside one large
+    file; other files count once read to their end, not once opened (which showed "1/1 files" and an
+    ETA of seconds at a fifth of the way)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from textcurate.io.readers import JsonlReader, ParquetReader
+
+    rows = [{"id": str(i), "text": f"document {i} " * 5} for i in range(1000)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "one.parquet", row_group_size=100)
+    reader = ParquetReader(str(tmp_path / "one.parquet"), batch_size=50)
+    assert reader.progress_total(0, 1) == (1000, "rows")
+    it = reader.run(rank=0, world_size=1)
+    for _ in range(300):
+        next(it)
+    assert 300 <= reader.progress_done() <= 350
+    assert sum(1 for _ in it) == 700 and reader.progress_done() == 1000
+
+    with open(tmp_path / "one.jsonl", "w") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in rows)
+    reader = JsonlReader(str(tmp_path / "one.jsonl"))
+    it = reader.run(rank=0, world_size=1)
+    for _ in range(300):
+        next(it)
+    assert reader.progress_done() == 0
+    assert sum(1 for _ in it) == 700 and reader.progress_done() == 1

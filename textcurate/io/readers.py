@@ -39,6 +39,7 @@ class _Validating:
 
     def _start_task(self, rank: int) -> None:
         self.validator.reset()
+        self._files_done = self._rows_done = 0  # a worker may run several tasks with one reader
         self._rejects = RejectSink(self.rejects_folder, "read", rank)
 
     def _accept(self, result: Document | Reject) -> Document | None:
@@ -114,6 +115,12 @@ class _DiskReader(_Validating, BaseDiskReader):
     def _counted_file(self, filepath: str) -> Iterator[Document]:
         self.stat_update("input_files")
         yield from self.read_file(filepath)
+        self._files_done = getattr(self, "_files_done", 0) + 1
+
+    def progress_done(self) -> int:
+        """Files read to their end: a file counts once it is finished, not once it is opened (a run
+        of one large file would otherwise show every file read, and an ETA of the last batch)."""
+        return getattr(self, "_files_done", 0)
 
 
 class JsonlReader(_DiskReader):
@@ -180,6 +187,23 @@ class ParquetReader(_DiskReader):
         super().__init__(data_folder, **kwargs)
         self.batch_size = batch_size
 
+    def progress_total(self, rank: int, world_size: int) -> tuple[int | None, str]:
+        """Rows of the task's files, from their footers: progress moves inside a large file."""
+        import pyarrow.parquet as pq
+
+        try:
+            total = 0
+            for path in self.data_folder.get_shard(rank, world_size, recursive=self.recursive,
+                                                   glob_pattern=self.glob_pattern):
+                with self.data_folder.open(path, "rb") as fh:
+                    total += pq.ParquetFile(fh).metadata.num_rows
+            return total, "rows"
+        except Exception:  # an unreadable file is rejected when it is read; no total meanwhile
+            return None, "rows"
+
+    def progress_done(self) -> int:
+        return getattr(self, "_rows_done", 0)
+
     def read_file(self, filepath: str) -> Iterable[Document]:
         import pyarrow.parquet as pq
 
@@ -190,6 +214,7 @@ class ParquetReader(_DiskReader):
                 for batch in pq.ParquetFile(fh).iter_batches(batch_size=self.batch_size):
                     for data in batch.to_pylist():
                         row += 1
+                        self._rows_done = getattr(self, "_rows_done", 0) + 1
                         result = self.validator.to_document(data, name, row, f"{name}:{row}")
                         if (doc := self._finish(self._accept(result))) is not None:
                             yield doc
