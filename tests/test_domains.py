@@ -171,6 +171,13 @@ def test_upsample_repeats_each_domains_best_documents_in_the_mixture(tmp_path):
         rest = [copies.get(i, 0) for i, m in docs.items() if m["topic"] == topic and m["upsample_weight"] == 1.0]
         ratio = (sum(tops) / len(tops)) / (sum(rest) / len(rest))
         assert 3.0 < ratio < 5.0, (topic, ratio)
+    # the plan sees the repetition inside each topic: a quarter of its text at weight 4 is seen
+    # 4 / (0.25 x 4 + 0.75) = 2.29 times as often as the topic as a whole
+    plan = json.loads((tmp_path / "run" / "artifacts" / "mix" / "plan.json").read_text())["plan"]
+    for row in plan["rows"]:
+        shares = dict((w, s) for w, s in row["classes"])
+        assert set(shares) == {1.0, 4.0} and abs(shares[4.0] - 0.25) < 0.02, row
+        assert abs(row["top_epochs"] / row["epochs"] - 4 / (4 * shares[4.0] + shares[1.0])) < 1e-6
 
 
 def test_upsample_with_a_field_of_its_own_feeds_a_later_stage(tmp_path):

@@ -172,3 +172,29 @@ def test_counting_says_how_far_it_has_read():
     docs = list(_ticking(iter(range(5)), lines.append, every=0.0))
     assert docs == list(range(5)) and len(lines) == 5
     assert lines[-1].startswith("plan: counting tokens, 5 documents read (")
+
+
+def test_a_weighted_source_is_repeated_unevenly_and_the_law_sees_it():
+    """Upsampling inside a domain: 20 % of a source's tokens at weight 4, the rest at 1, drawn for two
+    epochs of the source. The top fifth is seen 2 x 4 / (0.2 x 4 + 0.8) = 5 times, the rest 1.25 times;
+    the effective data is that of those two parts, below what two even epochs give, and so the
+    predicted loss is higher. One weight for every document is the plain source."""
+    u, t, params = 1e8, 2e8, 1e8
+    even = plan_mixture([Source("d", u, weight=1.0)], budget_tokens=t, model_params=params)
+    classes = [[1.0, 0.8], [4.0, 0.2]]
+    uneven = plan_mixture([Source("d", u, weight=1.0, classes=classes)], budget_tokens=t, model_params=params)
+    row = uneven.rows[0]
+    assert row.epochs == pytest.approx(2.0) and row.top_epochs == pytest.approx(5.0)
+    want = float(LAW.effective_data(0.8 * u, 0.8 * u * 1.25) + LAW.effective_data(0.2 * u, 0.2 * u * 5.0))
+    assert row.effective_tokens == pytest.approx(want)
+    assert row.effective_tokens < even.rows[0].effective_tokens
+    assert uneven.predicted_loss > even.predicted_loss
+    assert any("seen 5.0 times" in w for w in row.warnings)
+    same = plan_mixture([Source("d", u, weight=1.0, classes=[[2.0, 1.0]])], budget_tokens=t, model_params=params)
+    assert same.predicted_loss == pytest.approx(even.predicted_loss) and same.rows[0].top_epochs is None
+
+    from textcurate.mix.costs import plan_loss
+    from textcurate.mix.planner import Plan
+
+    again = Plan.from_dict(uneven.to_dict())  # plan.json keeps the classes: costs recompute the same loss
+    assert plan_loss(again) == pytest.approx(uneven.predicted_loss)

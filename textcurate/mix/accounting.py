@@ -37,6 +37,7 @@ class SourceCount:
     sampled_documents: int = 0
     token_error: float = 0.0  # relative standard error of ``tokens`` (0 when exact)
     attributes: dict = field(default_factory=dict)  # field -> {mean, p10, p50, p90, n}
+    weight_chars: dict = field(default_factory=dict)  # weight_field's value -> characters (a mixture's weight)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,10 +55,11 @@ class _Counter:
     bottom-k sample. Attributes: an exact count and mean, quantiles from a uniform sample of at
     most ``ATTRIBUTE_SAMPLE`` values, so memory does not grow with the source."""
 
-    def __init__(self, name: str, sample: int, seed: int, attributes: list[str]):
+    def __init__(self, name: str, sample: int, seed: int, attributes: list[str], weight_field: str | None = None):
         from textcurate.io.attributes import NumericSummary
 
         self.count = SourceCount(name)
+        self.weight_field = weight_field
         self.sample, self.seed = sample, seed
         self._heap: list = []  # (-hash, id, text): the `sample` smallest hashes
         self.exact_tokens = 0.0
@@ -67,6 +69,11 @@ class _Counter:
         c = self.count
         c.documents += 1
         c.chars += len(doc.text)
+        if self.weight_field:  # how the source's text splits by the weight copies will follow (exact, in characters)
+            w = doc.metadata.get(self.weight_field)
+            key = str(float(w)) if isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) \
+                else "1.0"
+            c.weight_chars[key] = c.weight_chars.get(key, 0) + len(doc.text)
         for a, summary in self._attrs.items():
             v = doc.metadata.get(a)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
@@ -135,7 +142,7 @@ def make_tokenize(tokenizer: str, batch_size: int = 256):
 
 def count_sources(pairs, tokenize, sample: int = 2000, seed: int = 0,
                   attributes: list[str] = ("edu_score", "edu_int", "difficulty"),
-                  token_log=None) -> dict[str, SourceCount]:
+                  token_log=None, weight_field: str | None = None) -> dict[str, SourceCount]:
     """One pass over ``pairs`` of (source name, document). Returns {source: SourceCount}, in
     order of first appearance. With ``sample`` 0 every document is tokenised, in batches of
     ``TOKENIZE_BATCH`` across sources, in the order they come; ``token_log`` (a
@@ -156,7 +163,7 @@ def count_sources(pairs, tokenize, sample: int = 2000, seed: int = 0,
     for name, doc in pairs:
         c = counters.get(name)
         if c is None:
-            c = counters[name] = _Counter(name, sample, seed, list(attributes))
+            c = counters[name] = _Counter(name, sample, seed, list(attributes), weight_field)
         c.add(doc)
         if sample == 0:
             pending.append((c, doc.id, doc.text))

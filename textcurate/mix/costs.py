@@ -95,10 +95,9 @@ def _solve(f, lo: float, hi: float, target: float, iters: int = 200) -> float | 
 def plan_loss(plan, token_scale: float = 1.0, params: float | None = None, law: DataConstrainedLaw = LAW) -> float:
     """The plan's predicted loss (``planner.mixture_loss``, as the plan computed it) with every source's
     training tokens scaled by ``token_scale`` and the model at ``params`` parameters."""
-    from textcurate.mix.planner import mixture_loss
+    from textcurate.mix.planner import expanded, mixture_loss
 
-    return mixture_loss([r.tokens for r in plan.rows], [r.train_tokens * token_scale for r in plan.rows],
-                        plan.model_params if params is None else params, law)
+    return mixture_loss(*expanded(plan.rows, token_scale), plan.model_params if params is None else params, law)
 
 
 def cheapest_recovery(plan, law: DataConstrainedLaw = LAW) -> dict:

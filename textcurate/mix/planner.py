@@ -39,6 +39,7 @@ class Source:
     weight: float | None = None  # a manual weight; all sources or none
     documents: int | None = None
     token_error: float | None = None  # relative standard error of ``tokens`` when estimated from a sample
+    classes: list | None = None  # [(weight, share of tokens)]: copies inside the source follow a per-document weight
 
 
 @dataclass
@@ -53,6 +54,27 @@ class PlanRow:
     max_epochs: float | None = None
     documents: int | None = None
     warnings: list[str] = field(default_factory=list)
+    classes: list | None = None  # [(weight, share of tokens)] of a weighted source (``Source.classes``)
+    top_epochs: float | None = None  # a weighted source: the epochs of its most-weighted documents
+
+
+def split_by_weight(unique: float, train: float, classes) -> list[tuple[float, float]]:
+    """(unique, train) tokens of each weight class of a source whose copies follow a per-document
+    weight: a class of weight w and share s holds s U unique tokens and draws T w s / sum(w s) of
+    the training ones. The data-constrained law then sees each class repeated as often as it is,
+    not the source's mean (the upsampled documents of a domain repeat more than the rest)."""
+    if not classes:
+        return [(unique, train)]
+    total = sum(w * s for w, s in classes)
+    if total <= 0:
+        return [(unique, train)]
+    return [(unique * s, train * w * s / total) for w, s in classes if s > 0]
+
+
+def expanded(rows, token_scale: float = 1.0) -> tuple[list[float], list[float]]:
+    """The unique and training tokens of every source, a weighted source split into its classes."""
+    parts = [p for r in rows for p in split_by_weight(r.tokens, r.train_tokens * token_scale, r.classes)]
+    return [u for u, _ in parts], [t for _, t in parts]
 
 
 @dataclass
@@ -207,13 +229,23 @@ def plan_mixture(sources: list[Source], budget_tokens: float | None = None, mode
     rows = []
     for s, ti, wi in zip(sources, t, w):
         epochs = ti / s.tokens
+        parts = split_by_weight(s.tokens, ti, s.classes)
         row = PlanRow(name=s.name, tokens=float(s.tokens), quality=float(s.quality), weight=float(wi),
                       train_tokens=float(ti), epochs=float(epochs),
-                      effective_tokens=float(law.effective_data(s.tokens, ti)), max_epochs=s.max_epochs,
-                      documents=s.documents)
+                      effective_tokens=float(sum(float(law.effective_data(u_c, t_c)) for u_c, t_c in parts)),
+                      max_epochs=s.max_epochs, documents=s.documents, classes=s.classes)
+        if s.classes and len(parts) > 1:
+            row.top_epochs = float(max(t_c / u_c for u_c, t_c in parts if u_c > 0))
         if s.max_epochs is not None and epochs > s.max_epochs * (1 + 1e-9):
             row.warnings.append(f"{epochs:.2f} epochs exceed the cap of {s.max_epochs}")
-        if epochs - 1 > law.rd_star:
+        if row.top_epochs is not None and row.top_epochs - 1 > law.rd_star:
+            row.warnings.append(f"its most-weighted documents are seen {row.top_epochs:.1f} times (the source "
+                                f"{epochs:.1f}): more than R_D* = {law.rd_star:.1f} repetitions")
+        elif row.top_epochs is not None and row.top_epochs > WARN_EPOCHS * (1 + 1e-6):
+            row.warnings.append(f"its most-weighted documents are seen {row.top_epochs:.1f} times (the source "
+                                f"{epochs:.1f}): past {WARN_EPOCHS:g}, each repeat is worth "
+                                f"{law.marginal_value(row.top_epochs - 1):.2f} of a new token")
+        elif epochs - 1 > law.rd_star:
             row.warnings.append(f"{epochs:.1f} epochs: more than R_D* = {law.rd_star:.1f} repetitions, a further "
                                 f"repeat is worth less than 1/e of a new token")
         elif epochs > WARN_EPOCHS * (1 + 1e-6):
@@ -227,7 +259,7 @@ def plan_mixture(sources: list[Source], budget_tokens: float | None = None, mode
                         f"read the predicted losses as an extrapolation (the epochs and effective tokens do not "
                         f"depend on it)")
     effective = float(sum(r.effective_tokens for r in rows))
-    predicted = mixture_loss([r.tokens for r in rows], [r.train_tokens for r in rows], model_params, law)
+    predicted = mixture_loss(*expanded(rows), model_params, law)
     fresh = float(law.loss(model_params, budget_tokens))
     law_card = {"name": "data-constrained (Muennighoff et al. 2023)", **asdict(law),
                 "tokens_per_param": tokens_per_param}
@@ -252,7 +284,8 @@ def plan_table(plan: Plan):
     for col in ("source", "quantity (tokens)", "quality", "weight in mix", "epochs elapsed", "effective tokens", ""):
         table.add_column(col, justify="left" if col in ("source", "") else "right")
     for r in plan.rows:
-        table.add_row(r.name, human(r.tokens), f"{r.quality:g}", f"{r.weight:.1%}", f"{r.epochs:.2f}",
+        epochs = f"{r.epochs:.2f}" + (f" (top {r.top_epochs:.1f})" if r.top_epochs is not None else "")
+        table.add_row(r.name, human(r.tokens), f"{r.quality:g}", f"{r.weight:.1%}", epochs,
                       human(r.effective_tokens), "; ".join(r.warnings))
     table.add_row("total", human(sum(r.tokens for r in plan.rows)), "", "100%", "", human(plan.effective_tokens), "")
     return table

@@ -73,7 +73,8 @@ def count(spec: MixSpec, tokenize=None, rejects_folder: str | None = None,
     attributes = list(dict.fromkeys(spec.attributes + ([spec.quality_from] if spec.quality_from else [])))
     docs = documents_of(spec, rejects_folder)
     return count_sources(_ticking(docs, log, every) if log else docs, tokenize, sample=spec.sample,
-                         seed=spec.seed, attributes=attributes, token_log=token_log)
+                         seed=spec.seed, attributes=attributes, token_log=token_log,
+                         weight_field=spec.weight_field)
 
 
 def _ticking(docs, log, every: float):
@@ -129,7 +130,7 @@ def planner_sources(spec: MixSpec, counts: dict[str, SourceCount]) -> list[Sourc
         out.append(Source(name=s.name, tokens=float(s.tokens if s.tokens is not None else c.tokens),
                           quality=quality(s.name, s.quality), max_epochs=s.max_epochs, weight=s.weight,
                           documents=s.documents if s.documents is not None else (c.documents if c else None),
-                          token_error=c.token_error if c else None))
+                          token_error=c.token_error if c else None, classes=weight_classes(c)))
     listed = {s.name for s in spec.sources}
     g = spec.group_by
     if g is not None:
@@ -138,5 +139,13 @@ def planner_sources(spec: MixSpec, counts: dict[str, SourceCount]) -> list[Sourc
                 continue
             out.append(Source(name=name, tokens=c.tokens, quality=quality(name, g.quality.get(name)),
                               max_epochs=g.max_epochs.get(name, g.default_max_epochs), weight=g.weight.get(name),
-                              documents=c.documents, token_error=c.token_error))
+                              documents=c.documents, token_error=c.token_error, classes=weight_classes(c)))
     return out
+
+
+def weight_classes(c: SourceCount | None) -> list[list[float]] | None:
+    """[(weight, share of the source's tokens)] where a weight_field splits the source unevenly (the
+    shares from characters: the source's tokens per character are taken as even); None otherwise."""
+    if c is None or len(c.weight_chars) < 2 or not c.chars:
+        return None
+    return [[float(w), n / c.chars] for w, n in sorted(c.weight_chars.items(), key=lambda kv: float(kv[0]))]
