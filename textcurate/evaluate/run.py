@@ -219,7 +219,7 @@ def evaluate(docs: list, spec: EvaluateSpec, out_dir: str, target_docs: list | N
 
 
 def _log_warning(log, text: str) -> str:
-    log(f"[yellow]warning[/]: {text}")
+    log(f"warning: {text}")
     return text
 
 

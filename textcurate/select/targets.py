@@ -52,7 +52,7 @@ def _report_missing(missing: dict[str, int], present: set, n: int, what: str, so
                                f"({count:,} of {n:,} documents lack it; misspelt, or not computed for this pool?)")
     if log is not None:
         for name, count in missing.items():
-            log(f"[yellow]warning[/]: {what}: {count:,} of {n:,} documents lack {name!r} read by {source!r}; "
+            log(f"warning: {what}: {count:,} of {n:,} documents lack {name!r} read by {source!r}; "
                 f"they do not match")
 
 
@@ -78,7 +78,7 @@ def field_scores(docs: Sequence, key: str, what: str, log: Callable | None = Non
         raise FieldMissing(f"{what}: ranks by {key!r}, which is not a number in any document "
                            f"({bad:,} non-numeric, {n - bad:,} missing or null)")
     if log is not None and (absent or bad):
-        log(f"[yellow]warning[/]: {what}: {absent:,} of {n:,} documents lack {key!r}"
+        log(f"warning: {what}: {absent:,} of {n:,} documents lack {key!r}"
             + (f" and {bad:,} hold a non-number" if bad else "") + "; they are not ranked")
     return out
 

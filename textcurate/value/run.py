@@ -139,7 +139,7 @@ def lm_game(docs: list, spec: ValueSpec, out: str, log: Callable = print) -> tup
     facts = {"units": names, "documents": [len(m) for m in members], "tokens": lengths, "target": len(target),
              "pool": len(pool), "without_field": missing, "trainings": trainings}
     if missing:
-        log(f"[yellow]warning[/]: {missing:,} pool documents have no {spec.units!r}: they are in no unit")
+        log(f"warning: {missing:,} pool documents have no {spec.units!r}: they are in no unit")
     return Game(len(names), utility, names), facts
 
 
