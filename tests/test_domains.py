@@ -203,3 +203,19 @@ def test_upsample_with_a_field_of_its_own_feeds_a_later_stage(tmp_path):
     kept = {json.loads(x)["id"] for f in (tmp_path / "run" / "documents").glob("*")
             for x in __import__("gzip").open(f, "rt")}
     assert kept == {f"{topic}-{i}" for topic in ("rivers", "law") for i in range(15, 20)}
+
+
+@pytest.mark.parametrize("raw, name", [
+    (" Python, SciPy, NumPy, SciPy, SciPy, SciPy, SciPy, SciPy, SciPy", "Python, SciPy, NumPy"),
+    (" Python: Python 3: Python 3: Python 3: Python 3: Python 3: Python ", "Python: Python 3"),
+    ("Git 3.1.1.1.1.1.1.1.1.1.1", "Git 3.1"),
+    ('Topic: "Photosynthesis: How Plants Make Food".', "Photosynthesis: How Plants Make Food"),
+    ("Rivers, Lakes and Seas", "Rivers, Lakes and Seas"),
+    ("What is the subject they share?", ""),
+])
+def test_a_small_judges_looping_name_is_cut_where_it_repeats(raw, name):
+    """Names SmolLM2-135M gave clusters of the quality set: a list that loops, a title restated, a
+    version number that runs on."""
+    from textcurate.synth.topics import clean_name
+
+    assert clean_name(raw) == name

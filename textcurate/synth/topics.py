@@ -41,6 +41,14 @@ def clean_name(raw: str) -> str:
     line = next((ln for ln in raw.strip().splitlines() if ln.strip()), "")
     line = re.sub(r"^(?:topic|subject|title|chapter)\s*[:\-]\s*", "", line.strip(), flags=re.I)
     line = re.split(r"(?<=[.!?])\s+|\s+the topic is\b", line, maxsplit=1, flags=re.I)[0]
+    line = re.sub(r"(.{2,12}?)\1{2,}", r"\1", line)  # "Git 3.1.1.1.1" -> "Git 3.1"
+    parts, seen = re.split(r"\s*([,:;])\s*", line), set()
+    for i in range(0, len(parts), 2):  # "Python, SciPy, NumPy, SciPy, SciPy" -> "Python, SciPy, NumPy"
+        key = parts[i].lower().strip()
+        if key in seen:
+            line = "".join(p + (" " if p in ",:;" else "") for p in parts[:i - 1])
+            break
+        seen.add(key)
     words = line.split()
     for i in range(1, len(words)):  # "A B: A B: A B" -> "A B"
         if words[i].lower().strip(":") == words[0].lower().strip(":") and \
