@@ -23,6 +23,7 @@ from __future__ import annotations
 import heapq
 import json
 import os
+import time
 from typing import Iterator
 
 import numpy as np
@@ -111,11 +112,14 @@ class Domains(RowFittedStage, Scorer):
         sample = sorted((r for r in rows if r["role"] == "sample"), key=lambda r: (r["hash"], r["id"]))
         sample = sample[:self.format_sample]
         engine = self.engine.make(self.judge_batch)
+        t0 = time.perf_counter()
         try:
             topics = name_topics(near, engine)
+            t1 = time.perf_counter()
             labels = judge_formats(sample, self.formats, engine)
         finally:
             engine.close()
+        seconds = {"names": round(t1 - t0, 1), "formats": round(time.perf_counter() - t1, 1)}
         self.topics = {int(c): t["topic"] for c, t in topics.items()}
         os.makedirs(artifacts, exist_ok=True)
         write_parquet_atomic(os.path.join(artifacts, "format_labels.parquet"), pa.table({
@@ -124,7 +128,7 @@ class Domains(RowFittedStage, Scorer):
         card = train_format_head(sample, labels, self.formats, self.seed, artifacts)
         self._load_head(artifacts)
         card.update(kind="domains", step=self.step_name, engine=engine.name, model=engine.model,
-                    clusters={str(c): t for c, t in sorted(topics.items())},
+                    seconds=seconds, clusters={str(c): t for c, t in sorted(topics.items())},
                     topics=sorted(set(self.topics.values())))
         write_json_atomic(os.path.join(artifacts, "domains.json"), card, indent=1)
         write_json_atomic(os.path.join(artifacts, "card.json"), {k: card[k] for k in (
