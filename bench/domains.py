@@ -12,7 +12,8 @@ What is measured, against the documents' ``kind`` (the quality set's provenance:
   whose topic's commonest kind is their own); the share named (not left as ``cluster N``);
 - formats: accuracy and macro-F1 against a kind -> format map written down before any run
   (``KIND_FORMAT``), beside the cheapest baselines: every document the commonest format, and the
-  format whose description is nearest the document's embedding (zero-shot, no judge);
+  format whose description is nearest the document's embedding (the stage's ``format_by: embedding``:
+  zero-shot, no judge);
 - seconds: the judge's (from the run's ``domains.json``) and BERTopic's fit on the stored embeddings
   (embedding time, the same for both, left out).
 
@@ -48,16 +49,6 @@ KIND_FORMAT = {
     "json-data": "list or table", "index-page": "list or table", "package-records": "list or table",
     "wordlist": "list or table", "commit-log": "list or table", "fortunes": "other", "markov": "other",
     "generated-text": "other",
-}
-FORMAT_TEXT = {  # the zero-shot baseline's description of each format
-    "tutorial": "a tutorial or textbook lesson that explains a subject step by step",
-    "reference": "reference documentation describing commands, functions or options",
-    "code": "source code of a program",
-    "news": "a news article or an announcement of a release",
-    "forum": "a forum thread or questions and answers between people",
-    "list or table": "a list, a table, a log or data records",
-    "legal": "a licence, terms of use or another legal text",
-    "other": "other text",
 }
 
 
@@ -144,12 +135,14 @@ def main() -> None:
     common = Counter(truth).most_common(1)[0][0]
     rows.append((args.runs[0], f"every document '{common}' (the commonest format)", None, None,
                  format_scores(truth, [common] * len(truth)), None))
-    formats = list(FORMAT_TEXT)
-    fe = np.asarray(Embedder("minilm").encode([FORMAT_TEXT[f] for f in formats]), dtype=np.float32)
+    from textcurate.domains.domains_stage import DESCRIPTIONS
+
+    formats = list(DESCRIPTIONS)  # what the stage's format_by: embedding compares with
+    fe = np.asarray(Embedder("minilm").encode([DESCRIPTIONS[f] for f in formats]), dtype=np.float32)
     e = base["emb"] / np.maximum(np.linalg.norm(base["emb"], axis=1, keepdims=True), 1e-9)
     fe = fe / np.maximum(np.linalg.norm(fe, axis=1, keepdims=True), 1e-9)
     zero = [formats[j] for j in (e @ fe.T).argmax(axis=1)]
-    rows.append((args.runs[0], "nearest format description (zero-shot embedding similarity)", None, None,
+    rows.append((args.runs[0], "nearest format description (format_by: embedding, no judge)", None, None,
                  format_scores(truth, zero), None))
     rng = np.random.default_rng(0)
     rows.append((args.runs[0], "random topics (20, uniform)", topic_scores(base["kind"], list(rng.integers(0, 20,

@@ -219,3 +219,29 @@ def test_a_small_judges_looping_name_is_cut_where_it_repeats(raw, name):
     from textcurate.synth.topics import clean_name
 
     assert clean_name(raw) == name
+
+
+def test_formats_from_the_embeddings_alone_ask_the_judge_nothing_about_them(tmp_path, judge_url):
+    """format_by: embedding: each document gets the format whose description is nearest its vector
+    (MiniLM), so the judge only names the clusters; the card says how the formats were set."""
+    srv, url = judge_url
+    cfg = parse_pipeline({
+        "name": "domains", "input": {"type": "jsonl", "path": str(_corpus(tmp_path))},
+        "stages": [{"type": "embed"}, {"type": "cluster", "k": 3, "seed": 1},
+                   {"type": "domains", "format_sample": 10, "per_cluster": 2, "format_by": "embedding",
+                    "engine": {"kind": "openai", "model": "judge", "base_url": url}}],
+        "output": {"path": str(tmp_path / "run")}, "executor": {"type": "local", "tasks": 1}})
+    assert run_pipeline(cfg, report=False)["status"] == "complete"
+    t = ds.dataset(str(tmp_path / "run" / "attributes" / "domains")).to_table().to_pylist()
+    formats = {"river": "tutorial", "code": "code", "legal": "legal"}
+    got = {r["id"]: r["format"] for r in t}
+    assert len(got) == 72 and all(got[i] == formats[i.split("-")[0]] for i in got), got
+    assert not any("describes its format" in p for p in srv.state["prompts"])
+    card = json.loads((tmp_path / "run" / "artifacts" / "domains" / "domains.json").read_text())
+    assert card["format_by"] == "embedding" and card["judged"] == 0 and card["embedder"] == "minilm"
+
+    with pytest.raises(Exception, match="not among the formats"):
+        parse_pipeline({"name": "x", "input": {"type": "jsonl", "path": "x.jsonl"},
+                        "stages": [{"type": "embed"}, {"type": "cluster", "k": 3},
+                                   {"type": "domains", "format_by": "embedding", "descriptions": {"poem": "a poem"}}],
+                        "output": {"path": str(tmp_path / "run2")}})

@@ -9,7 +9,9 @@
   parameter). The judge labels a sample (the smallest id-hashes) by the probabilities of the
   choices' numbers where its answer starts; a logistic regression on the stored embeddings learns
   those labels and labels every document (``format``, and ``format_p``, its probability). Its
-  agreement with the judge, measured by cross-validation on the sample, is in the card.
+  agreement with the judge, measured by cross-validation on the sample, is in the card. With
+  ``format_by: embedding`` no judge is asked: each document gets the format whose description
+  (``DESCRIPTIONS``, or ``descriptions``) is nearest its vector, embedded by the run's embedder.
 
 Fit: each task keeps, in bounded memory, the ``per_cluster`` documents nearest each centroid and
 the ``format_sample`` smallest id-hashes (with a preview of their text and, for the sample, the
@@ -24,13 +26,13 @@ import heapq
 import json
 import os
 import time
-from typing import Iterator
+from typing import Iterator, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import Document
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from textcurate.cluster.cluster_stage import BadVector, doc_vector, doc_vectors
 from textcurate.embed.stage import EMBEDDING_KEY
@@ -43,6 +45,17 @@ from textcurate.steps.base import Scorer
 from textcurate.steps.fitted import RowFittedStage
 
 FORMATS = ["tutorial", "reference", "code", "news", "forum", "list or table", "legal", "other"]
+DESCRIPTIONS = {  # what ``format_by: embedding`` compares each document's vector with
+    "tutorial": "a tutorial or textbook lesson that explains a subject step by step",
+    "reference": "reference documentation describing commands, functions or options",
+    "code": "source code of a program: functions, variables and statements in a programming language",
+    "news": "a news article or an announcement of a release",
+    "forum": "a forum thread or questions and answers between people",
+    "list or table": "a list, a table, a log or data records",
+    "legal": "a licence, terms of use or another legal text",
+    "other": "other text",
+}
+SHARPNESS = 20.0  # cosine -> logit scale of the description head: format_p of 0.9 at a cosine 0.11 ahead
 PREVIEW_CHARS = 600  # of each document kept for the judge
 FORMAT_PROMPT = ("Here is the start of a document:\n\n{text}\n\nWhich of these best describes its format?\n"
                  "{choices}\n\nAnswer with the number only.")
@@ -54,11 +67,14 @@ class Domains(RowFittedStage, Scorer):
     columns = {"topic": "string", "format": "string", "format_p": "float32"}
 
     def __init__(self, *, cluster_field: str, sim_field: str, embedding_field: str, per_cluster: int,
-                 format_sample: int, formats: list[str], engine: EngineSpec, judge_batch: int, seed: int, **kwargs):
+                 format_sample: int, formats: list[str], engine: EngineSpec, judge_batch: int, seed: int,
+                 format_by: str = "judge", embedder: str = "minilm", descriptions: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         self.cluster_field, self.sim_field, self.embedding_field = cluster_field, sim_field, embedding_field
         self.per_cluster, self.format_sample, self.formats = per_cluster, format_sample, list(formats)
         self.engine, self.judge_batch, self.seed = engine, judge_batch, seed
+        self.format_by, self.embedder = format_by, embedder
+        self.descriptions = {f: (descriptions or {}).get(f) or DESCRIPTIONS.get(f) or f for f in self.formats}
         self.topics: dict[int, str] | None = None
         self.head: tuple[np.ndarray, np.ndarray, list[str]] | None = None  # W, b, classes
 
@@ -116,16 +132,21 @@ class Domains(RowFittedStage, Scorer):
         try:
             topics = name_topics(near, engine)
             t1 = time.perf_counter()
-            labels = judge_formats(sample, self.formats, engine)
+            labels = judge_formats(sample, self.formats, engine) if self.format_by == "judge" else []
         finally:
             engine.close()
         seconds = {"names": round(t1 - t0, 1), "formats": round(time.perf_counter() - t1, 1)}
         self.topics = {int(c): t["topic"] for c, t in topics.items()}
         os.makedirs(artifacts, exist_ok=True)
-        write_parquet_atomic(os.path.join(artifacts, "format_labels.parquet"), pa.table({
-            "id": [r["id"] for r in sample], "format": [lab for lab, _ in labels],
-            "p": pa.array([p for _, p in labels], pa.float64()), "text": [r["text"] for r in sample]}))
-        card = train_format_head(sample, labels, self.formats, self.seed, artifacts)
+        if self.format_by == "judge":
+            write_parquet_atomic(os.path.join(artifacts, "format_labels.parquet"), pa.table({
+                "id": [r["id"] for r in sample], "format": [lab for lab, _ in labels],
+                "p": pa.array([p for _, p in labels], pa.float64()), "text": [r["text"] for r in sample]}))
+            card = train_format_head(sample, labels, self.formats, self.seed, artifacts)
+        else:
+            card = description_head(self.descriptions, self.embedder,
+                                    len(sample[0]["vector"]) if sample else None, artifacts)
+        card["format_by"] = self.format_by
         self._load_head(artifacts)
         card.update(kind="domains", step=self.step_name, engine=engine.name, model=engine.model,
                     seconds=seconds, clusters={str(c): t for c, t in sorted(topics.items())},
@@ -228,6 +249,28 @@ def judge_formats(sample: list[dict], formats: list[str], engine) -> list[tuple[
         return out
 
 
+def description_head(descriptions: dict[str, str], embedder: str, dim: int | None, artifacts: str) -> dict:
+    """The format head without a judge: each format's description embedded by the run's embedder; a
+    document's logits are its cosine with each, times ``SHARPNESS`` (the cheapest baseline of
+    bench/domains.py, which beat SmolLM2-135M's labels there)."""
+    from safetensors.numpy import save_file
+
+    from textcurate.embed.embedder import Embedder
+
+    formats = list(descriptions)
+    w = np.asarray(Embedder(embedder).encode([descriptions[f] for f in formats]), dtype=np.float32)
+    w /= np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-9)
+    if dim is not None and w.shape[1] != dim:
+        raise ValueError(f"domains: format_by: embedding: the embedder {embedder!r} gives {w.shape[1]} dimensions, "
+                         f"the documents' vectors have {dim}; set embedder to the embed step's model")
+    os.makedirs(artifacts, exist_ok=True)
+    save_file({"weight": np.ascontiguousarray(SHARPNESS * w), "bias": np.zeros(len(formats), dtype=np.float32)},
+              os.path.join(artifacts, "format_head.safetensors"))
+    write_json_atomic(os.path.join(artifacts, "format_head.json"), {"classes": formats, "dim": int(w.shape[1])})
+    return {"formats": formats, "descriptions": descriptions, "embedder": embedder, "judged": 0, "sampled": 0,
+            "label_counts": {}, "head_agreement": None, "majority_share": None, "head_classes": formats}
+
+
 def train_format_head(sample: list[dict], labels: list[tuple[str | None, float]], formats: list[str], seed: int,
                       artifacts: str) -> dict:
     """A multinomial logistic regression on the sample's vectors and the judge's labels; its weights in
@@ -282,10 +325,24 @@ class DomainsParams(ScorerParams):
     format_sample: int = Field(300, ge=2, description="documents (smallest id-hashes) the judge labels for the "
                                                       "format head")
     formats: list[str] = Field(FORMATS, min_length=2, description="the format labels, in the order the judge sees")
+    format_by: Literal["judge", "embedding"] = Field("judge", description=(
+        "judge: the judge labels a sample and a head learns its labels; embedding: no judge, each document gets "
+        "the format whose description is nearest its vector"))
+    descriptions: dict[str, str] | None = Field(None, description="format_by embedding: a description per format "
+                                                                  "(default: built in for the default formats)")
+    embedder: str = Field("minilm", description="format_by embedding: the embed step's model, to embed the "
+                                                "descriptions")
     engine: EngineSpec = EngineSpec()
     judge_batch: int = Field(8, ge=1, description="prompts per engine call")
     seed: int = Field(0, description="seeds the sample's id-hash and the head")
     provides = frozenset({"topic", "format", "format_p"})
+
+    @model_validator(mode="after")
+    def _descriptions_of_formats(self):
+        unknown = sorted(set(self.descriptions or {}) - set(self.formats))
+        if unknown:
+            raise ValueError(f"descriptions: {unknown} are not among the formats {self.formats}")
+        return self
 
     def fields_read(self) -> dict[str, list[str]]:
         return {"cluster_field": [self.cluster_field], "embedding_field": [self.embedding_field]}
