@@ -130,9 +130,10 @@ class Domains(RowFittedStage, Scorer):
         engine = self.engine.make(self.judge_batch)
         t0 = time.perf_counter()
         try:
-            topics = name_topics(near, engine)
+            topics = name_topics(near, engine, chunk=self.judge_batch)
             t1 = time.perf_counter()
-            labels = judge_formats(sample, self.formats, engine) if self.format_by == "judge" else []
+            labels = judge_formats(sample, self.formats, engine, chunk=self.judge_batch) \
+                if self.format_by == "judge" else []
         finally:
             engine.close()
         seconds = {"names": round(t1 - t0, 1), "formats": round(time.perf_counter() - t1, 1)}
@@ -194,7 +195,19 @@ class Domains(RowFittedStage, Scorer):
         return out
 
 
-def name_topics(near: dict[int, list], engine) -> dict[int, dict]:
+def in_chunks(prompts: list, chunk: int, call, what: str, log=print) -> list:
+    """``call`` over ``prompts`` ``chunk`` at a time, with a progress line at most every 15 s (a 1.5B
+    judge on a CPU takes seconds a prompt, and the fit would be silent for minutes)."""
+    from textcurate.runner.progress import Ticker
+
+    ticker, out = Ticker(log), []
+    for i in range(0, len(prompts), max(1, chunk)):
+        out += call(prompts[i:i + max(1, chunk)])
+        ticker(f"domains: {what}, {len(out):,} of {len(prompts):,} prompts", len(out), len(prompts), "prompts")
+    return out
+
+
+def name_topics(near: dict[int, list], engine, chunk: int = 8) -> dict[int, dict]:
     """{cluster: {topic, raw, reason, documents}}: the judge names each cluster from its nearest
     documents (synth's naming prompt); clusters named alike share the first one's name and say so."""
     from textcurate.engines.base import GenerationParams
@@ -202,8 +215,8 @@ def name_topics(near: dict[int, list], engine) -> dict[int, dict]:
 
     clusters = sorted(near)
     params = GenerationParams(max_tokens=24, temperature=0.0, assistant_prefix="Topic:", stop=["\n"])
-    gens = engine.generate_detailed([NAME_PROMPT.format(n=len(near[c]), extracts=extracts([r["text"] for r in near[c]]))
-                                     for c in clusters], params) if clusters else []
+    gens = in_chunks([NAME_PROMPT.format(n=len(near[c]), extracts=extracts([r["text"] for r in near[c]]))
+                      for c in clusters], chunk, lambda ps: engine.generate_detailed(ps, params), "naming clusters")
     out: dict[int, dict] = {}
     first: dict[str, int] = {}
     for c, g in zip(clusters, gens):
@@ -222,7 +235,7 @@ def name_topics(near: dict[int, list], engine) -> dict[int, dict]:
     return out
 
 
-def judge_formats(sample: list[dict], formats: list[str], engine) -> list[tuple[str | None, float]]:
+def judge_formats(sample: list[dict], formats: list[str], engine, chunk: int = 8) -> list[tuple[str | None, float]]:
     """(format, probability) per sampled document: the judge's distribution over the choices' numbers
     where its answer starts; (None, 0) where the engine failed or gives no distribution and no
     parsable number."""
@@ -237,12 +250,13 @@ def judge_formats(sample: list[dict], formats: list[str], engine) -> list[tuple[
     if not prompts:
         return []
     try:
-        dists = engine.answer_distribution(prompts, numbers, params)
+        dists = in_chunks(prompts, chunk, lambda ps: engine.answer_distribution(ps, numbers, params),
+                          "labelling formats")
         return [(formats[int(np.argmax(d.probs))], float(np.max(d.probs))) if d.mass > 0 else (None, 0.0)
                 for d in dists]
     except NotImplementedError:
         out = []
-        for g in engine.generate_detailed(prompts, params):
+        for g in in_chunks(prompts, chunk, lambda ps: engine.generate_detailed(ps, params), "labelling formats"):
             m = re.search(r"\d+", g.text or "")
             k = int(m.group()) - 1 if m else -1
             out.append((formats[k], 1.0) if 0 <= k < len(formats) else (None, 0.0))
