@@ -18,3 +18,16 @@ def peak_rss_mb() -> float:
     """This process's own high-water mark (VmHWM; getrusage's ru_maxrss would include the parent's
     peak, which a child inherits across fork and exec)."""
     return status_mb("VmHWM")
+
+
+def run_worker(script: str, *args: str) -> dict:
+    """``python SCRIPT --worker ARGS...`` in a process of its own (its own peak memory), and the JSON
+    object it prints last; its stderr's tail on failure."""
+    import json
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, script, "--worker", *args], capture_output=True, text=True)
+    if p.returncode:
+        raise SystemExit(f"{' '.join(args[:1])} failed:\n{p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _util import peak_rss_mb  # noqa: E402
+from _util import peak_rss_mb, run_worker  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 WEIGHTS = {"short": 0.5, "medium": 0.3, "long": 0.2}
@@ -129,10 +128,7 @@ def main() -> None:
         for which in ("datasets", "textcurate"):
             out = os.path.join(tmp, which)
             os.makedirs(out)
-            p = subprocess.run([sys.executable, __file__, "--worker", which, src, out], capture_output=True, text=True)
-            if p.returncode:
-                raise SystemExit(p.stderr[-3000:])
-            res[which] = json.loads(p.stdout.strip().splitlines()[-1])
+            res[which] = run_worker(__file__, which, src, out)
     ours, peer = res["textcurate"], res["datasets"]
     print(f"\n{args.docs:,} documents in 3 sources (mean lengths 1:2:4), weights 0.5/0.3/0.2 of 1.5x the corpus")
     for name, r in (("datasets.interleave_datasets (by document)", peer), ("textcurate materialise (by token)", ours)):

@@ -22,7 +22,6 @@ import glob
 import gzip
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ import orjson
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from _util import peak_rss_mb  # noqa: E402
+from _util import peak_rss_mb, run_worker  # noqa: E402
 
 TOP, EPOCHS, REST = 0.2, 4.0, 1.0
 
@@ -116,11 +115,7 @@ def main() -> None:
         res = {}
         for which in ("pandas", "textcurate"):
             out = os.path.join(tmp, which)
-            proc = subprocess.run([sys.executable, __file__, "--worker", which, src, out], capture_output=True,
-                                  text=True)
-            if proc.returncode:
-                sys.exit(f"{which} failed:\n{proc.stderr[-3000:]}")
-            res[which] = json.loads(proc.stdout.strip().splitlines()[-1])
+            res[which] = run_worker(__file__, which, src, out)
             with open(os.path.join(out, "weights.json")) as fh:
                 res[which]["weights"] = json.load(fh)
         a, b = res["pandas"]["weights"], res["textcurate"]["weights"]
