@@ -231,7 +231,10 @@ def test_formats_from_the_embeddings_alone_ask_the_judge_nothing_about_them(tmp_
                    {"type": "domains", "format_sample": 10, "per_cluster": 2, "format_by": "embedding",
                     "engine": {"kind": "openai", "model": "judge", "base_url": url}}],
         "output": {"path": str(tmp_path / "run")}, "executor": {"type": "local", "tasks": 1}})
-    assert run_pipeline(cfg, report=False)["status"] == "complete"
+    assert run_pipeline(cfg, report=True)["status"] == "complete"
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "nearest description to each document&#x27;s embedding (minilm; no judge)" in page or \
+        "nearest description to each document's embedding (minilm; no judge)" in page
     t = ds.dataset(str(tmp_path / "run" / "attributes" / "domains")).to_table().to_pylist()
     formats = {"river": "tutorial", "code": "code", "legal": "legal"}
     got = {r["id"]: r["format"] for r in t}

@@ -62,11 +62,15 @@ def _domains(run_dir: str, record: dict) -> str | None:
         with open(os.path.join(folder, "domains.json")) as fh:
             full = json.load(fh)
         agree = full.get("head_agreement")
+        if full.get("format_by") == "embedding":
+            formats = (f"formats by the nearest description to each document's embedding "
+                       f"({esc(full.get('embedder', ''))}; no judge)")
+        else:
+            formats = (f"formats learnt from {full['judged']:,} documents the judge labelled, the head agreeing with it "
+                       f"on {'n/a' if agree is None else f'{agree:.1%}'} of them (cross-validated; always answering "
+                       f"the commonest label would agree on {full.get('majority_share') or 0:.1%})")
         parts.append(f"<p><b>{esc(name)}</b>: {len(full['topics'])} topics from {len(full['clusters'])} clusters, "
-                     f"named by {esc(full['engine'])} ({esc(full['model'])}); formats learnt from "
-                     f"{full['judged']:,} documents the judge labelled, the head agreeing with it on "
-                     f"{'n/a' if agree is None else f'{agree:.1%}'} of them (cross-validated; always answering the "
-                     f"commonest label would agree on {full.get('majority_share') or 0:.1%}).</p>")
+                     f"named by {esc(full['engine'])} ({esc(full['model'])}); {formats}.</p>")
         rows = "".join(f"<tr><td>{esc(c)}</td><td>{esc(t['topic'])}</td><td>{esc(t['reason'])}</td></tr>"
                        for c, t in full["clusters"].items())
         parts.append(f"<details><summary>How each cluster was named</summary><table><tr><th>cluster</th>"
