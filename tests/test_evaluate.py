@@ -108,6 +108,19 @@ def test_a_bad_selection_gets_a_multiplier_below_one(tmp_path):
         "--fractions", "0.03,0.1,0.3,1", "--seeds", "0,1", "--budget", "40000"])
     assert again.exit_code == 0
     assert json.loads((tmp_path / "ev" / "evaluate.json").read_text())["runs"] == result["runs"]
+    # another evaluation of the same pool, reusing the first one's runs: only the new selection trains
+    more = CliRunner().invoke(app, [
+        "evaluate", str(tmp_path / "pool"), "--out", str(tmp_path / "ev2"), "--target-expr", "kind == 'prose'",
+        "--rank", "shortest=-n_chars:0.1", "--select", "prose=kind == 'prose'", "--select", "code=kind == 'code'",
+        "--fractions", "0.03,0.1,0.3,1", "--seeds", "0,1", "--budget", "40000", "--reuse", str(tmp_path / "ev")])
+    assert more.exit_code == 0, more.output
+    assert more.output.count("(cached") == 12  # the 12 runs of the first evaluation; code's two are trained
+    rows = json.loads((tmp_path / "ev2" / "evaluate.json").read_text())["runs"]
+    assert [r for r in rows if r["name"] != "code"] == result["runs"]
+    assert len(list((tmp_path / "ev2" / "runs").glob("*.json"))) == 14  # ev2's cache holds all it used
+    bad = CliRunner().invoke(app, ["evaluate", str(tmp_path / "pool"), "--out", str(tmp_path / "ev3"),
+                                   "--target-expr", "kind == 'prose'", "--reuse", str(tmp_path / "pool")])
+    assert bad.exit_code != 0 and "no earlier evaluation there" in bad.output
 
 
 def test_evaluate_spec_errors_are_clear(tmp_path):

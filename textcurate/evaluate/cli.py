@@ -33,6 +33,9 @@ def evaluate(pool: str = typer.Argument(..., help="documents with attributes: a 
              epochs_at_10pct: Optional[float] = typer.Option(None, "--epochs-at-10pct",
                                                              help="the default budget: random 10 % of the pool "
                                                                   "repeated this many times (40)"),
+             reuse: Optional[List[str]] = typer.Option(None, "--reuse", help=(
+                 "an earlier evaluation of the same pool (its --out, or a run with an evaluate: block): runs "
+                 "with the same inputs are taken from it, only read, instead of trained again")),
              overwrite: bool = OVERWRITE, verbose: bool = VERBOSE):
     """Train small LMs on selections and on random subsets; report the data-efficiency multiplier."""
     from pydantic import ValidationError
@@ -83,9 +86,21 @@ def evaluate(pool: str = typer.Argument(..., help="documents with attributes: a 
             if seen > len(docs):
                 console.print(f"evaluating on {len(docs):,} of the pool's {seen:,} documents (max_documents: the "
                               f"smallest id-hashes, a uniform sample)")
-            result = run_evaluation(docs, es, out, tdocs, log=console.print)
+            result = run_evaluation(docs, es, out, tdocs, log=console.print, reuse=reuse_dirs(reuse or []))
         except (ValueError, FileNotFoundError) as e:
             fail(str(e))
     for table in evaluation_tables(result):
         Console().print(table)
     Console().print(f"written: {os.path.join(out, 'evaluate.json')}")
+
+
+def reuse_dirs(paths: list[str]) -> tuple[str, ...]:
+    """The run caches of earlier evaluations: FOLDER/runs (an evaluate verb's --out) or
+    FOLDER/evaluate/runs (a pipeline's evaluate: block); one line for a folder that holds neither."""
+    out = []
+    for p in paths:
+        found = [d for d in (os.path.join(p, "runs"), os.path.join(p, "evaluate", "runs")) if os.path.isdir(d)]
+        if not found:
+            fail(f"--reuse {p}: no earlier evaluation there (no runs/ or evaluate/runs/ folder)")
+        out.append(found[0])
+    return tuple(out)

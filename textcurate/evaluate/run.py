@@ -118,7 +118,8 @@ def _read_ids(path: str) -> set[str]:
         return {line.strip() for line in fh if line.strip()}
 
 
-def evaluate(docs: list, spec: EvaluateSpec, out_dir: str, target_docs: list | None = None, log=print) -> dict:
+def evaluate(docs: list, spec: EvaluateSpec, out_dir: str, target_docs: list | None = None, log=print,
+             reuse: tuple[str, ...] = ()) -> dict:
     from textcurate.lm.data import tokenize_documents
     from textcurate.lm.model import GPT
 
@@ -168,7 +169,7 @@ def evaluate(docs: list, spec: EvaluateSpec, out_dir: str, target_docs: list | N
                                  seed, weights)
             train = np.repeat(indices, copies)
         score = train_and_score([pool_tok[i] for i in train], m, budget, seed, tokenizer=tok, heldout=heldout,
-                                options=options, cache_dir=runs_dir)
+                                options=options, cache_dir=runs_dir, reuse=reuse)
         tr = score.train
         row = {"name": name, "requested": requested, "seed": seed, "budget_tokens": budget,
                "documents": int(len(indices)), "tokens": int(lengths[indices].sum()),

@@ -146,12 +146,15 @@ def run_key(docs: Sequence[np.ndarray], spec: LMSpec, token_budget: int, seed: i
 
 
 def train_and_score(docs: Sequence[np.ndarray], spec: LMSpec, token_budget: int, seed: int, *, tokenizer,
-                    heldout: Heldout, options: TrainOptions | None = None, cache_dir: str | None = None) -> Score:
+                    heldout: Heldout, options: TrainOptions | None = None, cache_dir: str | None = None,
+                    reuse: Sequence[str] = ()) -> Score:
     """Train a fresh model of ``spec`` (initialised from ``seed``, data order from ``seed``) for
     ``token_budget`` tokens on ``docs`` (token ids of ``tokenizer``; a small set is repeated for
     more epochs) and score it on every set of ``heldout``. With ``cache_dir``, a finished run
     is kept there under its content key and a second call with the same inputs returns it
-    without training (``Score.cached``)."""
+    without training (``Score.cached``). ``reuse``: other caches (another evaluation's ``runs``),
+    only read: a run found there is copied into ``cache_dir`` and returned, so that a second
+    evaluation of the same pool trains only what is new."""
     from textcurate.io.files import write_json_atomic
     from textcurate.lm.train import TrainConfig, heldout_loss, train_lm
 
@@ -161,6 +164,15 @@ def train_and_score(docs: Sequence[np.ndarray], spec: LMSpec, token_budget: int,
     if path and os.path.exists(path):
         with open(path) as fh:
             return Score(**json.load(fh), cached=True)
+    for other in reuse:
+        found = os.path.join(other, f"{key}.json")
+        if os.path.exists(found):
+            with open(found) as fh:
+                data = json.load(fh)
+            if path:
+                os.makedirs(cache_dir, exist_ok=True)
+                write_json_atomic(path, data)
+            return Score(**data, cached=True)
     t0 = time.perf_counter()
     model = build_model(spec, tokenizer.vocab_size, seed)
     res = train_lm(model, list(docs), tokenizer.eos_id, spec.block_size,
