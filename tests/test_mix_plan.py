@@ -190,6 +190,9 @@ def test_a_weighted_source_is_repeated_unevenly_and_the_law_sees_it():
     assert row.effective_tokens < even.rows[0].effective_tokens
     assert uneven.predicted_loss > even.predicted_loss
     assert any("seen 5.0 times" in w for w in row.warnings)
+    idle = plan_mixture([Source("d", u, weight=1.0, classes=classes), Source("e", u, weight=0.0, classes=classes)],
+                        budget_tokens=t, model_params=params)
+    assert idle.rows[1].train_tokens == 0 and idle.rows[1].top_epochs is None  # a source not drawn: no top epochs
     same = plan_mixture([Source("d", u, weight=1.0, classes=[[2.0, 1.0]])], budget_tokens=t, model_params=params)
     assert same.predicted_loss == pytest.approx(even.predicted_loss) and same.rows[0].top_epochs is None
 

@@ -234,7 +234,7 @@ def plan_mixture(sources: list[Source], budget_tokens: float | None = None, mode
                       train_tokens=float(ti), epochs=float(epochs),
                       effective_tokens=float(sum(float(law.effective_data(u_c, t_c)) for u_c, t_c in parts)),
                       max_epochs=s.max_epochs, documents=s.documents, classes=s.classes)
-        if s.classes and len(parts) > 1:
+        if s.classes and len(parts) > 1 and ti > 0:
             row.top_epochs = float(max(t_c / u_c for u_c, t_c in parts if u_c > 0))
         if s.max_epochs is not None and epochs > s.max_epochs * (1 + 1e-9):
             row.warnings.append(f"{epochs:.2f} epochs exceed the cap of {s.max_epochs}")
