@@ -69,6 +69,7 @@ def non_default_values(kmeans_artifact) -> dict[str, list[dict]]:
                      "quality_top": 0.5, "clusters": 5, "seed": 3, "device": "cpu", "embedding_field": "vec"}],
         "domains": [{**scorer, "cluster_field": "cid", "sim_field": "csim", "embedding_field": "vec", "per_cluster": 5,
                      "format_sample": 40, "formats": ["prose", "code"], "judge_batch": 3, "seed": 2,
+                     "format_by": "embedding", "embedder": "mpnet", "descriptions": {"prose": "running text"},
                      "engine": {"kind": "openai", "model": "served", "base_url": "http://127.0.0.1:9/v1"}}],
         "upsample": [{"by": "q", "group_by": "fmt", "top": 0.3, "epochs": 2.5, "rest": 0.5, "field": "w", "seed": 6}],
         "distill_labels": [{**scorer, "method": "tm", "labels": "kind", "per_class": [2, 4], "soft_labels": True,

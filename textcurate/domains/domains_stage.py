@@ -68,7 +68,7 @@ class Domains(RowFittedStage, Scorer):
 
     def __init__(self, *, cluster_field: str, sim_field: str, embedding_field: str, per_cluster: int,
                  format_sample: int, formats: list[str], engine: EngineSpec, judge_batch: int, seed: int,
-                 format_by: str = "judge", embedder: str = "minilm", descriptions: dict | None = None, **kwargs):
+                 format_by: str, embedder: str, descriptions: dict | None, **kwargs):
         super().__init__(**kwargs)
         self.cluster_field, self.sim_field, self.embedding_field = cluster_field, sim_field, embedding_field
         self.per_cluster, self.format_sample, self.formats = per_cluster, format_sample, list(formats)
