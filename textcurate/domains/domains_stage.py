@@ -157,7 +157,8 @@ class Domains(RowFittedStage, Scorer):
             "kind", "step", "engine", "model", "topics", "formats", "judged", "head_agreement", "majority_share",
             "label_counts")})
         self.decision = {"artifact": artifacts, "topics": len(card["topics"]), "clusters": len(topics),
-                         "judged": card["judged"], "head_agreement": card["head_agreement"]}
+                         "format_by": self.format_by, "judged": card["judged"],
+                         "head_agreement": card["head_agreement"]}
         return self.decision
 
     def _load_head(self, artifacts: str) -> None:
