@@ -209,6 +209,8 @@ def test_upsample_with_a_field_of_its_own_feeds_a_later_stage(tmp_path):
     (" Python, SciPy, NumPy, SciPy, SciPy, SciPy, SciPy, SciPy, SciPy", "Python, SciPy, NumPy"),
     (" Python: Python 3: Python 3: Python 3: Python 3: Python 3: Python ", "Python: Python 3"),
     ("Git 3.1.1.1.1.1.1.1.1.1.1", "Git 3.1"),
+    (" Python: SciPy: SciPy: SciPy: SciPy: SciPy: SciPy: SciPy: Sci", "Python: SciPy"),
+    (" Python: Modules, PEP 30, Python 3.0, Modules, PEP 3", "Python: Modules, PEP 30, Python 3.0"),
     ('Topic: "Photosynthesis: How Plants Make Food".', "Photosynthesis: How Plants Make Food"),
     ("Rivers, Lakes and Seas", "Rivers, Lakes and Seas"),
     ("What is the subject they share?", ""),

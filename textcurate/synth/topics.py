@@ -45,7 +45,7 @@ def clean_name(raw: str) -> str:
     parts, seen = re.split(r"\s*([,:;])\s*", line), set()
     for i in range(0, len(parts), 2):  # "Python, SciPy, NumPy, SciPy, SciPy" -> "Python, SciPy, NumPy"
         key = parts[i].lower().strip()
-        if key in seen:
+        if key in seen or any(len(key) >= 2 and k.startswith(key) for k in seen):  # "SciPy: Sci" (cut off)
             line = "".join(p + (" " if p in ",:;" else "") for p in parts[:i - 1])
             break
         seen.add(key)
