@@ -250,3 +250,14 @@ def test_formats_from_the_embeddings_alone_ask_the_judge_nothing_about_them(tmp_
                         "stages": [{"type": "embed"}, {"type": "cluster", "k": 3},
                                    {"type": "domains", "format_by": "embedding", "descriptions": {"poem": "a poem"}}],
                         "output": {"path": str(tmp_path / "run2")}})
+
+
+def test_the_fit_calls_the_judge_as_many_prompts_at_once_as_it_runs():
+    """The fit's progress chunks never slow an engine: a served judge gets four rounds of its requests in
+    flight a call, not judge_batch."""
+    from textcurate.domains.domains_stage import prompts_at_once
+    from textcurate.engines.factory import make_engine
+
+    served = make_engine("openai", "judge", base_url="http://127.0.0.1:9/v1", concurrency=32)
+    assert prompts_at_once(served, 8) == 128
+    assert prompts_at_once(make_engine("openai", "judge", base_url="http://127.0.0.1:9/v1", concurrency=1), 8) == 8

@@ -130,10 +130,10 @@ class Domains(RowFittedStage, Scorer):
         engine = self.engine.make(self.judge_batch)
         t0 = time.perf_counter()
         try:
-            topics = name_topics(near, engine, chunk=self.judge_batch)
+            chunk = prompts_at_once(engine, self.judge_batch)
+            topics = name_topics(near, engine, chunk=chunk)
             t1 = time.perf_counter()
-            labels = judge_formats(sample, self.formats, engine, chunk=self.judge_batch) \
-                if self.format_by == "judge" else []
+            labels = judge_formats(sample, self.formats, engine, chunk=chunk) if self.format_by == "judge" else []
         finally:
             engine.close()
         seconds = {"names": round(t1 - t0, 1), "formats": round(time.perf_counter() - t1, 1)}
@@ -194,6 +194,15 @@ class Domains(RowFittedStage, Scorer):
                 c = docs[i].metadata[self.cluster_field]
                 out[i] = {"topic": self.topics.get(c, f"cluster {c}"), "format": classes[j], "format_p": float(pj)}
         return out
+
+
+def prompts_at_once(engine, judge_batch: int) -> int:
+    """Prompts per engine call in the fit: what the engine runs at once, so that the calls between
+    progress lines never slow it: a transformers batch, four rounds of an OpenAI server's requests in
+    flight, a vLLM engine's whole list (it schedules them itself)."""
+    if engine.name == "vllm":
+        return 1 << 30
+    return max(judge_batch, 4 * getattr(engine, "concurrency", 0))
 
 
 def in_chunks(prompts: list, chunk: int, call, what: str, log=print) -> list:
