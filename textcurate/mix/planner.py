@@ -238,19 +238,15 @@ def plan_mixture(sources: list[Source], budget_tokens: float | None = None, mode
             row.top_epochs = float(max(t_c / u_c for u_c, t_c in parts if u_c > 0))
         if s.max_epochs is not None and epochs > s.max_epochs * (1 + 1e-9):
             row.warnings.append(f"{epochs:.2f} epochs exceed the cap of {s.max_epochs}")
-        if row.top_epochs is not None and row.top_epochs - 1 > law.rd_star:
-            row.warnings.append(f"its most-weighted documents are seen {row.top_epochs:.1f} times (the source "
-                                f"{epochs:.1f}): more than R_D* = {law.rd_star:.1f} repetitions")
-        elif row.top_epochs is not None and row.top_epochs > WARN_EPOCHS * (1 + 1e-6):
-            row.warnings.append(f"its most-weighted documents are seen {row.top_epochs:.1f} times (the source "
-                                f"{epochs:.1f}): past {WARN_EPOCHS:g}, each repeat is worth "
-                                f"{law.marginal_value(row.top_epochs - 1):.2f} of a new token")
-        elif epochs - 1 > law.rd_star:
-            row.warnings.append(f"{epochs:.1f} epochs: more than R_D* = {law.rd_star:.1f} repetitions, a further "
+        # a weighted source is warned about by its most-repeated documents
+        seen, what = (epochs, f"{epochs:.1f} epochs") if row.top_epochs is None else \
+            (row.top_epochs, f"its most-weighted documents are seen {row.top_epochs:.1f} times (the source {epochs:.1f})")
+        if seen - 1 > law.rd_star:
+            row.warnings.append(f"{what}: more than R_D* = {law.rd_star:.1f} repetitions, a further "
                                 f"repeat is worth less than 1/e of a new token")
-        elif epochs > WARN_EPOCHS * (1 + 1e-6):
-            row.warnings.append(f"{epochs:.1f} epochs: past {WARN_EPOCHS:g}, repeated tokens are no longer nearly "
-                                f"as good as new ones (each is worth {law.marginal_value(epochs - 1):.2f} of one)")
+        elif seen > WARN_EPOCHS * (1 + 1e-6):
+            row.warnings.append(f"{what}: past {WARN_EPOCHS:g}, repeated tokens are no longer nearly "
+                                f"as good as new ones (each is worth {law.marginal_value(seen - 1):.2f} of one)")
         warnings.extend(f"{s.name}: {m}" for m in row.warnings)
         rows.append(row)
 
