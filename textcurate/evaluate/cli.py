@@ -78,6 +78,7 @@ def evaluate(pool: str = typer.Argument(..., help="documents with attributes: a 
         es = EvaluateSpec.model_validate(data)
     except ValidationError as e:
         fail("invalid evaluation: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))
+    earlier = reuse_dirs(reuse or [])  # checked before the output folder is claimed
     with writing(out, "evaluate", overwrite, ("evaluate.json", "runs", "tokenizer"), verbose,
                  reads=(pool, es.target.path)):
         try:
@@ -86,7 +87,7 @@ def evaluate(pool: str = typer.Argument(..., help="documents with attributes: a 
             if seen > len(docs):
                 console.print(f"evaluating on {len(docs):,} of the pool's {seen:,} documents (max_documents: the "
                               f"smallest id-hashes, a uniform sample)")
-            result = run_evaluation(docs, es, out, tdocs, log=console.print, reuse=reuse_dirs(reuse or []))
+            result = run_evaluation(docs, es, out, tdocs, log=console.print, reuse=earlier)
         except (ValueError, FileNotFoundError) as e:
             fail(str(e))
     for table in evaluation_tables(result):
